@@ -1,0 +1,23 @@
+//! The Picket agent: enrolls with a coordinator, then holds one mutual-TLS
+//! session to it (Hello, heartbeats, reconnect with jittered backoff) and
+//! runs what it is asked to.
+//!
+//! Layout:
+//! - [`config`]: agent TOML config and defaults.
+//! - [`state`]: the state dir: key, certificate, CA, enrollment record, status.
+//! - [`tls`]: rustls client configs (pinned-CA enrollment, mutual-TLS session).
+//! - [`enroll`]: `picket-agent enroll`.
+//! - [`session`]: connect, Hello, heartbeat, reconnect.
+//! - [`sysinfo`]: what the agent reports about its host.
+//!
+//! `main.rs` parses arguments and calls [`enroll::enroll`] or [`session::run`];
+//! tests call the same functions.
+
+pub mod config;
+pub mod enroll;
+pub mod session;
+pub mod state;
+pub mod sysinfo;
+pub mod tls;
+
+pub use config::AgentConfig;

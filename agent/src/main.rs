@@ -1,0 +1,210 @@
+//! `picket-agent`: enroll, run the session, show status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use picket_agent::config::{AgentConfig, DEFAULT_STATE_DIR};
+use picket_agent::enroll::{enroll, EnrollOptions};
+use picket_agent::state::StateDir;
+use tokio_util::sync::CancellationToken;
+
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "picket-agent", version, about = "Picket endpoint agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enroll this device with a coordinator (use the command printed by
+    /// `picketctl enroll-token create`).
+    Enroll {
+        /// Coordinator agent address, HOST:PORT.
+        #[arg(long)]
+        coordinator: String,
+        /// Enrollment token (pkt_…).
+        #[arg(long, env = "PICKET_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// SHA-256 fingerprint of the coordinator's CA.
+        #[arg(long)]
+        ca_fingerprint: String,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Replace an existing enrollment.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the agent: hold the session to the coordinator until stopped.
+    Run {
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// TOML config (see packaging/agent.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Show device id, coordinator, connection state and last contact.
+    Status {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Enroll { coordinator, token, ca_fingerprint, state_dir, force } => {
+            let opts = EnrollOptions { coordinator, token, ca_fingerprint, state: StateDir::new(state_dir), force };
+            match runtime().block_on(enroll(opts)) {
+                Ok(e) => {
+                    println!("enrolled as device {} in group {:?}", e.device_id, e.group);
+                    println!("coordinator {} (CA {})", e.coordinator, e.ca_fingerprint);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("picket-agent enroll: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run { state_dir, config } => {
+            let mut cfg = match config.as_deref().map(AgentConfig::from_file).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => {
+                    eprintln!("picket-agent: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            if let Some(dir) = state_dir {
+                cfg.state_dir = dir;
+            }
+            if let Err(e) = cfg.validate() {
+                eprintln!("picket-agent: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            runtime().block_on(run(cfg))
+        }
+        Command::Status { state_dir, json } => status(&StateDir::new(state_dir), json),
+    }
+}
+
+async fn run(config: AgentConfig) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let mut agent = tokio::spawn(picket_agent::session::run(config, shutdown.clone()));
+    tokio::select! {
+        done = &mut agent => return finish(done),
+        _ = wait_for_signal() => {}
+    }
+    tracing::info!("stopping (a second signal quits at once)");
+    shutdown.cancel();
+    tokio::select! {
+        done = &mut agent => finish(done),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => ExitCode::SUCCESS,
+        _ = wait_for_signal() => ExitCode::SUCCESS,
+    }
+}
+
+fn finish(done: Result<Result<(), picket_agent::session::RunError>, tokio::task::JoinError>) -> ExitCode {
+    match done {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("picket-agent: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("picket-agent: agent task failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(state: &StateDir, json: bool) -> ExitCode {
+    let enrollment = match state.enrollment() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("picket-agent status: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = match state.status() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("picket-agent status: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = status.as_ref().is_some_and(|s| std::path::Path::new(&format!("/proc/{}", s.pid)).exists());
+    let connected = running && status.as_ref().is_some_and(|s| s.connected);
+    let last_contact = status.as_ref().and_then(|s| s.last_contact.clone());
+    let last_error = status.as_ref().and_then(|s| s.last_error.clone());
+    if json {
+        let out = serde_json::json!({
+            "device_id": enrollment.device_id,
+            "coordinator": enrollment.coordinator,
+            "group": enrollment.group,
+            "running": running,
+            "connected": connected,
+            "last_contact": last_contact,
+            "last_error": last_error,
+        });
+        println!("{out}");
+    } else {
+        println!("device id:    {}", enrollment.device_id);
+        println!("coordinator:  {}", enrollment.coordinator);
+        println!("group:        {}", enrollment.group);
+        println!("agent:        {}", if running { "running" } else { "not running" });
+        println!("connected:    {}", if connected { "yes" } else { "no" });
+        println!("last contact: {}", last_contact.as_deref().unwrap_or("never"));
+        if let Some(e) = last_error {
+            println!("last error:   {e}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts (fails only when the OS refuses threads)")
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

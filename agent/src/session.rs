@@ -1,0 +1,292 @@
+//! `picket-agent run`: hold the mutual-TLS session to the coordinator.
+//!
+//! One task drives the session: it sends `Hello`, waits for `Welcome`, then
+//! sends heartbeats and handles what arrives; a second task only reads
+//! frames and hands them over a channel, so a partly read frame is never
+//! dropped by a `select!`. When the session ends for any reason other than
+//! shutdown the agent waits an exponentially growing, jittered delay (1 s up
+//! to 60 s) and reconnects; a refusal that only an operator can lift
+//! (revoked, unknown device, version mismatch) goes straight to the cap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use picket_common::io::{read_frame, write_frame, FrameError};
+use picket_common::limits::{MAX_BACKOFF, PROTOCOL_VERSION};
+use picket_common::proto::{AgentMsg, CoordMsg, Hello, RefusalReason};
+use rustls::AlertDescription;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::AgentConfig;
+use crate::enroll::now_rfc3339;
+use crate::state::{StateDir, StateError, Status};
+use crate::tls;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("TLS setup from the stored identity failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("coordinator refused the session: {reason} ({message})")]
+    Refused { reason: RefusalReason, message: String },
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl SessionError {
+    /// Errors no retry can fix without an operator.
+    fn is_final(&self) -> bool {
+        match self {
+            Self::Refused { reason, .. } => reason.is_final(),
+            Self::Handshake(e) => matches!(
+                e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::AlertReceived(
+                    AlertDescription::CertificateRevoked
+                        | AlertDescription::CertificateUnknown
+                        | AlertDescription::BadCertificate
+                        | AlertDescription::UnknownCA
+                        | AlertDescription::CertificateExpired
+                ))
+            ),
+            _ => false,
+        }
+    }
+}
+
+enum Ended {
+    Shutdown,
+    Closed(&'static str),
+}
+
+/// Exponential backoff with jitter: each delay is uniformly drawn from
+/// [d/2, d] where d doubles from 1 s up to the cap.
+pub struct Backoff {
+    attempt: u32,
+    cap: Duration,
+}
+
+impl Backoff {
+    pub fn new(cap: Duration) -> Self {
+        Self { attempt: 0, cap }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    pub fn to_cap(&mut self) {
+        self.attempt = 31;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let full = Duration::from_secs(1).saturating_mul(1u32 << self.attempt.min(16)).min(self.cap);
+        self.attempt = self.attempt.saturating_add(1).min(31);
+        let half = full / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// Run the session loop until `shutdown`.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    let state = StateDir::new(&config.state_dir);
+    let identity = state.identity()?;
+    let device_id = identity.enrollment.device_id;
+    let coordinator = if config.coordinator.is_empty() {
+        identity.enrollment.coordinator.clone()
+    } else {
+        config.coordinator.clone()
+    };
+    let connector = TlsConnector::from(Arc::new(tls::session_config(identity.ca, identity.cert, identity.key)?));
+    let mut status = Status {
+        pid: std::process::id(),
+        device_id,
+        coordinator: coordinator.clone(),
+        connected: false,
+        last_contact: None,
+        last_error: None,
+    };
+    save_status(&state, &status);
+    let mut backoff = Backoff::new(MAX_BACKOFF);
+    tracing::info!(device = %device_id, %coordinator, "agent starting");
+    loop {
+        let span = tracing::info_span!("session", %coordinator);
+        let result = connect_and_serve(&connector, &coordinator, &config, &state, &mut status, &mut backoff, &shutdown)
+            .instrument(span)
+            .await;
+        status.connected = false;
+        match &result {
+            Ok(Ended::Shutdown) => {
+                save_status(&state, &status);
+                tracing::info!("agent stopped");
+                return Ok(());
+            }
+            Ok(Ended::Closed(why)) => {
+                tracing::warn!(why, "session ended");
+                status.last_error = Some(why.to_string());
+            }
+            Err(error) => {
+                if error.is_final() {
+                    tracing::error!(%error, "the coordinator will not accept this device until an operator acts; retrying slowly");
+                    backoff.to_cap();
+                } else {
+                    tracing::warn!(%error, "session failed");
+                }
+                status.last_error = Some(error.to_string());
+            }
+        }
+        save_status(&state, &status);
+        let delay = backoff.next_delay();
+        tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting after a delay");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn connect_and_serve(
+    connector: &TlsConnector,
+    coordinator: &str,
+    config: &AgentConfig,
+    state: &StateDir,
+    status: &mut Status,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> Result<Ended, SessionError> {
+    let max = config.max_frame_bytes;
+    let tcp = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+        tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(coordinator)) => tcp
+            .map_err(|_| SessionError::Connect("timed out".into()))?
+            .map_err(|e| SessionError::Connect(e.to_string()))?,
+    };
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(tls::server_name(), tcp))
+        .await
+        .map_err(|_| SessionError::Connect("TLS handshake timed out".into()))?
+        .map_err(SessionError::Handshake)?;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let hello = AgentMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: crate::sysinfo::hostname(),
+        os: crate::sysinfo::os(),
+        kernel: crate::sysinfo::kernel(),
+        capabilities: Vec::new(),
+    });
+    write_frame(&mut wr, &hello, max).await?;
+    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, read_frame::<_, CoordMsg>(&mut rd, max)).await {
+        Err(_) => return Err(SessionError::Protocol("no Welcome from the coordinator".into())),
+        Ok(frame) => match frame? {
+            Some(CoordMsg::Welcome(w)) => w,
+            Some(CoordMsg::Refused(r)) => return Err(SessionError::Refused { reason: r.reason, message: r.message }),
+            Some(other) => return Err(SessionError::Protocol(format!("expected Welcome, got {other:?}"))),
+            None => return Err(SessionError::Protocol("connection closed before Welcome".into())),
+        },
+    };
+    backoff.reset();
+    let heartbeat = config.heartbeat().min(Duration::from_secs(u64::from(welcome.heartbeat_secs.max(1))));
+    tracing::info!(device = %welcome.device_id, heartbeat_secs = heartbeat.as_secs(), "connected");
+    status.connected = true;
+    status.last_contact = Some(now_rfc3339());
+    status.last_error = None;
+    save_status(state, status);
+
+    let (tx, mut rx) = mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = read_frame::<_, CoordMsg>(&mut rd, max).await;
+            let done = !matches!(frame, Ok(Some(_)));
+            if tx.send(frame).await.is_err() || done {
+                break;
+            }
+        }
+    });
+    let _abort_reader = AbortOnDrop(reader);
+
+    let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    let mut last_frame = Instant::now();
+    loop {
+        let idle_deadline = last_frame + heartbeat * 3;
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+                return Ok(Ended::Shutdown);
+            }
+            _ = tick.tick() => {
+                seq += 1;
+                write_frame(&mut wr, &AgentMsg::Heartbeat { seq }, max).await?;
+            }
+            _ = tokio::time::sleep_until(idle_deadline) => return Ok(Ended::Closed("no frame from the coordinator for three heartbeat intervals")),
+            frame = rx.recv() => {
+                let Some(frame) = frame else { return Ok(Ended::Closed("connection reader stopped")) };
+                last_frame = Instant::now();
+                match frame? {
+                    None => return Ok(Ended::Closed("coordinator closed the connection")),
+                    Some(CoordMsg::HeartbeatAck { .. }) => {
+                        status.last_contact = Some(now_rfc3339());
+                        save_status(state, status);
+                    }
+                    Some(CoordMsg::Refused(r)) => return Err(SessionError::Refused { reason: r.reason, message: r.message }),
+                    Some(other) => tracing::warn!(frame = ?other, "unexpected frame ignored"),
+                }
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn save_status(state: &StateDir, status: &Status) {
+    if let Err(error) = state.write_status(status) {
+        tracing::warn!(%error, "cannot write status.json");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(60));
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1), "{first:?}");
+        let mut last = first;
+        for _ in 0..10 {
+            last = b.next_delay();
+        }
+        assert!(last >= Duration::from_secs(30) && last <= Duration::from_secs(60), "{last:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
+        b.to_cap();
+        assert!(b.next_delay() >= Duration::from_secs(30));
+    }
+}

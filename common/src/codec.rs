@@ -1,0 +1,261 @@
+//! Frame codec: `u32` big-endian body length, then the bincode 2 (serde)
+//! encoding of one message. The only module that knows the encoding.
+//!
+//! The length prefix is checked against the caller's cap before anything is
+//! allocated, and bincode decodes under a byte limit, so a hostile length
+//! inside a body (a `Vec` claiming 4 G elements) cannot allocate either.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::limits::MAX_FRAME_CEILING;
+
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// More bytes are needed; `needed` is the total length of the frame
+    /// (header included) when known, else the header length.
+    #[error("incomplete frame: {needed} bytes needed")]
+    Incomplete { needed: usize },
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: u32, max: u32 },
+    #[error("empty frame")]
+    Empty,
+    #[error("undecodable frame body: {0}")]
+    Malformed(String),
+    #[error("{0} trailing bytes after the message in the frame body")]
+    Trailing(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("message of {len} bytes exceeds the {max}-byte frame limit")]
+    TooLarge { len: usize, max: u32 },
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_big_endian()
+        .with_variable_int_encoding()
+        .with_limit::<{ MAX_FRAME_CEILING as usize }>()
+}
+
+/// Encode `msg` as one frame (header + body).
+pub fn encode<T: Serialize>(msg: &T, max: u32) -> Result<Vec<u8>, EncodeError> {
+    let mut out = vec![0u8; HEADER_LEN];
+    bincode::serde::encode_into_std_write(msg, &mut out, config()).map_err(|e| EncodeError::Encode(e.to_string()))?;
+    let len = out.len() - HEADER_LEN;
+    let max = max.min(MAX_FRAME_CEILING);
+    let len32 = u32::try_from(len).ok().filter(|l| *l <= max).ok_or(EncodeError::TooLarge { len, max })?;
+    out[..HEADER_LEN].copy_from_slice(&len32.to_be_bytes());
+    Ok(out)
+}
+
+/// Read the length prefix at the start of `buf` and check it against `max`.
+/// Returns the body length. Used by readers to size their buffer safely.
+pub fn body_len(header: [u8; HEADER_LEN], max: u32) -> Result<usize, DecodeError> {
+    let len = u32::from_be_bytes(header);
+    let max = max.min(MAX_FRAME_CEILING);
+    if len > max {
+        return Err(DecodeError::TooLarge { len, max });
+    }
+    if len == 0 {
+        return Err(DecodeError::Empty);
+    }
+    Ok(len as usize)
+}
+
+/// Decode one message from a frame body (without its header).
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    let (msg, used) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if used != body.len() {
+        return Err(DecodeError::Trailing(body.len() - used));
+    }
+    Ok(msg)
+}
+
+/// Decode the first frame in `buf`. Returns the message and the number of
+/// bytes it occupied, or `Incomplete` when `buf` holds only part of a frame.
+pub fn decode<T: DeserializeOwned>(buf: &[u8], max: u32) -> Result<(T, usize), DecodeError> {
+    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+        return Err(DecodeError::Incomplete { needed: HEADER_LEN });
+    };
+    let len = body_len(*header, max)?;
+    let total = HEADER_LEN + len;
+    let Some(body) = buf.get(HEADER_LEN..total) else {
+        return Err(DecodeError::Incomplete { needed: total });
+    };
+    Ok((decode_body(body)?, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+    use crate::proto::*;
+
+    fn every_agent_msg() -> Vec<AgentMsg> {
+        vec![
+            AgentMsg::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                agent_version: "0.1.0".into(),
+                hostname: "host-ä".into(),
+                os: "Debian 12".into(),
+                kernel: "6.1.0".into(),
+                capabilities: vec!["isolate".into()],
+            }),
+            AgentMsg::Heartbeat { seq: u64::MAX },
+            AgentMsg::Enroll(EnrollRequest {
+                protocol_version: PROTOCOL_VERSION,
+                token: "pkt_x".into(),
+                csr_der: vec![0x30, 0x82, 1, 2],
+                hostname: "h".into(),
+            }),
+        ]
+    }
+
+    fn every_coord_msg() -> Vec<CoordMsg> {
+        vec![
+            CoordMsg::Welcome(Welcome { device_id: uuid::Uuid::new_v4(), heartbeat_secs: 30, server_time_ms: -1 }),
+            CoordMsg::HeartbeatAck { seq: 7 },
+            CoordMsg::Refused(Refusal { reason: RefusalReason::Revoked, message: "revoked by admin".into() }),
+            CoordMsg::Enrolled(Enrolled {
+                device_id: uuid::Uuid::new_v4(),
+                certificate_der: vec![1; 300],
+                ca_der: vec![2; 300],
+                group: "default".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for msg in every_agent_msg() {
+            let frame = encode(&msg, DEFAULT_MAX_FRAME).expect("encode");
+            let (back, used) = decode::<AgentMsg>(&frame, DEFAULT_MAX_FRAME).expect("decode");
+            assert_eq!(back, msg);
+            assert_eq!(used, frame.len());
+        }
+        for msg in every_coord_msg() {
+            let frame = encode(&msg, DEFAULT_MAX_FRAME).expect("encode");
+            let (back, used) = decode::<CoordMsg>(&frame, DEFAULT_MAX_FRAME).expect("decode");
+            assert_eq!(back, msg);
+            assert_eq!(used, frame.len());
+        }
+    }
+
+    #[test]
+    fn header_is_big_endian_body_length() {
+        let frame = encode(&AgentMsg::Heartbeat { seq: 1 }, DEFAULT_MAX_FRAME).expect("encode");
+        let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        assert_eq!(len as usize, frame.len() - HEADER_LEN);
+    }
+
+    #[test]
+    fn truncated_frames_are_incomplete_at_every_cut() {
+        let frame = encode(&every_agent_msg()[0], DEFAULT_MAX_FRAME).expect("encode");
+        for cut in 0..frame.len() {
+            let err = decode::<AgentMsg>(&frame[..cut], DEFAULT_MAX_FRAME).unwrap_err();
+            assert!(matches!(err, DecodeError::Incomplete { .. }), "cut {cut}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn two_frames_in_one_buffer_decode_in_order() {
+        let mut buf = encode(&AgentMsg::Heartbeat { seq: 1 }, DEFAULT_MAX_FRAME).expect("encode");
+        buf.extend(encode(&AgentMsg::Heartbeat { seq: 2 }, DEFAULT_MAX_FRAME).expect("encode"));
+        let (first, used) = decode::<AgentMsg>(&buf, DEFAULT_MAX_FRAME).expect("first");
+        let (second, _) = decode::<AgentMsg>(&buf[used..], DEFAULT_MAX_FRAME).expect("second");
+        assert_eq!(first, AgentMsg::Heartbeat { seq: 1 });
+        assert_eq!(second, AgentMsg::Heartbeat { seq: 2 });
+    }
+
+    #[test]
+    fn oversized_length_prefix_is_refused_before_allocation() {
+        let buf = [0xff, 0xff, 0xff, 0xff, 0, 0];
+        assert_eq!(
+            decode::<AgentMsg>(&buf, DEFAULT_MAX_FRAME).unwrap_err(),
+            DecodeError::TooLarge { len: u32::MAX, max: DEFAULT_MAX_FRAME }
+        );
+        let just_over = (DEFAULT_MAX_FRAME + 1).to_be_bytes();
+        assert!(matches!(body_len(just_over, DEFAULT_MAX_FRAME), Err(DecodeError::TooLarge { .. })));
+        assert_eq!(body_len(DEFAULT_MAX_FRAME.to_be_bytes(), DEFAULT_MAX_FRAME), Ok(DEFAULT_MAX_FRAME as usize));
+    }
+
+    #[test]
+    fn zero_length_frame_is_an_error() {
+        assert_eq!(decode::<AgentMsg>(&[0, 0, 0, 0], DEFAULT_MAX_FRAME).unwrap_err(), DecodeError::Empty);
+    }
+
+    #[test]
+    fn garbage_bodies_are_malformed_not_panics() {
+        // An unknown variant index, and pseudo-random bytes of many lengths.
+        let unknown_variant = [0, 0, 0, 1, 0x7f];
+        assert!(matches!(decode::<AgentMsg>(&unknown_variant, DEFAULT_MAX_FRAME), Err(DecodeError::Malformed(_))));
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 1..512usize {
+            let mut body = Vec::with_capacity(len);
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                body.push(state as u8);
+            }
+            let _ = decode_body::<AgentMsg>(&body);
+            let _ = decode_body::<CoordMsg>(&body);
+        }
+    }
+
+    #[test]
+    fn hostile_inner_length_cannot_allocate() {
+        // Variant 2 (Enroll), protocol_version 1, then a token string claiming
+        // u64::MAX bytes (varint marker 253 + 8 bytes).
+        let mut body = vec![2u8, 1, 253];
+        body.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend(body);
+        assert!(matches!(decode::<AgentMsg>(&frame, DEFAULT_MAX_FRAME), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn trailing_bytes_inside_a_frame_are_refused() {
+        let mut frame = encode(&AgentMsg::Heartbeat { seq: 1 }, DEFAULT_MAX_FRAME).expect("encode");
+        frame.push(0);
+        let len = (frame.len() - HEADER_LEN) as u32;
+        frame[..HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(decode::<AgentMsg>(&frame, DEFAULT_MAX_FRAME).unwrap_err(), DecodeError::Trailing(1));
+    }
+
+    #[test]
+    fn wrong_version_hello_still_decodes_so_it_can_be_refused() {
+        // The version is a field, not part of the framing: a newer agent's
+        // Hello decodes and the coordinator answers VersionMismatch.
+        let hello = AgentMsg::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION + 1,
+            agent_version: "9.9.9".into(),
+            hostname: "h".into(),
+            os: "o".into(),
+            kernel: "k".into(),
+            capabilities: vec![],
+        });
+        let frame = encode(&hello, DEFAULT_MAX_FRAME).expect("encode");
+        let (back, _) = decode::<AgentMsg>(&frame, DEFAULT_MAX_FRAME).expect("decode");
+        let AgentMsg::Hello(h) = back else { panic!("not a hello") };
+        assert_ne!(h.protocol_version, PROTOCOL_VERSION);
+    }
+
+    #[test]
+    fn encode_refuses_messages_over_the_cap() {
+        let msg = AgentMsg::Enroll(EnrollRequest {
+            protocol_version: 1,
+            token: String::new(),
+            csr_der: vec![0; 2048],
+            hostname: String::new(),
+        });
+        assert!(matches!(encode(&msg, 1024), Err(EncodeError::TooLarge { .. })));
+    }
+}

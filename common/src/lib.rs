@@ -1,0 +1,20 @@
+//! Picket's shared vocabulary: the wire messages exchanged by agent and
+//! coordinator, the frame codec that carries them, identifiers and limits.
+//!
+//! This crate does no I/O. The codec works on byte buffers and reports an
+//! incomplete frame as [`codec::DecodeError::Incomplete`]; sockets, TLS and
+//! files live in the agent and coordinator crates.
+//!
+//! Layout:
+//! - [`proto`]: the two message enums (`AgentMsg`, `CoordMsg`), `Hello`, refusals.
+//! - [`codec`]: `u32` big-endian length prefix + bincode 2 (serde) body, with limits.
+//! - `io` (feature `io`): async `read_frame`/`write_frame` over a stream the caller owns.
+//! - [`limits`]: protocol version, default frame cap, timing defaults, names.
+
+pub mod codec;
+#[cfg(feature = "io")]
+pub mod io;
+pub mod limits;
+pub mod proto;
+
+pub use uuid::Uuid;

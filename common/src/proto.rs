@@ -1,0 +1,139 @@
+//! Wire messages. One enum per direction: [`AgentMsg`] (agent → coordinator)
+//! and [`CoordMsg`] (coordinator → agent).
+//!
+//! Session shape: an enrolled agent opens mutual TLS, sends `Hello`, and gets
+//! `Welcome` or `Refused`; then `Heartbeat` / `HeartbeatAck` until either side
+//! closes. An agent without a certificate may send exactly one `Enroll` and
+//! gets `Enrolled` or `Refused`. The device id is never taken from a frame:
+//! the coordinator reads it from the client certificate.
+//!
+//! Compatibility rule: add new variants at the end of each enum, never reorder
+//! (bincode encodes the variant index).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Frames an agent sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentMsg {
+    /// First frame of an authenticated session.
+    Hello(Hello),
+    /// Liveness; `seq` is echoed back in `HeartbeatAck`.
+    Heartbeat { seq: u64 },
+    /// Enrollment over server-authenticated TLS: a one-time token and a PKCS#10
+    /// certificate signing request for a key made on the device.
+    Enroll(EnrollRequest),
+}
+
+/// Frames the coordinator sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CoordMsg {
+    /// The session is accepted.
+    Welcome(Welcome),
+    /// Answer to `Heartbeat { seq }`.
+    HeartbeatAck { seq: u64 },
+    /// The coordinator refuses the session or request; it closes the
+    /// connection after sending this.
+    Refused(Refusal),
+    /// Enrollment succeeded: the device's certificate and the CA that signed it.
+    Enrolled(Enrolled),
+}
+
+/// The agent introduces itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal the coordinator's [`crate::limits::PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    pub agent_version: String,
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    /// Action kinds and features this agent's platform can perform.
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The id the coordinator read from the certificate (for the agent's logs).
+    pub device_id: Uuid,
+    /// Heartbeat interval the coordinator wants, in seconds.
+    pub heartbeat_secs: u32,
+    /// Coordinator clock, Unix milliseconds.
+    pub server_time_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub protocol_version: u16,
+    pub token: String,
+    /// DER-encoded PKCS#10 certificate signing request.
+    pub csr_der: Vec<u8>,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub device_id: Uuid,
+    /// DER certificate for the device key, SAN `urn:uuid:<device_id>`.
+    pub certificate_der: Vec<u8>,
+    /// DER of the Picket CA (the agent pinned its fingerprint).
+    pub ca_der: Vec<u8>,
+    /// Device group the enrollment token assigned.
+    pub group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    /// Human-readable detail for logs and CLI output.
+    pub message: String,
+}
+
+/// Why the coordinator refused. Agents treat some as final (no reconnect
+/// until an operator acts): see [`RefusalReason::is_final`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    VersionMismatch,
+    Revoked,
+    Offboarded,
+    UnknownDevice,
+    CertificateRequired,
+    ProtocolViolation,
+    TokenInvalid,
+    TokenExpired,
+    TokenUsedUp,
+    TokenRevoked,
+    BadCsr,
+    Replaced,
+    Internal,
+    ShuttingDown,
+}
+
+impl RefusalReason {
+    /// Whether an agent should stop reconnecting after this refusal.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Revoked | Self::Offboarded | Self::UnknownDevice | Self::VersionMismatch)
+    }
+}
+
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Self::VersionMismatch => "protocol version mismatch",
+            Self::Revoked => "device revoked",
+            Self::Offboarded => "device offboarded",
+            Self::UnknownDevice => "unknown device",
+            Self::CertificateRequired => "client certificate required",
+            Self::ProtocolViolation => "protocol violation",
+            Self::TokenInvalid => "enrollment token invalid",
+            Self::TokenExpired => "enrollment token expired",
+            Self::TokenUsedUp => "enrollment token has no uses left",
+            Self::TokenRevoked => "enrollment token revoked",
+            Self::BadCsr => "certificate signing request rejected",
+            Self::Replaced => "session replaced by a newer session of this device",
+            Self::Internal => "internal coordinator error",
+            Self::ShuttingDown => "coordinator shutting down",
+        };
+        f.write_str(s)
+    }
+}

@@ -1,0 +1,85 @@
+//! `/devices`: the device registry.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use picket_common::proto::RefusalReason;
+use serde_json::{json, Value};
+
+use super::{page, parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Caller, ListQuery, Params};
+use crate::store::{Device, DeviceStatus, Role};
+
+/// The API shape of a device; `status` folds the registry status and whether
+/// a session is live on this coordinator.
+pub fn device_json(state: &AppState, d: &Device) -> Value {
+    let session = state.gateway.session(&d.id);
+    let status = match (d.status, &session) {
+        (DeviceStatus::Revoked, _) => "revoked",
+        (DeviceStatus::Offboarded, _) => "offboarded",
+        (DeviceStatus::Active, Some(_)) => "online",
+        (DeviceStatus::Active, None) => "offline",
+    };
+    let last_seen = session.as_ref().map(|s| s.last_seen).or(d.last_seen);
+    json!({
+        "id": d.id,
+        "hostname": d.hostname,
+        "status": status,
+        "group": d.group,
+        "os": d.os,
+        "kernel": d.kernel,
+        "agent_version": d.agent_version,
+        "ip": session.as_ref().map(|s| s.peer.ip().to_string()).unwrap_or_else(|| d.ip.clone()),
+        "enrolled_at": rfc3339(d.enrolled_at),
+        "first_seen": d.first_seen.map(rfc3339),
+        "last_seen": last_seen.map(rfc3339),
+        "connected_since": session.as_ref().map(|s| rfc3339(s.connected_at)),
+        "certificate_expires_at": rfc3339(d.cert_not_after),
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let found = state.store.devices(q.cursor.as_deref(), q.limit()?).await?;
+    let items = found.items.iter().map(|d| device_json(&state, d)).collect();
+    Ok(page::<Value>(items, found.next_cursor))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = parse_uuid(&id)?;
+    let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    Ok(Json(device_json(&state, &device)))
+}
+
+/// Revoke a device: its certificate is refused from now on and its live
+/// session, if any, is cut.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let id = parse_uuid(&id)?;
+    let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    if device.status == DeviceStatus::Offboarded {
+        return Err(ApiError::Conflict(format!("device {id} is offboarded")));
+    }
+    state.store.set_device_status(id, DeviceStatus::Revoked).await?;
+    state.gateway.directory.set(id, DeviceStatus::Revoked);
+    let cut = state.gateway.sessions.disconnect(id, RefusalReason::Revoked);
+    tracing::warn!(device = %id, by = %caller.name, session_cut = cut, "device revoked");
+    let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    let mut response = Json(device_json(&state, &device)).into_response();
+    response
+        .extensions_mut()
+        .insert(AuditDetail(format!("device={id} hostname={} session_cut={cut}", device.hostname)));
+    Ok(response)
+}

@@ -1,0 +1,127 @@
+//! `/enrollment-tokens`: create, list and revoke enrollment tokens.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{created, page, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, ListQuery, Params};
+use crate::store::{now_ms, EnrollmentToken, NewEnrollmentToken, Role};
+
+const MAX_TTL_HOURS: u32 = 24 * 365;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Device group the enrolled devices join (default `default`).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Hours until the token expires (default 24).
+    #[serde(default = "default_ttl")]
+    pub expires_in_hours: u32,
+    /// How many devices may enroll with it (default 1).
+    #[serde(default = "default_uses")]
+    pub max_uses: u32,
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+fn default_ttl() -> u32 {
+    24
+}
+fn default_uses() -> u32 {
+    1
+}
+
+fn token_json(t: &EnrollmentToken) -> Value {
+    let state = if t.revoked_at.is_some() {
+        "revoked"
+    } else if t.expires_at <= now_ms() {
+        "expired"
+    } else if t.uses_left == 0 {
+        "used_up"
+    } else {
+        "active"
+    };
+    json!({
+        "id": t.id,
+        "group": t.group,
+        "state": state,
+        "created_by": t.created_by,
+        "created_at": rfc3339(t.created_at),
+        "expires_at": rfc3339(t.expires_at),
+        "max_uses": t.max_uses,
+        "uses_left": t.uses_left,
+        "revoked_at": t.revoked_at.map(rfc3339),
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateToken>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    if req.group.trim().is_empty() || req.group.len() > 128 {
+        return Err(ApiError::BadRequest("group must be 1 to 128 characters".into()));
+    }
+    if !(1..=MAX_TTL_HOURS).contains(&req.expires_in_hours) {
+        return Err(ApiError::BadRequest(format!("expires_in_hours must be 1..={MAX_TTL_HOURS}")));
+    }
+    if !(1..=1_000_000).contains(&req.max_uses) {
+        return Err(ApiError::BadRequest("max_uses must be 1..=1000000".into()));
+    }
+    let new = NewEnrollmentToken {
+        group: &req.group,
+        created_by: &caller.name,
+        expires_at: now_ms() + i64::from(req.expires_in_hours) * 3_600_000,
+        max_uses: i64::from(req.max_uses),
+    };
+    let (token, secret) = state.store.create_enrollment_token(&new).await?;
+    let fingerprint = state.gateway.ca.fingerprint();
+    let command = format!(
+        "picket-agent enroll --coordinator {} --token {} --ca-fingerprint {}",
+        state.advertise_agent_address, secret, fingerprint
+    );
+    let mut body = token_json(&token);
+    body["token"] = json!(secret);
+    body["ca_fingerprint"] = json!(fingerprint);
+    body["enroll_command"] = json!(command);
+    let mut response = created(body);
+    response.extensions_mut().insert(AuditDetail(format!(
+        "token_id={} group={} max_uses={} expires_in_hours={}",
+        token.id, token.group, req.max_uses, req.expires_in_hours
+    )));
+    Ok(response)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin)?;
+    let found = state.store.enrollment_tokens(q.cursor.as_deref(), q.limit()?).await?;
+    Ok(page::<Value>(found.items.iter().map(token_json).collect(), found.next_cursor))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    if !state.store.revoke_enrollment_token(&id).await? {
+        return Err(ApiError::NotFound(format!("no enrollment token {id:?}")));
+    }
+    let token = state
+        .store
+        .enrollment_token(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no enrollment token {id:?}")))?;
+    let mut response = Json(token_json(&token)).into_response();
+    response.extensions_mut().insert(AuditDetail(format!("token_id={id}")));
+    Ok(response)
+}

@@ -1,0 +1,284 @@
+//! `picketctl`: the operator's command line over the coordinator API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use picket_coordinator::client::{Client, ClientError};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "picketctl", version, about = "Operate a Picket coordinator through its API")]
+struct Cli {
+    /// API base URL.
+    #[arg(long, global = true, env = "PICKET_SERVER", default_value = "http://127.0.0.1:7080")]
+    server: String,
+    /// API token (or use --token-file / PICKET_TOKEN_FILE).
+    #[arg(long, global = true, env = "PICKET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the API token, e.g. <data-dir>/admin.token.
+    #[arg(long, global = true, env = "PICKET_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrollment tokens.
+    #[command(subcommand, name = "enroll-token")]
+    EnrollToken(EnrollTokenCmd),
+    /// Enrolled devices.
+    #[command(subcommand)]
+    Devices(DevicesCmd),
+    /// API tokens.
+    #[command(subcommand, name = "api-token")]
+    ApiToken(ApiTokenCmd),
+    /// The audit trail, newest first.
+    Audit {
+        /// How many entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnrollTokenCmd {
+    /// Create a token and print the command to run on the device.
+    Create(CreateToken),
+    /// List tokens.
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+struct CreateToken {
+    /// Device group the enrolled devices join.
+    #[arg(long, default_value = "default")]
+    group: String,
+    /// Hours until the token expires.
+    #[arg(long, default_value_t = 24)]
+    expires_in_hours: u32,
+    /// How many devices may enroll with it.
+    #[arg(long, default_value_t = 1)]
+    max_uses: u32,
+}
+
+#[derive(Subcommand)]
+enum DevicesCmd {
+    /// List devices.
+    List,
+    /// Show one device.
+    Show { id: String },
+    /// Revoke a device: refuse its certificate and cut its session.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ApiTokenCmd {
+    /// Create an API token (the secret is shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, responder, approver or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(t) => t.trim().to_string(),
+            Err(e) => return fail(&format!("cannot read token file {}: {e}", path.display())),
+        },
+        (None, None) => {
+            return fail("no API token: pass --token or --token-file (or set PICKET_TOKEN / PICKET_TOKEN_FILE)")
+        }
+    };
+    let client = Client::new(&cli.server, &token);
+    match execute(&client, &cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("picketctl: {message}");
+    ExitCode::FAILURE
+}
+
+fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
+    let json_out = cli.json;
+    match &cli.command {
+        Command::EnrollToken(EnrollTokenCmd::Create(c)) => {
+            let body = json!({ "group": c.group, "expires_in_hours": c.expires_in_hours, "max_uses": c.max_uses });
+            let t = client.post("/api/v1/enrollment-tokens", &body)?;
+            if json_out {
+                return print_json(&t);
+            }
+            println!("token:          {}", s(&t["token"]));
+            println!("id:             {}", s(&t["id"]));
+            println!("group:          {}", s(&t["group"]));
+            println!("expires at:     {}", s(&t["expires_at"]));
+            println!("uses left:      {}", s(&t["uses_left"]));
+            println!("CA fingerprint: {}", s(&t["ca_fingerprint"]));
+            println!();
+            println!("Run on the device (as root):");
+            println!("  {}", s(&t["enroll_command"]));
+        }
+        Command::EnrollToken(EnrollTokenCmd::List) => {
+            let items = all_pages(client, "/api/v1/enrollment-tokens")?;
+            if json_out {
+                return print_json(&json!(items));
+            }
+            table(&["ID", "GROUP", "STATE", "USES LEFT", "EXPIRES", "CREATED BY"], &items, |t| {
+                vec![
+                    s(&t["id"]),
+                    s(&t["group"]),
+                    s(&t["state"]),
+                    s(&t["uses_left"]),
+                    s(&t["expires_at"]),
+                    s(&t["created_by"]),
+                ]
+            });
+        }
+        Command::EnrollToken(EnrollTokenCmd::Revoke { id }) => {
+            let t = client.delete(&format!("/api/v1/enrollment-tokens/{}", seg(id)))?;
+            if json_out {
+                return print_json(&t);
+            }
+            println!("enrollment token {} revoked", s(&t["id"]));
+        }
+        Command::Devices(DevicesCmd::List) => {
+            let items = all_pages(client, "/api/v1/devices")?;
+            if json_out {
+                return print_json(&json!(items));
+            }
+            table(&["ID", "HOSTNAME", "STATUS", "GROUP", "IP", "OS", "LAST SEEN"], &items, |d| {
+                vec![
+                    s(&d["id"]),
+                    s(&d["hostname"]),
+                    s(&d["status"]),
+                    s(&d["group"]),
+                    s(&d["ip"]),
+                    s(&d["os"]),
+                    s(&d["last_seen"]),
+                ]
+            });
+        }
+        Command::Devices(DevicesCmd::Show { id }) => {
+            let d = client.get(&format!("/api/v1/devices/{}", seg(id)))?;
+            if json_out {
+                return print_json(&d);
+            }
+            print_object(&d);
+        }
+        Command::Devices(DevicesCmd::Revoke { id }) => {
+            let d = client.post(&format!("/api/v1/devices/{}/revoke", seg(id)), &json!({}))?;
+            if json_out {
+                return print_json(&d);
+            }
+            println!("device {} ({}) revoked", s(&d["id"]), s(&d["hostname"]));
+        }
+        Command::ApiToken(ApiTokenCmd::Create { name, role }) => {
+            let t = client.post("/api/v1/api-tokens", &json!({ "name": name, "role": role }))?;
+            if json_out {
+                return print_json(&t);
+            }
+            println!("token: {}", s(&t["token"]));
+            println!("name:  {}", s(&t["name"]));
+            println!("role:  {}", s(&t["role"]));
+            println!("(the token is shown only once)");
+        }
+        Command::Audit { limit } => {
+            let page = client.get(&format!("/api/v1/audit?limit={}", (*limit).clamp(1, 1000)))?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if json_out {
+                return print_json(&json!(items));
+            }
+            table(&["AT", "ACTOR", "ACTION", "TARGET", "RESULT", "DETAIL"], &items, |e| {
+                vec![s(&e["at"]), s(&e["actor"]), s(&e["action"]), s(&e["target"]), s(&e["result"]), s(&e["detail"])]
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Follow `next_cursor` until the list is complete.
+fn all_pages(client: &Client, path: &str) -> Result<Vec<Value>, ClientError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}?limit=1000&cursor={}", seg(c)),
+            None => format!("{path}?limit=1000"),
+        };
+        let page = client.get(&url)?;
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Percent-encode a path segment or query value (ids are plain, but a typo
+/// with `/` or `?` must not change the route).
+fn seg(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_json(v: &Value) -> Result<(), ClientError> {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    Ok(())
+}
+
+fn print_object(v: &Value) {
+    if let Some(map) = v.as_object() {
+        let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, val) in map {
+            println!("{k:width$}  {}", s(val));
+        }
+    }
+}
+
+fn table(headers: &[&str], items: &[Value], row: impl Fn(&Value) -> Vec<String>) {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:w$}")).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+    if items.is_empty() {
+        println!("(none)");
+    }
+}

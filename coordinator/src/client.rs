@@ -1,0 +1,92 @@
+//! A small blocking client for the coordinator API, used by `picketctl` and
+//! by tests. Every call returns the JSON body, or an [`ClientError`] that
+//! carries the API's own error code and message.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the coordinator at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{status} {code}: {message}")]
+    Api { status: u16, code: String, message: String },
+    #[error("unexpected answer from the coordinator ({status}): {detail}")]
+    BadResponse { status: u16, detail: String },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::BadResponse { status, .. } => Some(*status),
+            Self::Unreachable { .. } => None,
+        }
+    }
+}
+
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// `server` is the API base URL, e.g. `http://127.0.0.1:7080`.
+    pub fn new(server: &str, token: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Self { base: server.trim_end_matches('/').to_string(), token: token.trim().to_string(), agent }
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let res = self.agent.get(&url).header("Authorization", &self.bearer()).call();
+        self.finish(url, res)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let res = self.agent.post(&url).header("Authorization", &self.bearer()).send_json(body);
+        self.finish(url, res)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let res = self.agent.delete(&url).header("Authorization", &self.bearer()).call();
+        self.finish(url, res)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    fn finish(
+        &self,
+        url: String,
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, ClientError> {
+        let mut res = res.map_err(|e| ClientError::Unreachable { url, detail: e.to_string() })?;
+        let status = res.status().as_u16();
+        let text =
+            res.body_mut().read_to_string().map_err(|e| ClientError::BadResponse { status, detail: e.to_string() })?;
+        let body: Value = serde_json::from_str(&text)
+            .map_err(|_| ClientError::BadResponse { status, detail: text.chars().take(200).collect() })?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let err = &body["error"];
+        Err(ClientError::Api {
+            status,
+            code: err["code"].as_str().unwrap_or("unknown").to_string(),
+            message: err["message"].as_str().unwrap_or("").to_string(),
+        })
+    }
+}

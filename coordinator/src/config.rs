@@ -1,0 +1,131 @@
+//! Coordinator configuration: a TOML file (unknown keys rejected) with
+//! command-line overrides. Every key is documented in
+//! `packaging/coordinator.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::gateway::GatewayConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub agent_listen: SocketAddr,
+    pub api_listen: SocketAddr,
+    /// Empty: SQLite file `coordinator.db` in the data dir.
+    pub database_url: String,
+    /// `HOST:PORT` agents dial; empty: derived from `agent_listen`.
+    pub advertise_agent_address: String,
+    pub heartbeat_secs: u64,
+    pub handshake_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_frame_bytes: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/picket-coordinator"),
+            agent_listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 7080)),
+            database_url: String::new(),
+            advertise_agent_address: String::new(),
+            heartbeat_secs: 30,
+            handshake_timeout_secs: 10,
+            max_connections: 15_000,
+            max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !(5..=3600).contains(&self.heartbeat_secs) {
+            return bad("heartbeat_secs must be 5..=3600");
+        }
+        if !(1..=120).contains(&self.handshake_timeout_secs) {
+            return bad("handshake_timeout_secs must be 1..=120");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if !(64 * 1024..=picket_common::limits::MAX_FRAME_CEILING).contains(&self.max_frame_bytes) {
+            return bad("max_frame_bytes must be between 65536 and 67108864");
+        }
+        if !self.database_url.is_empty()
+            && !["sqlite:", "postgres:", "postgresql:"].iter().any(|p| self.database_url.starts_with(p))
+        {
+            return bad("database_url must start with sqlite: or postgres:");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("coordinator.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// The address to print in enroll commands for agents to dial.
+    pub fn advertise(&self, bound: SocketAddr) -> String {
+        if !self.advertise_agent_address.is_empty() {
+            return self.advertise_agent_address.clone();
+        }
+        if bound.ip().is_unspecified() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host = host.trim();
+            let host = if host.is_empty() { "localhost" } else { host };
+            return format!("{host}:{}", bound.port());
+        }
+        bound.to_string()
+    }
+
+    pub fn gateway(&self) -> GatewayConfig {
+        GatewayConfig {
+            heartbeat: Duration::from_secs(self.heartbeat_secs),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            max_connections: self.max_connections,
+            max_frame: self.max_frame_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("data_dir = \"/x\"\nagent_lisen = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("agent_lisen"), "{err}");
+    }
+
+    #[test]
+    fn shipped_default_config_parses_and_validates() {
+        let text = include_str!("../../packaging/coordinator.toml");
+        let config: Config = toml::from_str(text).expect("packaging/coordinator.toml");
+        config.validate().expect("valid");
+    }
+}

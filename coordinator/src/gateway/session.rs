@@ -1,0 +1,314 @@
+//! One agent connection: TLS handshake, then either enrollment (no client
+//! certificate) or an authenticated session (Hello, heartbeats, and later
+//! actions).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use picket_common::io::{read_frame, write_frame, FrameError};
+use picket_common::limits::PROTOCOL_VERSION;
+use picket_common::proto::{AgentMsg, CoordMsg, EnrollRequest, Enrolled, Hello, Refusal, RefusalReason, Welcome};
+use tokio::io::{AsyncWrite, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::verifier::device_id_from_cert;
+use super::Gateway;
+use crate::store::{now_ms, DeviceStatus, HelloInfo, NewAudit, NewDeviceOwned, TokenRefusal};
+
+/// How long an agent has to send its first frame after the handshake.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Outgoing frames queued per session before the sender waits. Control
+/// messages are never dropped: a full queue applies backpressure.
+const OUTBOX_DEPTH: usize = 16;
+
+type Tls = TlsStream<TcpStream>;
+
+impl Gateway {
+    pub(super) async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+        let tls = match tokio::time::timeout(self.config.handshake_timeout, self.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                tracing::info!(%error, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                return;
+            }
+        };
+        let device = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(device_id_from_cert);
+        match device {
+            Some(id) => {
+                tracing::Span::current().record("device", tracing::field::display(id));
+                self.run_session(tls, id, peer, shutdown).await;
+            }
+            None => self.enroll(tls, peer).await,
+        }
+    }
+
+    /// A connection without a client certificate may enroll, and do nothing else.
+    async fn enroll(&self, mut tls: Tls, peer: SocketAddr) {
+        let max = self.config.max_frame;
+        let request = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, read_frame::<_, AgentMsg>(&mut tls, max)).await {
+            Ok(Ok(Some(AgentMsg::Enroll(req)))) => req,
+            Ok(Ok(Some(other))) => {
+                tracing::warn!(frame = frame_name(&other), "frame without a client certificate refused");
+                refuse(
+                    &mut tls,
+                    RefusalReason::CertificateRequired,
+                    "this connection has no client certificate: enroll first",
+                    max,
+                )
+                .await;
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "bad frame on enrollment connection");
+                return;
+            }
+            Err(_) => {
+                tracing::info!("no frame before the deadline");
+                return;
+            }
+        };
+        let (reply, outcome) = match self.enroll_device(&request, peer).await {
+            Ok(enrolled) => {
+                tracing::info!(device = %enrolled.device_id, group = %enrolled.group, "device enrolled");
+                (CoordMsg::Enrolled(enrolled), "ok".to_string())
+            }
+            Err((reason, message)) => {
+                tracing::warn!(%reason, %message, "enrollment refused");
+                (CoordMsg::Refused(Refusal { reason, message: message.clone() }), format!("refused: {message}"))
+            }
+        };
+        let _ = write_frame(&mut tls, &reply, max).await;
+        let target = match &reply {
+            CoordMsg::Enrolled(e) => e.device_id.to_string(),
+            _ => String::new(),
+        };
+        let audit = NewAudit {
+            actor: "enrollment",
+            action: "device.enroll",
+            target: &target,
+            result: &outcome,
+            detail: &format!("hostname={} peer={}", request.hostname, peer.ip()),
+        };
+        if let Err(error) = self.store.audit(&audit).await {
+            tracing::error!(%error, "could not write audit entry");
+        }
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+    }
+
+    async fn enroll_device(&self, req: &EnrollRequest, peer: SocketAddr) -> Result<Enrolled, (RefusalReason, String)> {
+        if req.protocol_version != PROTOCOL_VERSION {
+            return Err((
+                RefusalReason::VersionMismatch,
+                format!("agent speaks protocol {}, coordinator {}", req.protocol_version, PROTOCOL_VERSION),
+            ));
+        }
+        let id = Uuid::new_v4();
+        let hostname: String = req.hostname.chars().take(253).collect();
+        let issued =
+            self.ca.sign_device_csr(&req.csr_der, id, &hostname).map_err(|e| (RefusalReason::BadCsr, e.to_string()))?;
+        let new = NewDeviceOwned {
+            id,
+            hostname,
+            ip: Gateway::peer_ip(&peer),
+            cert_serial: issued.serial_hex,
+            cert_not_after: issued.not_after_ms,
+        };
+        let grant = match self.store.enroll_device(&req.token, &new).await {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(refusal)) => {
+                let (reason, message) = match refusal {
+                    TokenRefusal::Unknown => (RefusalReason::TokenInvalid, "enrollment token not recognised"),
+                    TokenRefusal::Expired => (RefusalReason::TokenExpired, "enrollment token has expired"),
+                    TokenRefusal::UsedUp => (RefusalReason::TokenUsedUp, "enrollment token has no uses left"),
+                    TokenRefusal::Revoked => (RefusalReason::TokenRevoked, "enrollment token was revoked"),
+                };
+                return Err((reason, message.to_string()));
+            }
+            Err(error) => {
+                tracing::error!(%error, "enrollment failed in the store");
+                return Err((RefusalReason::Internal, "coordinator could not record the enrollment".into()));
+            }
+        };
+        self.directory.set(id, DeviceStatus::Active);
+        Ok(Enrolled {
+            device_id: id,
+            certificate_der: issued.der.to_vec(),
+            ca_der: self.ca.ca_der().to_vec(),
+            group: grant.group,
+        })
+    }
+
+    async fn run_session(&self, tls: Tls, id: Uuid, peer: SocketAddr, shutdown: CancellationToken) {
+        let max = self.config.max_frame;
+        let (mut rd, mut wr) = tokio::io::split(tls);
+        let hello = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, read_frame::<_, AgentMsg>(&mut rd, max)).await {
+            Ok(Ok(Some(AgentMsg::Hello(hello)))) => hello,
+            Ok(Ok(Some(other))) => {
+                tracing::warn!(frame = frame_name(&other), "first frame was not Hello");
+                refuse(&mut wr, RefusalReason::ProtocolViolation, "the first frame must be Hello", max).await;
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "bad first frame");
+                return;
+            }
+            Err(_) => {
+                tracing::info!("no Hello before the deadline");
+                return;
+            }
+        };
+        if let Err((reason, message)) = self.check_hello(&id, &hello) {
+            tracing::warn!(%reason, %message, "session refused");
+            refuse(&mut wr, reason, &message, max).await;
+            return;
+        }
+        let info = HelloInfo {
+            hostname: &hello.hostname,
+            os: &hello.os,
+            kernel: &hello.kernel,
+            agent_version: &hello.agent_version,
+            ip: &Gateway::peer_ip(&peer),
+        };
+        if let Err(error) = self.store.record_hello(id, &info).await {
+            tracing::error!(%error, "could not record Hello");
+            refuse(&mut wr, RefusalReason::Internal, "coordinator storage unavailable", max).await;
+            return;
+        }
+        let (conn_id, last_seen, mut stop) = self.sessions.register(id, peer, now_ms());
+        // The session may have been revoked between the check and registration.
+        if self.directory.status(&id) != Some(DeviceStatus::Active) {
+            self.sessions.unregister(id, conn_id);
+            refuse(&mut wr, RefusalReason::Revoked, "device revoked", max).await;
+            return;
+        }
+        let (out_tx, out_rx) = mpsc::channel(OUTBOX_DEPTH);
+        let writer = tokio::spawn(write_loop(wr, out_rx, max));
+        let welcome = Welcome {
+            device_id: id,
+            heartbeat_secs: self.config.heartbeat.as_secs().try_into().unwrap_or(u32::MAX),
+            server_time_ms: now_ms(),
+        };
+        let _ = out_tx.send(Outgoing::Frame(CoordMsg::Welcome(welcome))).await;
+        tracing::info!(hostname = %hello.hostname, agent_version = %hello.agent_version, "session open");
+
+        let idle = self.config.heartbeat * 3;
+        let end = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break End::Refuse(RefusalReason::ShuttingDown),
+                reason = &mut stop => break End::Refuse(reason.unwrap_or(RefusalReason::Internal)),
+                frame = tokio::time::timeout(idle, read_frame::<_, AgentMsg>(&mut rd, max)) => match frame {
+                    Err(_) => break End::Log("no frame within three heartbeat intervals"),
+                    Ok(Ok(None)) => break End::Log("agent closed the session"),
+                    Ok(Err(FrameError::Io(error))) => {
+                        tracing::info!(%error, "connection lost");
+                        break End::Quiet;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "malformed frame; closing this session");
+                        break End::Quiet;
+                    }
+                    Ok(Ok(Some(msg))) => {
+                        last_seen.store(now_ms(), Ordering::Relaxed);
+                        match msg {
+                            AgentMsg::Heartbeat { seq } => {
+                                if out_tx.send(Outgoing::Frame(CoordMsg::HeartbeatAck { seq })).await.is_err() {
+                                    break End::Log("writer closed");
+                                }
+                            }
+                            other => {
+                                tracing::warn!(frame = frame_name(&other), "unexpected frame in session");
+                                break End::Refuse(RefusalReason::ProtocolViolation);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.sessions.unregister(id, conn_id);
+        match end {
+            End::Refuse(reason) => {
+                tracing::info!(%reason, "session closed by coordinator");
+                let refusal = Refusal { reason, message: reason.to_string() };
+                let _ = out_tx.send(Outgoing::Frame(CoordMsg::Refused(refusal))).await;
+            }
+            End::Log(why) => tracing::info!(why, "session closed"),
+            End::Quiet => {}
+        }
+        let _ = out_tx.send(Outgoing::Close).await;
+        drop(out_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        if let Err(error) = self.store.record_last_seen(&[(id, last_seen.load(Ordering::Relaxed))]).await {
+            tracing::warn!(%error, "could not record last-seen time");
+        }
+    }
+
+    fn check_hello(&self, id: &Uuid, hello: &Hello) -> Result<(), (RefusalReason, String)> {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err((
+                RefusalReason::VersionMismatch,
+                format!(
+                    "agent {} speaks protocol {}, this coordinator speaks {}",
+                    hello.agent_version, hello.protocol_version, PROTOCOL_VERSION
+                ),
+            ));
+        }
+        match self.directory.status(id) {
+            Some(DeviceStatus::Active) => Ok(()),
+            Some(DeviceStatus::Revoked) => Err((RefusalReason::Revoked, "device revoked".into())),
+            Some(DeviceStatus::Offboarded) => Err((RefusalReason::Offboarded, "device offboarded".into())),
+            None => Err((RefusalReason::UnknownDevice, "unknown device".into())),
+        }
+    }
+}
+
+enum End {
+    Refuse(RefusalReason),
+    Log(&'static str),
+    Quiet,
+}
+
+enum Outgoing {
+    Frame(CoordMsg),
+    Close,
+}
+
+async fn write_loop(mut wr: WriteHalf<Tls>, mut rx: mpsc::Receiver<Outgoing>, max: u32) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Outgoing::Frame(msg) => {
+                if let Err(error) = write_frame(&mut wr, &msg, max).await {
+                    tracing::debug!(%error, "write failed");
+                    return;
+                }
+            }
+            Outgoing::Close => break,
+        }
+    }
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+}
+
+async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, reason: RefusalReason, message: &str, max: u32) {
+    let msg = CoordMsg::Refused(Refusal { reason, message: message.to_string() });
+    let _ = write_frame(w, &msg, max).await;
+    let _ = tokio::io::AsyncWriteExt::shutdown(w).await;
+}
+
+fn frame_name(msg: &AgentMsg) -> &'static str {
+    match msg {
+        AgentMsg::Hello(_) => "Hello",
+        AgentMsg::Heartbeat { .. } => "Heartbeat",
+        AgentMsg::Enroll(_) => "Enroll",
+    }
+}

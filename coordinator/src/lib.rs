@@ -1,0 +1,145 @@
+//! The Picket coordinator: enrolls devices with its own CA, holds one
+//! mutual-TLS session per agent, keeps the device registry, and serves the
+//! REST API that `picketctl` and the console use.
+//!
+//! Layout:
+//! - [`config`]: TOML config and defaults.
+//! - [`pki`]: the CA, the server certificate, device certificates from CSRs.
+//! - [`store`]: SQLite / PostgreSQL persistence (sqlx `Any`), migrations.
+//! - [`gateway`]: agent listener, TLS verifier, sessions, enrollment.
+//! - [`api`]: axum routes under `/api/v1`, auth and roles, audit, OpenAPI.
+//! - [`client`]: a blocking API client (used by `picketctl` and tests).
+//!
+//! [`Coordinator::start`] binds both listeners and spawns the tasks;
+//! `main.rs` and the tests call the same function.
+
+pub mod api;
+pub mod client;
+pub mod config;
+mod fsutil;
+pub mod gateway;
+pub mod pki;
+pub mod store;
+#[doc(hidden)]
+pub mod testdb;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use gateway::{DeviceDirectory, Gateway};
+use store::{Role, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot write the admin token to {path}: {source}")]
+    AdminToken { path: PathBuf, source: std::io::Error },
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    pub agent_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    /// Set when this start created the first admin token.
+    pub admin_token_path: PathBuf,
+    pub ca_fingerprint: String,
+    pub advertise_agent_address: String,
+    pub store: Store,
+    pub gateway: Arc<Gateway>,
+    tasks: JoinSet<()>,
+}
+
+impl Coordinator {
+    /// Validate `config`, open the data dir, CA and database, bind both
+    /// listeners and start serving until `shutdown` is cancelled.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        config.validate()?;
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        let ca = Arc::new(pki::Ca::load_or_create(&data_dir.join("pki"))?);
+        let store = Store::connect(&config.database_url()).await?;
+        let admin_token_path = data_dir.join("admin.token");
+        if store.api_token_count().await? == 0 {
+            let (_, secret) = store.create_api_token("admin", Role::Admin, "bootstrap").await?;
+            fsutil::write_file_0600(&admin_token_path, format!("{secret}\n").as_bytes())
+                .map_err(|source| StartError::AdminToken { path: admin_token_path.clone(), source })?;
+            tracing::info!(path = %admin_token_path.display(), "created the first admin API token");
+        }
+        let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
+        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory)?;
+
+        let agent_listener = TcpListener::bind(config.agent_listen).await.map_err(|source| StartError::Bind {
+            what: "agents",
+            addr: config.agent_listen,
+            source,
+        })?;
+        let api_listener = TcpListener::bind(config.api_listen).await.map_err(|source| StartError::Bind {
+            what: "API",
+            addr: config.api_listen,
+            source,
+        })?;
+        let agent_addr = agent_listener.local_addr().map_err(|source| StartError::Bind {
+            what: "agents",
+            addr: config.agent_listen,
+            source,
+        })?;
+        let api_addr = api_listener.local_addr().map_err(|source| StartError::Bind {
+            what: "API",
+            addr: config.api_listen,
+            source,
+        })?;
+        let advertise = config.advertise(agent_addr);
+
+        let mut tasks = JoinSet::new();
+        tasks.spawn(gateway.clone().serve(agent_listener, shutdown.clone()));
+        let app = api::router(api::AppState {
+            store: store.clone(),
+            gateway: gateway.clone(),
+            advertise_agent_address: advertise.clone(),
+        });
+        let api_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let serve =
+                axum::serve(api_listener, app).with_graceful_shutdown(async move { api_shutdown.cancelled().await });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "API server failed");
+            }
+        });
+        tracing::info!(agents = %agent_addr, api = %api_addr, database = ?store.backend(), "coordinator serving");
+        Ok(Self {
+            agent_addr,
+            api_addr,
+            admin_token_path,
+            ca_fingerprint: ca.fingerprint(),
+            advertise_agent_address: advertise,
+            store,
+            gateway,
+            tasks,
+        })
+    }
+
+    /// Wait until every task has stopped (after `shutdown` was cancelled),
+    /// then close the database.
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,241 @@
+//! Device registry rows.
+
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{now_ms, Page, Store, StoreError};
+
+/// A device's standing in the registry. `online`/`offline` is not stored:
+/// the gateway's session registry knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Active,
+    Revoked,
+    Offboarded,
+}
+
+impl DeviceStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Revoked => "revoked",
+            Self::Offboarded => "offboarded",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "active" => Ok(Self::Active),
+            "revoked" => Ok(Self::Revoked),
+            "offboarded" => Ok(Self::Offboarded),
+            other => Err(StoreError::Corrupt { table: "devices", detail: format!("status {other:?}") }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: Uuid,
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub agent_version: String,
+    pub group: String,
+    pub ip: String,
+    pub cert_serial: String,
+    pub cert_not_after: i64,
+    pub status: DeviceStatus,
+    pub enrolled_at: i64,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+}
+
+pub struct NewDevice<'a> {
+    pub id: Uuid,
+    pub hostname: &'a str,
+    pub group: &'a str,
+    pub ip: &'a str,
+    pub cert_serial: &'a str,
+    pub cert_not_after: i64,
+    pub enrollment_token_id: &'a str,
+}
+
+/// What a `Hello` tells about the device.
+pub struct HelloInfo<'a> {
+    pub hostname: &'a str,
+    pub os: &'a str,
+    pub kernel: &'a str,
+    pub agent_version: &'a str,
+    pub ip: &'a str,
+}
+
+const COLUMNS: &str = "id, hostname, os, kernel, agent_version, group_name, ip, cert_serial, cert_not_after, \
+                       status, enrolled_at, first_seen, last_seen";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    Ok(Device {
+        id: id.parse().map_err(|_| StoreError::Corrupt { table: "devices", detail: format!("id {id:?}") })?,
+        hostname: row.try_get("hostname")?,
+        os: row.try_get("os")?,
+        kernel: row.try_get("kernel")?,
+        agent_version: row.try_get("agent_version")?,
+        group: row.try_get("group_name")?,
+        ip: row.try_get("ip")?,
+        cert_serial: row.try_get("cert_serial")?,
+        cert_not_after: row.try_get("cert_not_after")?,
+        status: DeviceStatus::parse(&status)?,
+        enrolled_at: row.try_get("enrolled_at")?,
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+    })
+}
+
+impl Store {
+    pub(super) async fn insert_device<'e, E>(executor: E, d: &NewDevice<'_>) -> Result<(), StoreError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        sqlx::query(
+            "INSERT INTO devices (id, hostname, group_name, ip, cert_serial, cert_not_after, status, enrolled_at, \
+             enrollment_token_id) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8)",
+        )
+        .bind(d.id.to_string())
+        .bind(d.hostname)
+        .bind(d.group)
+        .bind(d.ip)
+        .bind(d.cert_serial)
+        .bind(d.cert_not_after)
+        .bind(now_ms())
+        .bind(d.enrollment_token_id)
+        .execute(executor)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM devices WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Devices ordered by id; `cursor` is the last id of the previous page.
+    pub async fn devices(&self, cursor: Option<&str>, limit: u32) -> Result<Page<Device>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM devices WHERE id > $1 ORDER BY id LIMIT $2"))
+            .bind(cursor.unwrap_or(""))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|d| d.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Every device's id and status: what the TLS verifier consults.
+    pub async fn device_statuses(&self) -> Result<Vec<(Uuid, DeviceStatus)>, StoreError> {
+        let rows = sqlx::query("SELECT id, status FROM devices").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let status: String = row.try_get("status")?;
+                let id =
+                    id.parse().map_err(|_| StoreError::Corrupt { table: "devices", detail: format!("id {id:?}") })?;
+                Ok((id, DeviceStatus::parse(&status)?))
+            })
+            .collect()
+    }
+
+    /// Record what the agent said in its `Hello`.
+    pub async fn record_hello(&self, id: Uuid, hello: &HelloInfo<'_>) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE devices SET hostname = $1, os = $2, kernel = $3, agent_version = $4, ip = $5, \
+             first_seen = COALESCE(first_seen, $6), last_seen = $6 WHERE id = $7",
+        )
+        .bind(hello.hostname)
+        .bind(hello.os)
+        .bind(hello.kernel)
+        .bind(hello.agent_version)
+        .bind(hello.ip)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Write last-contact times for many devices in one transaction.
+    pub async fn record_last_seen(&self, seen: &[(Uuid, i64)]) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (id, at) in seen {
+            sqlx::query("UPDATE devices SET last_seen = $1 WHERE id = $2 AND (last_seen IS NULL OR last_seen < $1)")
+                .bind(*at)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Change a device's status; returns false when no such device exists.
+    pub async fn set_device_status(&self, id: Uuid, status: DeviceStatus) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE devices SET status = $1 WHERE id = $2")
+            .bind(status.as_str())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::stores;
+
+    #[tokio::test]
+    async fn devices_page_through_by_cursor() {
+        for (store, _dir) in stores().await {
+            for i in 0..5 {
+                let d = NewDevice {
+                    id: Uuid::new_v4(),
+                    hostname: &format!("h{i}"),
+                    group: "default",
+                    ip: "127.0.0.1",
+                    cert_serial: "01",
+                    cert_not_after: 0,
+                    enrollment_token_id: "t",
+                };
+                Store::insert_device(&store.pool, &d).await.expect("insert");
+            }
+            let first = store.devices(None, 2).await.expect("page 1");
+            assert_eq!(first.items.len(), 2);
+            let second = store.devices(first.next_cursor.as_deref(), 2).await.expect("page 2");
+            let third = store.devices(second.next_cursor.as_deref(), 2).await.expect("page 3");
+            assert_eq!(third.items.len(), 1);
+            assert!(third.next_cursor.is_none());
+            let mut all: Vec<_> = first.items.iter().chain(&second.items).chain(&third.items).map(|d| d.id).collect();
+            all.dedup();
+            assert_eq!(all.len(), 5);
+
+            let id = all[0];
+            assert!(store.set_device_status(id, DeviceStatus::Revoked).await.expect("revoke"));
+            assert_eq!(store.device(id).await.expect("get").expect("exists").status, DeviceStatus::Revoked);
+            assert!(!store.set_device_status(Uuid::new_v4(), DeviceStatus::Revoked).await.expect("missing"));
+        }
+    }
+}

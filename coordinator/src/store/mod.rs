@@ -1,0 +1,173 @@
+//! Persistent state: devices, enrollment tokens, API tokens, audit.
+//!
+//! One code path over sqlx's `Any` driver serves both backends: embedded
+//! SQLite (a file in the data dir, WAL) by default and PostgreSQL for
+//! scale-out. Each backend has its own migrations (`migrations/<backend>/`),
+//! embedded in the binary and applied at start. Queries use `$N`
+//! placeholders, which both accept, and plain `TEXT`/`BIGINT` columns (times
+//! are Unix milliseconds), so rows decode the same way on either.
+
+mod audit;
+mod devices;
+mod tokens;
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use audit::{AuditEntry, NewAudit};
+pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
+pub use tokens::{ApiToken, EnrollmentToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenRefusal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connect to `url` and apply this build's migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let options: AnyConnectOptions = url.parse::<AnyConnectOptions>()?.disable_statement_logging();
+        let pool = match backend {
+            Backend::Sqlite => {
+                // One writer at a time is SQLite's model; a small pool keeps
+                // readers concurrent under WAL while writes queue briefly.
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect_with(options).await?,
+        };
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Begin a transaction that will write. On SQLite it takes the write lock
+    /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads first
+    /// cannot upgrade once another connection has written, and fails with
+    /// SQLITE_BUSY_SNAPSHOT instead of waiting.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let statement = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        Ok(self.pool.begin_with(statement).await?)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = Migrator::new(Embedded(self.backend)).await?;
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// This build's migrations for one backend, compiled into the binary.
+#[derive(Debug)]
+struct Embedded(Backend);
+
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql"))];
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 's>> {
+        let list = match self.0 {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations = list
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(*version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    crate::pki::unix_ms(time::OffsetDateTime::now_utc())
+}
+
+/// A page of a list: its items and the cursor of the next page.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// A fresh store on SQLite in a temp dir, and — when
+    /// `PICKET_TEST_POSTGRES_URL` is set — a fresh schema on PostgreSQL.
+    pub async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let mut out = vec![(Store::connect(&url).await.expect("sqlite store"), Some(dir))];
+        if let Some(pg) = postgres_url_for_test().await {
+            out.push((Store::connect(&pg).await.expect("postgres store"), None));
+        }
+        out
+    }
+
+    /// A URL of a new, empty PostgreSQL database for one test, if the
+    /// environment provides a server.
+    pub async fn postgres_url_for_test() -> Option<String> {
+        let base = std::env::var("PICKET_TEST_POSTGRES_URL").ok()?;
+        Some(crate::testdb::fresh_postgres_database(&base).await.expect("create test database"))
+    }
+}

@@ -1,0 +1,216 @@
+//! Harness for end-to-end tests: a real coordinator (in-process, real
+//! listeners on 127.0.0.1 with OS-chosen ports, real SQLite or PostgreSQL)
+//! and real agents (the agent library's own `enroll` and `session::run`).
+//!
+//! - [`TestEnv`]: one coordinator with its data dir, restartable on the same ports.
+//! - [`eventually!`]: poll a condition instead of sleeping.
+//! - [`raw`]: hand-made TLS clients for the negative cases.
+
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use picket_agent::enroll::{enroll, EnrollOptions};
+use picket_agent::state::StateDir;
+use picket_agent::AgentConfig;
+use picket_coordinator::client::{Client, ClientError};
+use picket_coordinator::{Config, Coordinator};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Poll `$cond` (an expression, may `.await`) every 50 ms until it is true,
+/// failing the test after `$secs` seconds with `$what`.
+#[macro_export]
+macro_rules! eventually {
+    ($secs:expr, $what:expr, $cond:expr) => {{
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs($secs);
+        loop {
+            if $cond {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out after {} s waiting for: {}", $secs, $what);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+/// Which database a test environment uses.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite,
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL too when `PICKET_TEST_POSTGRES_URL` is set
+/// (CI sets it and fails rather than skips when the server is missing).
+pub async fn databases() -> Vec<Db> {
+    let mut dbs = vec![Db::Sqlite];
+    if let Ok(base) = std::env::var("PICKET_TEST_POSTGRES_URL") {
+        let url = picket_coordinator::testdb::fresh_postgres_database(&base)
+            .await
+            .expect("PICKET_TEST_POSTGRES_URL is set but PostgreSQL is unreachable");
+        dbs.push(Db::Postgres(url));
+    } else {
+        eprintln!("PICKET_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
+    }
+    dbs
+}
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub coordinator: Option<Coordinator>,
+    shutdown: CancellationToken,
+    pub admin_token: String,
+    agents: Vec<CancellationToken>,
+}
+
+/// A running agent started by [`TestEnv::start_agent`].
+pub struct AgentHandle {
+    pub id: Uuid,
+    pub state_dir: PathBuf,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), picket_agent::session::RunError>>,
+}
+
+impl TestEnv {
+    pub async fn start(db: &Db) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().join("coordinator"),
+            agent_listen: "127.0.0.1:0".parse().expect("addr"),
+            api_listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url: match db {
+                Db::Sqlite => String::new(),
+                Db::Postgres(url) => url.clone(),
+            },
+            heartbeat_secs: 5,
+            ..Config::default()
+        };
+        let shutdown = CancellationToken::new();
+        let coordinator = Coordinator::start(config.clone(), shutdown.clone()).await.expect("coordinator starts");
+        let admin_token =
+            std::fs::read_to_string(&coordinator.admin_token_path).expect("admin token").trim().to_string();
+        // Pin the ports so a restart comes back where the agents look.
+        let mut config = config;
+        config.agent_listen = coordinator.agent_addr;
+        config.api_listen = coordinator.api_addr;
+        Self { dir, config, coordinator: Some(coordinator), shutdown, admin_token, agents: Vec::new() }
+    }
+
+    pub fn coordinator(&self) -> &Coordinator {
+        self.coordinator.as_ref().expect("coordinator running")
+    }
+
+    pub fn agent_addr(&self) -> SocketAddr {
+        self.config.agent_listen
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.config.api_listen)
+    }
+
+    /// Stop the coordinator (agents keep running and retrying).
+    pub async fn stop_coordinator(&mut self) {
+        self.shutdown.cancel();
+        if let Some(c) = self.coordinator.take() {
+            c.join().await;
+        }
+    }
+
+    /// Start it again on the same data dir and ports.
+    pub async fn restart_coordinator(&mut self) {
+        self.stop_coordinator().await;
+        self.shutdown = CancellationToken::new();
+        let c = Coordinator::start(self.config.clone(), self.shutdown.clone()).await.expect("coordinator restarts");
+        self.coordinator = Some(c);
+    }
+
+    /// Call the API with a token, off the async workers.
+    pub async fn api<T, F>(&self, token: &str, f: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(&Client) -> Result<T, ClientError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let client = Client::new(&self.api_url(), token);
+        tokio::task::spawn_blocking(move || f(&client)).await.expect("API call task")
+    }
+
+    pub async fn admin<T, F>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: FnOnce(&Client) -> Result<T, ClientError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.api(&self.admin_token.clone(), f).await
+    }
+
+    /// Create an enrollment token; returns the API's JSON.
+    pub async fn enrollment_token(&self, max_uses: u32) -> Value {
+        self.admin(move |c| c.post("/api/v1/enrollment-tokens", &json!({ "max_uses": max_uses })))
+            .await
+            .expect("create enrollment token")
+    }
+
+    /// Enroll a new agent state dir named `name` through the real protocol.
+    pub async fn enroll(&self, name: &str) -> (Uuid, PathBuf) {
+        let token = self.enrollment_token(1).await;
+        let state_dir = self.dir.path().join(name);
+        let e = enroll(EnrollOptions {
+            coordinator: self.agent_addr().to_string(),
+            token: token["token"].as_str().expect("token").to_string(),
+            ca_fingerprint: token["ca_fingerprint"].as_str().expect("fingerprint").to_string(),
+            state: StateDir::new(&state_dir),
+            force: false,
+        })
+        .await
+        .expect("enrollment succeeds");
+        (e.device_id, state_dir)
+    }
+
+    /// Run an agent on `state_dir` in this process.
+    pub fn start_agent(&mut self, id: Uuid, state_dir: &Path) -> AgentHandle {
+        let stop = CancellationToken::new();
+        let config = AgentConfig { state_dir: state_dir.to_path_buf(), heartbeat_secs: 2, ..AgentConfig::default() };
+        let task = tokio::spawn(picket_agent::session::run(config, stop.clone()));
+        self.agents.push(stop.clone());
+        AgentHandle { id, state_dir: state_dir.to_path_buf(), stop, task }
+    }
+
+    /// The device as the API shows it.
+    pub async fn device(&self, id: Uuid) -> Value {
+        self.admin(move |c| c.get(&format!("/api/v1/devices/{id}"))).await.expect("device")
+    }
+
+    pub async fn device_status(&self, id: Uuid) -> String {
+        self.device(id).await["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn sessions(&self) -> usize {
+        self.coordinator().gateway.sessions.len()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for a in &self.agents {
+            a.cancel();
+        }
+        self.shutdown.cancel();
+    }
+}
+
+/// Give the agent a moment of wall time between polls where needed.
+pub const SHORT: Duration = Duration::from_millis(200);

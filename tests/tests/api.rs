@@ -1,0 +1,88 @@
+//! The API's contract: auth and roles, errors, list shape, OpenAPI, audit.
+
+use picket_coordinator::client::ClientError;
+use picket_e2e::{Db, TestEnv};
+use serde_json::json;
+
+fn status(r: Result<serde_json::Value, ClientError>) -> u16 {
+    match r {
+        Ok(_) => 200,
+        Err(e) => e.status().expect("an HTTP answer"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_errors_and_audit() {
+    let env = TestEnv::start(&Db::Sqlite).await;
+    assert_eq!(status(env.api("wrong", |c| c.get("/api/v1/devices")).await), 401);
+    assert_eq!(status(env.api("", |c| c.get("/api/v1/devices")).await), 401);
+
+    let viewer = env
+        .admin(|c| c.post("/api/v1/api-tokens", &json!({"name": "watcher", "role": "viewer"})))
+        .await
+        .expect("viewer token");
+    let viewer = viewer["token"].as_str().expect("secret").to_string();
+    let listed = env.api(&viewer, |c| c.get("/api/v1/devices")).await.expect("viewer lists devices");
+    assert_eq!(listed, json!({"items": [], "next_cursor": null}));
+    let forbidden = env.api(&viewer, |c| c.post("/api/v1/enrollment-tokens", &json!({}))).await;
+    match forbidden {
+        Err(ClientError::Api { status: 403, code, message }) => {
+            assert_eq!(code, "forbidden");
+            assert!(message.contains("admin"), "{message}");
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+
+    assert_eq!(status(env.admin(|c| c.post("/api/v1/api-tokens", &json!({"name": "x"}))).await), 400);
+    assert_eq!(status(env.admin(|c| c.post("/api/v1/api-tokens", &json!({"name": "x", "role": "god"}))).await), 400);
+    assert_eq!(
+        status(env.admin(|c| c.post("/api/v1/api-tokens", &json!({"name": "watcher", "role": "viewer"}))).await),
+        409
+    );
+    assert_eq!(status(env.admin(|c| c.post("/api/v1/enrollment-tokens", &json!({"max_uses": 0}))).await), 400);
+    assert_eq!(status(env.admin(|c| c.get("/api/v1/devices/not-a-uuid")).await), 400);
+    let missing = uuid::Uuid::new_v4();
+    assert_eq!(status(env.admin(move |c| c.get(&format!("/api/v1/devices/{missing}"))).await), 404);
+    assert_eq!(status(env.admin(|c| c.get("/api/v1/devices?limit=0")).await), 400);
+    assert_eq!(status(env.admin(|c| c.get("/api/v1/devices?bogus=1")).await), 400);
+    assert_eq!(status(env.admin(|c| c.get("/api/v1/nothing-here")).await), 404);
+
+    let audit = env.admin(|c| c.get("/api/v1/audit")).await.expect("audit");
+    let items = audit["items"].as_array().expect("items");
+    // api-token creations (ok, 400, 400, 409) and the refused enrollment-token calls are all there.
+    let token_calls = items.iter().filter(|e| e["target"] == "/api/v1/api-tokens").count();
+    assert_eq!(token_calls, 4, "{audit}");
+    assert!(items.iter().any(|e| e["actor"] == "watcher" && e["result"] == "403"), "{audit}");
+    assert!(!audit.to_string().contains(&viewer), "secrets never reach the audit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_lists_exactly_the_routes_that_exist() {
+    let env = TestEnv::start(&Db::Sqlite).await;
+    let spec = env.api("", |c| c.get("/openapi.json")).await.expect("spec without auth");
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 8);
+    let id = uuid::Uuid::new_v4().to_string();
+    for (path, methods) in paths {
+        for method in methods.as_object().expect("methods").keys() {
+            let url = path.replace("{id}", &id);
+            let result = env
+                .admin({
+                    let method = method.clone();
+                    move |c| match method.as_str() {
+                        "get" => c.get(&url),
+                        "post" => c.post(&url, &json!({})),
+                        "delete" => c.delete(&url),
+                        other => panic!("unexpected method {other}"),
+                    }
+                })
+                .await;
+            if let Err(ClientError::Api { status: 404, message, .. }) = &result {
+                assert_ne!(message, "no such route", "{method} {path} is in the spec but not routed");
+            }
+        }
+    }
+    let health = env.api("", |c| c.get("/health")).await.expect("health");
+    assert_eq!(health["status"], "ok");
+}
