@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use picket_common::io::{read_frame, write_frame};
 use picket_common::limits::{DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
-use picket_common::proto::{AgentMsg, CoordMsg, EnrollRequest, RefusalReason};
+use picket_common::proto::{AgentMsg, CoordMsg, EnrollRequest, Enrolled, RefusalReason};
 use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -64,20 +64,54 @@ pub async fn enroll(opts: EnrollOptions) -> Result<Enrollment, EnrollError> {
         }
     }
     let pinned = tls::normalise_fingerprint(&opts.ca_fingerprint).ok_or(EnrollError::BadFingerprint)?;
-    let hostname = crate::sysinfo::hostname();
+    let issued = request_certificate(&opts.coordinator, &opts.token, &pinned, &crate::sysinfo::hostname()).await?;
+    let record = Enrollment {
+        device_id: issued.enrolled.device_id,
+        coordinator: opts.coordinator,
+        group: issued.enrolled.group.clone(),
+        ca_fingerprint: pinned,
+        enrolled_at: now_rfc3339(),
+    };
+    if opts.force {
+        opts.state.clear()?;
+    }
+    opts.state.save_enrollment(
+        &record,
+        &issued.key_pem,
+        &issued.enrolled.certificate_der,
+        &issued.enrolled.ca_der,
+    )?;
+    Ok(record)
+}
 
+/// A certificate issued to a key made here, not yet stored anywhere.
+pub struct Issued {
+    pub enrolled: Enrolled,
+    /// PKCS#8 PEM of the device key.
+    pub key_pem: String,
+}
+
+/// The enrollment exchange itself: make a key, send the CSR and token to the
+/// coordinator whose CA has the `pinned` fingerprint (normalised hex), and
+/// return the certificate. Stores nothing (the load generator uses it too).
+pub async fn request_certificate(
+    coordinator: &str,
+    token: &str,
+    pinned: &str,
+    hostname: &str,
+) -> Result<Issued, EnrollError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, hostname.clone());
+    params.distinguished_name.push(DnType::CommonName, hostname);
     let csr = params.serialize_request(&key)?;
 
-    let addr = opts.coordinator.clone();
+    let addr = coordinator.to_string();
     let unreachable = |detail: String| EnrollError::Unreachable { addr: addr.clone(), detail };
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&opts.coordinator))
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(coordinator))
         .await
         .map_err(|_| unreachable("connection timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
-    let verifier = Arc::new(PinnedCaVerifier::new(pinned.clone()));
+    let verifier = Arc::new(PinnedCaVerifier::new(pinned.to_string()));
     let config = tls::enrollment_config(verifier.clone())
         .map_err(|e| EnrollError::Tls { addr: addr.clone(), detail: e.to_string() })?;
     let connector = TlsConnector::from(Arc::new(config));
@@ -90,7 +124,7 @@ pub async fn enroll(opts: EnrollOptions) -> Result<Enrollment, EnrollError> {
         (_, PinOutcome::Mismatch(seen)) => {
             return Err(EnrollError::FingerprintMismatch {
                 addr,
-                expected: pinned,
+                expected: pinned.to_string(),
                 presented: if seen.is_empty() { "(no CA in the chain)".into() } else { seen.join(", ") },
             })
         }
@@ -102,9 +136,9 @@ pub async fn enroll(opts: EnrollOptions) -> Result<Enrollment, EnrollError> {
 
     let request = AgentMsg::Enroll(EnrollRequest {
         protocol_version: PROTOCOL_VERSION,
-        token: opts.token.trim().to_string(),
+        token: token.trim().to_string(),
         csr_der: csr.der().to_vec(),
-        hostname,
+        hostname: hostname.to_string(),
     });
     write_frame(&mut stream, &request, DEFAULT_MAX_FRAME).await.map_err(|e| unreachable(e.to_string()))?;
     let reply = tokio::time::timeout(REPLY_TIMEOUT, read_frame::<_, CoordMsg>(&mut stream, DEFAULT_MAX_FRAME))
@@ -120,18 +154,7 @@ pub async fn enroll(opts: EnrollOptions) -> Result<Enrollment, EnrollError> {
     if tls::fingerprint(&enrolled.ca_der) != pinned {
         return Err(EnrollError::Protocol("the returned CA is not the pinned one".into()));
     }
-    let record = Enrollment {
-        device_id: enrolled.device_id,
-        coordinator: opts.coordinator,
-        group: enrolled.group,
-        ca_fingerprint: pinned,
-        enrolled_at: now_rfc3339(),
-    };
-    if opts.force {
-        opts.state.clear()?;
-    }
-    opts.state.save_enrollment(&record, &key.serialize_pem(), &enrolled.certificate_der, &enrolled.ca_der)?;
-    Ok(record)
+    Ok(Issued { enrolled, key_pem: key.serialize_pem() })
 }
 
 pub fn now_rfc3339() -> String {
