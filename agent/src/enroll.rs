@@ -75,12 +75,7 @@ pub async fn enroll(opts: EnrollOptions) -> Result<Enrollment, EnrollError> {
     if opts.force {
         opts.state.clear()?;
     }
-    opts.state.save_enrollment(
-        &record,
-        &issued.key_pem,
-        &issued.enrolled.certificate_der,
-        &issued.enrolled.ca_der,
-    )?;
+    opts.state.save_enrollment(&record, &issued.key_pem, &issued.enrolled.certificate_der, &issued.enrolled.ca_der)?;
     Ok(record)
 }
 

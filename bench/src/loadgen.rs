@@ -70,7 +70,10 @@ fn main() -> anyhow::Result<()> {
     let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising the open-file limit")?;
     // Each agent holds one socket; keep headroom for the runtime and stdio.
     if args.agents as u64 + 64 > limit {
-        bail!("{} agents need more open files than this process may have ({limit}); run several processes", args.agents);
+        bail!(
+            "{} agents need more open files than this process may have ({limit}); run several processes",
+            args.agents
+        );
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(args))
@@ -187,7 +190,9 @@ async fn open_session(
 ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::V4(SocketAddrV4::new(source, 0)))?;
-    let tcp = tokio::time::timeout(Duration::from_secs(30), socket.connect(coordinator)).await.context("connect timed out")??;
+    let tcp = tokio::time::timeout(Duration::from_secs(30), socket.connect(coordinator))
+        .await
+        .context("connect timed out")??;
     let mut tls = tokio::time::timeout(
         Duration::from_secs(30),
         TlsConnector::from(identity.config).connect(picket_agent::tls::server_name(), tcp),
@@ -213,9 +218,16 @@ async fn open_session(
 }
 
 /// Heartbeat until `stop`; read acks as they come.
-async fn hold(tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>, heartbeat: Duration, stop: CancellationToken) {
+async fn hold(
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    heartbeat: Duration,
+    stop: CancellationToken,
+) {
     let (mut rd, mut wr) = tokio::io::split(tls);
-    let reader = tokio::spawn(async move { while let Ok(Some(_)) = read_frame::<_, CoordMsg>(&mut rd, DEFAULT_MAX_FRAME).await {} });
+    let reader =
+        tokio::spawn(
+            async move { while let Ok(Some(_)) = read_frame::<_, CoordMsg>(&mut rd, DEFAULT_MAX_FRAME).await {} },
+        );
     // Spread the first heartbeat over the interval so they do not arrive in lockstep.
     let offset = heartbeat.mul_f64(rand_fraction());
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, heartbeat);
@@ -239,12 +251,16 @@ async fn hold(tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>, heart
 
 fn rand_fraction() -> f64 {
     // No rand dependency in the bench crate: the clock's nanoseconds are spread enough.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
 /// Resident set size of `pid` in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
