@@ -115,6 +115,17 @@ mod tests {
                 csr_der: vec![0x30, 0x82, 1, 2],
                 hostname: "h".into(),
             }),
+            AgentMsg::ActionStarted { action_id: uuid::Uuid::new_v4() },
+            AgentMsg::ActionProgress { action_id: uuid::Uuid::new_v4(), phase: "walking".into(), percent: 42 },
+            AgentMsg::ActionResult(ActionResult {
+                action_id: uuid::Uuid::new_v4(),
+                outcome: ActionOutcome::Succeeded { output_json: "{}".into() },
+            }),
+            AgentMsg::ActionResult(ActionResult {
+                action_id: uuid::Uuid::new_v4(),
+                outcome: ActionOutcome::Failed { reason: FailureReason::Interrupted, error: "agent restarted".into() },
+            }),
+            AgentMsg::ActionResult(ActionResult { action_id: uuid::Uuid::new_v4(), outcome: ActionOutcome::Cancelled }),
         ]
     }
 
@@ -129,6 +140,13 @@ mod tests {
                 ca_der: vec![2; 300],
                 group: "default".into(),
             }),
+            CoordMsg::Action(ActionRequest {
+                action_id: uuid::Uuid::new_v4(),
+                kind: ActionKind::KillProcess,
+                params_json: r#"{"pid":1}"#.into(),
+            }),
+            CoordMsg::Cancel { action_id: uuid::Uuid::new_v4() },
+            CoordMsg::ResultAck { action_id: uuid::Uuid::new_v4() },
         ]
     }
 

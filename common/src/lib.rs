@@ -6,11 +6,13 @@
 //! files live in the agent and coordinator crates.
 //!
 //! Layout:
+//! - [`actions`]: action kinds, undo pairs, re-runnable kinds, results.
 //! - [`proto`]: the two message enums (`AgentMsg`, `CoordMsg`), `Hello`, refusals.
 //! - [`codec`]: `u32` big-endian length prefix + bincode 2 (serde) body, with limits.
 //! - `io` (feature `io`): async `read_frame`/`write_frame` over a stream the caller owns.
 //! - [`limits`]: protocol version, default frame cap, timing defaults, names.
 
+pub mod actions;
 pub mod codec;
 #[cfg(feature = "io")]
 pub mod io;

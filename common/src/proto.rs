@@ -13,6 +13,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::actions::{ActionKind, ActionOutcome, ActionRequest, ActionResult, FailureReason};
+
 /// Frames an agent sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentMsg {
@@ -23,6 +25,12 @@ pub enum AgentMsg {
     /// Enrollment over server-authenticated TLS: a one-time token and a PKCS#10
     /// certificate signing request for a key made on the device.
     Enroll(EnrollRequest),
+    /// The agent began running an action (from now on it cannot be cancelled).
+    ActionStarted { action_id: Uuid },
+    /// Progress of a running action.
+    ActionProgress { action_id: Uuid, phase: String, percent: u8 },
+    /// The final result; sent until the coordinator answers `ResultAck`.
+    ActionResult(ActionResult),
 }
 
 /// Frames the coordinator sends.
@@ -37,6 +45,12 @@ pub enum CoordMsg {
     Refused(Refusal),
     /// Enrollment succeeded: the device's certificate and the CA that signed it.
     Enrolled(Enrolled),
+    /// Run an action (may be repeated: the agent's journal keys on the id).
+    Action(ActionRequest),
+    /// Cancel an action the agent has not started yet.
+    Cancel { action_id: Uuid },
+    /// The result of this action is stored: drop it from the outbox.
+    ResultAck { action_id: Uuid },
 }
 
 /// The agent introduces itself.

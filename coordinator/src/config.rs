@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::actions::ActionPolicy;
 use crate::gateway::GatewayConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,6 +25,28 @@ pub struct Config {
     pub handshake_timeout_secs: u64,
     pub max_connections: usize,
     pub max_frame_bytes: u32,
+    /// Approval policy and expiries (`[actions]`).
+    pub actions: ActionPolicy,
+    /// Event sinks (`[events]`).
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// URLs that receive each action transition as an HTTP POST of JSON.
+    pub webhooks: Vec<String>,
+    /// Syslog receivers (RFC 5424).
+    pub syslog: Vec<SyslogTarget>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogTarget {
+    /// HOST:PORT
+    pub address: String,
+    /// "udp" or "tcp"
+    pub transport: crate::events::syslog::Transport,
 }
 
 impl Default for Config {
@@ -38,6 +61,8 @@ impl Default for Config {
             handshake_timeout_secs: 10,
             max_connections: 15_000,
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
+            actions: ActionPolicy::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -71,6 +96,12 @@ impl Config {
         }
         if !(64 * 1024..=picket_common::limits::MAX_FRAME_CEILING).contains(&self.max_frame_bytes) {
             return bad("max_frame_bytes must be between 65536 and 67108864");
+        }
+        self.actions.validate().map_err(ConfigError::Invalid)?;
+        for url in &self.events.webhooks {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return bad("events.webhooks: each must be an http:// or https:// URL");
+            }
         }
         if !self.database_url.is_empty()
             && !["sqlite:", "postgres:", "postgresql:"].iter().any(|p| self.database_url.starts_with(p))

@@ -13,9 +13,11 @@
 //! [`Coordinator::start`] binds both listeners and spawns the tasks;
 //! `main.rs` and the tests call the same function.
 
+pub mod actions;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod events;
 mod fsutil;
 pub mod gateway;
 pub mod pki;
@@ -26,6 +28,7 @@ pub mod testdb;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -64,6 +67,7 @@ pub struct Coordinator {
     pub advertise_agent_address: String,
     pub store: Store,
     pub gateway: Arc<Gateway>,
+    pub actions: Arc<actions::ActionCenter>,
     tasks: JoinSet<()>,
 }
 
@@ -84,7 +88,8 @@ impl Coordinator {
             tracing::info!(path = %admin_token_path.display(), "created the first admin API token");
         }
         let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
-        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory)?;
+        let events = Arc::new(events::Events::default());
+        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, events.clone())?;
 
         let agent_listener = TcpListener::bind(config.agent_listen).await.map_err(|source| StartError::Bind {
             what: "agents",
@@ -110,10 +115,27 @@ impl Coordinator {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(gateway.clone().serve(agent_listener, shutdown.clone()));
+        let center = Arc::new(actions::ActionCenter {
+            store: store.clone(),
+            gateway: gateway.clone(),
+            policy: config.actions.clone(),
+        });
+        tasks.spawn(center.clone().run_expiry(Duration::from_secs(config.actions.expiry_check_secs), shutdown.clone()));
+        let mut sinks: Vec<Arc<dyn events::sink::Sink>> = Vec::new();
+        for url in &config.events.webhooks {
+            sinks.push(Arc::new(events::webhook::Webhook::new(url)));
+        }
+        for target in &config.events.syslog {
+            sinks.push(Arc::new(events::syslog::Syslog::new(&target.address, target.transport)));
+        }
+        for sink in sinks {
+            tasks.spawn(events::sink::run(store.clone(), events.clone(), sink, shutdown.clone()));
+        }
         let app = api::router(api::AppState {
             store: store.clone(),
             gateway: gateway.clone(),
             advertise_agent_address: advertise.clone(),
+            actions: center.clone(),
         });
         let api_shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -132,6 +154,7 @@ impl Coordinator {
             advertise_agent_address: advertise,
             store,
             gateway,
+            actions: center,
             tasks,
         })
     }

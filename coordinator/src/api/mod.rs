@@ -5,11 +5,13 @@
 //! resolves the caller and writes the audit entry for every mutating call,
 //! whatever its outcome. Errors are `{"error":{"code","message"}}`.
 
+mod actions;
 mod api_tokens;
 mod audit;
 mod devices;
 mod enrollment_tokens;
 mod error;
+mod metrics;
 mod openapi;
 
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// `HOST:PORT` that agents should dial, for the printed enroll command.
     pub advertise_agent_address: String,
+    pub actions: Arc<crate::actions::ActionCenter>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +45,15 @@ pub fn router(state: AppState) -> Router {
         .route("/devices", get(devices::list))
         .route("/devices/{id}", get(devices::show))
         .route("/devices/{id}/revoke", post(devices::revoke))
+        .route("/devices/{id}/actions", post(actions::create))
+        .route("/actions", get(actions::list))
+        .route("/actions.csv", get(actions::export_csv))
+        .route("/actions/approve", post(actions::approve_many))
+        .route("/actions/{id}", get(actions::show))
+        .route("/actions/{id}/approve", post(actions::approve))
+        .route("/actions/{id}/reject", post(actions::reject))
+        .route("/actions/{id}/cancel", post(actions::cancel))
+        .route("/actions/{id}/undo", post(actions::undo))
         .route("/enrollment-tokens", post(enrollment_tokens::create).get(enrollment_tokens::list))
         .route("/enrollment-tokens/{id}", axum::routing::delete(enrollment_tokens::revoke))
         .route("/api-tokens", post(api_tokens::create))
@@ -51,6 +63,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::spec))
+        .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", v1)
         .fallback(not_found)
         .with_state(state)

@@ -23,6 +23,28 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
     ("delete", "/api/v1/enrollment-tokens/{id}", "Revoke an enrollment token", "admin", 200),
     ("post", "/api/v1/api-tokens", "Create an API token with a role", "admin", 201),
     ("get", "/api/v1/audit", "The audit trail of mutating calls, newest first", "admin", 200),
+    ("get", "/metrics", "Prometheus metrics", "none", 200),
+    (
+        "post",
+        "/api/v1/devices/{id}/actions",
+        "Request an action on a device (200 with the live one if it already exists)",
+        "responder",
+        201,
+    ),
+    ("get", "/api/v1/actions", "List actions (?status=&device=&kind=&source=&since=&until=)", "viewer", 200),
+    ("get", "/api/v1/actions.csv", "Export action history as CSV", "viewer", 200),
+    ("post", "/api/v1/actions/approve", "Approve several pending actions", "approver", 200),
+    ("get", "/api/v1/actions/{id}", "Show an action with its timeline", "viewer", 200),
+    ("post", "/api/v1/actions/{id}/approve", "Approve a pending action", "approver", 200),
+    ("post", "/api/v1/actions/{id}/reject", "Reject a pending action", "approver", 200),
+    ("post", "/api/v1/actions/{id}/cancel", "Cancel a queued or sent action", "responder", 200),
+    (
+        "post",
+        "/api/v1/actions/{id}/undo",
+        "Undo a succeeded isolate, restrict_code or stop_and_quarantine",
+        "responder",
+        201,
+    ),
 ];
 
 pub async fn spec() -> Json<Value> {

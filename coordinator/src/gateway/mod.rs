@@ -6,6 +6,8 @@
 //! certificate is checked in the handshake by [`verifier::DeviceCertVerifier`].
 //! A session costs two small tasks (reader loop, writer) and no thread.
 
+mod dispatch;
+pub mod metrics;
 mod registry;
 mod session;
 pub mod verifier;
@@ -23,6 +25,7 @@ use tracing::Instrument;
 pub use registry::{SessionInfo, Sessions};
 pub use verifier::DeviceDirectory;
 
+use crate::events::Events;
 use crate::pki::Ca;
 use crate::store::Store;
 
@@ -41,6 +44,8 @@ pub struct Gateway {
     pub ca: Arc<Ca>,
     pub directory: Arc<DeviceDirectory>,
     pub sessions: Sessions,
+    pub events: Arc<Events>,
+    pub metrics: metrics::Metrics,
     acceptor: TlsAcceptor,
 }
 
@@ -50,6 +55,7 @@ impl Gateway {
         store: Store,
         ca: Arc<Ca>,
         directory: Arc<DeviceDirectory>,
+        events: Arc<Events>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = verifier::DeviceCertVerifier::new(ca.ca_der().clone(), directory.clone(), provider.clone())?;
@@ -64,6 +70,8 @@ impl Gateway {
             ca,
             directory,
             sessions: Sessions::default(),
+            events,
+            metrics: metrics::Metrics::default(),
             acceptor: TlsAcceptor::from(Arc::new(tls)),
         }))
     }

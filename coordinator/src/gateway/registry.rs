@@ -6,9 +6,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use picket_common::proto::RefusalReason;
-use tokio::sync::oneshot;
+use picket_common::proto::{CoordMsg, RefusalReason};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+
+/// What the session's writer task sends.
+pub(crate) enum Outgoing {
+    Frame(CoordMsg),
+    Close,
+}
 
 /// What the registry keeps of one live session.
 pub struct SessionHandle {
@@ -16,6 +22,7 @@ pub struct SessionHandle {
     pub peer: SocketAddr,
     pub connected_at: i64,
     pub last_seen: Arc<AtomicI64>,
+    outbox: mpsc::Sender<Outgoing>,
     stop: Option<oneshot::Sender<RefusalReason>>,
 }
 
@@ -44,16 +51,18 @@ pub struct Sessions {
 impl Sessions {
     /// Register a session and get its connection id and stop signal. An
     /// existing session of the same device is stopped with `Replaced`.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         device: Uuid,
         peer: SocketAddr,
         now: i64,
+        outbox: mpsc::Sender<Outgoing>,
     ) -> (u64, Arc<AtomicI64>, oneshot::Receiver<RefusalReason>) {
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let last_seen = Arc::new(AtomicI64::new(now));
-        let handle = SessionHandle { conn_id, peer, connected_at: now, last_seen: last_seen.clone(), stop: Some(tx) };
+        let handle =
+            SessionHandle { conn_id, peer, connected_at: now, last_seen: last_seen.clone(), outbox, stop: Some(tx) };
         let old = self.lock().insert(device, handle);
         if let Some(old) = old {
             tracing::info!(device = %device, old_peer = %old.peer, new_peer = %peer, "new session replaces the old one");
@@ -74,6 +83,17 @@ impl Sessions {
     pub fn disconnect(&self, device: Uuid, reason: RefusalReason) -> bool {
         let handle = self.lock().remove(&device);
         handle.map(|h| h.stop(reason)).is_some()
+    }
+
+    /// Queue a frame to the device's live session. Waits while the session's
+    /// queue is full (control messages are never dropped); false when the
+    /// device has no live session or it ended meanwhile.
+    pub async fn send(&self, device: &Uuid, msg: CoordMsg) -> bool {
+        let outbox = self.lock().get(device).map(|h| h.outbox.clone());
+        match outbox {
+            Some(outbox) => outbox.send(Outgoing::Frame(msg)).await.is_ok(),
+            None => false,
+        }
     }
 
     pub fn info(&self, device: &Uuid) -> Option<SessionInfo> {

@@ -15,8 +15,10 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
+use super::registry::Outgoing;
 use super::verifier::device_id_from_cert;
 use super::Gateway;
 use crate::store::{now_ms, DeviceStatus, HelloInfo, NewAudit, NewDeviceOwned, TokenRefusal};
@@ -149,7 +151,7 @@ impl Gateway {
         })
     }
 
-    async fn run_session(&self, tls: Tls, id: Uuid, peer: SocketAddr, shutdown: CancellationToken) {
+    async fn run_session(self: &Arc<Self>, tls: Tls, id: Uuid, peer: SocketAddr, shutdown: CancellationToken) {
         let max = self.config.max_frame;
         let (mut rd, mut wr) = tokio::io::split(tls);
         let hello = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, read_frame::<_, AgentMsg>(&mut rd, max)).await {
@@ -180,20 +182,21 @@ impl Gateway {
             kernel: &hello.kernel,
             agent_version: &hello.agent_version,
             ip: &Gateway::peer_ip(&peer),
+            capabilities: &hello.capabilities,
         };
         if let Err(error) = self.store.record_hello(id, &info).await {
             tracing::error!(%error, "could not record Hello");
             refuse(&mut wr, RefusalReason::Internal, "coordinator storage unavailable", max).await;
             return;
         }
-        let (conn_id, last_seen, mut stop) = self.sessions.register(id, peer, now_ms());
+        let (out_tx, out_rx) = mpsc::channel(OUTBOX_DEPTH);
+        let (conn_id, last_seen, mut stop) = self.sessions.register(id, peer, now_ms(), out_tx.clone());
         // The session may have been revoked between the check and registration.
         if self.directory.status(&id) != Some(DeviceStatus::Active) {
             self.sessions.unregister(id, conn_id);
             refuse(&mut wr, RefusalReason::Revoked, "device revoked", max).await;
             return;
         }
-        let (out_tx, out_rx) = mpsc::channel(OUTBOX_DEPTH);
         let writer = tokio::spawn(write_loop(wr, out_rx, max));
         let welcome = Welcome {
             device_id: id,
@@ -202,6 +205,9 @@ impl Gateway {
         };
         let _ = out_tx.send(Outgoing::Frame(CoordMsg::Welcome(welcome))).await;
         tracing::info!(hostname = %hello.hostname, agent_version = %hello.agent_version, "session open");
+        // Whatever was queued or sent while the device was away goes now.
+        let gateway = self.clone();
+        tokio::spawn(async move { gateway.deliver(id).await }.in_current_span());
 
         let idle = self.config.heartbeat * 3;
         let end = loop {
@@ -225,6 +231,21 @@ impl Gateway {
                             AgentMsg::Heartbeat { seq } => {
                                 if out_tx.send(Outgoing::Frame(CoordMsg::HeartbeatAck { seq })).await.is_err() {
                                     break End::Log("writer closed");
+                                }
+                            }
+                            AgentMsg::ActionStarted { action_id } => self.on_action_started(id, action_id).await,
+                            AgentMsg::ActionProgress { action_id, phase, percent } => {
+                                if let Err(error) = self.store.action_progress(action_id, id, &phase, percent.min(100)).await {
+                                    tracing::warn!(%error, %action_id, "could not record progress");
+                                }
+                            }
+                            AgentMsg::ActionResult(result) => {
+                                // Acknowledge only what is stored: the agent keeps it until then.
+                                if self.on_action_result(id, &result).await {
+                                    let ack = CoordMsg::ResultAck { action_id: result.action_id };
+                                    if out_tx.send(Outgoing::Frame(ack)).await.is_err() {
+                                        break End::Log("writer closed");
+                                    }
                                 }
                             }
                             other => {
@@ -279,11 +300,6 @@ enum End {
     Quiet,
 }
 
-enum Outgoing {
-    Frame(CoordMsg),
-    Close,
-}
-
 async fn write_loop(mut wr: WriteHalf<Tls>, mut rx: mpsc::Receiver<Outgoing>, max: u32) {
     while let Some(out) = rx.recv().await {
         match out {
@@ -310,5 +326,8 @@ fn frame_name(msg: &AgentMsg) -> &'static str {
         AgentMsg::Hello(_) => "Hello",
         AgentMsg::Heartbeat { .. } => "Heartbeat",
         AgentMsg::Enroll(_) => "Enroll",
+        AgentMsg::ActionStarted { .. } => "ActionStarted",
+        AgentMsg::ActionProgress { .. } => "ActionProgress",
+        AgentMsg::ActionResult(_) => "ActionResult",
     }
 }

@@ -50,6 +50,8 @@ pub struct Device {
     pub enrolled_at: i64,
     pub first_seen: Option<i64>,
     pub last_seen: Option<i64>,
+    /// Action kinds the agent said it can run (empty until its first Hello).
+    pub capabilities: Vec<String>,
 }
 
 pub struct NewDevice<'a> {
@@ -69,10 +71,11 @@ pub struct HelloInfo<'a> {
     pub kernel: &'a str,
     pub agent_version: &'a str,
     pub ip: &'a str,
+    pub capabilities: &'a [String],
 }
 
 const COLUMNS: &str = "id, hostname, os, kernel, agent_version, group_name, ip, cert_serial, cert_not_after, \
-                       status, enrolled_at, first_seen, last_seen";
+                       status, enrolled_at, first_seen, last_seen, capabilities";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
     let id: String = row.try_get("id")?;
@@ -91,6 +94,10 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
         enrolled_at: row.try_get("enrolled_at")?,
         first_seen: row.try_get("first_seen")?,
         last_seen: row.try_get("last_seen")?,
+        capabilities: {
+            let caps: String = row.try_get("capabilities")?;
+            caps.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect()
+        },
     })
 }
 
@@ -160,7 +167,7 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "UPDATE devices SET hostname = $1, os = $2, kernel = $3, agent_version = $4, ip = $5, \
-             first_seen = COALESCE(first_seen, $6), last_seen = $6 WHERE id = $7",
+             first_seen = COALESCE(first_seen, $6), last_seen = $6, capabilities = $8 WHERE id = $7",
         )
         .bind(hello.hostname)
         .bind(hello.os)
@@ -169,6 +176,7 @@ impl Store {
         .bind(hello.ip)
         .bind(now)
         .bind(id.to_string())
+        .bind(hello.capabilities.join(","))
         .execute(&self.pool)
         .await?;
         Ok(())

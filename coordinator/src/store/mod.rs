@@ -7,6 +7,7 @@
 //! placeholders, which both accept, and plain `TEXT`/`BIGINT` columns (times
 //! are Unix milliseconds), so rows decode the same way on either.
 
+mod actions;
 mod audit;
 mod devices;
 mod tokens;
@@ -19,6 +20,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, ActionStatus, Changes, NewAction};
 pub use audit::{AuditEntry, NewAudit};
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
 pub use tokens::{ApiToken, EnrollmentToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenRefusal};
@@ -115,10 +117,14 @@ impl Store {
 #[derive(Debug)]
 struct Embedded(Backend);
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql")),
+    (2, "actions", include_str!("../../migrations/sqlite/0002_actions.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
+    (2, "actions", include_str!("../../migrations/postgres/0002_actions.sql")),
+];
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 's>> {

@@ -1,0 +1,423 @@
+//! The action center: creating actions under the approval policy, deciding
+//! them (approve, reject, cancel, undo), expiring the ones nobody decided or
+//! no device picked up, and handing queued ones to the gateway for dispatch.
+//!
+//! Layout:
+//! - [`policy`]: which manual actions need approval; two-person rule; expiries.
+//! - this file: [`ActionCenter`] and the JSON shape of an action.
+//!
+//! State machine (DESIGN.md): `pending_approval → approved → queued → sent →
+//! running → succeeded | failed | timed_out`; `pending_approval → rejected |
+//! expired`; `queued | sent → cancelled`. Every change goes through
+//! `Store::transition`, which logs it in the same transaction.
+
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use picket_common::actions::ActionKind;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use policy::ActionPolicy;
+
+use crate::gateway::Gateway;
+use crate::store::{
+    now_ms, Action, ActionSource, ActionStatus, Changes, DeviceStatus, NewAction, Role, Store, StoreError,
+};
+
+/// Why a request about an action was refused (maps to 400 / 403 / 404 / 409).
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who asks.
+pub struct Requestor<'a> {
+    pub name: &'a str,
+    pub role: Role,
+}
+
+/// A request to run an action on a device.
+pub struct Request<'a> {
+    pub device: Uuid,
+    pub kind: ActionKind,
+    pub params: Value,
+    pub comment: &'a str,
+    pub source: ActionSource,
+    pub investigation_id: Option<&'a str>,
+    /// Automation asks for approval explicitly (its table decides).
+    pub needs_approval: bool,
+    /// The action this one undoes (set only by [`ActionCenter::undo`]).
+    pub undoes: Option<Uuid>,
+}
+
+pub struct ActionCenter {
+    pub store: Store,
+    pub gateway: Arc<Gateway>,
+    pub policy: ActionPolicy,
+}
+
+/// Largest accepted `params` object, serialised.
+const MAX_PARAMS_BYTES: usize = 64 * 1024;
+
+impl ActionCenter {
+    /// Create an action, or return the live one with the same kind, params and
+    /// device. `Ok((action, created))`.
+    pub async fn create(&self, who: &Requestor<'_>, req: Request<'_>) -> Result<(Action, bool), ActionError> {
+        if !req.params.is_object() {
+            return Err(ActionError::Invalid("params must be a JSON object".into()));
+        }
+        let params = req.params.to_string(); // serde_json maps are sorted: this is canonical
+        if params.len() > MAX_PARAMS_BYTES {
+            return Err(ActionError::Invalid(format!("params larger than {MAX_PARAMS_BYTES} bytes")));
+        }
+        if req.source.is_manual() && req.comment.trim().is_empty() {
+            return Err(ActionError::Invalid("a comment is required on manual actions".into()));
+        }
+        let device = self
+            .store
+            .device(req.device)
+            .await?
+            .ok_or_else(|| ActionError::NotFound(format!("no device {}", req.device)))?;
+        if device.status != DeviceStatus::Active {
+            return Err(ActionError::Conflict(format!(
+                "device {} is {:?}: it takes no actions",
+                device.id, device.status
+            )));
+        }
+        if !device.capabilities.is_empty() && !device.capabilities.iter().any(|c| c == req.kind.as_str()) {
+            return Err(ActionError::Conflict(format!(
+                "the agent on {} cannot run {} (it supports: {})",
+                device.hostname,
+                req.kind,
+                device.capabilities.join(", ")
+            )));
+        }
+        let needs_approval = req.needs_approval || (req.source.is_manual() && self.policy.approval_required(req.kind));
+        let (status, expires_at) = if needs_approval {
+            (ActionStatus::PendingApproval, now_ms() + self.policy.pending_expiry_ms())
+        } else {
+            (ActionStatus::Queued, now_ms() + self.policy.queued_expiry_ms())
+        };
+        let dedupe = dedupe_key(req.kind, device.id, &params);
+        let (action, created) = self
+            .store
+            .insert_action(&NewAction {
+                kind: req.kind.as_str(),
+                params: &params,
+                device_id: device.id,
+                source: req.source,
+                requestor: who.name,
+                comment: req.comment,
+                investigation_id: req.investigation_id,
+                status,
+                dedupe_key: &dedupe,
+                undoes: req.undoes,
+                expires_at,
+            })
+            .await?;
+        if created {
+            tracing::info!(action = %action.id, kind = %action.kind, device = %device.id, status = action.status.as_str(), by = who.name, "action created");
+            self.gateway.events.changed();
+            if action.status == ActionStatus::Queued {
+                self.dispatch(action.device_id);
+            }
+        }
+        Ok((action, created))
+    }
+
+    /// Approve a pending action: `pending_approval → approved → queued`.
+    pub async fn approve(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<Action, ActionError> {
+        let action = self.decidable(who, id).await?;
+        let approved = self
+            .store
+            .transition(
+                id,
+                &[ActionStatus::PendingApproval],
+                ActionStatus::Approved,
+                who.name,
+                comment,
+                &Changes { decided_by: Some(who.name), decision_comment: Some(comment), ..Changes::default() },
+            )
+            .await?
+            .ok_or_else(|| self.not_in(&action, "pending approval"))?;
+        let queued = self
+            .store
+            .transition(
+                id,
+                &[ActionStatus::Approved],
+                ActionStatus::Queued,
+                "coordinator",
+                "",
+                &Changes {
+                    queued_at: Some(now_ms()),
+                    expires_at: Some(Some(now_ms() + self.policy.queued_expiry_ms())),
+                    ..Changes::default()
+                },
+            )
+            .await?
+            .unwrap_or(approved);
+        self.gateway.events.changed();
+        self.dispatch(queued.device_id);
+        Ok(queued)
+    }
+
+    pub async fn reject(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<Action, ActionError> {
+        let action = self.decidable(who, id).await?;
+        let rejected = self
+            .store
+            .transition(
+                id,
+                &[ActionStatus::PendingApproval],
+                ActionStatus::Rejected,
+                who.name,
+                comment,
+                &Changes {
+                    decided_by: Some(who.name),
+                    decision_comment: Some(comment),
+                    expires_at: Some(None),
+                    ..Changes::default()
+                },
+            )
+            .await?
+            .ok_or_else(|| self.not_in(&action, "pending approval"))?;
+        self.gateway.events.changed();
+        Ok(rejected)
+    }
+
+    /// Cancel an action the agent has not started: `queued | sent → cancelled`.
+    pub async fn cancel(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<Action, ActionError> {
+        require(who, Role::Responder)?;
+        let action = self.get(id).await?;
+        let cancelled = self
+            .store
+            .transition(
+                id,
+                &[ActionStatus::Queued, ActionStatus::Sent],
+                ActionStatus::Cancelled,
+                who.name,
+                comment,
+                &Changes {
+                    decided_by: Some(who.name),
+                    decision_comment: Some(comment),
+                    expires_at: Some(None),
+                    ..Changes::default()
+                },
+            )
+            .await?
+            .ok_or_else(|| self.not_in(&action, "queued or sent (the agent has not started it)"))?;
+        if action.status == ActionStatus::Sent {
+            self.gateway.cancel_on_device(action.device_id, id).await;
+        }
+        self.gateway.events.changed();
+        Ok(cancelled)
+    }
+
+    /// Undo a succeeded action by creating its inverse, linked both ways.
+    pub async fn undo(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<(Action, bool), ActionError> {
+        require(who, Role::Responder)?;
+        let original = self.get(id).await?;
+        let kind = ActionKind::parse(&original.kind)
+            .ok_or_else(|| ActionError::Conflict(format!("unknown kind {}", original.kind)))?;
+        let undo_kind = kind.undo().ok_or_else(|| {
+            ActionError::Conflict(format!(
+                "{kind} cannot be undone: only isolate, restrict_code and stop_and_quarantine have an inverse"
+            ))
+        })?;
+        if original.status != ActionStatus::Succeeded {
+            return Err(ActionError::Conflict(format!(
+                "only a succeeded action can be undone; this one is {}",
+                original.status.as_str()
+            )));
+        }
+        if let Some(by) = original.undone_by {
+            return Err(ActionError::Conflict(format!("already undone by action {by}")));
+        }
+        let params = undo_params(kind, &original)?;
+        let source = if original.source.is_manual() { original.source } else { ActionSource::ManualDeviceAction };
+        let comment = if comment.trim().is_empty() { format!("undo of {id}") } else { comment.to_string() };
+        self.create(
+            who,
+            Request {
+                device: original.device_id,
+                kind: undo_kind,
+                params,
+                comment: &comment,
+                source,
+                investigation_id: original.investigation_id.as_deref(),
+                needs_approval: false,
+                undoes: Some(id),
+            },
+        )
+        .await
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Action, ActionError> {
+        self.store.action(id).await?.ok_or_else(|| ActionError::NotFound(format!("no action {id}")))
+    }
+
+    /// Load an action an approver may decide on.
+    async fn decidable(&self, who: &Requestor<'_>, id: Uuid) -> Result<Action, ActionError> {
+        require(who, Role::Approver)?;
+        let action = self.get(id).await?;
+        if self.policy.two_person_rule && action.requestor == who.name {
+            return Err(ActionError::Forbidden(format!(
+                "two-person rule: {} requested this action and cannot also decide it",
+                who.name
+            )));
+        }
+        Ok(action)
+    }
+
+    fn not_in(&self, action: &Action, wanted: &str) -> ActionError {
+        ActionError::Conflict(format!("action {} is {}, not {wanted}", action.id, action.status.as_str()))
+    }
+
+    fn dispatch(&self, device: Uuid) {
+        let gateway = self.gateway.clone();
+        tokio::spawn(async move { gateway.deliver(device).await });
+    }
+
+    /// Expire what waited too long, every `interval`, until `shutdown`.
+    pub async fn run_expiry(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(error) = self.expire_once().await {
+                tracing::warn!(%error, "action expiry pass failed");
+            }
+        }
+    }
+
+    /// Pending approvals past their deadline → `expired`; queued or sent
+    /// actions of devices that stayed offline past theirs → `timed_out`.
+    pub async fn expire_once(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let mut changed = 0;
+        for a in self.store.actions_past_deadline(&[ActionStatus::PendingApproval], now).await? {
+            let done = self
+                .store
+                .transition(
+                    a.id,
+                    &[ActionStatus::PendingApproval],
+                    ActionStatus::Expired,
+                    "coordinator",
+                    "nobody decided before the deadline",
+                    &Changes { expires_at: Some(None), ..Changes::default() },
+                )
+                .await?;
+            changed += usize::from(done.is_some());
+        }
+        for a in self.store.actions_past_deadline(&[ActionStatus::Queued, ActionStatus::Sent], now).await? {
+            if self.gateway.session(&a.device_id).is_some() {
+                continue; // online: it is being delivered
+            }
+            let done = self
+                .store
+                .transition(
+                    a.id,
+                    &[ActionStatus::Queued, ActionStatus::Sent],
+                    ActionStatus::TimedOut,
+                    "coordinator",
+                    "the device stayed offline past the deadline",
+                    &Changes { expires_at: Some(None), ..Changes::default() },
+                )
+                .await?;
+            changed += usize::from(done.is_some());
+        }
+        if changed > 0 {
+            tracing::info!(changed, "actions expired or timed out");
+            self.gateway.events.changed();
+        }
+        Ok(changed)
+    }
+}
+
+fn require(who: &Requestor<'_>, role: Role) -> Result<(), ActionError> {
+    if who.role >= role {
+        Ok(())
+    } else {
+        Err(ActionError::Forbidden(format!(
+            "this needs the {} role; token {:?} has {}",
+            role.as_str(),
+            who.name,
+            who.role.as_str()
+        )))
+    }
+}
+
+/// SHA-256 of kind, device and canonical params: equal requests share it.
+pub fn dedupe_key(kind: ActionKind, device: Uuid, canonical_params: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_str());
+    h.update([0]);
+    h.update(device.to_string());
+    h.update([0]);
+    h.update(canonical_params);
+    hex::encode(h.finalize())
+}
+
+/// Parameters of the inverse action.
+fn undo_params(kind: ActionKind, original: &Action) -> Result<Value, ActionError> {
+    let mut params = json!({ "undo_of": original.id.to_string() });
+    if kind == ActionKind::StopAndQuarantine {
+        let result: Value =
+            original.result.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
+        let quarantine_id = result
+            .get("quarantine_id")
+            .cloned()
+            .ok_or_else(|| ActionError::Conflict("the quarantine result has no quarantine_id to release".into()))?;
+        params["quarantine_id"] = quarantine_id;
+    }
+    Ok(params)
+}
+
+fn time(ms: i64) -> String {
+    crate::api::rfc3339(ms)
+}
+
+/// The API (and event) shape of an action.
+pub fn action_json(a: &Action) -> Value {
+    let params: Value = serde_json::from_str(&a.params).unwrap_or(Value::Null);
+    let result: Value = match (&a.result, &a.error) {
+        (Some(r), _) => json!({ "output": serde_json::from_str::<Value>(r).unwrap_or(Value::String(r.clone())) }),
+        (None, Some(e)) => json!({ "error": e, "reason": a.failure_reason }),
+        (None, None) => Value::Null,
+    };
+    json!({
+        "id": a.id,
+        "kind": a.kind,
+        "params": params,
+        "device_id": a.device_id,
+        "source": a.source,
+        "status": a.status,
+        "requestor": a.requestor,
+        "comment": a.comment,
+        "investigation_id": a.investigation_id,
+        "decided_by": a.decided_by,
+        "decision_comment": a.decision_comment,
+        "progress": a.progress_phase.as_ref().map(|p| json!({ "phase": p, "percent": a.progress_percent })),
+        "result": result,
+        "undoes": a.undoes,
+        "undone_by": a.undone_by,
+        "created_at": time(a.created_at),
+        "updated_at": time(a.updated_at),
+        "expires_at": a.expires_at.map(time),
+    })
+}

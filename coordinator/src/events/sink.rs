@@ -1,0 +1,106 @@
+//! The delivery loop shared by every sink: read `action_events` after the
+//! sink's persisted cursor, deliver each in order, retry a failed delivery
+//! with exponential backoff (1 s … 60 s), advance the cursor only after a
+//! success. A new sink starts at the current end of the log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::Events;
+use crate::store::{ActionEvent, Store};
+
+/// A destination for events. `deliver` blocks (it runs on a blocking thread).
+pub trait Sink: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn deliver(&self, event: &Value) -> Result<(), String>;
+}
+
+pub async fn run(store: Store, events: Arc<Events>, sink: Arc<dyn Sink>, shutdown: CancellationToken) {
+    let name = sink.name().to_string();
+    let mut wake = events.subscribe();
+    let mut cursor = loop {
+        let start = match store.sink_cursor(&name).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => match store.last_event_id().await {
+                Ok(last) => store.set_sink_cursor(&name, last).await.map(|_| last),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match start {
+            Ok(c) => break c,
+            Err(error) => {
+                tracing::warn!(%error, sink = %name, "cannot read the sink cursor; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    };
+    loop {
+        let batch = match store.events_after(cursor, 200).await {
+            Ok(b) => b,
+            Err(error) => {
+                tracing::warn!(%error, sink = %name, "cannot read events");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wake.changed() => {}
+                // Writers on another replica do not pulse us: look anyway.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            continue;
+        }
+        for event in batch {
+            let payload = payload(&store, &event).await;
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let s = sink.clone();
+                let p = payload.clone();
+                let sent =
+                    tokio::task::spawn_blocking(move || s.deliver(&p)).await.unwrap_or_else(|e| Err(e.to_string()));
+                match sent {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, sink = %name, event = event.id, retry_in_s = backoff.as_secs(), "event delivery failed");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+            }
+            cursor = event.id;
+            if let Err(error) = store.set_sink_cursor(&name, cursor).await {
+                tracing::warn!(%error, sink = %name, "cannot save the sink cursor (events may repeat after a restart)");
+            }
+        }
+    }
+}
+
+/// The JSON every sink receives for one transition.
+pub async fn payload(store: &Store, e: &ActionEvent) -> Value {
+    let action = match store.action(e.action_id).await {
+        Ok(Some(a)) => crate::actions::action_json(&a),
+        _ => Value::Null,
+    };
+    json!({
+        "type": "action.transition",
+        "event_id": e.id,
+        "at": crate::api::rfc3339(e.at),
+        "action_id": e.action_id,
+        "from": e.from_status,
+        "to": e.status,
+        "actor": e.actor,
+        "comment": e.comment,
+        "action": action,
+    })
+}

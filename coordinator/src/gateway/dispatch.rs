@@ -1,0 +1,175 @@
+//! Pushing actions to agents and taking their reports.
+//!
+//! Delivery is at least once: a queued action is marked `sent` and framed to
+//! the live session; on every (re)connect all `queued` and `sent` actions of
+//! the device are framed again. The agent's journal makes execution at most
+//! once, so a repeat is harmless.
+
+use std::sync::Arc;
+
+use picket_common::actions::{ActionKind, ActionOutcome, ActionRequest, ActionResult};
+use picket_common::proto::CoordMsg;
+use uuid::Uuid;
+
+use super::Gateway;
+use crate::store::{ActionStatus, Changes};
+
+impl Gateway {
+    /// Frame every queued or sent action of `device` to its live session.
+    pub async fn deliver(self: &Arc<Self>, device: Uuid) {
+        if self.sessions.info(&device).is_none() {
+            return;
+        }
+        let actions = match self.store.actions_to_deliver(device).await {
+            Ok(a) => a,
+            Err(error) => {
+                tracing::error!(%error, %device, "cannot load actions to deliver");
+                return;
+            }
+        };
+        for action in actions {
+            let Some(kind) = ActionKind::parse(&action.kind) else {
+                tracing::error!(action = %action.id, kind = %action.kind, "stored action of unknown kind");
+                continue;
+            };
+            if action.status == ActionStatus::Queued {
+                let sent = self
+                    .store
+                    .transition(
+                        action.id,
+                        &[ActionStatus::Queued],
+                        ActionStatus::Sent,
+                        "coordinator",
+                        "",
+                        &Changes::default(),
+                    )
+                    .await;
+                match sent {
+                    Ok(Some(_)) => self.events.changed(),
+                    Ok(None) => continue, // cancelled or taken meanwhile
+                    Err(error) => {
+                        tracing::error!(%error, action = %action.id, "cannot mark action sent");
+                        continue;
+                    }
+                }
+            }
+            let request = ActionRequest { action_id: action.id, kind, params_json: action.params.clone() };
+            if !self.sessions.send(&device, CoordMsg::Action(request)).await {
+                // Still `sent`: it goes again on the next connect.
+                tracing::info!(action = %action.id, %device, "session ended before delivery; will resend on reconnect");
+                return;
+            }
+            tracing::info!(action = %action.id, kind = %action.kind, %device, "action sent");
+        }
+    }
+
+    /// Ask the device to drop an action it has not started.
+    pub async fn cancel_on_device(&self, device: Uuid, action: Uuid) {
+        self.sessions.send(&device, CoordMsg::Cancel { action_id: action }).await;
+    }
+
+    pub(super) async fn on_action_started(&self, device: Uuid, action: Uuid) {
+        let from = [ActionStatus::Queued, ActionStatus::Sent, ActionStatus::Cancelled];
+        let comment = "agent started the action";
+        match self
+            .store
+            .transition(
+                action,
+                &from,
+                ActionStatus::Running,
+                "agent",
+                comment,
+                &Changes { device: Some(device), ..Changes::default() },
+            )
+            .await
+        {
+            Ok(Some(a)) => {
+                if let Some(queued_at) = a.queued_at {
+                    self.metrics.observe_dispatch(a.updated_at - queued_at);
+                }
+                self.events.changed();
+            }
+            Ok(None) => tracing::warn!(%action, "start reported for an action not waiting to run"),
+            Err(error) => tracing::error!(%error, %action, "cannot record action start"),
+        }
+    }
+
+    /// Store a result. Returns true when it is stored (or was already), so the
+    /// agent may forget it; false on a storage error (the agent resends).
+    pub(super) async fn on_action_result(&self, device: Uuid, result: &ActionResult) -> bool {
+        let id = result.action_id;
+        // The agent is the authority on what ran: a result also lands on an
+        // action the coordinator had marked cancelled or timed out meanwhile.
+        let from = [
+            ActionStatus::Queued,
+            ActionStatus::Sent,
+            ActionStatus::Running,
+            ActionStatus::Cancelled,
+            ActionStatus::TimedOut,
+        ];
+        let outcome = match &result.outcome {
+            ActionOutcome::Succeeded { output_json } => {
+                self.store
+                    .transition(
+                        id,
+                        &from,
+                        ActionStatus::Succeeded,
+                        "agent",
+                        "",
+                        &Changes {
+                            device: Some(device),
+                            result: Some(output_json),
+                            expires_at: Some(None),
+                            ..Changes::default()
+                        },
+                    )
+                    .await
+            }
+            ActionOutcome::Failed { reason, error } => {
+                self.store
+                    .transition(
+                        id,
+                        &from,
+                        ActionStatus::Failed,
+                        "agent",
+                        reason.as_str(),
+                        &Changes {
+                            device: Some(device),
+                            error: Some(error),
+                            failure_reason: Some(reason.as_str()),
+                            expires_at: Some(None),
+                            ..Changes::default()
+                        },
+                    )
+                    .await
+            }
+            ActionOutcome::Cancelled => {
+                self.store
+                    .transition(
+                        id,
+                        &[ActionStatus::Queued, ActionStatus::Sent],
+                        ActionStatus::Cancelled,
+                        "agent",
+                        "cancelled on the device before it started",
+                        &Changes { device: Some(device), expires_at: Some(None), ..Changes::default() },
+                    )
+                    .await
+            }
+        };
+        match outcome {
+            Ok(Some(a)) => {
+                tracing::info!(action = %id, status = a.status.as_str(), "action result stored");
+                self.events.changed();
+                true
+            }
+            Ok(None) => {
+                tracing::info!(action = %id, "result for an action already final or not this device's; acknowledged");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, action = %id, "cannot store action result; the agent will resend");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,533 @@
+//! Action rows, their transitions and the event log the sinks read.
+//!
+//! Every status change goes through [`Store::transition`], which updates the
+//! row only if it is still in one of the expected statuses and appends an
+//! `action_events` row in the same transaction: the event log is complete
+//! by construction, and two racing deciders cannot both win.
+
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{now_ms, Page, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    PendingApproval,
+    Approved,
+    Queued,
+    Sent,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl ActionStatus {
+    pub const ALL: [ActionStatus; 11] = [
+        Self::PendingApproval,
+        Self::Approved,
+        Self::Queued,
+        Self::Sent,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Rejected,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+    /// Statuses in which an action is still live (the dedupe set).
+    pub const LIVE: [ActionStatus; 5] =
+        [Self::PendingApproval, Self::Approved, Self::Queued, Self::Sent, Self::Running];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingApproval => "pending_approval",
+            Self::Approved => "approved",
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionSource {
+    AutomatedDeviceAction,
+    ManualDeviceAction,
+    LiveResponse,
+    Api,
+    AutomatedEmailAction,
+    ManualEmailAction,
+}
+
+impl ActionSource {
+    pub const ALL: [ActionSource; 6] = [
+        Self::AutomatedDeviceAction,
+        Self::ManualDeviceAction,
+        Self::LiveResponse,
+        Self::Api,
+        Self::AutomatedEmailAction,
+        Self::ManualEmailAction,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AutomatedDeviceAction => "automated_device_action",
+            Self::ManualDeviceAction => "manual_device_action",
+            Self::LiveResponse => "live_response",
+            Self::Api => "api",
+            Self::AutomatedEmailAction => "automated_email_action",
+            Self::ManualEmailAction => "manual_email_action",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Manual sources need a comment and fall under the approval policy.
+    pub fn is_manual(self) -> bool {
+        matches!(self, Self::ManualDeviceAction | Self::LiveResponse | Self::ManualEmailAction)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub id: Uuid,
+    pub kind: String,
+    pub params: String,
+    pub device_id: Uuid,
+    pub source: ActionSource,
+    pub requestor: String,
+    pub comment: String,
+    pub investigation_id: Option<String>,
+    pub status: ActionStatus,
+    pub decided_by: Option<String>,
+    pub decision_comment: Option<String>,
+    pub progress_phase: Option<String>,
+    pub progress_percent: Option<i64>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub failure_reason: Option<String>,
+    pub undoes: Option<Uuid>,
+    pub undone_by: Option<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub queued_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// A new action to insert.
+pub struct NewAction<'a> {
+    pub kind: &'a str,
+    pub params: &'a str,
+    pub device_id: Uuid,
+    pub source: ActionSource,
+    pub requestor: &'a str,
+    pub comment: &'a str,
+    pub investigation_id: Option<&'a str>,
+    pub status: ActionStatus,
+    pub dedupe_key: &'a str,
+    pub undoes: Option<Uuid>,
+    pub expires_at: i64,
+}
+
+/// One transition in the event log.
+#[derive(Debug, Clone)]
+pub struct ActionEvent {
+    pub id: i64,
+    pub action_id: Uuid,
+    pub from_status: Option<String>,
+    pub status: String,
+    pub at: i64,
+    pub actor: String,
+    pub comment: String,
+}
+
+/// Column updates that ride along with a transition.
+#[derive(Default)]
+pub struct Changes<'a> {
+    /// When set, the action must belong to this device (agents can only
+    /// touch their own actions).
+    pub device: Option<Uuid>,
+    pub decided_by: Option<&'a str>,
+    pub decision_comment: Option<&'a str>,
+    pub result: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub failure_reason: Option<&'a str>,
+    pub queued_at: Option<i64>,
+    /// `Some(None)` clears the deadline.
+    pub expires_at: Option<Option<i64>>,
+}
+
+#[derive(Default)]
+pub struct ActionFilter {
+    pub statuses: Vec<ActionStatus>,
+    pub device: Option<Uuid>,
+    pub kind: Option<String>,
+    pub source: Option<ActionSource>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+const COLUMNS: &str = "id, kind, params, device_id, source, requestor, comment, investigation_id, status, \
+    decided_by, decision_comment, progress_phase, progress_percent, result, error, failure_reason, undoes, \
+    undone_by, created_at, updated_at, queued_at, expires_at";
+
+fn corrupt(detail: String) -> StoreError {
+    StoreError::Corrupt { table: "actions", detail }
+}
+
+fn uuid_col(row: &sqlx::any::AnyRow, col: &str) -> Result<Uuid, StoreError> {
+    let s: String = row.try_get(col)?;
+    s.parse().map_err(|_| corrupt(format!("{col} {s:?}")))
+}
+
+fn opt_uuid_col(row: &sqlx::any::AnyRow, col: &str) -> Result<Option<Uuid>, StoreError> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| s.parse().map_err(|_| corrupt(format!("{col} {s:?}")))).transpose()
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Action, StoreError> {
+    let status: String = row.try_get("status")?;
+    let source: String = row.try_get("source")?;
+    Ok(Action {
+        id: uuid_col(row, "id")?,
+        kind: row.try_get("kind")?,
+        params: row.try_get("params")?,
+        device_id: uuid_col(row, "device_id")?,
+        source: ActionSource::parse(&source).ok_or_else(|| corrupt(format!("source {source:?}")))?,
+        requestor: row.try_get("requestor")?,
+        comment: row.try_get("comment")?,
+        investigation_id: row.try_get("investigation_id")?,
+        status: ActionStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
+        decided_by: row.try_get("decided_by")?,
+        decision_comment: row.try_get("decision_comment")?,
+        progress_phase: row.try_get("progress_phase")?,
+        progress_percent: row.try_get("progress_percent")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        failure_reason: row.try_get("failure_reason")?,
+        undoes: opt_uuid_col(row, "undoes")?,
+        undone_by: opt_uuid_col(row, "undone_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        queued_at: row.try_get("queued_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn status_list(statuses: &[ActionStatus]) -> String {
+    // Statuses come from the enum, never from input: safe to inline.
+    statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
+}
+
+impl Store {
+    /// Insert a new action, or return the live action with the same dedupe
+    /// key. `Ok((action, true))` when this call created it.
+    pub async fn insert_action(&self, new: &NewAction<'_>) -> Result<(Action, bool), StoreError> {
+        let now = now_ms();
+        let id = Uuid::new_v4();
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM actions WHERE dedupe_key = $1 AND status IN ({})",
+            status_list(&ActionStatus::LIVE)
+        ))
+        .bind(new.dedupe_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok((from_row(&row)?, false));
+        }
+        let queued_at = (new.status == ActionStatus::Queued).then_some(now);
+        sqlx::query(
+            "INSERT INTO actions (id, kind, params, device_id, source, requestor, comment, investigation_id, status, \
+             dedupe_key, undoes, created_at, updated_at, queued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
+        )
+        .bind(id.to_string())
+        .bind(new.kind)
+        .bind(new.params)
+        .bind(new.device_id.to_string())
+        .bind(new.source.as_str())
+        .bind(new.requestor)
+        .bind(new.comment)
+        .bind(new.investigation_id)
+        .bind(new.status.as_str())
+        .bind(new.dedupe_key)
+        .bind(new.undoes.map(|u| u.to_string()))
+        .bind(now)
+        .bind(queued_at)
+        .bind(new.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(original) = new.undoes {
+            sqlx::query("UPDATE actions SET undone_by = $1, updated_at = $2 WHERE id = $3")
+                .bind(id.to_string())
+                .bind(now)
+                .bind(original.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_event(&mut tx, id, None, new.status, now, new.requestor, new.comment).await?;
+        tx.commit().await?;
+        let action = self.action(id).await?.ok_or_else(|| corrupt(format!("inserted action {id} vanished")))?;
+        Ok((action, true))
+    }
+
+    pub async fn action(&self, id: Uuid) -> Result<Option<Action>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM actions WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Move `id` from one of `from` to `to`, with `changes`, and log it.
+    /// Returns the updated action, or `None` when it was not in `from`
+    /// (someone else decided first), does not exist, or is not
+    /// `changes.device`'s.
+    pub async fn transition(
+        &self,
+        id: Uuid,
+        from: &[ActionStatus],
+        to: ActionStatus,
+        actor: &str,
+        comment: &str,
+        changes: &Changes<'_>,
+    ) -> Result<Option<Action>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(&format!(
+            "SELECT status FROM actions WHERE id = $1 AND status IN ({}) AND ($2 = '' OR device_id = $2)",
+            status_list(from)
+        ))
+        .bind(id.to_string())
+        .bind(changes.device.map(|d| d.to_string()).unwrap_or_default())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let current: String = row.try_get("status")?;
+        let (set_expires, expires) = match changes.expires_at {
+            Some(v) => (1i64, v),
+            None => (0, None),
+        };
+        sqlx::query(
+            "UPDATE actions SET status = $1, updated_at = $2, \
+             decided_by = COALESCE($3, decided_by), decision_comment = COALESCE($4, decision_comment), \
+             result = COALESCE($5, result), error = COALESCE($6, error), \
+             failure_reason = COALESCE($7, failure_reason), queued_at = COALESCE($8, queued_at), \
+             expires_at = CASE WHEN $9 = 1 THEN $10 ELSE expires_at END \
+             WHERE id = $11",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(changes.decided_by)
+        .bind(changes.decision_comment)
+        .bind(changes.result)
+        .bind(changes.error)
+        .bind(changes.failure_reason)
+        .bind(changes.queued_at)
+        .bind(set_expires)
+        .bind(expires)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let from_status = ActionStatus::parse(&current);
+        insert_event(&mut tx, id, from_status, to, now, actor, comment).await?;
+        tx.commit().await?;
+        self.action(id).await
+    }
+
+    /// Record progress of a running action (not a transition: no event).
+    pub async fn action_progress(&self, id: Uuid, device: Uuid, phase: &str, percent: u8) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE actions SET progress_phase = $1, progress_percent = $2, updated_at = $3 \
+             WHERE id = $4 AND device_id = $5 AND status = 'running'",
+        )
+        .bind(phase)
+        .bind(i64::from(percent))
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(device.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Actions a device should have: queued or sent, oldest first.
+    pub async fn actions_to_deliver(&self, device: Uuid) -> Result<Vec<Action>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM actions WHERE device_id = $1 AND status IN ('queued', 'sent') ORDER BY created_at, id"
+        ))
+        .bind(device.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Live actions whose deadline passed, in `statuses`.
+    pub async fn actions_past_deadline(&self, statuses: &[ActionStatus], now: i64) -> Result<Vec<Action>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM actions WHERE status IN ({}) AND expires_at IS NOT NULL AND expires_at <= $1",
+            status_list(statuses)
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Newest first; `cursor` is `created_at:id` of the last item seen.
+    pub async fn actions(
+        &self,
+        f: &ActionFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Action>, StoreError> {
+        let (c_at, c_id) = match cursor {
+            None => (i64::MAX, String::new()),
+            Some(c) => {
+                let (at, id) = c.split_once(':').ok_or_else(|| corrupt(format!("cursor {c:?}")))?;
+                (at.parse().map_err(|_| corrupt(format!("cursor {c:?}")))?, id.to_string())
+            }
+        };
+        let statuses = if f.statuses.is_empty() { ActionStatus::ALL.to_vec() } else { f.statuses.clone() };
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM actions WHERE status IN ({}) \
+             AND ($1 = '' OR device_id = $1) AND ($2 = '' OR kind = $2) AND ($3 = '' OR source = $3) \
+             AND created_at >= $4 AND created_at <= $5 \
+             AND (created_at < $6 OR (created_at = $6 AND ($7 = '' OR id < $7))) \
+             ORDER BY created_at DESC, id DESC LIMIT $8",
+            status_list(&statuses)
+        ))
+        .bind(f.device.map(|d| d.to_string()).unwrap_or_default())
+        .bind(f.kind.clone().unwrap_or_default())
+        .bind(f.source.map(|s| s.as_str()).unwrap_or_default())
+        .bind(f.since.unwrap_or(i64::MIN))
+        .bind(f.until.unwrap_or(i64::MAX))
+        .bind(c_at)
+        .bind(c_id)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|a| format!("{}:{}", a.created_at, a.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The transitions of one action, oldest first.
+    pub async fn action_events(&self, id: Uuid) -> Result<Vec<ActionEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, action_id, from_status, status, at, actor, comment FROM action_events \
+             WHERE action_id = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Events after `after`, oldest first (what a sink has not delivered yet).
+    pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<ActionEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, action_id, from_status, status, at, actor, comment FROM action_events \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub async fn sink_cursor(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT last_event FROM sink_cursors WHERE sink = $1")
+            .bind(sink)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("last_event")).transpose()?)
+    }
+
+    pub async fn set_sink_cursor(&self, sink: &str, last_event: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sink_cursors (sink, last_event) VALUES ($1, $2) \
+             ON CONFLICT (sink) DO UPDATE SET last_event = excluded.last_event",
+        )
+        .bind(sink)
+        .bind(last_event)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM action_events").fetch_one(&self.pool).await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Count of actions by (kind, status), for metrics.
+    pub async fn action_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT kind, status, COUNT(*) AS n FROM actions GROUP BY kind, status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("status")?, r.try_get("n")?))).collect()
+    }
+}
+
+fn event_from_row(row: &sqlx::any::AnyRow) -> Result<ActionEvent, StoreError> {
+    Ok(ActionEvent {
+        id: row.try_get("id")?,
+        action_id: uuid_col(row, "action_id")?,
+        from_status: row.try_get("from_status")?,
+        status: row.try_get("status")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        comment: row.try_get("comment")?,
+    })
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: Uuid,
+    from: Option<ActionStatus>,
+    to: ActionStatus,
+    at: i64,
+    actor: &str,
+    comment: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO action_events (action_id, from_status, status, at, actor, comment) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id.to_string())
+    .bind(from.map(|s| s.as_str()))
+    .bind(to.as_str())
+    .bind(at)
+    .bind(actor)
+    .bind(comment)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
