@@ -3,6 +3,9 @@
 //! runs what it is asked to.
 //!
 //! Layout:
+//! - [`actions`]: the executor (journal + platform + session), one file per kind.
+//! - [`journal`]: durable per-action records and the result outbox.
+//! - [`platform`]: the `Platform` trait and its Linux implementation.
 //! - [`config`]: agent TOML config and defaults.
 //! - [`state`]: the state dir: key, certificate, CA, enrollment record, status.
 //! - [`tls`]: rustls client configs (pinned-CA enrollment, mutual-TLS session).
@@ -13,8 +16,11 @@
 //! `main.rs` parses arguments and calls [`enroll::enroll`] or [`session::run`];
 //! tests call the same functions.
 
+pub mod actions;
 pub mod config;
 pub mod enroll;
+pub mod journal;
+pub mod platform;
 pub mod session;
 pub mod state;
 pub mod sysinfo;

@@ -22,8 +22,11 @@ use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::actions::Executor;
 use crate::config::AgentConfig;
 use crate::enroll::now_rfc3339;
+use crate::journal::{Journal, JournalError};
+use crate::platform::Platform;
 use crate::state::{StateDir, StateError, Status};
 use crate::tls;
 
@@ -36,6 +39,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error("TLS setup from the stored identity failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +110,23 @@ impl Backoff {
     }
 }
 
-/// Run the session loop until `shutdown`.
+/// Run the agent with the native platform until `shutdown`.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    run_with(config, crate::platform::native(), shutdown).await
+}
+
+/// Run the agent on `platform`: recover the journal, then hold the session.
+pub async fn run_with(
+    config: AgentConfig,
+    platform: Arc<dyn Platform>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let state = StateDir::new(&config.state_dir);
     let identity = state.identity()?;
+    let journal = Journal::open(state.path())?;
+    let (out_tx, mut out_rx) = mpsc::channel(OUT_DEPTH);
+    let executor = Executor::new(journal, platform, out_tx);
+    executor.recover().await?;
     let device_id = identity.enrollment.device_id;
     let coordinator = if config.coordinator.is_empty() {
         identity.enrollment.coordinator.clone()
@@ -129,7 +147,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     tracing::info!(device = %device_id, %coordinator, "agent starting");
     loop {
         let span = tracing::info_span!("session", %coordinator);
-        let result = connect_and_serve(&connector, &coordinator, &config, &state, &mut status, &mut backoff, &shutdown)
+        let mut link = Link { state: &state, status: &mut status, executor: &executor, out: &mut out_rx };
+        let result = connect_and_serve(&connector, &coordinator, &config, &mut backoff, &shutdown, &mut link)
             .instrument(span)
             .await;
         status.connected = false;
@@ -167,10 +186,9 @@ async fn connect_and_serve(
     connector: &TlsConnector,
     coordinator: &str,
     config: &AgentConfig,
-    state: &StateDir,
-    status: &mut Status,
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
+    link: &mut Link<'_>,
 ) -> Result<Ended, SessionError> {
     let max = config.max_frame_bytes;
     let tcp = tokio::select! {
@@ -191,7 +209,7 @@ async fn connect_and_serve(
         hostname: crate::sysinfo::hostname(),
         os: crate::sysinfo::os(),
         kernel: crate::sysinfo::kernel(),
-        capabilities: Vec::new(),
+        capabilities: link.executor.capabilities(),
     });
     write_frame(&mut wr, &hello, max).await?;
     let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, read_frame::<_, CoordMsg>(&mut rd, max)).await {
@@ -206,10 +224,10 @@ async fn connect_and_serve(
     backoff.reset();
     let heartbeat = config.heartbeat().min(Duration::from_secs(u64::from(welcome.heartbeat_secs.max(1))));
     tracing::info!(device = %welcome.device_id, heartbeat_secs = heartbeat.as_secs(), "connected");
-    status.connected = true;
-    status.last_contact = Some(now_rfc3339());
-    status.last_error = None;
-    save_status(state, status);
+    link.status.connected = true;
+    link.status.last_contact = Some(now_rfc3339());
+    link.status.last_error = None;
+    save_status(link.state, link.status);
 
     let (tx, mut rx) = mpsc::channel(16);
     let reader = tokio::spawn(async move {
@@ -222,6 +240,7 @@ async fn connect_and_serve(
         }
     });
     let _abort_reader = AbortOnDrop(reader);
+    link.executor.replay_outbox().await;
 
     let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -239,22 +258,39 @@ async fn connect_and_serve(
                 write_frame(&mut wr, &AgentMsg::Heartbeat { seq }, max).await?;
             }
             _ = tokio::time::sleep_until(idle_deadline) => return Ok(Ended::Closed("no frame from the coordinator for three heartbeat intervals")),
+            Some(msg) = link.out.recv() => write_frame(&mut wr, &msg, max).await?,
             frame = rx.recv() => {
                 let Some(frame) = frame else { return Ok(Ended::Closed("connection reader stopped")) };
                 last_frame = Instant::now();
                 match frame? {
                     None => return Ok(Ended::Closed("coordinator closed the connection")),
                     Some(CoordMsg::HeartbeatAck { .. }) => {
-                        status.last_contact = Some(now_rfc3339());
-                        save_status(state, status);
+                        link.status.last_contact = Some(now_rfc3339());
+                        save_status(link.state, link.status);
                     }
                     Some(CoordMsg::Refused(r)) => return Err(SessionError::Refused { reason: r.reason, message: r.message }),
+                    Some(CoordMsg::Action(req)) => link.executor.submit(req).await,
+                    Some(CoordMsg::Cancel { action_id }) => link.executor.cancel(action_id).await,
+                    Some(CoordMsg::ResultAck { action_id }) => link.executor.acked(action_id).await,
                     Some(other) => tracing::warn!(frame = ?other, "unexpected frame ignored"),
                 }
             }
         }
     }
 }
+
+/// What a session shares with the rest of the agent.
+struct Link<'a> {
+    state: &'a StateDir,
+    status: &'a mut Status,
+    executor: &'a Arc<Executor>,
+    /// Frames the executor wants sent (started, progress, results).
+    out: &'a mut mpsc::Receiver<AgentMsg>,
+}
+
+/// Frames queued for the session; beyond this the executor drops started /
+/// progress frames (results wait in the journal).
+const OUT_DEPTH: usize = 256;
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 

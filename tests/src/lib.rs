@@ -87,6 +87,11 @@ pub struct AgentHandle {
 
 impl TestEnv {
     pub async fn start(db: &Db) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Start with a configuration adjusted by `tweak`.
+    pub async fn start_with(db: &Db, tweak: impl FnOnce(&mut Config)) -> Self {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = Config {
@@ -100,6 +105,8 @@ impl TestEnv {
             heartbeat_secs: 5,
             ..Config::default()
         };
+        let mut config = config;
+        tweak(&mut config);
         let shutdown = CancellationToken::new();
         let coordinator = Coordinator::start(config.clone(), shutdown.clone()).await.expect("coordinator starts");
         let admin_token =
@@ -189,6 +196,23 @@ impl TestEnv {
         AgentHandle { id, state_dir: state_dir.to_path_buf(), stop, task }
     }
 
+    /// Create an API token with `role`; returns its secret.
+    pub async fn token(&self, name: &str, role: &str) -> String {
+        let body = json!({ "name": name, "role": role });
+        let t = self.admin(move |c| c.post("/api/v1/api-tokens", &body)).await.expect("create API token");
+        t["token"].as_str().expect("secret").to_string()
+    }
+
+    /// The action as the API shows it.
+    pub async fn action(&self, id: &str) -> Value {
+        let path = format!("/api/v1/actions/{id}");
+        self.admin(move |c| c.get(&path)).await.expect("action")
+    }
+
+    pub async fn action_status(&self, id: &str) -> String {
+        self.action(id).await["status"].as_str().unwrap_or_default().to_string()
+    }
+
     /// The device as the API shows it.
     pub async fn device(&self, id: Uuid) -> Value {
         self.admin(move |c| c.get(&format!("/api/v1/devices/{id}"))).await.expect("device")
@@ -214,3 +238,42 @@ impl Drop for TestEnv {
 
 /// Give the agent a moment of wall time between polls where needed.
 pub const SHORT: Duration = Duration::from_millis(200);
+
+/// A child process to aim `kill_process` at; killed and reaped on drop.
+pub struct Target(pub std::process::Child);
+
+impl Target {
+    /// `sleep` for a long time.
+    pub fn sleeper() -> Self {
+        Self(quiet(std::process::Command::new("sleep").arg("600")).spawn().expect("spawn sleep"))
+    }
+
+    /// A shell that ignores SIGTERM (so a grace period runs to its end).
+    pub fn term_ignoring() -> Self {
+        let child = quiet(std::process::Command::new("sh").arg("-c").arg("trap '' TERM; while :; do sleep 1; done"))
+            .spawn()
+            .expect("spawn sh");
+        std::thread::sleep(Duration::from_millis(100));
+        Self(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Whether it has exited (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn quiet(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null())
+}

@@ -1,0 +1,278 @@
+//! Running actions: the executor ties the journal, the platform and the
+//! session together. One file per action kind.
+//!
+//! Life of an action on the device:
+//! 1. `CoordMsg::Action` arrives → known id? resend its result if finished,
+//!    else ignore (it is in progress). New id → journal `received` (fsync).
+//! 2. A slot frees (at most [`MAX_CONCURRENT`] actions run at once) →
+//!    journal `running` (fsync) → `ActionStarted` → run on a blocking thread.
+//! 3. Journal `finished` + outcome (fsync) → `ActionResult`, repeated on each
+//!    reconnect until `ResultAck`.
+//!
+//! `Cancel` succeeds only in step 1 (received, not running). At start,
+//! [`Executor::recover`] finishes what a crash interrupted.
+
+mod kill_process;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use picket_common::actions::{ActionKind, ActionOutcome, ActionRequest, ActionResult, FailureReason};
+use picket_common::proto::AgentMsg;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::enroll::now_rfc3339;
+use crate::journal::{Entry, EntryState, Journal, JournalError};
+use crate::platform::{Platform, PlatformError};
+
+/// Actions that may run at the same time.
+pub const MAX_CONCURRENT: usize = 4;
+
+/// Why an action failed, as reported to the coordinator.
+#[derive(Debug)]
+pub struct ActionFailure {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+impl ActionFailure {
+    pub fn invalid(m: impl Into<String>) -> Self {
+        Self { reason: FailureReason::InvalidParams, message: m.into() }
+    }
+
+    pub fn error(m: impl Into<String>) -> Self {
+        Self { reason: FailureReason::Error, message: m.into() }
+    }
+}
+
+impl From<PlatformError> for ActionFailure {
+    fn from(e: PlatformError) -> Self {
+        let reason = match &e {
+            PlatformError::Unsupported(_) => FailureReason::Unsupported,
+            PlatformError::Invalid(_) => FailureReason::InvalidParams,
+            PlatformError::Failed(_) => FailureReason::Error,
+        };
+        Self { reason, message: e.to_string() }
+    }
+}
+
+/// Run one action of `kind` (on a blocking thread).
+fn execute(platform: &dyn Platform, kind: ActionKind, params: &str) -> ActionOutcome {
+    let result = if !platform.capabilities().contains(&kind) {
+        Err(ActionFailure {
+            reason: FailureReason::Unsupported,
+            message: format!("{kind} is not available on this agent"),
+        })
+    } else {
+        match kind {
+            ActionKind::KillProcess => kill_process::run(platform, params),
+            other => Err(ActionFailure {
+                reason: FailureReason::Unsupported,
+                message: format!("{other} is not available on this agent"),
+            }),
+        }
+    };
+    match result {
+        Ok(output) => ActionOutcome::Succeeded { output_json: output.to_string() },
+        Err(f) => ActionOutcome::Failed { reason: f.reason, error: f.message },
+    }
+}
+
+pub struct Executor {
+    journal: Journal,
+    platform: Arc<dyn Platform>,
+    /// Frames for the current session; dropped while offline (results are in
+    /// the journal and replayed on reconnect).
+    out: mpsc::Sender<AgentMsg>,
+    slots: Arc<Semaphore>,
+    /// Ids between `received` and `finished` in this process; guards the
+    /// received → running / received → cancelled race.
+    in_flight: Mutex<HashSet<uuid::Uuid>>,
+}
+
+impl Executor {
+    pub fn new(journal: Journal, platform: Arc<dyn Platform>, out: mpsc::Sender<AgentMsg>) -> Arc<Self> {
+        Arc::new(Self {
+            journal,
+            platform,
+            out,
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn capabilities(&self) -> Vec<String> {
+        self.platform.capabilities().iter().map(|k| k.as_str().to_string()).collect()
+    }
+
+    /// Finish what a crash interrupted: `running` entries become `failed:
+    /// interrupted` (or run again when their kind is re-runnable); `received`
+    /// entries never started, so they run now.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), JournalError> {
+        let journal = self.journal.clone();
+        let entries = tokio::task::spawn_blocking(move || journal.all()).await.map_err(join_err)??;
+        for entry in entries {
+            match entry.state {
+                EntryState::Finished => {}
+                EntryState::Received => self.start(entry),
+                EntryState::Running if entry.kind.rerunnable() => {
+                    tracing::warn!(action = %entry.action_id, kind = %entry.kind, "re-running an action a restart interrupted");
+                    self.start(entry);
+                }
+                EntryState::Running => {
+                    tracing::warn!(action = %entry.action_id, kind = %entry.kind, "an action was interrupted by a restart; reporting it failed");
+                    let outcome = ActionOutcome::Failed {
+                        reason: FailureReason::Interrupted,
+                        error: "the agent stopped while the action ran; it was not run again".into(),
+                    };
+                    self.finish(entry, outcome).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A request from the coordinator (possibly a repeat).
+    pub async fn submit(self: &Arc<Self>, req: ActionRequest) {
+        let journal = self.journal.clone();
+        let id = req.action_id;
+        let known = tokio::task::spawn_blocking(move || journal.get(id)).await.map_err(join_err);
+        match known {
+            Ok(Ok(Some(entry))) => {
+                if entry.state == EntryState::Finished && !entry.acked {
+                    self.send_result(&entry);
+                }
+                // received or running: it is in progress here; nothing to do.
+            }
+            Ok(Ok(None)) => {
+                let entry = Entry {
+                    action_id: id,
+                    kind: req.kind,
+                    params_json: req.params_json,
+                    state: EntryState::Received,
+                    outcome: None,
+                    acked: false,
+                    updated_at: now_rfc3339(),
+                };
+                if self.write(entry.clone()).await {
+                    tracing::info!(action = %id, kind = %entry.kind, "action received");
+                    self.start(entry);
+                }
+            }
+            Ok(Err(error)) | Err(error) => {
+                tracing::error!(%error, action = %id, "cannot read the journal; the coordinator will resend")
+            }
+        }
+    }
+
+    /// Cancel an action that has not started.
+    pub async fn cancel(self: &Arc<Self>, id: uuid::Uuid) {
+        let journal = self.journal.clone();
+        let Ok(Ok(Some(entry))) = tokio::task::spawn_blocking(move || journal.get(id)).await else {
+            tracing::info!(action = %id, "cancel for an unknown action ignored");
+            return;
+        };
+        let cancellable = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            // Claim it so the runner cannot start it meanwhile.
+            entry.state == EntryState::Received && in_flight.remove(&id)
+        };
+        if cancellable {
+            tracing::info!(action = %id, "action cancelled before it started");
+            self.finish(entry, ActionOutcome::Cancelled).await;
+        } else {
+            tracing::info!(action = %id, state = ?entry.state, "too late to cancel");
+        }
+    }
+
+    /// The coordinator stored the result: drop it from the outbox.
+    pub async fn acked(self: &Arc<Self>, id: uuid::Uuid) {
+        let journal = self.journal.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<(), JournalError> {
+            if let Some(mut entry) = journal.get(id)? {
+                if !entry.acked {
+                    entry.acked = true;
+                    journal.record(&entry)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if !matches!(done, Ok(Ok(()))) {
+            tracing::warn!(action = %id, "cannot record the acknowledgement; the result may be sent again");
+        }
+    }
+
+    /// Resend every finished, unacknowledged result (after a reconnect).
+    pub async fn replay_outbox(self: &Arc<Self>) {
+        let journal = self.journal.clone();
+        let Ok(Ok(entries)) = tokio::task::spawn_blocking(move || journal.all()).await else { return };
+        for entry in entries.iter().filter(|e| e.state == EntryState::Finished && !e.acked) {
+            self.send_result(entry);
+        }
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.prune(std::time::Duration::from_secs(24 * 3600)));
+    }
+
+    fn start(self: &Arc<Self>, entry: Entry) {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.action_id);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(_slot) = this.slots.clone().acquire_owned().await else { return };
+            let id = entry.action_id;
+            // Still ours? (a cancel may have claimed it while it waited)
+            if !this.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+                return;
+            }
+            let running = Entry { state: EntryState::Running, updated_at: now_rfc3339(), ..entry };
+            if !this.write(running.clone()).await {
+                return;
+            }
+            let _ = this.out.try_send(AgentMsg::ActionStarted { action_id: id });
+            tracing::info!(action = %id, kind = %running.kind, "action running");
+            let platform = this.platform.clone();
+            let (kind, params) = (running.kind, running.params_json.clone());
+            let outcome = tokio::task::spawn_blocking(move || execute(platform.as_ref(), kind, &params))
+                .await
+                .unwrap_or_else(|e| ActionOutcome::Failed {
+                    reason: FailureReason::Error,
+                    error: format!("the action panicked: {e}"),
+                });
+            this.finish(running, outcome).await;
+        });
+    }
+
+    async fn finish(&self, entry: Entry, outcome: ActionOutcome) {
+        let finished =
+            Entry { state: EntryState::Finished, outcome: Some(outcome), updated_at: now_rfc3339(), ..entry };
+        if self.write(finished.clone()).await {
+            tracing::info!(action = %finished.action_id, outcome = ?finished.outcome, "action finished");
+            self.send_result(&finished);
+        }
+    }
+
+    fn send_result(&self, entry: &Entry) {
+        if let Some(outcome) = &entry.outcome {
+            let msg = AgentMsg::ActionResult(ActionResult { action_id: entry.action_id, outcome: outcome.clone() });
+            if self.out.try_send(msg).is_err() {
+                tracing::debug!(action = %entry.action_id, "offline or busy: the result waits in the outbox");
+            }
+        }
+    }
+
+    async fn write(&self, entry: Entry) -> bool {
+        let journal = self.journal.clone();
+        let id = entry.action_id;
+        match tokio::task::spawn_blocking(move || journal.record(&entry)).await.map_err(join_err) {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) | Err(error) => {
+                tracing::error!(%error, action = %id, "cannot write the journal");
+                false
+            }
+        }
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> JournalError {
+    JournalError::from_io(std::path::PathBuf::from("<task>"), std::io::Error::other(e.to_string()))
+}

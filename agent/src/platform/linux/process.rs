@@ -1,0 +1,148 @@
+//! Terminating a process on Linux.
+//!
+//! The process is identified by pid *and* its start time (field 22 of
+//! `/proc/<pid>/stat`), re-read before every signal: if the start time
+//! changes, the pid was reused and nothing more is sent. Optionally the
+//! executable's SHA-256 must match too.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+
+use crate::platform::{KillReport, KillRequest, PlatformError};
+
+pub fn kill(req: &KillRequest) -> Result<KillReport, PlatformError> {
+    if req.pid <= 1 {
+        return Err(PlatformError::Invalid(format!("pid {} cannot be killed", req.pid)));
+    }
+    if req.pid as u32 == std::process::id() {
+        return Err(PlatformError::Invalid("refusing to kill the agent itself".into()));
+    }
+    let started = start_time(req.pid).ok_or_else(|| PlatformError::Failed(format!("no process {}", req.pid)))?;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", req.pid)).map(|p| p.to_string_lossy().into_owned()).map_err(
+        |e| PlatformError::Failed(format!("cannot read the executable of {}: {e} (kernel thread?)", req.pid)),
+    )?;
+    let exe_hash = hash_exe(req.pid);
+    if let Some(want) = &req.sha256 {
+        match &exe_hash {
+            Some(h) if h.eq_ignore_ascii_case(want) => {}
+            Some(h) => {
+                return Err(PlatformError::Failed(format!("pid {} runs {exe} with SHA-256 {h}, not {want}", req.pid)))
+            }
+            None => return Err(PlatformError::Failed(format!("cannot hash the executable of {}", req.pid))),
+        }
+    }
+    let pid = Pid::from_raw(req.pid);
+    let same = || start_time(req.pid) == Some(started) && !is_zombie(req.pid);
+    let mut signals = Vec::new();
+    if !req.grace.is_zero() {
+        signal::kill(pid, Signal::SIGTERM).map_err(|e| PlatformError::Failed(format!("SIGTERM {}: {e}", req.pid)))?;
+        signals.push("SIGTERM");
+        let deadline = Instant::now() + req.grace;
+        while same() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if same() {
+        signal::kill(pid, Signal::SIGKILL).map_err(|e| PlatformError::Failed(format!("SIGKILL {}: {e}", req.pid)))?;
+        signals.push("SIGKILL");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while same() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(KillReport { pid: req.pid, executable: exe, executable_sha256: exe_hash, signals, exited: !same() })
+}
+
+/// Start time in clock ticks since boot (field 22 of /proc/<pid>/stat).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip to the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s.get(i + 2..i + 3)).map(|state| state == "Z"))
+        .unwrap_or(false)
+}
+
+fn hash_exe(pid: i32) -> Option<String> {
+    let mut f = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn(script: &str) -> std::process::Child {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sh")
+    }
+
+    #[test]
+    fn sigterm_then_sigkill_for_a_process_that_ignores_term() {
+        let mut child = spawn("trap '' TERM; while :; do sleep 1; done");
+        std::thread::sleep(Duration::from_millis(100)); // let the trap be set
+        let pid = child.id() as i32;
+        let report = kill(&KillRequest { pid, sha256: None, grace: Duration::from_millis(300) }).expect("kill");
+        let _ = child.wait();
+        assert_eq!(report.signals, vec!["SIGTERM", "SIGKILL"]);
+        assert!(report.exited);
+        assert!(
+            report.executable.ends_with("sh")
+                || report.executable.contains("dash")
+                || report.executable.contains("bash")
+        );
+    }
+
+    #[test]
+    fn a_wrong_hash_protects_the_process() {
+        let mut child = spawn("sleep 30");
+        let pid = child.id() as i32;
+        let err = kill(&KillRequest { pid, sha256: Some("00".repeat(32)), grace: Duration::ZERO })
+            .expect_err("hash mismatch");
+        assert!(err.to_string().contains("not"), "{err}");
+        assert!(start_time(pid).is_some(), "still alive");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn init_and_self_are_refused() {
+        assert!(matches!(
+            kill(&KillRequest { pid: 1, sha256: None, grace: Duration::ZERO }),
+            Err(PlatformError::Invalid(_))
+        ));
+        let me = std::process::id() as i32;
+        assert!(matches!(
+            kill(&KillRequest { pid: me, sha256: None, grace: Duration::ZERO }),
+            Err(PlatformError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn start_time_parses_names_with_spaces_and_parens() {
+        assert!(start_time(std::process::id() as i32).is_some());
+    }
+}
