@@ -94,7 +94,7 @@ impl TestEnv {
     pub async fn start_with(db: &Db, tweak: impl FnOnce(&mut Config)) -> Self {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
+        let mut config = Config {
             data_dir: dir.path().join("coordinator"),
             agent_listen: "127.0.0.1:0".parse().expect("addr"),
             api_listen: "127.0.0.1:0".parse().expect("addr"),
@@ -105,14 +105,12 @@ impl TestEnv {
             heartbeat_secs: 5,
             ..Config::default()
         };
-        let mut config = config;
         tweak(&mut config);
         let shutdown = CancellationToken::new();
         let coordinator = Coordinator::start(config.clone(), shutdown.clone()).await.expect("coordinator starts");
         let admin_token =
             std::fs::read_to_string(&coordinator.admin_token_path).expect("admin token").trim().to_string();
         // Pin the ports so a restart comes back where the agents look.
-        let mut config = config;
         config.agent_listen = coordinator.agent_addr;
         config.api_listen = coordinator.api_addr;
         Self { dir, config, coordinator: Some(coordinator), shutdown, admin_token, agents: Vec::new() }
