@@ -14,13 +14,16 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String },
     #[error("unexpected answer from the coordinator ({status}): {detail}")]
     BadResponse { status: u16, detail: String },
+    /// A problem on this side (bad arguments, a file that cannot be written).
+    #[error("{0}")]
+    Local(String),
 }
 
 impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api { status, .. } | Self::BadResponse { status, .. } => Some(*status),
-            Self::Unreachable { .. } => None,
+            Self::Unreachable { .. } | Self::Local(_) => None,
         }
     }
 }
@@ -46,6 +49,29 @@ impl Client {
         let url = self.url(path);
         let res = self.agent.get(&url).header("Authorization", &self.bearer()).call();
         self.finish(url, res)
+    }
+
+    /// GET a non-JSON body (e.g. CSV). API errors still come back as JSON.
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let url = self.url(path);
+        let mut res = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.bearer())
+            .call()
+            .map_err(|e| ClientError::Unreachable { url, detail: e.to_string() })?;
+        let status = res.status().as_u16();
+        let text =
+            res.body_mut().read_to_string().map_err(|e| ClientError::BadResponse { status, detail: e.to_string() })?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Err(ClientError::Api {
+            status,
+            code: body["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+            message: body["error"]["message"].as_str().unwrap_or(&text).to_string(),
+        })
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
