@@ -59,10 +59,43 @@ struct Args {
     /// Coordinator process id, to read its resident memory.
     #[arg(long)]
     coordinator_pid: Option<u32>,
+    /// Coordinator API URL: with it, measure action dispatch after the hold.
+    #[arg(long)]
+    api: Option<String>,
+    /// File with an API token that may create and approve actions.
+    #[arg(long)]
+    api_token_file: Option<std::path::PathBuf>,
+    /// Approve → agent receives the action, measured this many times one by one.
+    #[arg(long, default_value_t = 200)]
+    latency_samples: usize,
+    /// Also approve one action per agent in a single bulk call and time delivery to all.
+    #[arg(long)]
+    bulk: bool,
 }
 
 struct Identity {
+    device_id: picket_common::Uuid,
     config: Arc<rustls::ClientConfig>,
+}
+
+/// When each simulated agent received each action.
+#[derive(Default)]
+struct Arrivals {
+    at: std::sync::Mutex<std::collections::HashMap<picket_common::Uuid, Instant>>,
+    count: AtomicUsize,
+}
+
+impl Arrivals {
+    fn record(&self, action: picket_common::Uuid) {
+        let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        if at.insert(action, Instant::now()).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, action: &picket_common::Uuid) -> Option<Instant> {
+        self.at.lock().unwrap_or_else(|p| p.into_inner()).get(action).copied()
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,7 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let ca = CertificateDer::from(issued.enrolled.ca_der);
             let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes())?;
             let config = picket_agent::tls::session_config(ca, cert, key)?;
-            anyhow::Ok(Identity { config: Arc::new(config) })
+            anyhow::Ok(Identity { device_id: issued.enrolled.device_id, config: Arc::new(config) })
         });
     }
     let mut identities = Vec::with_capacity(args.agents);
@@ -116,7 +149,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("opening {} sessions…", identities.len());
     let started = Instant::now();
     let mut sessions = JoinSet::new();
+    let arrivals = Arc::new(Arrivals::default());
+    let devices: Vec<picket_common::Uuid> = identities.iter().map(|i| i.device_id).collect();
     for (i, identity) in identities.into_iter().enumerate() {
+        let arrivals = arrivals.clone();
         let source = source_ip(i as u32 % args.source_ips.max(1));
         let permits = permits.clone();
         let (live, failed, stop) = (live.clone(), failed.clone(), stop.clone());
@@ -127,7 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Ok(tls) => {
                     live.fetch_add(1, Ordering::Relaxed);
                     drop(permit);
-                    hold(tls, heartbeat, stop).await;
+                    hold(tls, heartbeat, stop, arrivals).await;
                     live.fetch_sub(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -146,6 +182,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     let held = live.load(Ordering::Relaxed);
     let rss_after = args.coordinator_pid.and_then(rss_kib);
+    let dispatch = match (&args.api, &args.api_token_file) {
+        (Some(api), Some(file)) => {
+            let token = std::fs::read_to_string(file).context("reading --api-token-file")?.trim().to_string();
+            Some(measure_dispatch(api, &token, &devices, &arrivals, args.latency_samples, args.bulk).await?)
+        }
+        _ => None,
+    };
     stop.cancel();
     while sessions.join_next().await.is_some() {}
 
@@ -167,6 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "coordinator_rss_kib_before": rss_before,
         "coordinator_rss_kib_after": rss_after,
         "coordinator_kib_per_session": per_session.map(round),
+        "dispatch": dispatch,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     if held < args.agents {
@@ -217,17 +261,32 @@ async fn open_session(
     }
 }
 
-/// Heartbeat until `stop`; read acks as they come.
+/// Heartbeat until `stop`; answer actions at once (started, then succeeded)
+/// and note when each arrived.
 async fn hold(
     tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
     heartbeat: Duration,
     stop: CancellationToken,
+    arrivals: Arc<Arrivals>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(tls);
-    let reader =
-        tokio::spawn(
-            async move { while let Ok(Some(_)) = read_frame::<_, CoordMsg>(&mut rd, DEFAULT_MAX_FRAME).await {} },
-        );
+    let (answers, mut to_send) = tokio::sync::mpsc::channel::<AgentMsg>(8);
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(msg)) = read_frame::<_, CoordMsg>(&mut rd, DEFAULT_MAX_FRAME).await {
+            if let CoordMsg::Action(req) = msg {
+                arrivals.record(req.action_id);
+                let id = req.action_id;
+                let done =
+                    picket_common::actions::ActionOutcome::Succeeded { output_json: "{\"simulated\":true}".into() };
+                let result = picket_common::actions::ActionResult { action_id: id, outcome: done };
+                if answers.send(AgentMsg::ActionStarted { action_id: id }).await.is_err()
+                    || answers.send(AgentMsg::ActionResult(result)).await.is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
     // Spread the first heartbeat over the interval so they do not arrive in lockstep.
     let offset = heartbeat.mul_f64(rand_fraction());
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, heartbeat);
@@ -241,12 +300,101 @@ async fn hold(
                     break;
                 }
             }
+            Some(msg) = to_send.recv() => {
+                if write_frame(&mut wr, &msg, DEFAULT_MAX_FRAME).await.is_err() {
+                    break;
+                }
+            }
         }
         if reader.is_finished() {
             break;
         }
     }
     reader.abort();
+}
+
+/// Approve → the simulated agent has the action: one at a time for
+/// `samples` devices (p50 / p99), then optionally one bulk approval for all.
+async fn measure_dispatch(
+    api: &str,
+    token: &str,
+    devices: &[picket_common::Uuid],
+    arrivals: &Arrivals,
+    samples: usize,
+    bulk: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let client = Arc::new(picket_coordinator::client::Client::new(api, token));
+    let call = |path: String, body: serde_json::Value| {
+        let client = client.clone();
+        async move { tokio::task::spawn_blocking(move || client.post(&path, &body)).await?.map_err(anyhow::Error::from) }
+    };
+    // Pending actions need approval (the bench config requires it for `scan`).
+    let create = |device: picket_common::Uuid, n: usize| {
+        call(
+            format!("/api/v1/devices/{device}/actions"),
+            serde_json::json!({ "kind": "scan", "params": { "paths": [format!("/bench/{n}")] }, "comment": "benchmark" }),
+        )
+    };
+    eprintln!("measuring approve → delivery latency over {samples} actions…");
+    let mut latencies = Vec::with_capacity(samples);
+    for (n, device) in devices.iter().cycle().take(samples).enumerate() {
+        let action = create(*device, n).await?;
+        let id: picket_common::Uuid = action["id"].as_str().context("action id")?.parse()?;
+        let t0 = Instant::now();
+        call(format!("/api/v1/actions/{id}/approve"), serde_json::json!({ "comment": "bench" })).await?;
+        let deadline = t0 + Duration::from_secs(10);
+        let arrived = loop {
+            if let Some(at) = arrivals.get(&id) {
+                break at;
+            }
+            if Instant::now() > deadline {
+                bail!("action {id} never reached its agent");
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        latencies.push(arrived.duration_since(t0).as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct =
+        |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)];
+    let mut report = serde_json::json!({
+        "latency_samples": latencies.len(),
+        "approve_to_agent_ms_p50": round(pct(0.50)),
+        "approve_to_agent_ms_p99": round(pct(0.99)),
+        "approve_to_agent_ms_max": round(pct(1.0)),
+    });
+    if bulk {
+        eprintln!("creating {} pending actions for the bulk approval…", devices.len());
+        let mut ids = Vec::with_capacity(devices.len());
+        let permits = Arc::new(Semaphore::new(16));
+        let mut tasks = JoinSet::new();
+        for (n, device) in devices.iter().enumerate() {
+            let permits = permits.clone();
+            let fut = create(*device, samples + n);
+            tasks.spawn(async move {
+                let _p = permits.acquire_owned().await?;
+                fut.await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            ids.push(done??["id"].as_str().context("id")?.to_string());
+        }
+        let before = arrivals.count.load(Ordering::Relaxed);
+        eprintln!("approving {} actions in one call…", ids.len());
+        let t0 = Instant::now();
+        call("/api/v1/actions/approve".into(), serde_json::json!({ "ids": ids, "comment": "bulk" })).await?;
+        let approve_returned = t0.elapsed();
+        while arrivals.count.load(Ordering::Relaxed) < before + ids.len() {
+            if t0.elapsed() > Duration::from_secs(600) {
+                bail!("bulk delivery incomplete after 600 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        report["bulk_actions"] = serde_json::json!(ids.len());
+        report["bulk_approve_call_seconds"] = serde_json::json!(round(approve_returned.as_secs_f64()));
+        report["bulk_all_delivered_seconds"] = serde_json::json!(round(t0.elapsed().as_secs_f64()));
+    }
+    Ok(report)
 }
 
 fn rand_fraction() -> f64 {
