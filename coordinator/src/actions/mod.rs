@@ -141,38 +141,81 @@ impl ActionCenter {
 
     /// Approve a pending action: `pending_approval → approved → queued`.
     pub async fn approve(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<Action, ActionError> {
-        let action = self.decidable(who, id).await?;
+        self.approve_many(who, &[id], comment)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(ActionError::NotFound(format!("no action {id}"))))
+    }
+
+    /// Approve several actions in one transaction per step; each id gets
+    /// its own outcome (not found, not pending, two-person rule, or the
+    /// queued action). Their devices get them at once.
+    pub async fn approve_many(
+        &self,
+        who: &Requestor<'_>,
+        ids: &[Uuid],
+        comment: &str,
+    ) -> Result<Vec<Result<Action, ActionError>>, ActionError> {
+        require(who, Role::Approver)?;
+        let found: std::collections::HashMap<Uuid, Action> =
+            self.store.actions_by_id(ids).await?.into_iter().map(|a| (a.id, a)).collect();
+        let mut eligible = Vec::with_capacity(ids.len());
+        for id in ids {
+            match found.get(id) {
+                Some(a)
+                    if a.status == ActionStatus::PendingApproval
+                        && !(self.policy.two_person_rule && a.requestor == who.name) =>
+                {
+                    eligible.push(*id)
+                }
+                _ => {}
+            }
+        }
+        let decided = Changes { decided_by: Some(who.name), decision_comment: Some(comment), ..Changes::default() };
         let approved = self
             .store
-            .transition(
-                id,
+            .transition_many(
+                &eligible,
                 &[ActionStatus::PendingApproval],
                 ActionStatus::Approved,
                 who.name,
                 comment,
-                &Changes { decided_by: Some(who.name), decision_comment: Some(comment), ..Changes::default() },
+                &decided,
             )
-            .await?
-            .ok_or_else(|| self.not_in(&action, "pending approval"))?;
+            .await?;
+        let queue = Changes {
+            queued_at: Some(now_ms()),
+            expires_at: Some(Some(now_ms() + self.policy.queued_expiry_ms())),
+            ..Changes::default()
+        };
         let queued = self
             .store
-            .transition(
-                id,
-                &[ActionStatus::Approved],
-                ActionStatus::Queued,
-                "coordinator",
-                "",
-                &Changes {
-                    queued_at: Some(now_ms()),
-                    expires_at: Some(Some(now_ms() + self.policy.queued_expiry_ms())),
-                    ..Changes::default()
-                },
-            )
-            .await?
-            .unwrap_or(approved);
-        self.gateway.events.changed();
-        self.dispatch(queued.device_id);
-        Ok(queued)
+            .transition_many(&approved, &[ActionStatus::Approved], ActionStatus::Queued, "coordinator", "", &queue)
+            .await?;
+        let after: std::collections::HashMap<Uuid, Action> =
+            self.store.actions_by_id(&queued).await?.into_iter().map(|a| (a.id, a)).collect();
+        if !queued.is_empty() {
+            self.gateway.events.changed();
+            let mut devices: Vec<Uuid> = after.values().map(|a| a.device_id).collect();
+            devices.sort();
+            devices.dedup();
+            let gateway = self.gateway.clone();
+            tokio::spawn(async move { gateway.deliver_many(&devices).await });
+        }
+        Ok(ids
+            .iter()
+            .map(|id| match (after.get(id), found.get(id)) {
+                (Some(a), _) => Ok(a.clone()),
+                (None, None) => Err(ActionError::NotFound(format!("no action {id}"))),
+                (None, Some(a)) if self.policy.two_person_rule && a.requestor == who.name => {
+                    Err(ActionError::Forbidden(format!(
+                        "two-person rule: {} requested this action and cannot also decide it",
+                        who.name
+                    )))
+                }
+                (None, Some(a)) => Err(self.not_in(a, "pending approval")),
+            })
+            .collect())
     }
 
     pub async fn reject(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<Action, ActionError> {

@@ -266,20 +266,24 @@ pub async fn approve_many(
         return Err(ApiError::BadRequest("ids must hold 1 to 10000 action ids".into()));
     }
     let mut results = Vec::with_capacity(req.ids.len());
-    let mut approved = 0;
+    let mut valid = Vec::with_capacity(req.ids.len());
     for raw in &req.ids {
-        let outcome = match parse_uuid(raw) {
-            Err(e) => json!({ "id": raw, "ok": false, "error": e.to_string() }),
-            Ok(id) => match state.actions.approve(&requestor(&caller), id, &req.comment).await {
-                Ok(a) => {
-                    approved += 1;
-                    json!({ "id": id, "ok": true, "action": action_json(&a) })
-                }
-                Err(ActionError::Store(e)) => return Err(ApiError::internal(e)),
-                Err(e) => json!({ "id": id, "ok": false, "error": e.to_string() }),
-            },
-        };
-        results.push(outcome);
+        match parse_uuid(raw) {
+            Ok(id) => valid.push(id),
+            Err(e) => results.push(json!({ "id": raw, "ok": false, "error": e.to_string() })),
+        }
+    }
+    let outcomes = state.actions.approve_many(&requestor(&caller), &valid, &req.comment).await?;
+    let mut approved = 0;
+    for (id, outcome) in valid.iter().zip(outcomes) {
+        results.push(match outcome {
+            Ok(a) => {
+                approved += 1;
+                json!({ "id": id, "ok": true, "action": action_json(&a) })
+            }
+            Err(ActionError::Store(e)) => return Err(ApiError::internal(e)),
+            Err(e) => json!({ "id": id, "ok": false, "error": e.to_string() }),
+        });
     }
     let detail = format!("approved {approved} of {}", req.ids.len());
     Ok(with_audit(Json(json!({ "items": results, "next_cursor": null })).into_response(), detail))

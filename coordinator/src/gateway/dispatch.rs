@@ -17,49 +17,66 @@ use crate::store::{ActionStatus, Changes};
 impl Gateway {
     /// Frame every queued or sent action of `device` to its live session.
     pub async fn deliver(self: &Arc<Self>, device: Uuid) {
-        if self.sessions.info(&device).is_none() {
+        self.deliver_many(&[device]).await;
+    }
+
+    /// Frame every queued or sent action of these devices to their live
+    /// sessions: one query, one transaction marking the queued ones `sent`,
+    /// then one frame each.
+    pub async fn deliver_many(self: &Arc<Self>, devices: &[Uuid]) {
+        let online: Vec<Uuid> = devices.iter().copied().filter(|d| self.sessions.info(d).is_some()).collect();
+        if online.is_empty() {
             return;
         }
-        let actions = match self.store.actions_to_deliver(device).await {
+        let actions = match self.store.actions_to_deliver_many(&online).await {
             Ok(a) => a,
             Err(error) => {
-                tracing::error!(%error, %device, "cannot load actions to deliver");
+                tracing::error!(%error, devices = online.len(), "cannot load actions to deliver");
                 return;
             }
         };
+        let queued: Vec<Uuid> = actions.iter().filter(|a| a.status == ActionStatus::Queued).map(|a| a.id).collect();
+        let sent: std::collections::HashSet<Uuid> = if queued.is_empty() {
+            Default::default()
+        } else {
+            match self
+                .store
+                .transition_many(
+                    &queued,
+                    &[ActionStatus::Queued],
+                    ActionStatus::Sent,
+                    "coordinator",
+                    "",
+                    &Changes::default(),
+                )
+                .await
+            {
+                Ok(moved) => {
+                    self.events.changed();
+                    moved.into_iter().collect()
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot mark actions sent");
+                    return;
+                }
+            }
+        };
         for action in actions {
+            // Queued ones that did not move were cancelled or taken meanwhile.
+            if action.status == ActionStatus::Queued && !sent.contains(&action.id) {
+                continue;
+            }
             let Some(kind) = ActionKind::parse(&action.kind) else {
                 tracing::error!(action = %action.id, kind = %action.kind, "stored action of unknown kind");
                 continue;
             };
-            if action.status == ActionStatus::Queued {
-                let sent = self
-                    .store
-                    .transition(
-                        action.id,
-                        &[ActionStatus::Queued],
-                        ActionStatus::Sent,
-                        "coordinator",
-                        "",
-                        &Changes::default(),
-                    )
-                    .await;
-                match sent {
-                    Ok(Some(_)) => self.events.changed(),
-                    Ok(None) => continue, // cancelled or taken meanwhile
-                    Err(error) => {
-                        tracing::error!(%error, action = %action.id, "cannot mark action sent");
-                        continue;
-                    }
-                }
-            }
-            let request = ActionRequest { action_id: action.id, kind, params_json: action.params.clone() };
-            if !self.sessions.send(&device, CoordMsg::Action(request)).await {
+            let request = ActionRequest { action_id: action.id, kind, params_json: action.params };
+            if self.sessions.send(&action.device_id, CoordMsg::Action(request)).await {
+                tracing::debug!(action = %action.id, device = %action.device_id, "action sent");
+            } else {
                 // Still `sent`: it goes again on the next connect.
-                tracing::info!(action = %action.id, %device, "session ended before delivery; will resend on reconnect");
-                return;
+                tracing::info!(action = %action.id, device = %action.device_id, "session ended before delivery; will resend on reconnect");
             }
-            tracing::info!(action = %action.id, kind = %action.kind, %device, "action sent");
         }
     }
 

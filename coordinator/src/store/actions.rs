@@ -313,47 +313,70 @@ impl Store {
         comment: &str,
         changes: &Changes<'_>,
     ) -> Result<Option<Action>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved = transition_in(&mut tx, id, from, to, actor, comment, changes, now_ms()).await?;
+        tx.commit().await?;
+        if moved {
+            self.action(id).await
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// [`Store::transition`] for many actions in one transaction (bulk
+    /// approval, dispatch to many devices). Returns the ids that moved.
+    pub async fn transition_many(
+        &self,
+        ids: &[Uuid],
+        from: &[ActionStatus],
+        to: ActionStatus,
+        actor: &str,
+        comment: &str,
+        changes: &Changes<'_>,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "SELECT status FROM actions WHERE id = $1 AND status IN ({}) AND ($2 = '' OR device_id = $2)",
-            status_list(from)
-        ))
-        .bind(id.to_string())
-        .bind(changes.device.map(|d| d.to_string()).unwrap_or_default())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let current: String = row.try_get("status")?;
-        let (set_expires, expires) = match changes.expires_at {
-            Some(v) => (1i64, v),
-            None => (0, None),
-        };
-        sqlx::query(
-            "UPDATE actions SET status = $1, updated_at = $2, \
-             decided_by = COALESCE($3, decided_by), decision_comment = COALESCE($4, decision_comment), \
-             result = COALESCE($5, result), error = COALESCE($6, error), \
-             failure_reason = COALESCE($7, failure_reason), queued_at = COALESCE($8, queued_at), \
-             expires_at = CASE WHEN $9 = 1 THEN $10 ELSE expires_at END \
-             WHERE id = $11",
-        )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(changes.decided_by)
-        .bind(changes.decision_comment)
-        .bind(changes.result)
-        .bind(changes.error)
-        .bind(changes.failure_reason)
-        .bind(changes.queued_at)
-        .bind(set_expires)
-        .bind(expires)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let from_status = ActionStatus::parse(&current);
-        insert_event(&mut tx, id, from_status, to, now, actor, comment).await?;
+        let mut moved = Vec::with_capacity(ids.len());
+        for id in ids {
+            if transition_in(&mut tx, *id, from, to, actor, comment, changes, now).await? {
+                moved.push(*id);
+            }
+        }
         tx.commit().await?;
-        self.action(id).await
+        Ok(moved)
+    }
+
+    /// Load many actions by id (any order; missing ids are absent).
+    pub async fn actions_by_id(&self, ids: &[Uuid]) -> Result<Vec<Action>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", "); // UUIDs: safe to inline
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM actions WHERE id IN ({list})"))
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                out.push(from_row(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queued or sent actions of many devices, oldest first.
+    pub async fn actions_to_deliver_many(&self, devices: &[Uuid]) -> Result<Vec<Action>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in devices.chunks(500) {
+            let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM actions WHERE device_id IN ({list}) AND status IN ('queued', 'sent') \
+                 ORDER BY created_at, id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                out.push(from_row(row)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Record progress of a running action (not a transition: no event).
@@ -507,6 +530,58 @@ fn event_from_row(row: &sqlx::any::AnyRow) -> Result<ActionEvent, StoreError> {
         actor: row.try_get("actor")?,
         comment: row.try_get("comment")?,
     })
+}
+
+/// Move one action inside `tx`; false when it is not in `from` (or not
+/// `changes.device`'s).
+#[allow(clippy::too_many_arguments)]
+async fn transition_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: Uuid,
+    from: &[ActionStatus],
+    to: ActionStatus,
+    actor: &str,
+    comment: &str,
+    changes: &Changes<'_>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT status FROM actions WHERE id = $1 AND status IN ({}) AND ($2 = '' OR device_id = $2)",
+        status_list(from)
+    ))
+    .bind(id.to_string())
+    .bind(changes.device.map(|d| d.to_string()).unwrap_or_default())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let current: String = row.try_get("status")?;
+    let (set_expires, expires) = match changes.expires_at {
+        Some(v) => (1i64, v),
+        None => (0, None),
+    };
+    sqlx::query(
+        "UPDATE actions SET status = $1, updated_at = $2, \
+         decided_by = COALESCE($3, decided_by), decision_comment = COALESCE($4, decision_comment), \
+         result = COALESCE($5, result), error = COALESCE($6, error), \
+         failure_reason = COALESCE($7, failure_reason), queued_at = COALESCE($8, queued_at), \
+         expires_at = CASE WHEN $9 = 1 THEN $10 ELSE expires_at END \
+         WHERE id = $11",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(changes.decided_by)
+    .bind(changes.decision_comment)
+    .bind(changes.result)
+    .bind(changes.error)
+    .bind(changes.failure_reason)
+    .bind(changes.queued_at)
+    .bind(set_expires)
+    .bind(expires)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    insert_event(tx, id, ActionStatus::parse(&current), to, now, actor, comment).await?;
+    Ok(true)
 }
 
 async fn insert_event(
