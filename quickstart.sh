@@ -16,6 +16,7 @@ bin=target/release
 echo "building (release)…"
 cargo build --release --locked -q -p picket-agent -p picket-coordinator
 mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
 
 coordinator_pid=""
 agent_pid=""
