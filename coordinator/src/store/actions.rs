@@ -324,7 +324,9 @@ impl Store {
     }
 
     /// [`Store::transition`] for many actions in one transaction (bulk
-    /// approval, dispatch to many devices). Returns the ids that moved.
+    /// approval, dispatch to many devices), set-based: per 500 ids one
+    /// SELECT, one UPDATE and one multi-row INSERT of events. Returns the ids
+    /// that moved.
     pub async fn transition_many(
         &self,
         ids: &[Uuid],
@@ -335,12 +337,66 @@ impl Store {
         changes: &Changes<'_>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let now = now_ms();
+        let (set_expires, expires) = match changes.expires_at {
+            Some(v) => (1i64, v),
+            None => (0, None),
+        };
         let mut tx = self.begin_write().await?;
         let mut moved = Vec::with_capacity(ids.len());
-        for id in ids {
-            if transition_in(&mut tx, *id, from, to, actor, comment, changes, now).await? {
-                moved.push(*id);
+        for chunk in ids.chunks(500) {
+            // UUIDs and enum names only: safe to inline.
+            let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+            let rows = sqlx::query(&format!(
+                "SELECT id, status FROM actions WHERE id IN ({list}) AND status IN ({}) AND ($1 = '' OR device_id = $1)",
+                status_list(from)
+            ))
+            .bind(changes.device.map(|d| d.to_string()).unwrap_or_default())
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                continue;
             }
+            let mut these = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id = uuid_col(row, "id")?;
+                let old: String = row.try_get("status")?;
+                these.push((id, ActionStatus::parse(&old).map(|s| s.as_str()).unwrap_or("unknown")));
+            }
+            let list = these.iter().map(|(id, _)| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+            sqlx::query(&format!(
+                "UPDATE actions SET status = $1, updated_at = $2, \
+                 decided_by = COALESCE($3, decided_by), decision_comment = COALESCE($4, decision_comment), \
+                 result = COALESCE($5, result), error = COALESCE($6, error), \
+                 failure_reason = COALESCE($7, failure_reason), queued_at = COALESCE($8, queued_at), \
+                 expires_at = CASE WHEN $9 = 1 THEN $10 ELSE expires_at END \
+                 WHERE id IN ({list})"
+            ))
+            .bind(to.as_str())
+            .bind(now)
+            .bind(changes.decided_by)
+            .bind(changes.decision_comment)
+            .bind(changes.result)
+            .bind(changes.error)
+            .bind(changes.failure_reason)
+            .bind(changes.queued_at)
+            .bind(set_expires)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await?;
+            let values = these
+                .iter()
+                .map(|(id, old)| format!("('{id}', '{old}', '{}', $1, $2, $3)", to.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            sqlx::query(&format!(
+                "INSERT INTO action_events (action_id, from_status, status, at, actor, comment) VALUES {values}"
+            ))
+            .bind(now)
+            .bind(actor)
+            .bind(comment)
+            .execute(&mut *tx)
+            .await?;
+            moved.extend(these.into_iter().map(|(id, _)| id));
         }
         tx.commit().await?;
         Ok(moved)
