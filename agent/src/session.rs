@@ -125,7 +125,24 @@ pub async fn run_with(
     let identity = state.identity()?;
     let journal = Journal::open(state.path())?;
     let (out_tx, mut out_rx) = mpsc::channel(OUT_DEPTH);
-    let executor = Executor::new(journal, platform, out_tx);
+    let coordinator_addr = if config.coordinator.is_empty() {
+        identity.enrollment.coordinator.clone()
+    } else {
+        config.coordinator.clone()
+    };
+    // Isolation survives restarts: re-apply it before connecting.
+    let reapply = {
+        let (platform, dir) = (platform.clone(), state.path().to_path_buf());
+        tokio::task::spawn_blocking(move || crate::actions::isolate::reapply(platform.as_ref(), &dir)).await
+    };
+    match reapply {
+        Ok(Ok(true)) => tracing::warn!("this device is isolated: only the coordinator is reachable"),
+        Ok(Ok(false)) => {}
+        Ok(Err(error)) => tracing::error!(%error, "COULD NOT RE-APPLY NETWORK ISOLATION"),
+        Err(error) => tracing::error!(%error, "COULD NOT RE-APPLY NETWORK ISOLATION"),
+    }
+    let context = crate::actions::Context { state_dir: state.path().to_path_buf(), coordinator: coordinator_addr };
+    let executor = Executor::new(journal, platform, context, out_tx);
     executor.recover().await?;
     let device_id = identity.enrollment.device_id;
     let coordinator = if config.coordinator.is_empty() {

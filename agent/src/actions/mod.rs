@@ -12,6 +12,7 @@
 //! `Cancel` succeeds only in step 1 (received, not running). At start,
 //! [`Executor::recover`] finishes what a crash interrupted.
 
+pub mod isolate;
 mod kill_process;
 
 use std::collections::HashSet;
@@ -56,8 +57,16 @@ impl From<PlatformError> for ActionFailure {
     }
 }
 
+/// What actions need to know about this agent.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub state_dir: std::path::PathBuf,
+    /// `HOST:PORT` of the coordinator (kept reachable by isolation).
+    pub coordinator: String,
+}
+
 /// Run one action of `kind` (on a blocking thread).
-fn execute(platform: &dyn Platform, kind: ActionKind, params: &str) -> ActionOutcome {
+fn execute(platform: &dyn Platform, ctx: &Context, kind: ActionKind, params: &str) -> ActionOutcome {
     let result = if !platform.capabilities().contains(&kind) {
         Err(ActionFailure {
             reason: FailureReason::Unsupported,
@@ -66,6 +75,8 @@ fn execute(platform: &dyn Platform, kind: ActionKind, params: &str) -> ActionOut
     } else {
         match kind {
             ActionKind::KillProcess => kill_process::run(platform, params),
+            ActionKind::Isolate => isolate::isolate(platform, ctx, params),
+            ActionKind::ReleaseIsolation => isolate::release(platform, ctx, params),
             other => Err(ActionFailure {
                 reason: FailureReason::Unsupported,
                 message: format!("{other} is not available on this agent"),
@@ -81,6 +92,7 @@ fn execute(platform: &dyn Platform, kind: ActionKind, params: &str) -> ActionOut
 pub struct Executor {
     journal: Journal,
     platform: Arc<dyn Platform>,
+    context: Context,
     /// Frames for the current session; dropped while offline (results are in
     /// the journal and replayed on reconnect).
     out: mpsc::Sender<AgentMsg>,
@@ -91,10 +103,16 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(journal: Journal, platform: Arc<dyn Platform>, out: mpsc::Sender<AgentMsg>) -> Arc<Self> {
+    pub fn new(
+        journal: Journal,
+        platform: Arc<dyn Platform>,
+        context: Context,
+        out: mpsc::Sender<AgentMsg>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             journal,
             platform,
+            context,
             out,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             in_flight: Mutex::new(HashSet::new()),
@@ -230,9 +248,9 @@ impl Executor {
             }
             let _ = this.out.try_send(AgentMsg::ActionStarted { action_id: id });
             tracing::info!(action = %id, kind = %running.kind, "action running");
-            let platform = this.platform.clone();
+            let (platform, ctx) = (this.platform.clone(), this.context.clone());
             let (kind, params) = (running.kind, running.params_json.clone());
-            let outcome = tokio::task::spawn_blocking(move || execute(platform.as_ref(), kind, &params))
+            let outcome = tokio::task::spawn_blocking(move || execute(platform.as_ref(), &ctx, kind, &params))
                 .await
                 .unwrap_or_else(|e| ActionOutcome::Failed {
                     reason: FailureReason::Error,

@@ -10,7 +10,7 @@ pub mod linux;
 use std::time::Duration;
 
 use picket_common::actions::ActionKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -43,11 +43,81 @@ pub struct KillReport {
     pub exited: bool,
 }
 
+/// How the device is cut off the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationMode {
+    /// Only the coordinator stays reachable.
+    Full,
+    /// The coordinator, the exclusions, and optionally DNS and DHCP.
+    Selective,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The device may open connections to the remote.
+    Outbound,
+    /// The remote may open connections to the device.
+    Inbound,
+    Both,
+}
+
+/// Traffic a selective isolation still lets through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclusion {
+    /// Remote network, e.g. `10.20.0.0/16` or `2001:db8::/48`.
+    pub cidr: String,
+    #[serde(default = "any_protocol")]
+    pub protocol: Protocol,
+    /// Remote port (outbound) or local port (inbound); needs tcp or udp.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default = "both_directions")]
+    pub direction: Direction,
+}
+
+fn any_protocol() -> Protocol {
+    Protocol::Any
+}
+
+fn both_directions() -> Direction {
+    Direction::Both
+}
+
+/// Everything needed to (re)apply isolation, persisted in the state dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationPolicy {
+    pub mode: IsolationMode,
+    /// Resolved coordinator endpoints (kept so a restart can re-apply
+    /// without DNS, which isolation may block).
+    pub coordinator: Vec<std::net::SocketAddr>,
+    pub exclusions: Vec<Exclusion>,
+    pub allow_dns: bool,
+    pub allow_dhcp: bool,
+}
+
 pub trait Platform: Send + Sync + 'static {
     /// Action kinds this platform can perform (reported in `Hello`).
     fn capabilities(&self) -> Vec<ActionKind>;
 
     fn kill_process(&self, req: &KillRequest) -> Result<KillReport, PlatformError>;
+
+    /// Cut the device off the network but for `policy`; replaces any
+    /// previous isolation atomically. Returns the rules as applied.
+    fn isolate(&self, policy: &IsolationPolicy) -> Result<String, PlatformError>;
+
+    /// Remove Picket's isolation (only Picket's). `false`: there was none.
+    fn release_isolation(&self) -> Result<bool, PlatformError>;
 }
 
 /// A platform that can do nothing.
@@ -60,6 +130,14 @@ impl Platform for Unsupported {
 
     fn kill_process(&self, _: &KillRequest) -> Result<KillReport, PlatformError> {
         Err(PlatformError::Unsupported("kill_process".into()))
+    }
+
+    fn isolate(&self, _: &IsolationPolicy) -> Result<String, PlatformError> {
+        Err(PlatformError::Unsupported("isolate".into()))
+    }
+
+    fn release_isolation(&self) -> Result<bool, PlatformError> {
+        Err(PlatformError::Unsupported("release_isolation".into()))
     }
 }
 

@@ -1,22 +1,36 @@
 //! The Linux platform adapter.
 //!
 //! - [`process`]: terminate processes (kill_process).
+//! - [`isolation`]: the `inet picket` nftables table (isolate, release_isolation).
 
+pub mod isolation;
 mod process;
 
 use picket_common::actions::ActionKind;
 
-use super::{KillReport, KillRequest, Platform, PlatformError};
+use super::{IsolationPolicy, KillReport, KillRequest, Platform, PlatformError};
 
 #[derive(Default)]
 pub struct Linux;
 
 impl Platform for Linux {
     fn capabilities(&self) -> Vec<ActionKind> {
-        vec![ActionKind::KillProcess]
+        let mut kinds = vec![ActionKind::KillProcess];
+        if isolation::find_nft().is_some() {
+            kinds.extend([ActionKind::Isolate, ActionKind::ReleaseIsolation]);
+        }
+        kinds
     }
 
     fn kill_process(&self, req: &KillRequest) -> Result<KillReport, PlatformError> {
         process::kill(req)
+    }
+
+    fn isolate(&self, policy: &IsolationPolicy) -> Result<String, PlatformError> {
+        isolation::apply(policy)
+    }
+
+    fn release_isolation(&self) -> Result<bool, PlatformError> {
+        isolation::release()
     }
 }

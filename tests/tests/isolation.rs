@@ -1,0 +1,314 @@
+//! Network isolation for real: nftables inside network namespaces this test
+//! creates (device, coordinator, another host on a bridge). Nothing touches
+//! the host's own network: every socket, nft call and address lives in the
+//! test's namespaces, and a guard checks that before anything is isolated.
+//! Needs root, `ip` and `nft` (CI installs nftables); skips elsewhere.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::Duration;
+
+use picket_agent::enroll::{enroll, EnrollOptions};
+use picket_agent::state::StateDir;
+use picket_coordinator::client::Client;
+use picket_coordinator::{Config, Coordinator};
+use serde_json::{json, Value};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str, id: &str) -> Self {
+        let name = format!("pk-{tag}-{id}");
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Self(name)
+    }
+
+    fn inode(&self) -> u64 {
+        std::fs::metadata(format!("/run/netns/{}", self.0)).expect("netns file").ino()
+    }
+
+    /// A tokio runtime whose threads all live in this namespace: the
+    /// workers are spawned from a thread that entered it, and every later
+    /// blocking thread is spawned from a worker.
+    fn runtime(&self) -> Runtime {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let ns = File::open(&path).expect("open netns");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+        })
+        .join()
+        .expect("runtime thread")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ok(args: &[&str]) -> bool {
+    Command::new(args[0]).args(&args[1..]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Run `fut` on a worker of `rt` (never on the calling thread, which is in
+/// the host's namespace).
+fn on<T: Send + 'static>(rt: &Runtime, fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    rt.block_on(rt.spawn(fut)).expect("task")
+}
+
+/// The network namespace inode of a worker thread and of a blocking thread.
+fn thread_netns(rt: &Runtime) -> (u64, u64) {
+    let ino = || std::fs::metadata("/proc/thread-self/ns/net").expect("ns").ino();
+    on(rt, async move {
+        let worker = ino();
+        let blocking = tokio::task::spawn_blocking(ino).await.expect("blocking");
+        (worker, blocking)
+    })
+}
+
+fn tcp_reaches(rt: &Runtime, addr: &str) -> bool {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    on(rt, async move {
+        matches!(
+            tokio::time::timeout(Duration::from_millis(700), tokio::net::TcpStream::connect(addr)).await,
+            Ok(Ok(_))
+        )
+    })
+}
+
+fn listen(rt: &Runtime, addr: &str) {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    on(rt, async move {
+        let l = tokio::net::TcpListener::bind(addr).await.expect("listen");
+        tokio::spawn(async move { while l.accept().await.is_ok() {} });
+    });
+}
+
+fn api(rt: &Runtime, url: &str, token: &str, path: &str, body: Option<Value>) -> Value {
+    let (url, token, path) = (url.to_string(), token.to_string(), path.to_string());
+    let label = path.clone();
+    on(rt, async move {
+        tokio::task::spawn_blocking(move || {
+            let c = Client::new(&url, &token);
+            match body {
+                Some(b) => c.post(&path, &b),
+                None => c.get(&path),
+            }
+        })
+        .await
+        .expect("blocking")
+        .unwrap_or_else(|e| panic!("{label}: {e}"))
+    })
+}
+
+fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ping(ns: &Netns, target: &str) -> bool {
+    let v6 = if target.contains(':') { "-6" } else { "-4" };
+    ok(&["ip", "netns", "exec", &ns.0, "ping", v6, "-c", "1", "-W", "1", target])
+}
+
+fn skip_reason() -> Option<&'static str> {
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
+        return Some("needs root (network namespaces, nftables)");
+    }
+    if !ok(&["ip", "-V"]) {
+        return Some("needs iproute2 (`ip`)");
+    }
+    if picket_agent::platform::linux::isolation::find_nft().is_none() {
+        return Some("needs nftables (`nft`)");
+    }
+    None
+}
+
+#[test]
+fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_cleanly() {
+    if let Some(why) = skip_reason() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI must run the isolation test: {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    picket_e2e::init_logs();
+    let id = format!("{:08x}", rand_id());
+    let (coord, dev, other) = (Netns::new("c", &id), Netns::new("d", &id), Netns::new("o", &id));
+    sh(&["ip", "-n", &coord.0, "link", "add", "br0", "type", "bridge"]);
+    sh(&["ip", "-n", &coord.0, "link", "set", "br0", "up"]);
+    sh(&["ip", "-n", &coord.0, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+    sh(&["ip", "-n", &coord.0, "addr", "add", "fd77::1/64", "dev", "br0", "nodad"]);
+    for (ns, v4, v6, port) in
+        [(&dev, "10.77.0.2/24", "fd77::2/64", "dport"), (&other, "10.77.0.3/24", "fd77::3/64", "oport")]
+    {
+        sh(&["ip", "-n", &ns.0, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", &coord.0]);
+        sh(&["ip", "-n", &coord.0, "link", "set", port, "master", "br0", "up"]);
+        sh(&["ip", "-n", &ns.0, "link", "set", "eth0", "up"]);
+        sh(&["ip", "-n", &ns.0, "addr", "add", v4, "dev", "eth0"]);
+        sh(&["ip", "-n", &ns.0, "addr", "add", v6, "dev", "eth0", "nodad"]);
+    }
+    let (c_rt, d_rt, o_rt) = (coord.runtime(), dev.runtime(), other.runtime());
+    // The guard: every thread that will touch the network is in its namespace.
+    assert_eq!(thread_netns(&c_rt), (coord.inode(), coord.inode()));
+    assert_eq!(thread_netns(&d_rt), (dev.inode(), dev.inode()));
+    assert_eq!(thread_netns(&o_rt), (other.inode(), other.inode()));
+
+    // An admin's own table on the device, which must never be touched.
+    sh(&["ip", "netns", "exec", &dev.0, "nft", "add", "table", "inet", "admin"]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &dev.0,
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "admin",
+        "keep",
+        "{ type filter hook input priority 10; policy accept; }",
+    ]);
+    let admin_table = || sh(&["ip", "netns", "exec", &dev.0, "nft", "list", "table", "inet", "admin"]);
+    let admin_before = admin_table();
+
+    for addr in ["0.0.0.0:8080", "0.0.0.0:8081"] {
+        listen(&o_rt, addr);
+    }
+    listen(&o_rt, "[fd77::3]:8080");
+    listen(&d_rt, "0.0.0.0:9090");
+    let reachable = |label: &str, expect: bool| {
+        assert_eq!(tcp_reaches(&d_rt, "10.77.0.3:8080"), expect, "{label}: device → other (TCP v4)");
+        assert_eq!(tcp_reaches(&d_rt, "[fd77::3]:8080"), expect, "{label}: device → other (TCP v6)");
+        assert_eq!(tcp_reaches(&o_rt, "10.77.0.2:9090"), expect, "{label}: other → device (TCP v4)");
+        assert_eq!(ping(&dev, "10.77.0.3"), expect, "{label}: device → other (ping v4)");
+        assert_eq!(ping(&dev, "fd77::3"), expect, "{label}: device → other (ping v6)");
+    };
+    reachable("before", true);
+
+    // Coordinator in its namespace; agent in the device's.
+    let data = tempfile::tempdir().expect("tempdir");
+    let shutdown = CancellationToken::new();
+    let config = Config {
+        data_dir: data.path().join("coordinator"),
+        agent_listen: "10.77.0.1:7443".parse().expect("addr"),
+        api_listen: "127.0.0.1:7080".parse().expect("addr"),
+        heartbeat_secs: 5,
+        ..Config::default()
+    };
+    let s = shutdown.clone();
+    let (url, token) = on(&c_rt, async move {
+        let c = Coordinator::start(config, s).await.expect("coordinator");
+        let token = std::fs::read_to_string(&c.admin_token_path).expect("token").trim().to_string();
+        let url = format!("http://{}", c.api_addr);
+        tokio::spawn(async move { c.join().await });
+        (url, token)
+    });
+    let t = api(&c_rt, &url, &token, "/api/v1/enrollment-tokens", Some(json!({})));
+    let state = data.path().join("agent");
+    let (tok, fp, st) = (
+        t["token"].as_str().expect("t").to_string(),
+        t["ca_fingerprint"].as_str().expect("fp").to_string(),
+        state.clone(),
+    );
+    let device = on(&d_rt, async move {
+        enroll(EnrollOptions {
+            coordinator: "10.77.0.1:7443".into(),
+            token: tok,
+            ca_fingerprint: fp,
+            state: StateDir::new(st),
+            force: false,
+        })
+        .await
+        .expect("enroll")
+        .device_id
+    });
+    let start_agent = |rt: &Runtime| {
+        let stop = CancellationToken::new();
+        let config = picket_agent::AgentConfig { state_dir: state.clone(), heartbeat_secs: 2, ..Default::default() };
+        let s = stop.clone();
+        let task = on(rt, async move { tokio::spawn(picket_agent::session::run(config, s)) });
+        (stop, task)
+    };
+    let (stop, task) = start_agent(&d_rt);
+    let device_json = |c_rt: &Runtime| api(c_rt, &url, &token, &format!("/api/v1/devices/{device}"), None);
+    wait("agent online", 20, || device_json(&c_rt)["status"] == "online");
+
+    let act = |body: Value| api(&c_rt, &url, &token, &format!("/api/v1/devices/{device}/actions"), Some(body));
+    let status = |id: &str| {
+        api(&c_rt, &url, &token, &format!("/api/v1/actions/{id}"), None)["status"].as_str().unwrap_or("").to_string()
+    };
+
+    // Full isolation.
+    let iso = act(json!({ "kind": "isolate", "params": { "mode": "full" }, "comment": "contain" }));
+    let iso_id = iso["id"].as_str().expect("id").to_string();
+    wait("isolate succeeded", 20, || status(&iso_id) == "succeeded");
+    let result = api(&c_rt, &url, &token, &format!("/api/v1/actions/{iso_id}"), None)["result"]["output"].clone();
+    assert!(result["rules"].as_str().is_some_and(|r| r.contains("policy drop")), "{result}");
+    assert!(!sh(&["nft", "list", "tables"]).contains("inet picket"), "the host's own ruleset was never touched");
+    reachable("isolated", false);
+    let seen = device_json(&c_rt)["last_seen"].clone();
+    wait("heartbeats continue while isolated", 30, || device_json(&c_rt)["last_seen"] != seen);
+    assert_eq!(device_json(&c_rt)["status"], "online");
+    assert_eq!(admin_table(), admin_before);
+
+    // Restart the agent: isolation is re-applied before it connects.
+    stop.cancel();
+    on(&d_rt, async move { task.await.expect("join").expect("agent stops") });
+    sh(&["ip", "netns", "exec", &dev.0, "nft", "delete", "table", "inet", "picket"]);
+    let (stop, task) = start_agent(&d_rt);
+    wait("agent back online", 30, || device_json(&c_rt)["status"] == "online");
+    reachable("isolated after restart", false);
+
+    // Release (as the undo of the isolation).
+    let rel = api(&c_rt, &url, &token, &format!("/api/v1/actions/{iso_id}/undo"), Some(json!({ "comment": "clean" })));
+    let rel_id = rel["id"].as_str().expect("id").to_string();
+    assert_eq!(rel["kind"], "release_isolation");
+    wait("release succeeded", 20, || status(&rel_id) == "succeeded");
+    reachable("released", true);
+    assert!(!sh(&["ip", "netns", "exec", &dev.0, "nft", "list", "tables"]).contains("inet picket"));
+    assert_eq!(admin_table(), admin_before);
+
+    // Selective: one excluded CIDR + port stays reachable, nothing else.
+    let sel = act(json!({ "kind": "isolate", "params": { "mode": "selective", "exclusions": [
+        { "cidr": "10.77.0.3/32", "protocol": "tcp", "port": 8081, "direction": "outbound" }
+    ] }, "comment": "keep the patch server" }));
+    let sel_id = sel["id"].as_str().expect("id").to_string();
+    wait("selective isolate succeeded", 20, || status(&sel_id) == "succeeded");
+    assert!(tcp_reaches(&d_rt, "10.77.0.3:8081"), "the exclusion stays reachable");
+    assert!(!tcp_reaches(&d_rt, "10.77.0.3:8080"), "another port is cut");
+    assert!(!tcp_reaches(&o_rt, "10.77.0.2:9090"), "inbound is cut");
+    let rel = act(json!({ "kind": "release_isolation", "params": {}, "comment": "done" }));
+    let rel_id = rel["id"].as_str().expect("id").to_string();
+    wait("release succeeded", 20, || status(&rel_id) == "succeeded");
+    reachable("released again", true);
+    assert_eq!(admin_table(), admin_before);
+
+    stop.cancel();
+    on(&d_rt, async move { task.await.expect("join").expect("agent stops") });
+    shutdown.cancel();
+    drop((c_rt, d_rt, o_rt));
+}
+
+fn rand_id() -> u32 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
