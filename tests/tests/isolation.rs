@@ -244,7 +244,8 @@ fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_c
         let stop = CancellationToken::new();
         let config = picket_agent::AgentConfig { state_dir: state.clone(), heartbeat_secs: 2, ..Default::default() };
         let s = stop.clone();
-        let task = on(rt, async move { tokio::spawn(picket_agent::session::run(config, s)) });
+        // `Runtime::spawn` runs the agent on the namespace's workers.
+        let task = rt.spawn(picket_agent::session::run(config, s));
         (stop, task)
     };
     let (stop, task) = start_agent(&d_rt);
