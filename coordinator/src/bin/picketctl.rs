@@ -55,6 +55,28 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Cut a device off the network, all but the coordinator (action isolate).
+    Isolate {
+        device: String,
+        /// Keep the exclusions (and optionally DNS / DHCP) reachable.
+        #[arg(long)]
+        selective: bool,
+        /// cidr=NET[,protocol=tcp|udp|any][,port=N][,direction=outbound|inbound|both]; repeatable.
+        #[arg(long = "exclude", requires = "selective")]
+        exclusions: Vec<String>,
+        #[arg(long, requires = "selective")]
+        allow_dns: bool,
+        #[arg(long, requires = "selective")]
+        allow_dhcp: bool,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Remove a device's isolation (action release_isolation).
+    ReleaseIsolation {
+        device: String,
+        #[arg(long)]
+        comment: String,
+    },
     /// The audit trail, newest first.
     Audit {
         /// How many entries to show.
@@ -294,6 +316,22 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
             let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
             return print_action(&a, json_out);
         }
+        Command::Isolate { device, selective, exclusions, allow_dns, allow_dhcp, comment } => {
+            let exclusions = exclusions.iter().map(|e| parse_exclusion(e)).collect::<Result<Vec<_>, _>>()?;
+            let params = if *selective {
+                json!({ "mode": "selective", "exclusions": exclusions, "allow_dns": allow_dns, "allow_dhcp": allow_dhcp })
+            } else {
+                json!({ "mode": "full" })
+            };
+            let body = json!({ "kind": "isolate", "params": params, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::ReleaseIsolation { device, comment } => {
+            let body = json!({ "kind": "release_isolation", "params": {}, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
         Command::Audit { limit } => {
             let page = client.get(&format!("/api/v1/audit?limit={}", (*limit).clamp(1, 1000)))?;
             let items = page["items"].as_array().cloned().unwrap_or_default();
@@ -306,6 +344,32 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// `cidr=…,protocol=…,port=…,direction=…` → the API's exclusion object.
+fn parse_exclusion(spec: &str) -> Result<Value, ClientError> {
+    let mut out = serde_json::Map::new();
+    for part in spec.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| ClientError::Local(format!("--exclude {spec:?}: expected key=value pairs")))?;
+        let value = match key {
+            "cidr" | "protocol" | "direction" => json!(value),
+            "port" => {
+                json!(value.parse::<u16>().map_err(|_| ClientError::Local(format!("--exclude: bad port {value:?}")))?)
+            }
+            other => {
+                return Err(ClientError::Local(format!(
+                    "--exclude: unknown key {other:?} (cidr, protocol, port, direction)"
+                )))
+            }
+        };
+        out.insert(key.to_string(), value);
+    }
+    if !out.contains_key("cidr") {
+        return Err(ClientError::Local(format!("--exclude {spec:?}: cidr= is required")));
+    }
+    Ok(Value::Object(out))
 }
 
 const HISTORY: &str = "approved,queued,sent,running,succeeded,failed,timed_out,rejected,expired,cancelled";
