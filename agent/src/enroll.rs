@@ -152,6 +152,11 @@ pub async fn request_certificate(
     Ok(Issued { enrolled, key_pem: key.serialize_pem() })
 }
 
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -5,6 +5,7 @@
 //! Layout:
 //! - [`actions`]: the executor (journal + platform + session), one file per kind.
 //! - [`journal`]: durable per-action records and the result outbox.
+//! - [`offboard`]: releasing, wiping and disabling on offboarding.
 //! - [`platform`]: the `Platform` trait and its Linux implementation.
 //! - [`config`]: agent TOML config and defaults.
 //! - [`state`]: the state dir: key, certificate, CA, enrollment record, status.
@@ -20,6 +21,7 @@ pub mod actions;
 pub mod config;
 pub mod enroll;
 pub mod journal;
+pub mod offboard;
 pub mod platform;
 pub mod session;
 pub mod state;

@@ -50,6 +50,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Offboard this device without the coordinator, with a token from
+    /// `POST /api/v1/devices/{id}/offboarding-token`: releases isolation,
+    /// removes the identity and state, disables the service.
+    Offboard {
+        #[arg(long, env = "PICKET_OFFBOARD_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
     /// Show device id, coordinator, connection state and last contact.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
@@ -101,6 +110,30 @@ fn main() -> ExitCode {
             runtime().block_on(run(cfg))
         }
         Command::Status { state_dir, json } => status(&StateDir::new(state_dir), json),
+        Command::Offboard { token, state_dir } => {
+            let platform = picket_agent::platform::native();
+            match picket_agent::offboard::offboard_locally(platform.as_ref(), &StateDir::new(&state_dir), &token) {
+                Ok(report) => {
+                    println!(
+                        "offboarded device {}; identity and state removed from {}",
+                        report["device_id"],
+                        state_dir.display()
+                    );
+                    if std::process::Command::new("systemctl")
+                        .args(["disable", "--now", "picket-agent"])
+                        .status()
+                        .is_ok_and(|s| s.success())
+                    {
+                        println!("picket-agent.service disabled and stopped");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("picket-agent offboard: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

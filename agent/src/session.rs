@@ -41,6 +41,8 @@ pub enum RunError {
     Tls(#[from] rustls::Error),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("offboarding cleanup failed: {0}")]
+    Offboard(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,8 @@ impl SessionError {
 enum Ended {
     Shutdown,
     Closed(&'static str),
+    /// The coordinator acknowledged this device's offboarding.
+    Offboarded,
 }
 
 /// Exponential backoff with jitter: each delay is uniformly drawn from
@@ -173,6 +177,15 @@ pub async fn run_with(
             Ok(Ended::Shutdown) => {
                 save_status(&state, &status);
                 tracing::info!("agent stopped");
+                return Ok(());
+            }
+            Ok(Ended::Offboarded) => {
+                tracing::warn!("offboarded: removing this device's identity, journal and state");
+                let st = state.clone();
+                tokio::task::spawn_blocking(move || crate::offboard::wipe(&st))
+                    .await
+                    .map_err(|e| RunError::Offboard(e.to_string()))?
+                    .map_err(|e| RunError::Offboard(e.to_string()))?;
                 return Ok(());
             }
             Ok(Ended::Closed(why)) => {
@@ -288,7 +301,12 @@ async fn connect_and_serve(
                     Some(CoordMsg::Refused(r)) => return Err(SessionError::Refused { reason: r.reason, message: r.message }),
                     Some(CoordMsg::Action(req)) => link.executor.submit(req).await,
                     Some(CoordMsg::Cancel { action_id }) => link.executor.cancel(action_id).await,
-                    Some(CoordMsg::ResultAck { action_id }) => link.executor.acked(action_id).await,
+                    Some(CoordMsg::ResultAck { action_id }) => {
+                        link.executor.acked(action_id).await;
+                        if link.executor.is_offboarded() {
+                            return Ok(Ended::Offboarded);
+                        }
+                    }
                     Some(other) => tracing::warn!(frame = ?other, "unexpected frame ignored"),
                 }
             }

@@ -10,6 +10,7 @@
 //! - [`proto`]: the two message enums (`AgentMsg`, `CoordMsg`), `Hello`, refusals.
 //! - [`codec`]: `u32` big-endian length prefix + bincode 2 (serde) body, with limits.
 //! - `io` (feature `io`): async `read_frame`/`write_frame` over a stream the caller owns.
+//! - [`offboarding`]: the local offboarding token format.
 //! - [`limits`]: protocol version, default frame cap, timing defaults, names.
 
 pub mod actions;
@@ -17,6 +18,7 @@ pub mod codec;
 #[cfg(feature = "io")]
 pub mod io;
 pub mod limits;
+pub mod offboarding;
 pub mod proto;
 
 pub use uuid::Uuid;

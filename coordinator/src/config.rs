@@ -25,6 +25,8 @@ pub struct Config {
     pub handshake_timeout_secs: u64,
     pub max_connections: usize,
     pub max_frame_bytes: u32,
+    /// Days an offboarded device's history is kept before it is purged.
+    pub offboard_retention_days: u64,
     /// Approval policy and expiries (`[actions]`).
     pub actions: ActionPolicy,
     /// Event sinks (`[events]`).
@@ -61,6 +63,7 @@ impl Default for Config {
             handshake_timeout_secs: 10,
             max_connections: 15_000,
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
+            offboard_retention_days: 180,
             actions: ActionPolicy::default(),
             events: EventsConfig::default(),
         }

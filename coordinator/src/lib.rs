@@ -119,6 +119,7 @@ impl Coordinator {
             store: store.clone(),
             gateway: gateway.clone(),
             policy: config.actions.clone(),
+            offboard_retention: Duration::from_secs(config.offboard_retention_days.saturating_mul(86_400)),
         });
         tasks.spawn(center.clone().run_expiry(Duration::from_secs(config.actions.expiry_check_secs), shutdown.clone()));
         let mut sinks: Vec<Arc<dyn events::sink::Sink>> = Vec::new();

@@ -43,6 +43,8 @@ pub struct IssuedCert {
 
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
+    /// The CA key again, for signing offboarding tokens.
+    key: KeyPair,
     ca_der: CertificateDer<'static>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_der: Vec<u8>,
@@ -72,12 +74,13 @@ impl Ca {
         }
         let key_pem = read_secret(&ca_key_path).map_err(io)?;
         let key = KeyPair::from_pem(&key_pem)?;
+        let signing_key = KeyPair::from_pem(&key_pem)?;
         let ca_pem = std::fs::read_to_string(&ca_cert_path).map_err(io)?;
         let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
             .map_err(|e| PkiError::BadCsr(format!("ca.pem unreadable: {e}")))?;
         let issuer = Issuer::from_ca_cert_der(&ca_der, key)?;
         let (server_chain, server_key_der) = load_or_issue_server_cert(dir, &issuer, &ca_der)?;
-        Ok(Self { issuer, ca_der, server_chain, server_key_der })
+        Ok(Self { issuer, key: signing_key, ca_der, server_chain, server_key_der })
     }
 
     pub fn ca_der(&self) -> &CertificateDer<'static> {
@@ -88,6 +91,15 @@ impl Ca {
     /// at enrollment.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.ca_der)
+    }
+
+    /// A local offboarding token for `device`, valid until `expires_at_ms`,
+    /// signed with the CA key (ECDSA P-256, SHA-256).
+    pub fn offboarding_token(&self, device: Uuid, expires_at_ms: i64) -> Result<String, PkiError> {
+        use rcgen::SigningKey;
+        let claims = picket_common::offboarding::Claims { device_id: device, expires_at_ms };
+        let signature = self.key.sign(&claims.payload())?;
+        Ok(picket_common::offboarding::encode(&claims, &signature))
     }
 
     /// The coordinator's server certificate chain (leaf, CA) and its key.

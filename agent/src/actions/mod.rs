@@ -77,6 +77,9 @@ fn execute(platform: &dyn Platform, ctx: &Context, kind: ActionKind, params: &st
             ActionKind::KillProcess => kill_process::run(platform, params),
             ActionKind::Isolate => isolate::isolate(platform, ctx, params),
             ActionKind::ReleaseIsolation => isolate::release(platform, ctx, params),
+            ActionKind::Offboard => {
+                crate::offboard::release_all(platform, &ctx.state_dir).map_err(|e| ActionFailure::error(e.to_string()))
+            }
             other => Err(ActionFailure {
                 reason: FailureReason::Unsupported,
                 message: format!("{other} is not available on this agent"),
@@ -100,6 +103,8 @@ pub struct Executor {
     /// Ids between `received` and `finished` in this process; guards the
     /// received → running / received → cancelled race.
     in_flight: Mutex<HashSet<uuid::Uuid>>,
+    /// Set when the coordinator acknowledged a successful offboard.
+    offboarded: std::sync::atomic::AtomicBool,
 }
 
 impl Executor {
@@ -116,6 +121,7 @@ impl Executor {
             out,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             in_flight: Mutex::new(HashSet::new()),
+            offboarded: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -206,19 +212,30 @@ impl Executor {
     /// The coordinator stored the result: drop it from the outbox.
     pub async fn acked(self: &Arc<Self>, id: uuid::Uuid) {
         let journal = self.journal.clone();
-        let done = tokio::task::spawn_blocking(move || -> Result<(), JournalError> {
-            if let Some(mut entry) = journal.get(id)? {
-                if !entry.acked {
-                    entry.acked = true;
-                    journal.record(&entry)?;
-                }
+        let done = tokio::task::spawn_blocking(move || -> Result<Option<Entry>, JournalError> {
+            let Some(mut entry) = journal.get(id)? else { return Ok(None) };
+            if !entry.acked {
+                entry.acked = true;
+                journal.record(&entry)?;
             }
-            Ok(())
+            Ok(Some(entry))
         })
         .await;
-        if !matches!(done, Ok(Ok(()))) {
-            tracing::warn!(action = %id, "cannot record the acknowledgement; the result may be sent again");
+        match done {
+            Ok(Ok(Some(entry))) => {
+                let succeeded = matches!(entry.outcome, Some(ActionOutcome::Succeeded { .. }));
+                if entry.kind == ActionKind::Offboard && succeeded {
+                    self.offboarded.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            Ok(Ok(None)) => {}
+            _ => tracing::warn!(action = %id, "cannot record the acknowledgement; the result may be sent again"),
         }
+    }
+
+    /// Whether the coordinator has acknowledged this device's offboarding.
+    pub fn is_offboarded(&self) -> bool {
+        self.offboarded.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resend every finished, unacknowledged result (after a reconnect).

@@ -68,6 +68,8 @@ pub struct ActionCenter {
     pub store: Store,
     pub gateway: Arc<Gateway>,
     pub policy: ActionPolicy,
+    /// How long an offboarded device's history is kept.
+    pub offboard_retention: Duration,
 }
 
 /// Largest accepted `params` object, serialised.
@@ -344,6 +346,12 @@ impl ActionCenter {
             }
             if let Err(error) = self.expire_once().await {
                 tracing::warn!(%error, "action expiry pass failed");
+            }
+            let before = now_ms() - i64::try_from(self.offboard_retention.as_millis()).unwrap_or(i64::MAX / 2);
+            match self.store.purge_offboarded(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(devices = n, "purged offboarded devices past their retention"),
+                Err(error) => tracing::warn!(%error, "purge of offboarded devices failed"),
             }
         }
     }

@@ -83,3 +83,45 @@ pub async fn revoke(
         .insert(AuditDetail(format!("device={id} hostname={} session_cut={cut}", device.hostname)));
     Ok(response)
 }
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffboardingTokenRequest {
+    /// Hours the token stays valid (default 24, at most 720).
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+}
+
+/// Offboard a device that cannot reach the coordinator: the device is
+/// offboarded here at once (certificate refused, session cut) and the token
+/// lets `picket-agent offboard --token` clean the machine up offline.
+pub async fn offboarding_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    super::Body(req): super::Body<OffboardingTokenRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let id = parse_uuid(&id)?;
+    let hours = req.expires_in_hours.unwrap_or(24);
+    if !(1..=720).contains(&hours) {
+        return Err(ApiError::BadRequest("expires_in_hours must be 1..=720".into()));
+    }
+    let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    let expires_at = crate::store::now_ms() + i64::from(hours) * 3_600_000;
+    let token = state.gateway.ca.offboarding_token(id, expires_at).map_err(ApiError::internal)?;
+    if !state.gateway.mark_offboarded(id).await {
+        return Err(ApiError::internal("could not mark the device offboarded"));
+    }
+    state.gateway.sessions.disconnect(id, RefusalReason::Offboarded);
+    let body = serde_json::json!({
+        "device_id": id,
+        "hostname": device.hostname,
+        "token": token,
+        "expires_at": rfc3339(expires_at),
+        "offboard_command": format!("picket-agent offboard --token {token}"),
+    });
+    let mut response = (axum::http::StatusCode::CREATED, Json(body)).into_response();
+    response.extensions_mut().insert(AuditDetail(format!("device={id} hostname={} offboarded", device.hostname)));
+    Ok(response)
+}

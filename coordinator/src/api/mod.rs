@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/{id}", get(devices::show))
         .route("/devices/{id}/revoke", post(devices::revoke))
         .route("/devices/{id}/actions", post(actions::create))
+        .route("/devices/{id}/offboarding-token", post(devices::offboarding_token))
         .route("/actions", get(actions::list))
         .route("/actions.csv", get(actions::export_csv))
         .route("/actions/approve", post(actions::approve_many))

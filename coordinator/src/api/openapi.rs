@@ -31,6 +31,13 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
         "responder",
         201,
     ),
+    (
+        "post",
+        "/api/v1/devices/{id}/offboarding-token",
+        "Offboard a device now and get a token to clean it up offline",
+        "admin",
+        201,
+    ),
     ("get", "/api/v1/actions", "List actions (?status=&device=&kind=&source=&since=&until=)", "viewer", 200),
     ("get", "/api/v1/actions.csv", "Export action history as CSV", "viewer", 200),
     ("post", "/api/v1/actions/approve", "Approve several pending actions", "approver", 200),

@@ -12,7 +12,7 @@ use picket_common::proto::CoordMsg;
 use uuid::Uuid;
 
 use super::Gateway;
-use crate::store::{ActionStatus, Changes};
+use crate::store::{ActionStatus, Changes, DeviceStatus};
 
 impl Gateway {
     /// Frame every queued or sent action of `device` to its live session.
@@ -76,6 +76,22 @@ impl Gateway {
             } else {
                 // Still `sent`: it goes again on the next connect.
                 tracing::info!(action = %action.id, device = %action.device_id, "session ended before delivery; will resend on reconnect");
+            }
+        }
+    }
+
+    /// The device is offboarded: refuse its certificate from now on. Its
+    /// session is closed after the pending acknowledgement is written.
+    pub async fn mark_offboarded(&self, device: Uuid) -> bool {
+        match self.store.offboard_device(device).await {
+            Ok(_) => {
+                self.directory.set(device, DeviceStatus::Offboarded);
+                tracing::warn!(%device, "device offboarded");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, %device, "cannot mark the device offboarded");
+                false
             }
         }
     }
@@ -176,6 +192,9 @@ impl Gateway {
         match outcome {
             Ok(Some(a)) => {
                 tracing::info!(action = %id, status = a.status.as_str(), "action result stored");
+                if a.kind == ActionKind::Offboard.as_str() && a.status == ActionStatus::Succeeded {
+                    return self.mark_offboarded(device).await;
+                }
                 self.events.changed();
                 true
             }

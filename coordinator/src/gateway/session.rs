@@ -246,6 +246,9 @@ impl Gateway {
                                     if out_tx.send(Outgoing::Frame(ack)).await.is_err() {
                                         break End::Log("writer closed");
                                     }
+                                    if self.directory.status(&id) == Some(DeviceStatus::Offboarded) {
+                                        break End::Refuse(RefusalReason::Offboarded);
+                                    }
                                 }
                             }
                             other => {

@@ -199,6 +199,36 @@ impl Store {
         Ok(())
     }
 
+    /// Mark a device offboarded (its history stays until the retention ends).
+    pub async fn offboard_device(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE devices SET status = 'offboarded', offboarded_at = COALESCE(offboarded_at, $1) WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Delete devices offboarded before `before`, with their actions and
+    /// action events. Returns how many devices were purged.
+    pub async fn purge_offboarded(&self, before: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let old = "SELECT id FROM devices WHERE status = 'offboarded' AND offboarded_at < $1";
+        sqlx::query(&format!(
+            "DELETE FROM action_events WHERE action_id IN (SELECT id FROM actions WHERE device_id IN ({old}))"
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("DELETE FROM actions WHERE device_id IN ({old})")).bind(before).execute(&mut *tx).await?;
+        let done =
+            sqlx::query(&format!("DELETE FROM devices WHERE id IN ({old})")).bind(before).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     /// Change a device's status; returns false when no such device exists.
     pub async fn set_device_status(&self, id: Uuid, status: DeviceStatus) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE devices SET status = $1 WHERE id = $2")
@@ -241,6 +271,13 @@ mod tests {
             assert_eq!(all.len(), 5);
 
             let id = all[0];
+            // Offboarded devices are purged only once past the retention.
+            let gone = all[1];
+            assert!(store.offboard_device(gone).await.expect("offboard"));
+            assert_eq!(store.purge_offboarded(now_ms() - 60_000).await.expect("purge early"), 0);
+            assert!(store.device(gone).await.expect("get").is_some());
+            assert_eq!(store.purge_offboarded(now_ms() + 1).await.expect("purge"), 1);
+            assert!(store.device(gone).await.expect("get").is_none());
             assert!(store.set_device_status(id, DeviceStatus::Revoked).await.expect("revoke"));
             assert_eq!(store.device(id).await.expect("get").expect("exists").status, DeviceStatus::Revoked);
             assert!(!store.set_device_status(Uuid::new_v4(), DeviceStatus::Revoked).await.expect("missing"));

@@ -120,10 +120,12 @@ struct Embedded(Backend);
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql")),
     (2, "actions", include_str!("../../migrations/sqlite/0002_actions.sql")),
+    (3, "offboarding", include_str!("../../migrations/sqlite/0003_offboarding.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
     (2, "actions", include_str!("../../migrations/postgres/0002_actions.sql")),
+    (3, "offboarding", include_str!("../../migrations/postgres/0003_offboarding.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

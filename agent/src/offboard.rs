@@ -1,0 +1,104 @@
+//! Offboarding: release what the agent imposed on the device, then remove
+//! its identity (key, certificate, pinned CA), journal and state, and
+//! disable the service. Two ways in:
+//! - the `offboard` action from the coordinator: the cleanup runs once the
+//!   coordinator has acknowledged the result (so the report is never lost);
+//! - `picket-agent offboard --token pko_…` on a machine that cannot reach the
+//!   coordinator: the token names this device, has not expired, and is
+//!   signed by the CA pinned at enrollment.
+
+use std::path::Path;
+
+use picket_common::offboarding;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use serde_json::{json, Value};
+
+use crate::platform::{Platform, PlatformError};
+use crate::state::StateDir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffboardError {
+    #[error("{0}")]
+    Token(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("cannot release isolation: {0}")]
+    Release(PlatformError),
+    #[error("cannot remove {path}: {source}")]
+    Remove { path: String, source: std::io::Error },
+}
+
+/// Undo what the agent imposed, as its state records it (isolation; later
+/// code restriction). Nothing recorded, nothing touched.
+pub fn release_all(platform: &dyn Platform, state_dir: &Path) -> Result<Value, OffboardError> {
+    let isolation = state_dir.join("isolation.json");
+    let released = if isolation.exists() {
+        platform.release_isolation().map_err(OffboardError::Release)?;
+        remove(&isolation)?;
+        true
+    } else {
+        false
+    };
+    Ok(json!({ "isolation_released": released }))
+}
+
+/// Remove the identity, journal and state files, then disable the service
+/// when running under systemd.
+pub fn wipe(state: &StateDir) -> Result<(), OffboardError> {
+    state.clear()?;
+    let journal = state.path().join("journal");
+    match std::fs::remove_dir_all(&journal) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(OffboardError::Remove { path: journal.display().to_string(), source }),
+    }
+    remove(&state.path().join("isolation.json"))?;
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        // Started by systemd: keep it from starting us again at boot.
+        let disabled = std::process::Command::new("systemctl").args(["disable", "picket-agent"]).status();
+        if !disabled.is_ok_and(|s| s.success()) {
+            tracing::warn!("could not disable picket-agent.service; disable it by hand");
+        }
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) -> Result<(), OffboardError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(OffboardError::Remove { path: path.display().to_string(), source }),
+    }
+}
+
+/// Check a local offboarding token against this device's enrollment.
+pub fn verify_token(state: &StateDir, token: &str, now_ms: i64) -> Result<(), OffboardError> {
+    let bad = |m: String| OffboardError::Token(m);
+    let (claims, payload, signature) = offboarding::decode(token).map_err(|e| bad(e.to_string()))?;
+    let enrollment = state.enrollment()?;
+    if claims.device_id != enrollment.device_id {
+        return Err(bad(format!("the token is for device {}, this is {}", claims.device_id, enrollment.device_id)));
+    }
+    if claims.expires_at_ms <= now_ms {
+        return Err(bad("the token has expired; ask for a new one".into()));
+    }
+    let ca = CertificateDer::from_pem_file(state.path().join("ca.pem"))
+        .map_err(|e| bad(format!("pinned CA unreadable: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&ca).map_err(|e| bad(format!("pinned CA unreadable: {e}")))?;
+    let key = cert.public_key().subject_public_key.data.to_vec();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, key)
+        .verify(&payload, &signature)
+        .map_err(|_| bad("the token's signature is not from this device's coordinator".into()))
+}
+
+/// `picket-agent offboard --token`: verify, release, wipe.
+pub fn offboard_locally(platform: &dyn Platform, state: &StateDir, token: &str) -> Result<Value, OffboardError> {
+    let now = crate::enroll::now_ms();
+    verify_token(state, token, now)?;
+    let device = state.enrollment()?.device_id;
+    let mut report = release_all(platform, state.path())?;
+    wipe(state)?;
+    report["device_id"] = json!(device);
+    Ok(report)
+}
