@@ -77,6 +77,12 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Offboard a device through its agent (action offboard; needs an approver by default).
+    Offboard {
+        device: String,
+        #[arg(long)]
+        comment: String,
+    },
     /// The audit trail, newest first.
     Audit {
         /// How many entries to show.
@@ -116,6 +122,13 @@ enum DevicesCmd {
     Show { id: String },
     /// Revoke a device: refuse its certificate and cut its session.
     Revoke { id: String },
+    /// Offboard a device now and print a token to clean it up offline
+    /// (`picket-agent offboard --token …`).
+    OffboardingToken {
+        id: String,
+        #[arg(long, default_value_t = 24)]
+        expires_in_hours: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -296,6 +309,18 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
             }
             println!("device {} ({}) revoked", s(&d["id"]), s(&d["hostname"]));
         }
+        Command::Devices(DevicesCmd::OffboardingToken { id, expires_in_hours }) => {
+            let t = client.post(
+                &format!("/api/v1/devices/{}/offboarding-token", seg(id)),
+                &json!({ "expires_in_hours": expires_in_hours }),
+            )?;
+            if json_out {
+                return print_json(&t);
+            }
+            println!("device {} ({}) is offboarded on the coordinator.", s(&t["device_id"]), s(&t["hostname"]));
+            println!("token expires at {}. Run on the device (as root):", s(&t["expires_at"]));
+            println!("  {}", s(&t["offboard_command"]));
+        }
         Command::ApiToken(ApiTokenCmd::Create { name, role }) => {
             let t = client.post("/api/v1/api-tokens", &json!({ "name": name, "role": role }))?;
             if json_out {
@@ -329,6 +354,11 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         }
         Command::ReleaseIsolation { device, comment } => {
             let body = json!({ "kind": "release_isolation", "params": {}, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::Offboard { device, comment } => {
+            let body = json!({ "kind": "offboard", "params": {}, "comment": comment });
             let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
             return print_action(&a, json_out);
         }
