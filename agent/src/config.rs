@@ -16,6 +16,8 @@ pub struct AgentConfig {
     pub coordinator: String,
     /// Largest frame accepted from the coordinator, in bytes.
     pub max_frame_bytes: u32,
+    /// YARA rule files or directories loaded by scans (besides `<state dir>/rules`).
+    pub rule_dirs: Vec<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -25,6 +27,7 @@ impl Default for AgentConfig {
             heartbeat_secs: picket_common::limits::DEFAULT_HEARTBEAT.as_secs(),
             coordinator: String::new(),
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
+            rule_dirs: vec![PathBuf::from("/etc/picket/rules")],
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`state`]: the state dir: key, certificate, CA, enrollment record, status.
 //! - [`tls`]: rustls client configs (pinned-CA enrollment, mutual-TLS session).
 //! - [`enroll`]: `picket-agent enroll`.
+//! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
 //! - [`session`]: connect, Hello, heartbeat, reconnect.
 //! - [`sysinfo`]: what the agent reports about its host.
 //!
@@ -23,6 +24,7 @@ pub mod enroll;
 pub mod journal;
 pub mod offboard;
 pub mod platform;
+pub mod scan;
 pub mod session;
 pub mod state;
 pub mod sysinfo;

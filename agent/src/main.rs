@@ -59,6 +59,23 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Scan files and directories locally with YARA rules (no coordinator
+    /// needed). Exit status: 0 nothing found, 1 detections, 2 failure.
+    Scan {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Rule file or directory (repeatable). The built-in EICAR rule is always on.
+        #[arg(long = "rules")]
+        rules: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Share of the cores to use, in percent.
+        #[arg(long, default_value_t = 100)]
+        cpu_percent: u8,
+        /// Skip files larger than this many bytes.
+        #[arg(long, default_value_t = 256 * 1024 * 1024)]
+        max_file_size: u64,
+    },
     /// Show device id, coordinator, connection state and last contact.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
@@ -110,6 +127,9 @@ fn main() -> ExitCode {
             runtime().block_on(run(cfg))
         }
         Command::Status { state_dir, json } => status(&StateDir::new(state_dir), json),
+        Command::Scan { paths, rules, json, cpu_percent, max_file_size } => {
+            scan_locally(&paths, &rules, json, cpu_percent, max_file_size)
+        }
         Command::Offboard { token, state_dir } => {
             let platform = picket_agent::platform::native();
             match picket_agent::offboard::offboard_locally(platform.as_ref(), &StateDir::new(&state_dir), &token) {
@@ -164,6 +184,79 @@ fn finish(done: Result<Result<(), picket_agent::session::RunError>, tokio::task:
             eprintln!("picket-agent: agent task failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn scan_locally(paths: &[PathBuf], rules: &[PathBuf], json: bool, cpu_percent: u8, max_file_size: u64) -> ExitCode {
+    use picket_agent::scan::{scan, Engine, Indicators, ScanOptions, ScanProgress};
+    use std::io::IsTerminal;
+    use std::sync::atomic::Ordering;
+    let (engine, errors) = Engine::load(rules, Indicators::default());
+    for e in &errors {
+        eprintln!("picket-agent scan: skipped rule file {}: {}", e.file, e.error);
+    }
+    if !rules.is_empty() && engine.loaded.is_empty() {
+        eprintln!("picket-agent scan: no rule file could be loaded");
+        return ExitCode::from(2);
+    }
+    let opts = ScanOptions {
+        max_file_size,
+        threads: ScanOptions::threads_for_cpu_percent(cpu_percent),
+        skip: picket_agent::scan::targets::excluded_mounts(),
+    };
+    let progress = ScanProgress::default();
+    let show = std::io::stderr().is_terminal() && !json;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let summary = std::thread::scope(|s| {
+        if show {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    eprint!(
+                        "\r{} files, {} MiB, {} detections ",
+                        progress.files.load(Ordering::Relaxed),
+                        progress.bytes.load(Ordering::Relaxed) / (1024 * 1024),
+                        progress.detections.load(Ordering::Relaxed)
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                eprintln!();
+            });
+        }
+        let summary = scan(&engine, paths, &opts, &progress, &|_| {});
+        done.store(true, Ordering::Relaxed);
+        summary
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+    } else {
+        for d in &summary.detections {
+            println!(
+                "{:<13} {} ({})  {}  {}",
+                format!("{:?}", d.severity).to_lowercase(),
+                d.rule,
+                d.namespace,
+                d.path,
+                d.sha256
+            );
+        }
+        println!(
+            "{} files, {} bytes, {} detections, {} errors, {} skipped, {:.2} s ({} rules)",
+            summary.files,
+            summary.bytes,
+            summary.detections.len(),
+            summary.errors,
+            summary.skipped,
+            summary.seconds,
+            engine.rule_count
+        );
+        for e in &summary.error_samples {
+            eprintln!("error: {e}");
+        }
+    }
+    if summary.detections.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

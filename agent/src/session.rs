@@ -145,7 +145,10 @@ pub async fn run_with(
         Ok(Err(error)) => tracing::error!(%error, "COULD NOT RE-APPLY NETWORK ISOLATION"),
         Err(error) => tracing::error!(%error, "COULD NOT RE-APPLY NETWORK ISOLATION"),
     }
-    let context = crate::actions::Context { state_dir: state.path().to_path_buf(), coordinator: coordinator_addr };
+    let mut rule_dirs = vec![state.path().join("rules")];
+    rule_dirs.extend(config.rule_dirs.iter().cloned());
+    let context =
+        crate::actions::Context { state_dir: state.path().to_path_buf(), coordinator: coordinator_addr, rule_dirs };
     let executor = Executor::new(journal, platform, context, out_tx);
     executor.recover().await?;
     let device_id = identity.enrollment.device_id;

@@ -290,3 +290,42 @@ async fn undo_links_both_ways_and_says_why_when_it_cannot() {
     let (status, message) = err_status(decide(&env, &responder, &id.to_string(), "undo", "twice").await);
     assert_eq!((status, message.contains("already undone")), (409, true), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scan_action_reports_detections_with_its_summary() {
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("scanned").await;
+    let _agent = env.start_agent(device, &dir);
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let target = tempfile::tempdir().expect("tempdir");
+    let mut eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR".to_vec();
+    eicar.extend_from_slice(b"-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*");
+    std::fs::create_dir_all(target.path().join("sub")).expect("dir");
+    std::fs::write(target.path().join("sub/test.com"), eicar).expect("write");
+    std::fs::write(target.path().join("readme.txt"), b"nothing here").expect("write");
+
+    let responder = env.token("resp", "responder").await;
+    let body = json!({ "kind": "scan", "params": { "paths": [target.path()] }, "comment": "triage" });
+    let a = request(&env, &responder, device, body).await.expect("scan");
+    let id = id_of(&a);
+    eventually!(30, "scan finished", env.action_status(&id).await == "succeeded");
+    let out = env.action(&id).await["result"]["output"].clone();
+    assert_eq!(out["files"], 2, "{out}");
+    assert_eq!(out["errors"], 0, "{out}");
+    let d = &out["detections"][0];
+    assert_eq!(d["rule"], "EICAR_Test_File");
+    assert_eq!(d["severity"], "malicious");
+    assert_eq!(d["sha256"], "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f");
+    assert!(d["path"].as_str().is_some_and(|p| p.ends_with("sub/test.com")));
+
+    let bad = request(
+        &env,
+        &responder,
+        device,
+        json!({ "kind": "scan", "params": { "paths": ["relative/path"] }, "comment": "c" }),
+    )
+    .await
+    .expect("created");
+    eventually!(10, "invalid scan failed", env.action_status(&id_of(&bad)).await == "failed");
+    assert_eq!(env.action(&id_of(&bad)).await["result"]["reason"], "invalid_params");
+}

@@ -14,6 +14,7 @@
 
 pub mod isolate;
 mod kill_process;
+mod scan;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -63,10 +64,32 @@ pub struct Context {
     pub state_dir: std::path::PathBuf,
     /// `HOST:PORT` of the coordinator (kept reachable by isolation).
     pub coordinator: String,
+    /// Rule files and directories the scanner loads.
+    pub rule_dirs: Vec<std::path::PathBuf>,
+}
+
+/// Progress reports of one running action (dropped while offline).
+pub struct Progress {
+    action_id: uuid::Uuid,
+    out: mpsc::Sender<AgentMsg>,
+}
+
+impl Progress {
+    pub fn report(&self, phase: &str, percent: u8) {
+        let msg =
+            AgentMsg::ActionProgress { action_id: self.action_id, phase: phase.to_string(), percent: percent.min(100) };
+        let _ = self.out.try_send(msg);
+    }
 }
 
 /// Run one action of `kind` (on a blocking thread).
-fn execute(platform: &dyn Platform, ctx: &Context, kind: ActionKind, params: &str) -> ActionOutcome {
+fn execute(
+    platform: &dyn Platform,
+    ctx: &Context,
+    kind: ActionKind,
+    params: &str,
+    progress: &Progress,
+) -> ActionOutcome {
     let result = if !platform.capabilities().contains(&kind) {
         Err(ActionFailure {
             reason: FailureReason::Unsupported,
@@ -75,6 +98,7 @@ fn execute(platform: &dyn Platform, ctx: &Context, kind: ActionKind, params: &st
     } else {
         match kind {
             ActionKind::KillProcess => kill_process::run(platform, params),
+            ActionKind::Scan => scan::run(ctx, params, progress),
             ActionKind::Isolate => isolate::isolate(platform, ctx, params),
             ActionKind::ReleaseIsolation => isolate::release(platform, ctx, params),
             ActionKind::Offboard => {
@@ -267,12 +291,14 @@ impl Executor {
             tracing::info!(action = %id, kind = %running.kind, "action running");
             let (platform, ctx) = (this.platform.clone(), this.context.clone());
             let (kind, params) = (running.kind, running.params_json.clone());
-            let outcome = tokio::task::spawn_blocking(move || execute(platform.as_ref(), &ctx, kind, &params))
-                .await
-                .unwrap_or_else(|e| ActionOutcome::Failed {
-                    reason: FailureReason::Error,
-                    error: format!("the action panicked: {e}"),
-                });
+            let progress = Progress { action_id: id, out: this.out.clone() };
+            let outcome =
+                tokio::task::spawn_blocking(move || execute(platform.as_ref(), &ctx, kind, &params, &progress))
+                    .await
+                    .unwrap_or_else(|e| ActionOutcome::Failed {
+                        reason: FailureReason::Error,
+                        error: format!("the action panicked: {e}"),
+                    });
             this.finish(running, outcome).await;
         });
     }

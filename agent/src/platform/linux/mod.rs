@@ -15,7 +15,7 @@ pub struct Linux;
 
 impl Platform for Linux {
     fn capabilities(&self) -> Vec<ActionKind> {
-        let mut kinds = vec![ActionKind::KillProcess, ActionKind::Offboard];
+        let mut kinds = vec![ActionKind::KillProcess, ActionKind::Offboard, ActionKind::Scan];
         if isolation::find_nft().is_some() {
             kinds.extend([ActionKind::Isolate, ActionKind::ReleaseIsolation]);
         }

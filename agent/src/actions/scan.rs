@@ -1,0 +1,94 @@
+//! `scan {mode: quick | full | paths, paths, cpu_percent, max_file_size}`:
+//! an antivirus scan with the device's rules. Re-runnable (it only reads).
+//! Progress is reported as it runs; the result is the summary with every
+//! detection.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ActionFailure, Context, Progress};
+use crate::scan::{self, targets, Engine, Indicators, ScanOptions, ScanProgress};
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Quick,
+    Full,
+    Paths,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    paths: Vec<PathBuf>,
+    /// Share of the cores to use, in percent (default 50).
+    #[serde(default = "half")]
+    cpu_percent: u8,
+    /// Skip files larger than this many bytes (default 256 MiB).
+    #[serde(default)]
+    max_file_size: Option<u64>,
+}
+
+fn half() -> u8 {
+    50
+}
+
+pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
+    let p: Params = serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("scan params: {e}")))?;
+    let mode = match (&p.mode, p.paths.is_empty()) {
+        (Some(Mode::Paths) | None, false) => Mode::Paths,
+        (Some(Mode::Paths) | None, true) => {
+            return Err(ActionFailure::invalid("give mode quick or full, or paths to scan"))
+        }
+        (Some(Mode::Quick), true) => Mode::Quick,
+        (Some(Mode::Full), true) => Mode::Full,
+        (Some(_), false) => return Err(ActionFailure::invalid("paths go with mode \"paths\" only")),
+    };
+    if p.paths.iter().any(|p| !p.is_absolute()) {
+        return Err(ActionFailure::invalid("paths must be absolute"));
+    }
+    let roots = match mode {
+        Mode::Quick => targets::quick(),
+        Mode::Full => vec![PathBuf::from("/")],
+        Mode::Paths => p.paths,
+    };
+    progress.report("loading rules", 0);
+    let (engine, rule_errors) = Engine::load(&ctx.rule_dirs, Indicators::default());
+    for e in &rule_errors {
+        tracing::warn!(file = %e.file, error = %e.error, "rule file skipped");
+    }
+    let mut skip = targets::excluded_mounts();
+    skip.push(ctx.state_dir.clone());
+    let opts = ScanOptions {
+        max_file_size: p.max_file_size.unwrap_or(ScanOptions::default().max_file_size),
+        threads: ScanOptions::threads_for_cpu_percent(p.cpu_percent),
+        skip,
+    };
+    let counters = ScanProgress::default();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let summary = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let files = counters.files.load(std::sync::atomic::Ordering::Relaxed);
+                let found = counters.detections.load(std::sync::atomic::Ordering::Relaxed);
+                progress.report(&format!("scanned {files} files, {found} detections"), 50);
+            }
+        });
+        let summary = scan::scan(&engine, &roots, &opts, &counters, &|d| {
+            tracing::warn!(path = %d.path, rule = %d.rule, severity = ?d.severity, "detection");
+        });
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        summary
+    });
+    let mut out = serde_json::to_value(&summary).map_err(|e| ActionFailure::error(e.to_string()))?;
+    out["mode"] = json!(format!("{mode:?}").to_lowercase());
+    out["rules_loaded"] = json!(engine.rule_count);
+    out["rule_file_errors"] = json!(rule_errors);
+    Ok(out)
+}

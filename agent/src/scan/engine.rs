@@ -1,0 +1,297 @@
+//! The detection engine: compiled YARA-X rules and SHA-256 indicators.
+//!
+//! Rules: every `.yar`/`.yara` file is compiled on its own first (in a
+//! scratch compiler) and only the files that compile are added to the real
+//! one, each in a namespace named after the file, so a broken file is
+//! reported and skipped, never fatal. The external variables public rule
+//! sets use — `filename`, `filepath`, `extension`, `filetype`, `owner` — are
+//! defined for every file and set per scanned file.
+//!
+//! Severity of a match, from the rule's metadata: `severity` (`malicious`,
+//! `suspicious`, `informational`) if present; else `score` (≥ 75 malicious,
+//! ≥ 40 suspicious, below informational — the THOR / signature-base scale);
+//! else malicious. The built-in EICAR rule is malicious, as every antivirus
+//! treats it. Indicators: `allow` overrides every rule; `block` is malicious.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Informational,
+    Suspicious,
+    Malicious,
+}
+
+/// One detection in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detection {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Rule identifier, or `indicator` for a block-listed hash.
+    pub rule: String,
+    /// Rule namespace (the rule file's name), `builtin` or `indicators`.
+    pub namespace: String,
+    pub severity: Severity,
+}
+
+/// A rule file that could not be compiled.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleFileError {
+    pub file: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Block,
+    Allow,
+}
+
+/// SHA-256 (lowercase hex) → block or allow.
+#[derive(Debug, Clone, Default)]
+pub struct Indicators(pub HashMap<String, Verdict>);
+
+const EXTERNALS: [&str; 5] = ["filename", "filepath", "extension", "filetype", "owner"];
+
+/// The EICAR test string, kept in two halves so this source file is not
+/// itself detected by the scanners of the people who read it.
+const EICAR_HEAD: &str = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR";
+const EICAR_TAIL: &str = "-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+fn eicar_rule() -> String {
+    let hex: Vec<String> = EICAR_HEAD.bytes().chain(EICAR_TAIL.bytes()).map(|b| format!("{b:02X}")).collect();
+    // The EICAR definition: the file starts with the 68 bytes and is at most
+    // 128 bytes long (the rest being whitespace).
+    format!(
+        "rule EICAR_Test_File {{\n  meta:\n    severity = \"malicious\"\n    description = \"EICAR anti-malware test file\"\n  \
+         strings:\n    $eicar = {{ {} }}\n  condition:\n    $eicar at 0 and filesize <= 128\n}}\n",
+        hex.join(" ")
+    )
+}
+
+pub struct Engine {
+    rules: yara_x::Rules,
+    pub indicators: Indicators,
+    /// Files whose rules are loaded.
+    pub loaded: Vec<String>,
+    pub rule_count: usize,
+}
+
+fn new_compiler() -> yara_x::Compiler<'static> {
+    let mut c = yara_x::Compiler::new();
+    for name in EXTERNALS {
+        // Defining a fresh global on a new compiler cannot fail.
+        let _ = c.define_global(name, "");
+    }
+    c
+}
+
+impl Engine {
+    /// Load the built-in rules plus every rule file in `paths` (files or
+    /// directories, recursively). Returns the engine and the files skipped.
+    pub fn load(paths: &[PathBuf], indicators: Indicators) -> (Self, Vec<RuleFileError>) {
+        let mut files = Vec::new();
+        for p in paths {
+            collect_rule_files(p, &mut files);
+        }
+        files.sort();
+        let mut compiler = new_compiler();
+        compiler.new_namespace("builtin");
+        if let Err(e) = compiler.add_source(eicar_rule().as_str()) {
+            // The built-in rule is a constant; failing here is a bug, not input.
+            tracing::error!(error = %e, "built-in EICAR rule failed to compile");
+        }
+        let mut errors = Vec::new();
+        let mut loaded = Vec::new();
+        for file in files {
+            let name = file.display().to_string();
+            let source = match std::fs::read(&file) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(RuleFileError { file: name, error: e.to_string() });
+                    continue;
+                }
+            };
+            let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let mut scratch = new_compiler();
+            scratch.add_include_dir(&dir);
+            if let Err(e) = scratch.add_source(source.as_slice()) {
+                errors.push(RuleFileError { file: name, error: e.to_string() });
+                continue;
+            }
+            compiler.add_include_dir(&dir);
+            compiler.new_namespace(&namespace_of(&file));
+            match compiler.add_source(source.as_slice()) {
+                Ok(_) => loaded.push(name),
+                Err(e) => errors.push(RuleFileError { file: name, error: e.to_string() }),
+            }
+        }
+        let rules = compiler.build();
+        let rule_count = rules.iter().len();
+        (Self { rules, indicators, loaded, rule_count }, errors)
+    }
+
+    pub fn scanner(&self) -> yara_x::Scanner<'_> {
+        let mut s = yara_x::Scanner::new(&self.rules);
+        s.set_timeout(std::time::Duration::from_secs(60));
+        s
+    }
+
+    /// Detections in `data`, the content of the file at `path`.
+    pub fn scan_data(
+        &self,
+        scanner: &mut yara_x::Scanner<'_>,
+        path: &Path,
+        data: &[u8],
+        owner: &str,
+    ) -> Result<Vec<Detection>, String> {
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+        let base = |rule: &str, namespace: &str, severity| Detection {
+            path: path.display().to_string(),
+            sha256: sha256.clone(),
+            size: data.len() as u64,
+            rule: rule.to_string(),
+            namespace: namespace.to_string(),
+            severity,
+        };
+        match self.indicators.0.get(&sha256) {
+            Some(Verdict::Allow) => return Ok(Vec::new()),
+            Some(Verdict::Block) => return Ok(vec![base("indicator", "indicators", Severity::Malicious)]),
+            None => {}
+        }
+        let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let extension = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+        let values = [
+            ("filename", filename),
+            ("filepath", path.display().to_string()),
+            ("extension", extension),
+            ("filetype", filetype(data).to_string()),
+            ("owner", owner.to_string()),
+        ];
+        for (name, value) in values {
+            scanner.set_global(name, value.as_str()).map_err(|e| e.to_string())?;
+        }
+        let results = scanner.scan(data).map_err(|e| e.to_string())?;
+        Ok(results.matching_rules().map(|r| base(r.identifier(), r.namespace(), severity_of(&r))).collect())
+    }
+}
+
+fn severity_of(rule: &yara_x::Rule<'_, '_>) -> Severity {
+    let mut score = None;
+    for (key, value) in rule.metadata() {
+        match (key, value) {
+            ("severity", yara_x::MetaValue::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "malicious" | "critical" | "high" => return Severity::Malicious,
+                "suspicious" | "medium" => return Severity::Suspicious,
+                "informational" | "info" | "low" => return Severity::Informational,
+                _ => {}
+            },
+            ("score", yara_x::MetaValue::Integer(n)) => score = Some(n),
+            _ => {}
+        }
+    }
+    match score {
+        Some(n) if n >= 75 => Severity::Malicious,
+        Some(n) if n >= 40 => Severity::Suspicious,
+        Some(_) => Severity::Informational,
+        None => Severity::Malicious,
+    }
+}
+
+/// A coarse file type from magic bytes, for the `filetype` variable.
+fn filetype(data: &[u8]) -> &'static str {
+    match data {
+        [0x7f, b'E', b'L', b'F', ..] => "ELF",
+        [b'M', b'Z', ..] => "EXE",
+        [b'#', b'!', ..] => "SCRIPT",
+        [b'P', b'K', 3, 4, ..] => "ZIP",
+        [0xcf, 0xfa, 0xed, 0xfe, ..] | [0xfe, 0xed, 0xfa, 0xcf, ..] | [0xca, 0xfe, 0xba, 0xbe, ..] => "MACHO",
+        _ => "",
+    }
+}
+
+fn namespace_of(file: &Path) -> String {
+    file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "rules".into())
+}
+
+fn collect_rule_files(path: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return };
+    if meta.is_dir() {
+        if let Ok(rd) = std::fs::read_dir(path) {
+            for e in rd.flatten() {
+                collect_rule_files(&e.path(), out);
+            }
+        }
+    } else if meta.is_file() && path.extension().is_some_and(|e| e == "yar" || e == "yara") {
+        out.push(path.to_path_buf());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eicar() -> Vec<u8> {
+        format!("{EICAR_HEAD}{EICAR_TAIL}").into_bytes()
+    }
+
+    #[test]
+    fn eicar_is_detected_as_malicious_and_only_when_it_is_the_file() {
+        let (engine, errors) = Engine::load(&[], Indicators::default());
+        assert!(errors.is_empty());
+        let mut s = engine.scanner();
+        let d = engine.scan_data(&mut s, Path::new("/tmp/eicar.com"), &eicar(), "root").expect("scan");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].rule, "EICAR_Test_File");
+        assert_eq!(d[0].severity, Severity::Malicious);
+        assert_eq!(d[0].sha256, "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f");
+        let mut prefixed = b"prefix: ".to_vec();
+        prefixed.extend(eicar());
+        assert!(engine.scan_data(&mut s, Path::new("x"), &prefixed, "").expect("scan").is_empty());
+    }
+
+    #[test]
+    fn allow_overrides_rules_and_block_is_malicious() {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(eicar()));
+        let allow = Indicators(HashMap::from([(sha.clone(), Verdict::Allow)]));
+        let (engine, _) = Engine::load(&[], allow);
+        let mut s = engine.scanner();
+        assert!(engine.scan_data(&mut s, Path::new("e"), &eicar(), "").expect("scan").is_empty());
+        let block = Indicators(HashMap::from([(
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"benign")),
+            Verdict::Block,
+        )]));
+        let (engine, _) = Engine::load(&[], block);
+        let mut s = engine.scanner();
+        let d = engine.scan_data(&mut s, Path::new("b"), b"benign", "").expect("scan");
+        assert_eq!((d[0].rule.as_str(), d[0].severity), ("indicator", Severity::Malicious));
+    }
+
+    #[test]
+    fn a_broken_rule_file_is_reported_and_the_others_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("good.yar"),
+            "rule good { meta: score = 50 strings: $a = \"needle\" condition: $a }",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("bad.yar"), "rule bad { condition: nonsense_identifier }").expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "not a rule").expect("write");
+        let (engine, errors) = Engine::load(&[dir.path().to_path_buf()], Indicators::default());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].file.ends_with("bad.yar"));
+        assert_eq!(engine.loaded.len(), 1);
+        let mut s = engine.scanner();
+        let d = engine.scan_data(&mut s, Path::new("hay"), b"a needle in it", "").expect("scan");
+        assert_eq!(
+            (d[0].rule.as_str(), d[0].namespace.as_str(), d[0].severity),
+            ("good", "good.yar", Severity::Suspicious)
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Antivirus scanning: YARA-X rules plus SHA-256 indicators.
+//!
+//! - [`engine`]: rule loading (one bad file never stops the others), the
+//!   built-in EICAR rule, external variables, severities.
+//! - [`walk`]: the parallel file walk (no symlinks followed, special files
+//!   skipped, size cap, errors counted, progress).
+//! - [`targets`]: what quick and full scans cover.
+
+pub mod engine;
+pub mod targets;
+pub mod walk;
+
+pub use engine::{Detection, Engine, Indicators, RuleFileError, Severity};
+pub use walk::{scan, ScanOptions, ScanProgress, ScanSummary};
