@@ -329,3 +329,33 @@ async fn a_scan_action_reports_detections_with_its_summary() {
     eventually!(10, "invalid scan failed", env.action_status(&id_of(&bad)).await == "failed");
     assert_eq!(env.action(&id_of(&bad)).await["result"]["reason"], "invalid_params");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_process_by_sha256_stops_every_copy_running() {
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("hash").await;
+    let _agent = env.start_agent(device, &dir);
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let copy = tmp.path().join("miner");
+    std::fs::copy("/bin/sleep", &copy).expect("copy");
+    let mut a = Target(std::process::Command::new(&copy).arg("300").spawn().expect("spawn"));
+    let mut b = Target(std::process::Command::new(&copy).arg("301").spawn().expect("spawn"));
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&copy).expect("read")))
+    };
+    let responder = env.token("resp", "responder").await;
+    let act = request(
+        &env,
+        &responder,
+        device,
+        json!({ "kind": "kill_process", "params": { "sha256": sha }, "comment": "all copies" }),
+    )
+    .await
+    .expect("create");
+    eventually!(10, "killed", env.action_status(&id_of(&act)).await == "succeeded");
+    eventually!(5, "both copies gone", a.exited() && b.exited());
+    let out = env.action(&id_of(&act)).await["result"]["output"].clone();
+    assert_eq!(out["killed"].as_array().map(Vec::len), Some(2), "{out}");
+}

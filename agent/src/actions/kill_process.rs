@@ -1,10 +1,12 @@
-//! `kill_process {pid, sha256?, grace_secs?}`: terminate one process.
+//! `kill_process {pid?, sha256?, grace_secs?}`: terminate one process (by
+//! pid, optionally checked against the executable's SHA-256), or every
+//! process running an executable with that SHA-256 (sha256 alone).
 //! Not re-runnable after a crash: the pid may belong to another process by then.
 
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::ActionFailure;
 use crate::platform::{KillRequest, Platform};
@@ -12,7 +14,8 @@ use crate::platform::{KillRequest, Platform};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Params {
-    pid: i32,
+    #[serde(default)]
+    pid: Option<i32>,
     /// Executable SHA-256 the process must have (protects against pid reuse).
     #[serde(default)]
     sha256: Option<String>,
@@ -32,10 +35,28 @@ pub fn run(platform: &dyn Platform, params: &str) -> Result<Value, ActionFailure
             return Err(ActionFailure::invalid("sha256 must be 64 hex digits"));
         }
     }
-    let report = platform.kill_process(&KillRequest {
-        pid: p.pid,
-        sha256: p.sha256,
-        grace: Duration::from_secs(p.grace_secs),
-    })?;
-    serde_json::to_value(report).map_err(|e| ActionFailure::error(e.to_string()))
+    let grace = Duration::from_secs(p.grace_secs);
+    match (p.pid, p.sha256) {
+        (Some(pid), sha256) => {
+            let report = platform.kill_process(&KillRequest { pid, sha256, grace })?;
+            serde_json::to_value(report).map_err(|e| ActionFailure::error(e.to_string()))
+        }
+        (None, Some(sha256)) => {
+            let pids = platform.processes_running(&sha256)?;
+            let mut killed = Vec::new();
+            let mut errors = Vec::new();
+            for pid in pids {
+                // The hash is checked again right before each signal.
+                match platform.kill_process(&KillRequest { pid, sha256: Some(sha256.clone()), grace }) {
+                    Ok(r) => killed.push(r),
+                    Err(e) => errors.push(format!("pid {pid}: {e}")),
+                }
+            }
+            if killed.is_empty() && !errors.is_empty() {
+                return Err(ActionFailure::error(errors.join("; ")));
+            }
+            Ok(json!({ "sha256": sha256, "killed": killed, "errors": errors }))
+        }
+        (None, None) => Err(ActionFailure::invalid("kill_process needs pid or sha256")),
+    }
 }

@@ -112,6 +112,9 @@ pub trait Platform: Send + Sync + 'static {
 
     fn kill_process(&self, req: &KillRequest) -> Result<KillReport, PlatformError>;
 
+    /// Every running process whose executable has this SHA-256 (hex).
+    fn processes_running(&self, sha256: &str) -> Result<Vec<i32>, PlatformError>;
+
     /// Cut the device off the network but for `policy`; replaces any
     /// previous isolation atomically. Returns the rules as applied.
     fn isolate(&self, policy: &IsolationPolicy) -> Result<String, PlatformError>;
@@ -130,6 +133,10 @@ impl Platform for Unsupported {
 
     fn kill_process(&self, _: &KillRequest) -> Result<KillReport, PlatformError> {
         Err(PlatformError::Unsupported("kill_process".into()))
+    }
+
+    fn processes_running(&self, _: &str) -> Result<Vec<i32>, PlatformError> {
+        Err(PlatformError::Unsupported("process listing".into()))
     }
 
     fn isolate(&self, _: &IsolationPolicy) -> Result<String, PlatformError> {

@@ -40,12 +40,13 @@ enum Command {
     /// The action center: pending approvals, history, decisions.
     #[command(subcommand)]
     Actions(ActionsCmd),
-    /// Terminate a process on a device (action kill_process).
+    /// Terminate a process on a device (action kill_process): by pid, or
+    /// every process running an executable with a given SHA-256.
     KillProcess {
         device: String,
-        #[arg(long)]
-        pid: u32,
-        /// Only if the process's executable has this SHA-256.
+        #[arg(long, required_unless_present = "sha256")]
+        pid: Option<u32>,
+        /// With --pid: only if its executable has this SHA-256; alone: every such process.
         #[arg(long)]
         sha256: Option<String>,
         /// Seconds between SIGTERM and SIGKILL (0: SIGKILL at once).
@@ -333,7 +334,10 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         }
         Command::Actions(cmd) => return actions(client, cmd, json_out),
         Command::KillProcess { device, pid, sha256, grace_secs, comment } => {
-            let mut params = json!({ "pid": pid, "grace_secs": grace_secs });
+            let mut params = json!({ "grace_secs": grace_secs });
+            if let Some(pid) = pid {
+                params["pid"] = json!(pid);
+            }
             if let Some(h) = sha256 {
                 params["sha256"] = json!(h);
             }

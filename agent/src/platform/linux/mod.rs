@@ -26,6 +26,10 @@ impl Platform for Linux {
         process::kill(req)
     }
 
+    fn processes_running(&self, sha256: &str) -> Result<Vec<i32>, PlatformError> {
+        Ok(process::running(sha256))
+    }
+
     fn isolate(&self, policy: &IsolationPolicy) -> Result<String, PlatformError> {
         isolation::apply(policy)
     }

@@ -57,6 +57,28 @@ pub fn kill(req: &KillRequest) -> Result<KillReport, PlatformError> {
     Ok(KillReport { pid: req.pid, executable: exe, executable_sha256: exe_hash, signals, exited: !same() })
 }
 
+/// Pids whose executable (even a deleted one, through /proc/<pid>/exe) has
+/// this SHA-256. Each distinct executable (device, inode) is hashed once.
+pub fn running(sha256: &str) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let mut hashes: std::collections::HashMap<(u64, u64), Option<String>> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid as u32 == std::process::id() {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) else { continue };
+        let hash = hashes.entry((meta.dev(), meta.ino())).or_insert_with(|| hash_exe(pid));
+        if hash.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(sha256)) {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// Start time in clock ticks since boot (field 22 of /proc/<pid>/stat).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -126,6 +148,19 @@ mod tests {
         assert!(start_time(pid).is_some(), "still alive");
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    #[test]
+    fn processes_are_found_by_the_hash_of_their_executable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let copy = dir.path().join("sleeper");
+        std::fs::copy("/bin/sleep", &copy).expect("copy sleep");
+        let mut child = std::process::Command::new(&copy).arg("30").spawn().expect("spawn copy");
+        let sha = hash_exe(child.id() as i32).expect("hash");
+        assert!(running(&sha).contains(&(child.id() as i32)));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!running(&sha).contains(&(child.id() as i32)));
     }
 
     #[test]
