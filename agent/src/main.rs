@@ -279,6 +279,7 @@ fn status(state: &StateDir, json: bool) -> ExitCode {
     let connected = running && status.as_ref().is_some_and(|s| s.connected);
     let last_contact = status.as_ref().and_then(|s| s.last_contact.clone());
     let last_error = status.as_ref().and_then(|s| s.last_error.clone());
+    let isolated = state.path().join("isolation.json").exists();
     if json {
         let out = serde_json::json!({
             "device_id": enrollment.device_id,
@@ -288,6 +289,7 @@ fn status(state: &StateDir, json: bool) -> ExitCode {
             "connected": connected,
             "last_contact": last_contact,
             "last_error": last_error,
+            "isolated": isolated,
         });
         println!("{out}");
     } else {
@@ -297,6 +299,7 @@ fn status(state: &StateDir, json: bool) -> ExitCode {
         println!("agent:        {}", if running { "running" } else { "not running" });
         println!("connected:    {}", if connected { "yes" } else { "no" });
         println!("last contact: {}", last_contact.as_deref().unwrap_or("never"));
+        println!("isolated:     {}", if isolated { "yes (only the coordinator is reachable)" } else { "no" });
         if let Some(e) = last_error {
             println!("last error:   {e}");
         }

@@ -34,6 +34,7 @@ pub fn device_json(state: &AppState, d: &Device) -> Value {
         "last_seen": last_seen.map(rfc3339),
         "connected_since": session.as_ref().map(|s| rfc3339(s.connected_at)),
         "certificate_expires_at": rfc3339(d.cert_not_after),
+        "capabilities": d.capabilities,
     })
 }
 
