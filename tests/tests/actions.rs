@@ -338,7 +338,12 @@ async fn kill_process_by_sha256_stops_every_copy_running() {
     eventually!(10, "online", env.device_status(device).await == "online");
     let tmp = tempfile::tempdir().expect("tempdir");
     let copy = tmp.path().join("miner");
-    std::fs::copy("/bin/sleep", &copy).expect("copy");
+    // A copy of sleep with a unique trailer: its hash matches only these two
+    // processes, never another sleep on the machine.
+    let mut bytes = std::fs::read("/bin/sleep").expect("read sleep");
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    std::fs::write(&copy, &bytes).expect("write copy");
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let mut a = Target(std::process::Command::new(&copy).arg("300").spawn().expect("spawn"));
     let mut b = Target(std::process::Command::new(&copy).arg("301").spawn().expect("spawn"));
     let sha = {

@@ -313,13 +313,11 @@ impl Store {
         comment: &str,
         changes: &Changes<'_>,
     ) -> Result<Option<Action>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let moved = transition_in(&mut tx, id, from, to, actor, comment, changes, now_ms()).await?;
-        tx.commit().await?;
-        if moved {
-            self.action(id).await
-        } else {
+        let moved = self.transition_many(&[id], from, to, actor, comment, changes).await?;
+        if moved.is_empty() {
             Ok(None)
+        } else {
+            self.action(id).await
         }
     }
 
@@ -586,58 +584,6 @@ fn event_from_row(row: &sqlx::any::AnyRow) -> Result<ActionEvent, StoreError> {
         actor: row.try_get("actor")?,
         comment: row.try_get("comment")?,
     })
-}
-
-/// Move one action inside `tx`; false when it is not in `from` (or not
-/// `changes.device`'s).
-#[allow(clippy::too_many_arguments)]
-async fn transition_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    id: Uuid,
-    from: &[ActionStatus],
-    to: ActionStatus,
-    actor: &str,
-    comment: &str,
-    changes: &Changes<'_>,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT status FROM actions WHERE id = $1 AND status IN ({}) AND ($2 = '' OR device_id = $2)",
-        status_list(from)
-    ))
-    .bind(id.to_string())
-    .bind(changes.device.map(|d| d.to_string()).unwrap_or_default())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else { return Ok(false) };
-    let current: String = row.try_get("status")?;
-    let (set_expires, expires) = match changes.expires_at {
-        Some(v) => (1i64, v),
-        None => (0, None),
-    };
-    sqlx::query(
-        "UPDATE actions SET status = $1, updated_at = $2, \
-         decided_by = COALESCE($3, decided_by), decision_comment = COALESCE($4, decision_comment), \
-         result = COALESCE($5, result), error = COALESCE($6, error), \
-         failure_reason = COALESCE($7, failure_reason), queued_at = COALESCE($8, queued_at), \
-         expires_at = CASE WHEN $9 = 1 THEN $10 ELSE expires_at END \
-         WHERE id = $11",
-    )
-    .bind(to.as_str())
-    .bind(now)
-    .bind(changes.decided_by)
-    .bind(changes.decision_comment)
-    .bind(changes.result)
-    .bind(changes.error)
-    .bind(changes.failure_reason)
-    .bind(changes.queued_at)
-    .bind(set_expires)
-    .bind(expires)
-    .bind(id.to_string())
-    .execute(&mut **tx)
-    .await?;
-    insert_event(tx, id, ActionStatus::parse(&current), to, now, actor, comment).await?;
-    Ok(true)
 }
 
 async fn insert_event(
