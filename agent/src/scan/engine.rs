@@ -1,9 +1,9 @@
 //! The detection engine: compiled YARA-X rules and SHA-256 indicators.
 //!
-//! Rules: every `.yar`/`.yara` file is compiled on its own first (in a
-//! scratch compiler) and only the files that compile are added to the real
-//! one, each in a namespace named after the file, so a broken file is
-//! reported and skipped, never fatal. The external variables public rule
+//! Rules: every `.yar`/`.yara` file is added in a namespace named after the
+//! file. A file with an error is reported and never stops the others:
+//! YARA-X keeps compiling after a failed source and builds only the rules
+//! that compiled. The external variables public rule
 //! sets use — `filename`, `filepath`, `extension`, `filetype`, `owner` — are
 //! defined for every file and set per scanned file.
 //!
@@ -119,12 +119,6 @@ impl Engine {
                 }
             };
             let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-            let mut scratch = new_compiler();
-            scratch.add_include_dir(&dir);
-            if let Err(e) = scratch.add_source(source.as_slice()) {
-                errors.push(RuleFileError { file: name, error: e.to_string() });
-                continue;
-            }
             compiler.add_include_dir(&dir);
             compiler.new_namespace(&namespace_of(&file));
             match compiler.add_source(source.as_slice()) {
