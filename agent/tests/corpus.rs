@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use picket_agent::scan::{scan, Engine, Indicators, ScanOptions, ScanProgress, Severity};
 
+/// `../shared/corpus` beside the repository (CI lays `shared/` next to its clone).
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    assert!(dir.is_dir(), "{} not found: the test corpus lives in shared/ beside the repository", dir.display());
+    dir
 }
 
 fn decode_b64(path: &Path) -> Vec<u8> {
