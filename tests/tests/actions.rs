@@ -164,6 +164,25 @@ async fn approvals_follow_roles_and_the_two_person_rule() {
     assert_eq!(approved["decided_by"], "carol");
     assert_eq!(approved["decision_comment"], "confirmed on the host");
     eventually!(10, "approved action ran", env.action_status(&id_of(&b1)).await == "succeeded");
+    let timeline = env.action(&id_of(&b1)).await["timeline"].clone();
+    let steps: Vec<(&str, &str)> = timeline
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|t| (t["to"].as_str().unwrap_or(""), t["actor"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("pending_approval", "bob"),
+            ("approved", "carol"),
+            ("queued", "coordinator"),
+            ("sent", "coordinator"),
+            ("running", "agent"),
+            ("succeeded", "agent")
+        ],
+        "{timeline}"
+    );
     eventually!(5, "t2 killed", t2.exited());
 
     let rejected = decide(&env, &carol, &id_of(&a1), "reject", "false alarm").await.expect("reject");

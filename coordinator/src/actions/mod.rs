@@ -143,62 +143,57 @@ impl ActionCenter {
 
     /// Approve a pending action: `pending_approval → approved → queued`.
     pub async fn approve(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<Action, ActionError> {
-        self.approve_many(who, &[id], comment)
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(ActionError::NotFound(format!("no action {id}"))))
+        match self.approve_many(who, &[id], comment).await?.pop() {
+            Some(Ok(())) => self.get(id).await,
+            Some(Err(e)) => Err(e),
+            None => Err(ActionError::NotFound(format!("no action {id}"))),
+        }
     }
 
-    /// Approve several actions in one transaction per step; each id gets
-    /// its own outcome (not found, not pending, two-person rule, or the
-    /// queued action). Their devices get them at once.
+    /// Approve several actions in one transaction (`pending_approval →
+    /// approved → queued`, both transitions logged); each id gets its own
+    /// outcome (not found, not pending, two-person rule, or done). Their
+    /// devices get them at once.
     pub async fn approve_many(
         &self,
         who: &Requestor<'_>,
         ids: &[Uuid],
         comment: &str,
-    ) -> Result<Vec<Result<Action, ActionError>>, ActionError> {
+    ) -> Result<Vec<Result<(), ActionError>>, ActionError> {
         require(who, Role::Approver)?;
         let found: std::collections::HashMap<Uuid, Action> =
             self.store.actions_by_id(ids).await?.into_iter().map(|a| (a.id, a)).collect();
-        let mut eligible = Vec::with_capacity(ids.len());
-        for id in ids {
-            match found.get(id) {
-                Some(a)
-                    if a.status == ActionStatus::PendingApproval
-                        && !(self.policy.two_person_rule && a.requestor == who.name) =>
-                {
-                    eligible.push(*id)
-                }
-                _ => {}
-            }
-        }
-        let decided = Changes { decided_by: Some(who.name), decision_comment: Some(comment), ..Changes::default() };
-        let approved = self
+        let self_approval = |a: &Action| self.policy.two_person_rule && a.requestor == who.name;
+        let eligible: Vec<Uuid> = ids
+            .iter()
+            .copied()
+            .filter(|id| found.get(id).is_some_and(|a| a.status == ActionStatus::PendingApproval && !self_approval(a)))
+            .collect();
+        let now = now_ms();
+        let changes = Changes {
+            decided_by: Some(who.name),
+            decision_comment: Some(comment),
+            queued_at: Some(now),
+            expires_at: Some(Some(now + self.policy.queued_expiry_ms())),
+            via: Some((ActionStatus::Approved, who.name, comment)),
+            ..Changes::default()
+        };
+        let queued: std::collections::HashSet<Uuid> = self
             .store
             .transition_many(
                 &eligible,
                 &[ActionStatus::PendingApproval],
-                ActionStatus::Approved,
-                who.name,
-                comment,
-                &decided,
+                ActionStatus::Queued,
+                "coordinator",
+                "",
+                &changes,
             )
-            .await?;
-        let queue = Changes {
-            queued_at: Some(now_ms()),
-            expires_at: Some(Some(now_ms() + self.policy.queued_expiry_ms())),
-            ..Changes::default()
-        };
-        let queued = self
-            .store
-            .transition_many(&approved, &[ActionStatus::Approved], ActionStatus::Queued, "coordinator", "", &queue)
-            .await?;
-        let after: std::collections::HashMap<Uuid, Action> =
-            self.store.actions_by_id(&queued).await?.into_iter().map(|a| (a.id, a)).collect();
+            .await?
+            .into_iter()
+            .collect();
         if !queued.is_empty() {
             self.gateway.events.changed();
-            let mut devices: Vec<Uuid> = after.values().map(|a| a.device_id).collect();
+            let mut devices: Vec<Uuid> = queued.iter().filter_map(|id| found.get(id)).map(|a| a.device_id).collect();
             devices.sort();
             devices.dedup();
             let gateway = self.gateway.clone();
@@ -206,16 +201,14 @@ impl ActionCenter {
         }
         Ok(ids
             .iter()
-            .map(|id| match (after.get(id), found.get(id)) {
-                (Some(a), _) => Ok(a.clone()),
-                (None, None) => Err(ActionError::NotFound(format!("no action {id}"))),
-                (None, Some(a)) if self.policy.two_person_rule && a.requestor == who.name => {
-                    Err(ActionError::Forbidden(format!(
-                        "two-person rule: {} requested this action and cannot also decide it",
-                        who.name
-                    )))
-                }
-                (None, Some(a)) => Err(self.not_in(a, "pending approval")),
+            .map(|id| match found.get(id) {
+                _ if queued.contains(id) => Ok(()),
+                None => Err(ActionError::NotFound(format!("no action {id}"))),
+                Some(a) if self_approval(a) => Err(ActionError::Forbidden(format!(
+                    "two-person rule: {} requested this action and cannot also decide it",
+                    who.name
+                ))),
+                Some(a) => Err(self.not_in(a, "pending approval")),
             })
             .collect())
     }

@@ -277,9 +277,9 @@ pub async fn approve_many(
     let mut approved = 0;
     for (id, outcome) in valid.iter().zip(outcomes) {
         results.push(match outcome {
-            Ok(a) => {
+            Ok(()) => {
                 approved += 1;
-                json!({ "id": id, "ok": true, "action": action_json(&a) })
+                json!({ "id": id, "ok": true, "status": "queued" })
             }
             Err(ActionError::Store(e)) => return Err(ApiError::internal(e)),
             Err(e) => json!({ "id": id, "ok": false, "error": e.to_string() }),

@@ -478,7 +478,7 @@ fn actions(client: &Client, cmd: &ActionsCmd, json_out: bool) -> Result<(), Clie
             }
             let items = r["items"].as_array().cloned().unwrap_or_default();
             table(&["ID", "APPROVED", "STATUS / ERROR"], &items, |i| {
-                let detail = if i["ok"] == true { s(&i["action"]["status"]) } else { s(&i["error"]) };
+                let detail = if i["ok"] == true { s(&i["status"]) } else { s(&i["error"]) };
                 vec![s(&i["id"]), s(&i["ok"]), detail]
             });
             if items.iter().any(|i| i["ok"] != true) {

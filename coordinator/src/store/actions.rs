@@ -175,6 +175,9 @@ pub struct Changes<'a> {
     pub queued_at: Option<i64>,
     /// `Some(None)` clears the deadline.
     pub expires_at: Option<Option<i64>>,
+    /// A status passed through on the way, logged as its own event first:
+    /// (status, actor, comment) — e.g. `approved` on the way to `queued`.
+    pub via: Option<(ActionStatus, &'a str, &'a str)>,
 }
 
 #[derive(Default)]
@@ -383,17 +386,26 @@ impl Store {
             .await?;
             let values = these
                 .iter()
-                .map(|(id, old)| format!("('{id}', '{old}', '{}', $1, $2, $3)", to.as_str()))
+                .map(|(id, old)| match changes.via {
+                    None => format!("('{id}', '{old}', '{}', $1, $2, $3)", to.as_str()),
+                    Some((mid, _, _)) => {
+                        format!(
+                            "('{id}', '{old}', '{m}', $1, $4, $5), ('{id}', '{m}', '{}', $1, $2, $3)",
+                            to.as_str(),
+                            m = mid.as_str()
+                        )
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
-            sqlx::query(&format!(
+            let insert = format!(
                 "INSERT INTO action_events (action_id, from_status, status, at, actor, comment) VALUES {values}"
-            ))
-            .bind(now)
-            .bind(actor)
-            .bind(comment)
-            .execute(&mut *tx)
-            .await?;
+            );
+            let mut query = sqlx::query(&insert).bind(now).bind(actor).bind(comment);
+            if let Some((_, via_actor, via_comment)) = changes.via {
+                query = query.bind(via_actor).bind(via_comment);
+            }
+            query.execute(&mut *tx).await?;
             moved.extend(these.into_iter().map(|(id, _)| id));
         }
         tx.commit().await?;
