@@ -16,7 +16,7 @@ pub mod policy;
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_common::actions::ActionKind;
+use picket_common::actions::{ActionKind, ActionRequest};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -169,36 +169,59 @@ impl ActionCenter {
             .copied()
             .filter(|id| found.get(id).is_some_and(|a| a.status == ActionStatus::PendingApproval && !self_approval(a)))
             .collect();
+        // Actions of connected devices go straight on to `sent` in the same
+        // transaction and are framed right after the commit; the others wait
+        // `queued` for their device.
+        let (online, offline): (Vec<Uuid>, Vec<Uuid>) =
+            eligible.iter().partition(|id| found.get(id).is_some_and(|a| self.gateway.session(&a.device_id).is_some()));
         let now = now_ms();
-        let changes = Changes {
+        let approved = (ActionStatus::Approved, who.name, comment);
+        let queued_step = (ActionStatus::Queued, "coordinator", "");
+        let base = Changes {
             decided_by: Some(who.name),
             decision_comment: Some(comment),
             queued_at: Some(now),
             expires_at: Some(Some(now + self.policy.queued_expiry_ms())),
-            via: Some((ActionStatus::Approved, who.name, comment)),
             ..Changes::default()
         };
-        let queued: std::collections::HashSet<Uuid> = self
+        let pending = [ActionStatus::PendingApproval];
+        let to_queue = Changes { via: &[approved], ..base };
+        let mut done: std::collections::HashSet<Uuid> = self
             .store
-            .transition_many(
-                &eligible,
-                &[ActionStatus::PendingApproval],
-                ActionStatus::Queued,
-                "coordinator",
-                "",
-                &changes,
-            )
+            .transition_many(&offline, &pending, ActionStatus::Queued, "coordinator", "", &to_queue)
             .await?
             .into_iter()
             .collect();
-        if !queued.is_empty() {
+        let to_send = Changes { via: &[approved, queued_step], ..base };
+        let sent =
+            self.store.transition_many(&online, &pending, ActionStatus::Sent, "coordinator", "", &to_send).await?;
+        done.extend(sent.iter().copied());
+        if !done.is_empty() {
             self.gateway.events.changed();
-            let mut devices: Vec<Uuid> = queued.iter().filter_map(|id| found.get(id)).map(|a| a.device_id).collect();
-            devices.sort();
-            devices.dedup();
+            let frames: Vec<(Uuid, ActionRequest)> = sent
+                .iter()
+                .filter_map(|id| found.get(id))
+                .filter_map(|a| {
+                    let kind = ActionKind::parse(&a.kind)?;
+                    Some((a.device_id, ActionRequest { action_id: a.id, kind, params_json: a.params.clone() }))
+                })
+                .collect();
+            // A device that connected while this ran gets its queued ones too.
+            let mut arrived: Vec<Uuid> = offline
+                .iter()
+                .filter_map(|id| found.get(id))
+                .map(|a| a.device_id)
+                .filter(|d| self.gateway.session(d).is_some())
+                .collect();
+            arrived.sort();
+            arrived.dedup();
             let gateway = self.gateway.clone();
-            tokio::spawn(async move { gateway.deliver_many(&devices).await });
+            tokio::spawn(async move {
+                gateway.send_actions(frames).await;
+                gateway.deliver_many(&arrived).await;
+            });
         }
+        let queued = done;
         Ok(ids
             .iter()
             .map(|id| match found.get(id) {

@@ -96,6 +96,17 @@ impl Gateway {
         }
     }
 
+    /// Frame actions already marked `sent` to their devices' sessions; one
+    /// whose session is gone goes again on the next connect.
+    pub async fn send_actions(&self, frames: Vec<(Uuid, ActionRequest)>) {
+        for (device, request) in frames {
+            let id = request.action_id;
+            if !self.sessions.send(&device, CoordMsg::Action(request)).await {
+                tracing::info!(action = %id, %device, "session ended before delivery; will resend on reconnect");
+            }
+        }
+    }
+
     /// Ask the device to drop an action it has not started.
     pub async fn cancel_on_device(&self, device: Uuid, action: Uuid) {
         self.sessions.send(&device, CoordMsg::Cancel { action_id: action }).await;

@@ -175,9 +175,9 @@ pub struct Changes<'a> {
     pub queued_at: Option<i64>,
     /// `Some(None)` clears the deadline.
     pub expires_at: Option<Option<i64>>,
-    /// A status passed through on the way, logged as its own event first:
-    /// (status, actor, comment) — e.g. `approved` on the way to `queued`.
-    pub via: Option<(ActionStatus, &'a str, &'a str)>,
+    /// Statuses passed through on the way, each logged as its own event
+    /// first: (status, actor, comment) — e.g. `approved` on the way to `queued`.
+    pub via: &'a [(ActionStatus, &'a str, &'a str)],
 }
 
 #[derive(Default)]
@@ -384,17 +384,20 @@ impl Store {
             .bind(expires)
             .execute(&mut *tx)
             .await?;
+            // One row per step: old → via… → to. $1 = time, $2/$3 = the final
+            // step's actor/comment, then two parameters per intermediate step.
             let values = these
                 .iter()
-                .map(|(id, old)| match changes.via {
-                    None => format!("('{id}', '{old}', '{}', $1, $2, $3)", to.as_str()),
-                    Some((mid, _, _)) => {
-                        format!(
-                            "('{id}', '{old}', '{m}', $1, $4, $5), ('{id}', '{m}', '{}', $1, $2, $3)",
-                            to.as_str(),
-                            m = mid.as_str()
-                        )
+                .map(|(id, old)| {
+                    let mut from = old.to_string();
+                    let mut rows = Vec::with_capacity(changes.via.len() + 1);
+                    for (n, (mid, _, _)) in changes.via.iter().enumerate() {
+                        let (a, c) = (4 + 2 * n, 5 + 2 * n);
+                        rows.push(format!("('{id}', '{from}', '{}', $1, ${a}, ${c})", mid.as_str()));
+                        from = mid.as_str().to_string();
                     }
+                    rows.push(format!("('{id}', '{from}', '{}', $1, $2, $3)", to.as_str()));
+                    rows.join(", ")
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -402,8 +405,8 @@ impl Store {
                 "INSERT INTO action_events (action_id, from_status, status, at, actor, comment) VALUES {values}"
             );
             let mut query = sqlx::query(&insert).bind(now).bind(actor).bind(comment);
-            if let Some((_, via_actor, via_comment)) = changes.via {
-                query = query.bind(via_actor).bind(via_comment);
+            for (_, via_actor, via_comment) in changes.via {
+                query = query.bind(*via_actor).bind(*via_comment);
             }
             query.execute(&mut *tx).await?;
             moved.extend(these.into_iter().map(|(id, _)| id));
