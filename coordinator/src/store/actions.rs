@@ -464,17 +464,6 @@ impl Store {
         Ok(())
     }
 
-    /// Actions a device should have: queued or sent, oldest first.
-    pub async fn actions_to_deliver(&self, device: Uuid) -> Result<Vec<Action>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM actions WHERE device_id = $1 AND status IN ('queued', 'sent') ORDER BY created_at, id"
-        ))
-        .bind(device.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
-    }
-
     /// Live actions whose deadline passed, in `statuses`.
     pub async fn actions_past_deadline(&self, statuses: &[ActionStatus], now: i64) -> Result<Vec<Action>, StoreError> {
         let rows = sqlx::query(&format!(
