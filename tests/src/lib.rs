@@ -234,9 +234,6 @@ impl Drop for TestEnv {
     }
 }
 
-/// Give the agent a moment of wall time between polls where needed.
-pub const SHORT: Duration = Duration::from_millis(200);
-
 /// A child process to aim `kill_process` at; killed and reaped on drop.
 pub struct Target(pub std::process::Child);
 
