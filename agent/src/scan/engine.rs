@@ -146,15 +146,59 @@ impl Engine {
         owner: &str,
     ) -> Result<Vec<Detection>, String> {
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+        self.detect(scanner, path, &sha256, data.len() as u64, data, owner, Source::Bytes(data))
+    }
+
+    /// Detections in a large file without reading it into memory: the hash
+    /// is streamed, and YARA-X maps the file for the scan.
+    pub fn scan_path(
+        &self,
+        scanner: &mut yara_x::Scanner<'_>,
+        path: &Path,
+        owner: &str,
+    ) -> Result<Vec<Detection>, String> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut head = Vec::new();
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            if head.len() < 16 {
+                head.extend_from_slice(&buf[..n.min(16 - head.len())]);
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        self.detect(scanner, path, &sha256, size, &head, owner, Source::File)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn detect(
+        &self,
+        scanner: &mut yara_x::Scanner<'_>,
+        path: &Path,
+        sha256: &str,
+        size: u64,
+        head: &[u8],
+        owner: &str,
+        source: Source<'_>,
+    ) -> Result<Vec<Detection>, String> {
         let base = |rule: &str, namespace: &str, severity| Detection {
             path: path.display().to_string(),
-            sha256: sha256.clone(),
-            size: data.len() as u64,
+            sha256: sha256.to_string(),
+            size,
             rule: rule.to_string(),
             namespace: namespace.to_string(),
             severity,
         };
-        match self.indicators.0.get(&sha256) {
+        match self.indicators.0.get(sha256) {
             Some(Verdict::Allow) => return Ok(Vec::new()),
             Some(Verdict::Block) => return Ok(vec![base("indicator", "indicators", Severity::Malicious)]),
             None => {}
@@ -165,15 +209,26 @@ impl Engine {
             ("filename", filename),
             ("filepath", path.display().to_string()),
             ("extension", extension),
-            ("filetype", filetype(data).to_string()),
+            ("filetype", filetype(head).to_string()),
             ("owner", owner.to_string()),
         ];
         for (name, value) in values {
             scanner.set_global(name, value.as_str()).map_err(|e| e.to_string())?;
         }
-        let results = scanner.scan(data).map_err(|e| e.to_string())?;
+        let results = match source {
+            Source::Bytes(data) => scanner.scan(data),
+            Source::File => scanner.scan_file(path),
+        }
+        .map_err(|e| e.to_string())?;
         Ok(results.matching_rules().map(|r| base(r.identifier(), r.namespace(), severity_of(&r))).collect())
     }
+}
+
+/// What a scan reads.
+enum Source<'d> {
+    Bytes(&'d [u8]),
+    /// The file at the path (YARA-X memory-maps large ones).
+    File,
 }
 
 fn severity_of(rule: &yara_x::Rule<'_, '_>) -> Severity {

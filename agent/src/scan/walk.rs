@@ -69,6 +69,10 @@ pub struct ScanSummary {
 
 const ERROR_SAMPLES: usize = 20;
 
+/// Files up to this size are read into memory whole (YARA-X's own mmap
+/// threshold is 32 MB).
+const READ_WHOLE_LIMIT: u64 = 32 * 1024 * 1024;
+
 /// Scan `roots` (files or directories). `on_detection` is called as each
 /// detection is found (real-time alerting, progress reports).
 pub fn scan(
@@ -174,14 +178,21 @@ fn scan_one(
     on_detection: &(dyn Fn(&Detection) + Sync),
     error: &dyn Fn(String),
 ) {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) => return error(format!("{}: {e}", path.display())),
+    let owner = owners.get(&meta.uid()).cloned().unwrap_or_else(|| meta.uid().to_string());
+    // Small files are read once (hash and scan from one buffer); large ones
+    // are hashed as a stream and memory-mapped for the scan, so a worker
+    // never holds a large file in memory.
+    let found = if meta.len() > READ_WHOLE_LIMIT {
+        engine.scan_path(scanner, path, &owner)
+    } else {
+        match std::fs::read(path) {
+            Ok(data) => engine.scan_data(scanner, path, &data, &owner),
+            Err(e) => return error(format!("{}: {e}", path.display())),
+        }
     };
     progress.files.fetch_add(1, Ordering::Relaxed);
-    progress.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-    let owner = owners.get(&meta.uid()).cloned().unwrap_or_else(|| meta.uid().to_string());
-    match engine.scan_data(scanner, path, &data, &owner) {
+    progress.bytes.fetch_add(meta.len(), Ordering::Relaxed);
+    match found {
         Ok(found) => {
             for d in found {
                 progress.detections.fetch_add(1, Ordering::Relaxed);
@@ -261,6 +272,30 @@ mod tests {
         assert_eq!(s.files, 2, "eicar and clean; big.bin is over the cap");
         assert_eq!(s.skipped, 4, "fifo, two symlinks, big.bin");
         assert_eq!(s.errors, 1, "the missing root");
+    }
+
+    #[test]
+    fn large_files_are_streamed_and_mapped_with_the_same_verdict() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("needle.yar"),
+            "rule needle_at_end { strings: $n = \"needle-xyzzy\" condition: $n }",
+        )
+        .expect("rule");
+        let mut big = vec![b'a'; (READ_WHOLE_LIMIT + 1024) as usize];
+        big.extend_from_slice(b"needle-xyzzy");
+        let target = dir.path().join("data");
+        std::fs::create_dir(&target).expect("dir");
+        std::fs::write(target.join("big.bin"), &big).expect("big");
+        let (engine, errors) = Engine::load(&[dir.path().join("needle.yar")], Indicators::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        let s = scan(&engine, &[target], &ScanOptions::default(), &ScanProgress::default(), &|_| {});
+        assert_eq!(s.detections.len(), 1, "{s:?}");
+        let d = &s.detections[0];
+        assert_eq!(d.rule, "needle_at_end");
+        assert_eq!(d.size, big.len() as u64);
+        assert_eq!(d.sha256, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&big)));
+        assert_eq!(s.bytes, big.len() as u64);
     }
 
     #[test]
