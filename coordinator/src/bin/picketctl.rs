@@ -78,6 +78,24 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Run an antivirus scan on a device (action scan).
+    Scan {
+        device: String,
+        /// Temp and home directories, running executables, persistence places.
+        #[arg(long, conflicts_with_all = ["full", "paths"])]
+        quick: bool,
+        /// Every local filesystem.
+        #[arg(long, conflicts_with = "paths")]
+        full: bool,
+        /// Absolute paths to scan (repeatable).
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        /// Share of the device's cores to use, in percent.
+        #[arg(long, default_value_t = 50)]
+        cpu_percent: u8,
+        #[arg(long)]
+        comment: String,
+    },
     /// Offboard a device through its agent (action offboard; needs an approver by default).
     Offboard {
         device: String,
@@ -358,6 +376,17 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         }
         Command::ReleaseIsolation { device, comment } => {
             let body = json!({ "kind": "release_isolation", "params": {}, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::Scan { device, quick, full, paths, cpu_percent, comment } => {
+            let params = match (quick, full) {
+                (true, _) => json!({ "mode": "quick", "cpu_percent": cpu_percent }),
+                (_, true) => json!({ "mode": "full", "cpu_percent": cpu_percent }),
+                _ if !paths.is_empty() => json!({ "mode": "paths", "paths": paths, "cpu_percent": cpu_percent }),
+                _ => return Err(ClientError::Local("say what to scan: --quick, --full or --path P".into())),
+            };
+            let body = json!({ "kind": "scan", "params": params, "comment": comment });
             let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
             return print_action(&a, json_out);
         }
