@@ -246,12 +246,7 @@ impl ActionCenter {
                 ActionStatus::Rejected,
                 who.name,
                 comment,
-                &Changes {
-                    decided_by: Some(who.name),
-                    decision_comment: Some(comment),
-                    expires_at: Some(None),
-                    ..Changes::default()
-                },
+                &closing_decision(who, comment),
             )
             .await?
             .ok_or_else(|| self.not_in(&action, "pending approval"))?;
@@ -271,12 +266,7 @@ impl ActionCenter {
                 ActionStatus::Cancelled,
                 who.name,
                 comment,
-                &Changes {
-                    decided_by: Some(who.name),
-                    decision_comment: Some(comment),
-                    expires_at: Some(None),
-                    ..Changes::default()
-                },
+                &closing_decision(who, comment),
             )
             .await?
             .ok_or_else(|| self.not_in(&action, "queued or sent (the agent has not started it)"))?;
@@ -413,6 +403,17 @@ impl ActionCenter {
             self.gateway.events.changed();
         }
         Ok(changed)
+    }
+}
+
+/// The changes of a decision that ends an action (reject, cancel): who
+/// decided, why, and no deadline any more.
+fn closing_decision<'a>(who: &Requestor<'a>, comment: &'a str) -> Changes<'a> {
+    Changes {
+        decided_by: Some(who.name),
+        decision_comment: Some(comment),
+        expires_at: Some(None),
+        ..Changes::default()
     }
 }
 

@@ -146,11 +146,7 @@ impl ListActions {
     }
 
     fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit {
-            None => Ok(100),
-            Some(n @ 1..=1000) => Ok(n),
-            Some(n) => Err(ApiError::BadRequest(format!("limit must be 1..=1000, got {n}"))),
-        }
+        super::page_limit(self.limit)
     }
 }
 
@@ -171,8 +167,7 @@ pub async fn list(
     caller.require(Role::Viewer)?;
     bad_cursor(q.cursor.as_deref())?;
     let page = state.store.actions(&q.filter()?, q.cursor.as_deref(), q.limit()?).await?;
-    let items: Vec<Value> = page.items.iter().map(action_json).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": page.next_cursor })))
+    Ok(super::page(page.items.iter().map(action_json).collect::<Vec<_>>(), page.next_cursor))
 }
 
 pub async fn show(

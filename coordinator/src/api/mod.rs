@@ -202,11 +202,16 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub fn limit(&self) -> Result<u32, ApiError> {
-        match self.limit {
-            None => Ok(100),
-            Some(n @ 1..=1000) => Ok(n),
-            Some(n) => Err(ApiError::BadRequest(format!("limit must be 1..=1000, got {n}"))),
-        }
+        page_limit(self.limit)
+    }
+}
+
+/// A list endpoint's `limit`: default 100, at most 1000.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!("limit must be 1..=1000, got {n}"))),
     }
 }
 
