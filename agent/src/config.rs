@@ -16,8 +16,10 @@ pub struct AgentConfig {
     pub coordinator: String,
     /// Largest frame accepted from the coordinator, in bytes.
     pub max_frame_bytes: u32,
-    /// YARA rule files or directories loaded by scans (besides `<state dir>/rules`).
+    /// YARA rule files or directories loaded besides the coordinator's bundle.
     pub rule_dirs: Vec<PathBuf>,
+    /// Real-time protection (`[realtime]`).
+    pub realtime: crate::realtime::RealtimeConfig,
 }
 
 impl Default for AgentConfig {
@@ -28,6 +30,7 @@ impl Default for AgentConfig {
             coordinator: String::new(),
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
             rule_dirs: vec![PathBuf::from("/etc/picket/rules")],
+            realtime: crate::realtime::RealtimeConfig::default(),
         }
     }
 }

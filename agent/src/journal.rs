@@ -11,8 +11,7 @@
 //! - `finished` holds the outcome until the coordinator acknowledges it (the
 //!   outbox), and is replayed on every reconnect.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use picket_common::actions::{ActionKind, ActionOutcome};
@@ -76,14 +75,8 @@ impl Journal {
     pub fn record(&self, entry: &Entry) -> Result<(), JournalError> {
         let path = self.path(entry.action_id);
         let err = |source| JournalError { path: path.clone(), source };
-        let tmp = self.dir.join(format!(".{}.tmp", entry.action_id));
         let bytes = serde_json::to_vec(entry).map_err(|e| err(std::io::Error::other(e)))?;
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
-        f.write_all(&bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)
+        crate::fsutil::write_atomic(&path, &bytes).map_err(err)
     }
 
     pub fn get(&self, id: Uuid) -> Result<Option<Entry>, JournalError> {

@@ -11,6 +11,9 @@
 //! - [`state`]: the state dir: key, certificate, CA, enrollment record, status.
 //! - [`tls`]: rustls client configs (pinned-CA enrollment, mutual-TLS session).
 //! - [`enroll`]: `picket-agent enroll`.
+//! - [`content`]: the rule bundle and indicators from the coordinator, compiled once and cached.
+//! - [`alerts`]: the durable queue of alert reports (kept until acknowledged).
+//! - [`realtime`]: real-time protection (inotify through notify, debounced scans).
 //! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
 //! - [`session`]: connect, Hello, heartbeat, reconnect.
 //! - [`sysinfo`]: what the agent reports about its host.
@@ -19,11 +22,15 @@
 //! tests call the same functions.
 
 pub mod actions;
+pub mod alerts;
 pub mod config;
+pub mod content;
 pub mod enroll;
+mod fsutil;
 pub mod journal;
 pub mod offboard;
 pub mod platform;
+pub mod realtime;
 pub mod scan;
 pub mod session;
 pub mod state;

@@ -76,10 +76,28 @@ enum Command {
         #[arg(long, default_value_t = 256 * 1024 * 1024)]
         max_file_size: u64,
     },
+    /// YARA rule tools.
+    #[command(subcommand)]
+    Rules(RulesCmd),
     /// Show device id, coordinator, connection state and last contact.
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Compile rule files as the agent would (each file on its own; one bad
+    /// file never stops the others) and report. Exit status: 0 at least one
+    /// file compiled (with --json: the report was written), 1 none did. The
+    /// coordinator runs this on upload.
+    Check {
+        /// Rule files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -127,6 +145,7 @@ fn main() -> ExitCode {
             runtime().block_on(run(cfg))
         }
         Command::Status { state_dir, json } => status(&StateDir::new(state_dir), json),
+        Command::Rules(RulesCmd::Check { paths, json }) => check_rules(&paths, json),
         Command::Scan { paths, rules, json, cpu_percent, max_file_size } => {
             scan_locally(&paths, &rules, json, cpu_percent, max_file_size)
         }
@@ -184,6 +203,26 @@ fn finish(done: Result<Result<(), picket_agent::session::RunError>, tokio::task:
             eprintln!("picket-agent: agent task failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn check_rules(paths: &[PathBuf], json: bool) -> ExitCode {
+    use picket_agent::scan::{Engine, Indicators};
+    let (engine, errors) = Engine::load(paths, Indicators::default());
+    if json {
+        let report = serde_json::json!({ "loaded": engine.loaded, "errors": errors, "rules": engine.rule_count });
+        println!("{report}");
+    } else {
+        for e in &errors {
+            println!("FAILED {}: {}", e.file, e.error);
+        }
+        println!("{} files compiled, {} failed, {} rules", engine.loaded.len(), errors.len(), engine.rule_count);
+    }
+    // With --json the report is the answer, whatever it says.
+    if json || !engine.loaded.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

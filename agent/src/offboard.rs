@@ -54,6 +54,14 @@ pub fn wipe(state: &StateDir) -> Result<(), OffboardError> {
         Err(source) => return Err(OffboardError::Remove { path: journal.display().to_string(), source }),
     }
     remove(&state.path().join("isolation.json"))?;
+    for dir in ["alerts", "content"] {
+        let path = state.path().join(dir);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OffboardError::Remove { path: path.display().to_string(), source }),
+        }
+    }
     if std::env::var_os("INVOCATION_ID").is_some() {
         // Started by systemd: keep it from starting us again at boot.
         let disabled = std::process::Command::new("systemctl").args(["disable", "picket-agent"]).status();

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::actions::Executor;
+use crate::alerts::AlertQueue;
 use crate::config::AgentConfig;
+use crate::content::Content;
 use crate::enroll::now_rfc3339;
 use crate::journal::{Journal, JournalError};
 use crate::platform::Platform;
@@ -43,6 +45,10 @@ pub enum RunError {
     Journal(#[from] JournalError),
     #[error("offboarding cleanup failed: {0}")]
     Offboard(String),
+    #[error("cannot open the alert queue: {0}")]
+    Alerts(std::io::Error),
+    #[error("cannot load detection content: {0}")]
+    Content(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,11 +151,29 @@ pub async fn run_with(
         Ok(Err(error)) => tracing::error!(%error, "COULD NOT RE-APPLY NETWORK ISOLATION"),
         Err(error) => tracing::error!(%error, "COULD NOT RE-APPLY NETWORK ISOLATION"),
     }
-    let mut rule_dirs = vec![state.path().join("rules")];
-    rule_dirs.extend(config.rule_dirs.iter().cloned());
-    let context =
-        crate::actions::Context { state_dir: state.path().to_path_buf(), coordinator: coordinator_addr, rule_dirs };
-    let executor = Executor::new(journal, platform, context, out_tx);
+    let content = {
+        let (dir, rules) = (state.path().to_path_buf(), config.rule_dirs.clone());
+        tokio::task::spawn_blocking(move || Arc::new(Content::open(&dir, rules)))
+            .await
+            .map_err(|e| RunError::Content(e.to_string()))?
+    };
+    let alerts = Arc::new(AlertQueue::open(state.path(), out_tx.clone()).map_err(RunError::Alerts)?);
+    let realtime_stop = shutdown.child_token();
+    let _realtime = crate::realtime::spawn(
+        config.realtime.clone(),
+        content.clone(),
+        alerts.clone(),
+        state.path().to_path_buf(),
+        realtime_stop.clone(),
+    );
+    let _stop_realtime = realtime_stop.drop_guard();
+    let context = crate::actions::Context {
+        state_dir: state.path().to_path_buf(),
+        coordinator: coordinator_addr,
+        content: content.clone(),
+        alerts: alerts.clone(),
+    };
+    let executor = Executor::new(journal, platform, context, out_tx.clone());
     executor.recover().await?;
     let device_id = identity.enrollment.device_id;
     let coordinator = if config.coordinator.is_empty() {
@@ -171,7 +195,15 @@ pub async fn run_with(
     tracing::info!(device = %device_id, %coordinator, "agent starting");
     loop {
         let span = tracing::info_span!("session", %coordinator);
-        let mut link = Link { state: &state, status: &mut status, executor: &executor, out: &mut out_rx };
+        let mut link = Link {
+            state: &state,
+            status: &mut status,
+            executor: &executor,
+            out: &mut out_rx,
+            out_tx: &out_tx,
+            content: &content,
+            alerts: &alerts,
+        };
         let result = connect_and_serve(&connector, &coordinator, &config, &mut backoff, &shutdown, &mut link)
             .instrument(span)
             .await;
@@ -273,7 +305,9 @@ async fn connect_and_serve(
         }
     });
     let _abort_reader = AbortOnDrop(reader);
+    write_frame(&mut wr, &AgentMsg::ContentState(link.content.state()), max).await?;
     link.executor.replay_outbox().await;
+    link.alerts.resend(Duration::ZERO);
 
     let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -289,6 +323,7 @@ async fn connect_and_serve(
             _ = tick.tick() => {
                 seq += 1;
                 write_frame(&mut wr, &AgentMsg::Heartbeat { seq }, max).await?;
+                link.alerts.resend(crate::alerts::RESEND_AFTER);
             }
             _ = tokio::time::sleep_until(idle_deadline) => return Ok(Ended::Closed("no frame from the coordinator for three heartbeat intervals")),
             Some(msg) = link.out.recv() => write_frame(&mut wr, &msg, max).await?,
@@ -310,6 +345,23 @@ async fn connect_and_serve(
                             return Ok(Ended::Offboarded);
                         }
                     }
+                    Some(CoordMsg::AlertAck { report_id }) => link.alerts.acked(report_id),
+                    Some(CoordMsg::Rules(bundle)) => {
+                        tracing::info!(version = %bundle.version, files = bundle.files.len(), "rule bundle received");
+                        let (content, out) = (link.content.clone(), link.out_tx.clone());
+                        tokio::spawn(async move {
+                            if let Ok(state) = tokio::task::spawn_blocking(move || content.apply_rules(bundle)).await {
+                                let _ = out.send(AgentMsg::ContentState(state)).await;
+                            }
+                        });
+                    }
+                    Some(CoordMsg::Indicators(set)) => {
+                        let content = link.content.clone();
+                        let state = tokio::task::spawn_blocking(move || content.apply_indicators(set)).await;
+                        if let Ok(state) = state {
+                            write_frame(&mut wr, &AgentMsg::ContentState(state), max).await?;
+                        }
+                    }
                     Some(other) => tracing::warn!(frame = ?other, "unexpected frame ignored"),
                 }
             }
@@ -322,8 +374,11 @@ struct Link<'a> {
     state: &'a StateDir,
     status: &'a mut Status,
     executor: &'a Arc<Executor>,
-    /// Frames the executor wants sent (started, progress, results).
+    /// Frames the executor wants sent (started, progress, results, alerts).
     out: &'a mut mpsc::Receiver<AgentMsg>,
+    out_tx: &'a mpsc::Sender<AgentMsg>,
+    content: &'a Arc<Content>,
+    alerts: &'a Arc<AlertQueue>,
 }
 
 /// Frames queued for the session; beyond this the executor drops started /

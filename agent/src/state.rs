@@ -7,8 +7,7 @@
 //!   last, so its presence means enrollment completed
 //! - `status.json` — session state for `picket-agent status`
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
@@ -149,13 +148,7 @@ impl StateDir {
     /// Write `name` atomically with mode 0600 (temp file, fsync, rename).
     fn write(&self, name: &str, data: &[u8]) -> Result<(), StateError> {
         let path = self.file(name);
-        let tmp = self.file(&format!(".{name}.tmp"));
-        let io = |source| StateError::Io { path: path.clone(), source };
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-        f.write_all(data).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        crate::fsutil::write_atomic(&path, data).map_err(|source| StateError::Io { path: path.clone(), source })
     }
 
     fn corrupt(&self, name: &str, e: impl std::fmt::Display) -> StateError {

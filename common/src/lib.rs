@@ -10,11 +10,13 @@
 //! - [`proto`]: the two message enums (`AgentMsg`, `CoordMsg`), `Hello`, refusals.
 //! - [`codec`]: `u32` big-endian length prefix + bincode 2 (serde) body, with limits.
 //! - `io` (feature `io`): async `read_frame`/`write_frame` over a stream the caller owns.
+//! - [`detection`]: severities, detections, alert reports, rule bundles, indicators.
 //! - [`offboarding`]: the local offboarding token format.
 //! - [`limits`]: protocol version, default frame cap, timing defaults, names.
 
 pub mod actions;
 pub mod codec;
+pub mod detection;
 #[cfg(feature = "io")]
 pub mod io;
 pub mod limits;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::actions::{ActionKind, ActionOutcome, ActionRequest, ActionResult, FailureReason};
+pub use crate::detection::{AlertReport, ContentState, IndicatorSet, RuleBundle};
 
 /// Frames an agent sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +32,11 @@ pub enum AgentMsg {
     ActionProgress { action_id: Uuid, phase: String, percent: u8 },
     /// The final result; sent until the coordinator answers `ResultAck`.
     ActionResult(ActionResult),
+    /// Detections (real-time protection or a scan); sent until `AlertAck`.
+    Alert(AlertReport),
+    /// The content this agent holds; sent after `Welcome` and after each
+    /// change. The coordinator answers with whatever is newer.
+    ContentState(ContentState),
 }
 
 /// Frames the coordinator sends.
@@ -51,6 +57,12 @@ pub enum CoordMsg {
     Cancel { action_id: Uuid },
     /// The result of this action is stored: drop it from the outbox.
     ResultAck { action_id: Uuid },
+    /// This alert report is stored: drop it from the agent's queue.
+    AlertAck { report_id: Uuid },
+    /// The current rule bundle (replaces the agent's).
+    Rules(RuleBundle),
+    /// The indicators in force (replace the agent's).
+    Indicators(IndicatorSet),
 }
 
 /// The agent introduces itself.

@@ -80,6 +80,12 @@ impl Client {
         self.finish(url, res)
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let res = self.agent.patch(&url).header("Authorization", &self.bearer()).send_json(body);
+        self.finish(url, res)
+    }
+
     pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);
         let res = self.agent.delete(&url).header("Authorization", &self.bearer()).call();

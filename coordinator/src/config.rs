@@ -31,6 +31,25 @@ pub struct Config {
     pub actions: ActionPolicy,
     /// Event sinks (`[events]`).
     pub events: EventsConfig,
+    /// Rule uploads (`[rules]`).
+    pub rules: RulesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// The `picket-agent` binary that compiles uploaded rules (empty: the one
+    /// beside this executable, else `picket-agent` on PATH).
+    pub checker: PathBuf,
+    /// Largest bundle accepted, in bytes of rule source; it travels to agents
+    /// in one frame, so it must stay below `max_frame_bytes`.
+    pub max_bundle_bytes: usize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self { checker: PathBuf::new(), max_bundle_bytes: 6 * 1024 * 1024 }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -66,6 +85,7 @@ impl Default for Config {
             offboard_retention_days: 180,
             actions: ActionPolicy::default(),
             events: EventsConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -101,6 +121,10 @@ impl Config {
             return bad("max_frame_bytes must be between 65536 and 67108864");
         }
         self.actions.validate().map_err(ConfigError::Invalid)?;
+        // Room for the frame's own overhead (names, lengths, version).
+        if self.rules.max_bundle_bytes == 0 || self.rules.max_bundle_bytes + 64 * 1024 > self.max_frame_bytes as usize {
+            return bad("rules.max_bundle_bytes must be at least 1 and 64 KiB below max_frame_bytes");
+        }
         for url in &self.events.webhooks {
             if !url.starts_with("http://") && !url.starts_with("https://") {
                 return bad("events.webhooks: each must be an http:// or https:// URL");

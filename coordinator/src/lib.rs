@@ -7,6 +7,7 @@
 //! - [`pki`]: the CA, the server certificate, device certificates from CSRs.
 //! - [`store`]: SQLite / PostgreSQL persistence (sqlx `Any`), migrations.
 //! - [`gateway`]: agent listener, TLS verifier, sessions, enrollment.
+//! - [`detection`]: rule bundles and indicators for agents, rule validation.
 //! - [`api`]: axum routes under `/api/v1`, auth and roles, audit, OpenAPI.
 //! - [`client`]: a blocking API client (used by `picketctl` and tests).
 //!
@@ -17,6 +18,7 @@ pub mod actions;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod detection;
 pub mod events;
 mod fsutil;
 pub mod gateway;
@@ -89,7 +91,8 @@ impl Coordinator {
         }
         let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
         let events = Arc::new(events::Events::default());
-        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, events.clone())?;
+        let content = Arc::new(detection::Content::load(&store).await?);
+        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, events.clone(), content)?;
 
         let agent_listener = TcpListener::bind(config.agent_listen).await.map_err(|source| StartError::Bind {
             what: "agents",
@@ -115,6 +118,7 @@ impl Coordinator {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(gateway.clone().serve(agent_listener, shutdown.clone()));
+        tasks.spawn(gateway.clone().watch_indicators(shutdown.clone()));
         let center = Arc::new(actions::ActionCenter {
             store: store.clone(),
             gateway: gateway.clone(),
@@ -137,6 +141,11 @@ impl Coordinator {
             gateway: gateway.clone(),
             advertise_agent_address: advertise.clone(),
             actions: center.clone(),
+            rules: Arc::new(api::RulesSettings {
+                checker: detection::checker::resolve(&config.rules.checker),
+                scratch: data_dir.join("tmp"),
+                max_bundle_bytes: config.rules.max_bundle_bytes,
+            }),
         });
         let api_shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -68,6 +68,33 @@ pub fn init_logs() {
         .try_init();
 }
 
+/// The `picket-agent` binary of this build (the coordinator's rule checker).
+pub fn agent_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> → target/<profile>/picket-agent
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("picket-agent");
+    assert!(bin.is_file(), "{} not built (cargo builds it with the workspace's tests)", bin.display());
+    bin
+}
+
+/// The EICAR test file, decoded from `../shared/corpus/eicar/eicar.com.b64`
+/// at test time (the live string is never committed).
+pub fn eicar() -> Vec<u8> {
+    let b64 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/eicar/eicar.com.b64");
+    let out = std::process::Command::new("base64").arg("-d").arg(&b64).output().expect("base64");
+    assert!(out.status.success(), "base64 -d {}", b64.display());
+    out.stdout
+}
+
+/// An agent configuration for tests: 2 s heartbeats, no local rule
+/// directories, real-time protection off (it would watch the host's /tmp).
+pub fn agent_config(state_dir: &Path) -> AgentConfig {
+    let mut config = AgentConfig { state_dir: state_dir.to_path_buf(), heartbeat_secs: 2, ..AgentConfig::default() };
+    config.realtime.enabled = false;
+    config.rule_dirs.clear();
+    config
+}
+
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub config: Config,
@@ -105,6 +132,7 @@ impl TestEnv {
             heartbeat_secs: 5,
             ..Config::default()
         };
+        config.rules.checker = agent_binary();
         tweak(&mut config);
         let shutdown = CancellationToken::new();
         let coordinator = Coordinator::start(config.clone(), shutdown.clone()).await.expect("coordinator starts");
@@ -185,10 +213,22 @@ impl TestEnv {
         (e.device_id, state_dir)
     }
 
-    /// Run an agent on `state_dir` in this process.
+    /// Run an agent on `state_dir` in this process (real-time protection
+    /// off: it would watch the host's /tmp).
     pub fn start_agent(&mut self, id: Uuid, state_dir: &Path) -> AgentHandle {
+        self.start_agent_with(id, state_dir, |_| {})
+    }
+
+    /// Run an agent with its configuration adjusted by `tweak`.
+    pub fn start_agent_with(
+        &mut self,
+        id: Uuid,
+        state_dir: &Path,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> AgentHandle {
         let stop = CancellationToken::new();
-        let config = AgentConfig { state_dir: state_dir.to_path_buf(), heartbeat_secs: 2, ..AgentConfig::default() };
+        let mut config = agent_config(state_dir);
+        tweak(&mut config);
         let task = tokio::spawn(picket_agent::session::run(config, stop.clone()));
         self.agents.push(stop.clone());
         AgentHandle { id, state_dir: state_dir.to_path_buf(), stop, task }

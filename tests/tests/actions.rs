@@ -317,8 +317,7 @@ async fn a_scan_action_reports_detections_with_its_summary() {
     let _agent = env.start_agent(device, &dir);
     eventually!(10, "online", env.device_status(device).await == "online");
     let target = tempfile::tempdir().expect("tempdir");
-    let mut eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR".to_vec();
-    eicar.extend_from_slice(b"-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*");
+    let eicar = picket_e2e::eicar();
     std::fs::create_dir_all(target.path().join("sub")).expect("dir");
     std::fs::write(target.path().join("sub/test.com"), eicar).expect("write");
     std::fs::write(target.path().join("readme.txt"), b"nothing here").expect("write");

@@ -16,7 +16,7 @@ fn helper_agent_process() {
     let dir = std::env::var("PICKET_HELPER_AGENT_STATE").expect("PICKET_HELPER_AGENT_STATE");
     picket_e2e::init_logs();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let config = picket_agent::AgentConfig { state_dir: dir.into(), heartbeat_secs: 2, ..Default::default() };
+    let config = picket_e2e::agent_config(Path::new(&dir));
     runtime.block_on(picket_agent::session::run(config, tokio_util::sync::CancellationToken::new())).expect("agent");
 }
 
@@ -130,7 +130,7 @@ async fn coordinator_killed_after_an_approval_loses_nothing_and_runs_it_once() {
     .await
     .expect("enroll");
     let stop = tokio_util::sync::CancellationToken::new();
-    let config = picket_agent::AgentConfig { state_dir: state.clone(), heartbeat_secs: 2, ..Default::default() };
+    let config = picket_e2e::agent_config(&state);
     let agent = tokio::spawn(picket_agent::session::run(config, stop.clone()));
     let device = enrolled.device_id;
     eventually!(

@@ -242,7 +242,7 @@ fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_c
     });
     let start_agent = |rt: &Runtime| {
         let stop = CancellationToken::new();
-        let config = picket_agent::AgentConfig { state_dir: state.clone(), heartbeat_secs: 2, ..Default::default() };
+        let config = picket_e2e::agent_config(&state);
         let s = stop.clone();
         // `Runtime::spawn` runs the agent on the namespace's workers.
         let task = rt.spawn(picket_agent::session::run(config, s));

@@ -59,13 +59,15 @@ impl From<PlatformError> for ActionFailure {
 }
 
 /// What actions need to know about this agent.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     pub state_dir: std::path::PathBuf,
     /// `HOST:PORT` of the coordinator (kept reachable by isolation).
     pub coordinator: String,
-    /// Rule files and directories the scanner loads.
-    pub rule_dirs: Vec<std::path::PathBuf>,
+    /// The rules and indicators scans use.
+    pub content: Arc<crate::content::Content>,
+    /// Where detections go.
+    pub alerts: Arc<crate::alerts::AlertQueue>,
 }
 
 /// Progress reports of one running action (dropped while offline).
@@ -75,6 +77,10 @@ pub struct Progress {
 }
 
 impl Progress {
+    pub fn action_id(&self) -> uuid::Uuid {
+        self.action_id
+    }
+
     pub fn report(&self, phase: &str, percent: u8) {
         let msg =
             AgentMsg::ActionProgress { action_id: self.action_id, phase: phase.to_string(), percent: percent.min(100) };

@@ -1,7 +1,8 @@
 //! `scan {mode: quick | full | paths, paths, cpu_percent, max_file_size}`:
-//! an antivirus scan with the device's rules. Re-runnable (it only reads).
-//! Progress is reported as it runs; the result is the summary with every
-//! detection.
+//! an antivirus scan with the device's rules and indicators. Re-runnable (it
+//! only reads). Progress is reported as it runs; each detection is raised as
+//! an alert (source `scan:<action id>`) as it is found; the result is the
+//! summary with every detection.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context, Progress};
-use crate::scan::{self, targets, Engine, Indicators, ScanOptions, ScanProgress};
+use crate::scan::{self, targets, ScanOptions, ScanProgress};
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -57,11 +58,8 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
         Mode::Full => vec![PathBuf::from("/")],
         Mode::Paths => p.paths,
     };
-    progress.report("loading rules", 0);
-    let (engine, rule_errors) = Engine::load(&ctx.rule_dirs, Indicators::default());
-    for e in &rule_errors {
-        tracing::warn!(file = %e.file, error = %e.error, "rule file skipped");
-    }
+    let engine = ctx.content.engine();
+    let source = format!("scan:{}", progress.action_id());
     let mut skip = targets::excluded_mounts();
     skip.push(ctx.state_dir.clone());
     let opts = ScanOptions {
@@ -80,15 +78,13 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
                 progress.report(&format!("scanned {files} files, {found} detections"), 50);
             }
         });
-        let summary = scan::scan(&engine, &roots, &opts, &counters, &|d| {
-            tracing::warn!(path = %d.path, rule = %d.rule, severity = ?d.severity, "detection");
-        });
+        let summary = scan::scan(&engine, &roots, &opts, &counters, &|d| ctx.alerts.raise(&source, vec![d.clone()]));
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         summary
     });
     let mut out = serde_json::to_value(&summary).map_err(|e| ActionFailure::error(e.to_string()))?;
     out["mode"] = json!(format!("{mode:?}").to_lowercase());
     out["rules_loaded"] = json!(engine.rule_count);
-    out["rule_file_errors"] = json!(rule_errors);
+    out["rules_version"] = json!(ctx.content.state().rules_version);
     Ok(out)
 }

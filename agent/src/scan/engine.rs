@@ -16,28 +16,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Informational,
-    Suspicious,
-    Malicious,
-}
-
-/// One detection in one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Detection {
-    pub path: String,
-    pub sha256: String,
-    pub size: u64,
-    /// Rule identifier, or `indicator` for a block-listed hash.
-    pub rule: String,
-    /// Rule namespace (the rule file's name), `builtin` or `indicators`.
-    pub namespace: String,
-    pub severity: Severity,
-}
+pub use picket_common::detection::{Detection, IndicatorAction, Severity};
 
 /// A rule file that could not be compiled.
 #[derive(Debug, Clone, Serialize)]
@@ -46,16 +28,9 @@ pub struct RuleFileError {
     pub error: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Block,
-    Allow,
-}
-
 /// SHA-256 (lowercase hex) → block or allow.
 #[derive(Debug, Clone, Default)]
-pub struct Indicators(pub HashMap<String, Verdict>);
+pub struct Indicators(pub HashMap<String, IndicatorAction>);
 
 const EXTERNALS: [&str; 5] = ["filename", "filepath", "extension", "filetype", "owner"];
 
@@ -76,7 +51,7 @@ fn eicar_rule() -> String {
 }
 
 pub struct Engine {
-    rules: yara_x::Rules,
+    rules: Arc<yara_x::Rules>,
     pub indicators: Indicators,
     /// Files whose rules are loaded.
     pub loaded: Vec<String>,
@@ -128,7 +103,25 @@ impl Engine {
         }
         let rules = compiler.build();
         let rule_count = rules.iter().len();
-        (Self { rules, indicators, loaded, rule_count }, errors)
+        (Self { rules: Arc::new(rules), indicators, loaded, rule_count }, errors)
+    }
+
+    /// The same rules with other indicators (nothing is recompiled).
+    pub fn with_indicators(&self, indicators: Indicators) -> Self {
+        Self { rules: self.rules.clone(), indicators, loaded: self.loaded.clone(), rule_count: self.rule_count }
+    }
+
+    /// The compiled rules in YARA-X's serialized form (valid for this
+    /// YARA-X version only).
+    pub fn serialize(&self) -> Result<Vec<u8>, String> {
+        yara_x::Rules::serialize(&self.rules).map_err(|e| e.to_string())
+    }
+
+    /// Rules serialized by [`Self::serialize`].
+    pub fn deserialize(bytes: &[u8], loaded: Vec<String>, indicators: Indicators) -> Result<Self, String> {
+        let rules = yara_x::Rules::deserialize(bytes).map_err(|e| e.to_string())?;
+        let rule_count = rules.iter().len();
+        Ok(Self { rules: Arc::new(rules), indicators, loaded, rule_count })
     }
 
     pub fn scanner(&self) -> yara_x::Scanner<'_> {
@@ -199,8 +192,8 @@ impl Engine {
             severity,
         };
         match self.indicators.0.get(sha256) {
-            Some(Verdict::Allow) => return Ok(Vec::new()),
-            Some(Verdict::Block) => return Ok(vec![base("indicator", "indicators", Severity::Malicious)]),
+            Some(IndicatorAction::Allow) => return Ok(Vec::new()),
+            Some(IndicatorAction::Block) => return Ok(vec![base("indicator", "indicators", Severity::Malicious)]),
             None => {}
         }
         let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -308,13 +301,13 @@ mod tests {
     #[test]
     fn allow_overrides_rules_and_block_is_malicious() {
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(eicar()));
-        let allow = Indicators(HashMap::from([(sha.clone(), Verdict::Allow)]));
+        let allow = Indicators(HashMap::from([(sha.clone(), IndicatorAction::Allow)]));
         let (engine, _) = Engine::load(&[], allow);
         let mut s = engine.scanner();
         assert!(engine.scan_data(&mut s, Path::new("e"), &eicar(), "").expect("scan").is_empty());
         let block = Indicators(HashMap::from([(
             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"benign")),
-            Verdict::Block,
+            IndicatorAction::Block,
         )]));
         let (engine, _) = Engine::load(&[], block);
         let mut s = engine.scanner();

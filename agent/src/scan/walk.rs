@@ -224,7 +224,8 @@ fn summary(
 }
 
 /// uid → user name, from /etc/passwd (for the `owner` variable).
-fn owners() -> HashMap<u32, String> {
+/// User names by uid, from /etc/passwd (for the `owner` rule variable).
+pub(crate) fn owners() -> HashMap<u32, String> {
     let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     text.lines()
         .filter_map(|l| {

@@ -16,6 +16,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed but unusable content; `details` says what, item by item.
+    #[error("{message}")]
+    Unprocessable { message: String, details: serde_json::Value },
+    /// A part the call needs is not available (e.g. the rule checker).
+    #[error("{0}")]
+    Unavailable(String),
     /// The cause was logged under this id; the client sees only the id.
     #[error("internal error (reference {0})")]
     Internal(uuid::Uuid),
@@ -35,6 +41,8 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -49,10 +57,13 @@ impl From<crate::store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_client_error() {
+        if status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::info!(status = status.as_u16(), message = %self, "API request refused");
         }
-        let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
+        let mut body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
+        if let Self::Unprocessable { details, .. } = &self {
+            body["error"]["details"] = details.clone();
+        }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -8,6 +8,7 @@
 mod actions;
 mod api_tokens;
 mod audit;
+mod detection;
 mod devices;
 mod enrollment_tokens;
 mod error;
@@ -16,7 +17,7 @@ mod openapi;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::{request::Parts, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +26,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub use detection::{alert_json, RulesSettings};
 pub use error::ApiError;
 
 use crate::gateway::Gateway;
@@ -38,6 +40,7 @@ pub struct AppState {
     /// `HOST:PORT` that agents should dial, for the printed enroll command.
     pub advertise_agent_address: String,
     pub actions: Arc<crate::actions::ActionCenter>,
+    pub rules: Arc<RulesSettings>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +62,17 @@ pub fn router(state: AppState) -> Router {
         .route("/enrollment-tokens/{id}", axum::routing::delete(enrollment_tokens::revoke))
         .route("/api-tokens", post(api_tokens::create))
         .route("/audit", get(audit::list))
+        .route(
+            "/rules",
+            post(detection::upload)
+                .get(detection::list_rules)
+                // JSON escaping can double the source; the handler enforces the real cap.
+                .layer(DefaultBodyLimit::max(state.rules.max_bundle_bytes * 2 + 64 * 1024)),
+        )
+        .route("/indicators", post(detection::add_indicator).get(detection::list_indicators))
+        .route("/indicators/{sha256}", axum::routing::delete(detection::delete_indicator))
+        .route("/alerts", get(detection::list_alerts))
+        .route("/alerts/{id}", get(detection::show_alert).patch(detection::update_alert))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -229,7 +243,7 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, ApiError> {
-    s.parse().map_err(|_| ApiError::BadRequest(format!("{s:?} is not a device id (UUID)")))
+    s.parse().map_err(|_| ApiError::BadRequest(format!("{s:?} is not an id (UUID)")))
 }
 
 /// 201 Created with a JSON body.

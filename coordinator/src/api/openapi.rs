@@ -52,6 +52,20 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
         "responder",
         201,
     ),
+    (
+        "post",
+        "/api/v1/rules",
+        "Upload a rule bundle (compiled on upload; errors per file; 422 if no file compiles)",
+        "admin",
+        201,
+    ),
+    ("get", "/api/v1/rules", "List rule bundles, the current one first", "viewer", 200),
+    ("post", "/api/v1/indicators", "Add or replace a SHA-256 indicator (block or allow)", "approver", 201),
+    ("get", "/api/v1/indicators", "List indicators in force (?all=true: expired too)", "viewer", 200),
+    ("delete", "/api/v1/indicators/{sha256}", "Delete an indicator", "approver", 200),
+    ("get", "/api/v1/alerts", "List alerts (?status=&device=&severity=&sha256=)", "viewer", 200),
+    ("get", "/api/v1/alerts/{id}", "Show an alert with its history", "viewer", 200),
+    ("patch", "/api/v1/alerts/{id}", "Set an alert's status (new, in_progress, resolved)", "responder", 200),
 ];
 
 pub async fn spec() -> Json<Value> {
@@ -75,11 +89,11 @@ pub fn document() -> Value {
         if *role == "none" {
             op["security"] = json!([]);
         }
-        if path.contains("{id}") {
+        if let Some(name) = path.split_once('{').and_then(|(_, rest)| rest.split_once('}')).map(|(n, _)| n) {
             op["parameters"] =
-                json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+                json!([{ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }]);
         }
-        if *method == "get" && path.starts_with("/api/v1/") && !path.contains("{id}") {
+        if *method == "get" && path.starts_with("/api/v1/") && !path.contains('{') {
             op["parameters"] = json!([
                 { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } },
                 { "name": "cursor", "in": "query", "schema": { "type": "string" } }

@@ -1,5 +1,7 @@
 //! Syslog sink: RFC 5424 messages over UDP (one datagram each) or TCP
-//! (octet-counted framing, RFC 6587), facility local0.
+//! (octet-counted framing, RFC 6587), facility local0. Action transitions
+//! are informational (warning when they failed, timed out or expired);
+//! alerts are error (malicious), warning (suspicious) or informational.
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
@@ -42,19 +44,41 @@ impl Syslog {
     }
 
     /// One RFC 5424 line: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`.
+    /// MSGID is `action` or `alert`; MSG is the event's JSON.
     pub fn format(&self, event: &Value) -> String {
-        let to = event["to"].as_str().unwrap_or("");
-        // warning for outcomes a person should look at, else informational
-        let severity = if matches!(to, "failed" | "timed_out" | "expired") { 4 } else { 6 };
-        let pri = FACILITY_LOCAL0 * 8 + severity;
         let at = event["at"].as_str().unwrap_or("-");
-        let sd = format!(
-            "[picket@32473 action_id=\"{}\" to=\"{}\" kind=\"{}\"]",
-            escape(event["action_id"].as_str().unwrap_or("")),
-            escape(to),
-            escape(event["action"]["kind"].as_str().unwrap_or(""))
-        );
-        format!("<{pri}>1 {at} {} picket-coordinator {} action {sd} {event}", self.hostname, std::process::id())
+        let kind = event["type"].as_str().unwrap_or("");
+        let (severity, msgid, sd) = if kind.starts_with("alert.") {
+            let alert = &event["alert"];
+            let severity = match alert["severity"].as_str() {
+                Some("malicious") => 3,
+                Some("suspicious") => 4,
+                _ => 6,
+            };
+            let sd = format!(
+                "[picket@32473 alert_id=\"{}\" event=\"{}\" severity=\"{}\" rule=\"{}\" device=\"{}\" sha256=\"{}\"]",
+                escape(event["alert_id"].as_str().unwrap_or("")),
+                escape(kind),
+                escape(alert["severity"].as_str().unwrap_or("")),
+                escape(alert["rule"].as_str().unwrap_or("")),
+                escape(alert["device_id"].as_str().unwrap_or("")),
+                escape(alert["sha256"].as_str().unwrap_or(""))
+            );
+            (severity, "alert", sd)
+        } else {
+            let to = event["to"].as_str().unwrap_or("");
+            // warning for outcomes a person should look at, else informational
+            let severity = if matches!(to, "failed" | "timed_out" | "expired") { 4 } else { 6 };
+            let sd = format!(
+                "[picket@32473 action_id=\"{}\" to=\"{}\" kind=\"{}\"]",
+                escape(event["action_id"].as_str().unwrap_or("")),
+                escape(to),
+                escape(event["action"]["kind"].as_str().unwrap_or(""))
+            );
+            (severity, "action", sd)
+        };
+        let pri = FACILITY_LOCAL0 * 8 + severity;
+        format!("<{pri}>1 {at} {} picket-coordinator {} {msgid} {sd} {event}", self.hostname, std::process::id())
     }
 }
 

@@ -6,6 +6,7 @@
 //! certificate is checked in the handshake by [`verifier::DeviceCertVerifier`].
 //! A session costs two small tasks (reader loop, writer) and no thread.
 
+mod content;
 mod dispatch;
 pub mod metrics;
 mod registry;
@@ -25,6 +26,7 @@ use tracing::Instrument;
 pub use registry::{SessionInfo, Sessions};
 pub use verifier::DeviceDirectory;
 
+use crate::detection::Content;
 use crate::events::Events;
 use crate::pki::Ca;
 use crate::store::Store;
@@ -45,6 +47,8 @@ pub struct Gateway {
     pub directory: Arc<DeviceDirectory>,
     pub sessions: Sessions,
     pub events: Arc<Events>,
+    /// Rule bundle and indicators agents should hold.
+    pub content: Arc<Content>,
     pub metrics: metrics::Metrics,
     acceptor: TlsAcceptor,
 }
@@ -56,6 +60,7 @@ impl Gateway {
         ca: Arc<Ca>,
         directory: Arc<DeviceDirectory>,
         events: Arc<Events>,
+        content: Arc<Content>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = verifier::DeviceCertVerifier::new(ca.ca_der().clone(), directory.clone(), provider.clone())?;
@@ -71,6 +76,7 @@ impl Gateway {
             directory,
             sessions: Sessions::default(),
             events,
+            content,
             metrics: metrics::Metrics::default(),
             acceptor: TlsAcceptor::from(Arc::new(tls)),
         }))

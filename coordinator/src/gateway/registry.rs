@@ -13,6 +13,8 @@ use uuid::Uuid;
 /// What the session's writer task sends.
 pub(crate) enum Outgoing {
     Frame(CoordMsg),
+    /// A frame many sessions send (a rule bundle): encoded per session, never copied.
+    Shared(Arc<CoordMsg>),
     Close,
 }
 
@@ -94,6 +96,20 @@ impl Sessions {
             Some(outbox) => outbox.send(Outgoing::Frame(msg)).await.is_ok(),
             None => false,
         }
+    }
+
+    /// Queue a shared frame to the device's live session (see [`Self::send`]).
+    pub(crate) async fn send_shared(&self, device: &Uuid, msg: Arc<CoordMsg>) -> bool {
+        let outbox = self.lock().get(device).map(|h| h.outbox.clone());
+        match outbox {
+            Some(outbox) => outbox.send(Outgoing::Shared(msg)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Devices with a live session.
+    pub fn live_devices(&self) -> Vec<Uuid> {
+        self.lock().keys().copied().collect()
     }
 
     pub fn info(&self, device: &Uuid) -> Option<SessionInfo> {

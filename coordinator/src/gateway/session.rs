@@ -251,6 +251,19 @@ impl Gateway {
                                     }
                                 }
                             }
+                            AgentMsg::Alert(report) => {
+                                // Acknowledge only what is stored: the agent keeps it until then.
+                                if self.on_alert(id, &report).await {
+                                    let ack = CoordMsg::AlertAck { report_id: report.report_id };
+                                    if out_tx.send(Outgoing::Frame(ack)).await.is_err() {
+                                        break End::Log("writer closed");
+                                    }
+                                }
+                            }
+                            AgentMsg::ContentState(state) => {
+                                let gateway = self.clone();
+                                tokio::spawn(async move { gateway.on_content_state(id, state).await }.in_current_span());
+                            }
                             other => {
                                 tracing::warn!(frame = frame_name(&other), "unexpected frame in session");
                                 break End::Refuse(RefusalReason::ProtocolViolation);
@@ -312,6 +325,12 @@ async fn write_loop(mut wr: WriteHalf<Tls>, mut rx: mpsc::Receiver<Outgoing>, ma
                     return;
                 }
             }
+            Outgoing::Shared(msg) => {
+                if let Err(error) = write_frame(&mut wr, msg.as_ref(), max).await {
+                    tracing::warn!(%error, "write of a shared frame failed");
+                    return;
+                }
+            }
             Outgoing::Close => break,
         }
     }
@@ -332,5 +351,7 @@ fn frame_name(msg: &AgentMsg) -> &'static str {
         AgentMsg::ActionStarted { .. } => "ActionStarted",
         AgentMsg::ActionProgress { .. } => "ActionProgress",
         AgentMsg::ActionResult(_) => "ActionResult",
+        AgentMsg::Alert(_) => "Alert",
+        AgentMsg::ContentState(_) => "ContentState",
     }
 }

@@ -52,6 +52,11 @@ pub struct Device {
     pub last_seen: Option<i64>,
     /// Action kinds the agent said it can run (empty until its first Hello).
     pub capabilities: Vec<String>,
+    /// Rule bundle and indicator set the agent last said it holds.
+    pub rules_version: String,
+    pub indicators_version: String,
+    /// Why the agent refused the last bundle, if it did.
+    pub rules_error: Option<String>,
 }
 
 pub struct NewDevice<'a> {
@@ -75,7 +80,8 @@ pub struct HelloInfo<'a> {
 }
 
 const COLUMNS: &str = "id, hostname, os, kernel, agent_version, group_name, ip, cert_serial, cert_not_after, \
-                       status, enrolled_at, first_seen, last_seen, capabilities";
+                       status, enrolled_at, first_seen, last_seen, capabilities, rules_version, \
+                       indicators_version, rules_error";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
     let id: String = row.try_get("id")?;
@@ -98,6 +104,9 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
             let caps: String = row.try_get("capabilities")?;
             caps.split(',').filter(|c| !c.is_empty()).map(str::to_string).collect()
         },
+        rules_version: row.try_get("rules_version")?,
+        indicators_version: row.try_get("indicators_version")?,
+        rules_error: row.try_get("rules_error")?,
     })
 }
 
@@ -223,6 +232,18 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(&format!("DELETE FROM actions WHERE device_id IN ({old})")).bind(before).execute(&mut *tx).await?;
+        sqlx::query(&format!(
+            "DELETE FROM alert_events WHERE alert_id IN (SELECT id FROM alerts WHERE device_id IN ({old}))"
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        for table in ["alerts", "alert_reports"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE device_id IN ({old})"))
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+        }
         let done =
             sqlx::query(&format!("DELETE FROM devices WHERE id IN ({old})")).bind(before).execute(&mut *tx).await?;
         tx.commit().await?;

@@ -9,6 +9,7 @@
 
 mod actions;
 mod audit;
+mod detection;
 mod devices;
 mod tokens;
 
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, ActionStatus, Changes, NewAction};
 pub use audit::{AuditEntry, NewAudit};
+pub use detection::{Alert, AlertEvent, AlertFilter, AlertStatus, Bundle, Indicator, NewBundle};
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
 pub use tokens::{ApiToken, EnrollmentToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenRefusal};
 
@@ -121,11 +123,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql")),
     (2, "actions", include_str!("../../migrations/sqlite/0002_actions.sql")),
     (3, "offboarding", include_str!("../../migrations/sqlite/0003_offboarding.sql")),
+    (4, "detection", include_str!("../../migrations/sqlite/0004_detection.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
     (2, "actions", include_str!("../../migrations/postgres/0002_actions.sql")),
     (3, "offboarding", include_str!("../../migrations/postgres/0003_offboarding.sql")),
+    (4, "detection", include_str!("../../migrations/postgres/0004_detection.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

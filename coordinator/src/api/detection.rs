@@ -1,0 +1,353 @@
+//! `/rules`, `/indicators` and `/alerts`: what agents detect with, and what
+//! they found.
+
+use std::collections::HashSet;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use picket_common::detection::{
+    bundle_version, is_sha256_hex, valid_rule_file_name, IndicatorAction, RuleBundle, RuleFile, Severity,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{created, page, page_limit, parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use crate::detection::checker::{self, CheckError};
+use crate::store::{now_ms, Alert, AlertFilter, AlertStatus, Indicator, NewBundle, Role};
+
+/// Where uploads are checked, and how big they may be.
+#[derive(Debug, Clone)]
+pub struct RulesSettings {
+    pub checker: std::path::PathBuf,
+    pub scratch: std::path::PathBuf,
+    pub max_bundle_bytes: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRules {
+    files: Vec<RuleFile>,
+}
+
+/// `POST /rules` (admin): compile the files as agents will; store the
+/// bundle and push it to every agent if at least one file compiled.
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<UploadRules>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    if body.files.is_empty() {
+        return Err(ApiError::BadRequest("a bundle needs at least one rule file".into()));
+    }
+    let mut names = HashSet::new();
+    let mut total = 0usize;
+    for f in &body.files {
+        if !valid_rule_file_name(&f.name) {
+            return Err(ApiError::BadRequest(format!(
+                "file name {:?}: use letters, digits, '.', '_' and '-', ending in .yar or .yara",
+                f.name
+            )));
+        }
+        if !names.insert(f.name.as_str()) {
+            return Err(ApiError::BadRequest(format!("file {:?} appears twice", f.name)));
+        }
+        total += f.name.len() + f.source.len();
+    }
+    let max = state.rules.max_bundle_bytes;
+    if total > max {
+        return Err(ApiError::BadRequest(format!(
+            "bundle is {total} bytes; the limit is {max} ([rules] max_bundle_bytes)"
+        )));
+    }
+    let report = match checker::check(&state.rules.checker, &state.rules.scratch, &body.files).await {
+        Ok(r) => r,
+        Err(e @ CheckError::Missing(_)) => return Err(ApiError::Unavailable(e.to_string())),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let errors = serde_json::to_value(&report.errors).map_err(ApiError::internal)?;
+    if report.loaded.is_empty() {
+        return Err(ApiError::Unprocessable {
+            message: format!("none of the {} files compiled; nothing was stored", body.files.len()),
+            details: errors,
+        });
+    }
+    // Agents get only the files that compiled.
+    let loaded: HashSet<&str> = report.loaded.iter().map(String::as_str).collect();
+    let files: Vec<RuleFile> = body.files.iter().filter(|f| loaded.contains(f.name.as_str())).cloned().collect();
+    let version = bundle_version(&files);
+    state
+        .store
+        .put_bundle(&NewBundle {
+            version: &version,
+            files: &files,
+            rule_count: report.rules,
+            errors: &errors,
+            created_by: &caller.name,
+        })
+        .await?;
+    let msg = state.gateway.content.set_rules(RuleBundle { version: version.clone(), files: files.clone() });
+    state.gateway.publish(msg);
+    tracing::info!(%version, files = files.len(), rejected = report.errors.len(), rules = report.rules, "rule bundle activated");
+    let mut response = created(json!({
+        "version": version,
+        "files": files.iter().map(|f| &f.name).collect::<Vec<_>>(),
+        "rules": report.rules,
+        "errors": errors,
+    }));
+    response.extensions_mut().insert(AuditDetail(format!(
+        "bundle {version}: {} files loaded, {} rejected",
+        files.len(),
+        report.errors.len()
+    )));
+    Ok(response)
+}
+
+/// `GET /rules`: every bundle, the current one first.
+pub async fn list_rules(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let bundles = state.store.bundles().await?;
+    let current = bundles.first().map(|b| b.version.clone());
+    let items: Vec<Value> = bundles
+        .iter()
+        .map(|b| {
+            json!({
+                "version": b.version,
+                "current": Some(&b.version) == current.as_ref(),
+                "files": b.file_count,
+                "rules": b.rule_count,
+                "errors": b.errors,
+                "created_by": b.created_by,
+                "created_at": rfc3339(b.created_at),
+                "activated_at": rfc3339(b.activated_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "current": current, "items": items })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIndicator {
+    sha256: String,
+    action: String,
+    #[serde(default)]
+    comment: String,
+    /// RFC 3339; absent: never.
+    expires_at: Option<String>,
+}
+
+fn indicator_json(i: &Indicator) -> Value {
+    json!({
+        "sha256": i.sha256,
+        "action": i.action,
+        "comment": i.comment,
+        "created_by": i.created_by,
+        "created_at": rfc3339(i.created_at),
+        "expires_at": i.expires_at.map(rfc3339),
+    })
+}
+
+async fn push_indicators(state: &AppState) -> Result<(), ApiError> {
+    if let Some(msg) = state.gateway.content.reload_indicators(&state.store).await? {
+        state.gateway.publish(msg);
+    }
+    Ok(())
+}
+
+/// `POST /indicators` (approver): add or replace one.
+pub async fn add_indicator(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<NewIndicator>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Approver)?;
+    let sha256 = body.sha256.trim().to_ascii_lowercase();
+    if !is_sha256_hex(&sha256) {
+        return Err(ApiError::BadRequest(format!("{:?} is not a SHA-256 (64 hex digits)", body.sha256)));
+    }
+    let action = IndicatorAction::parse(&body.action)
+        .ok_or_else(|| ApiError::BadRequest(format!("action must be block or allow, got {:?}", body.action)))?;
+    let expires_at = match &body.expires_at {
+        None => None,
+        Some(t) => {
+            let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| ApiError::BadRequest(format!("expires_at {t:?}: {e} (use RFC 3339)")))?;
+            let ms = crate::pki::unix_ms(at);
+            if ms <= now_ms() {
+                return Err(ApiError::BadRequest("expires_at is in the past".into()));
+            }
+            Some(ms)
+        }
+    };
+    if body.comment.len() > 1000 {
+        return Err(ApiError::BadRequest("comment is longer than 1000 bytes".into()));
+    }
+    let indicator = Indicator {
+        sha256: sha256.clone(),
+        action,
+        comment: body.comment,
+        created_by: caller.name.clone(),
+        created_at: now_ms(),
+        expires_at,
+    };
+    state.store.put_indicator(&indicator).await?;
+    push_indicators(&state).await?;
+    let mut response = created(indicator_json(&indicator));
+    response.extensions_mut().insert(AuditDetail(format!("{} {sha256}", action.as_str())));
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndicatorQuery {
+    /// Include expired ones too.
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /indicators`: those in force (`?all=true`: expired ones too).
+pub async fn list_indicators(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<IndicatorQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let list = state.store.indicators(if q.all { None } else { Some(now_ms()) }).await?;
+    Ok(Json(json!({
+        "version": state.gateway.content.indicators_version(),
+        "items": list.iter().map(indicator_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// `DELETE /indicators/{sha256}` (approver).
+pub async fn delete_indicator(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sha256): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Approver)?;
+    let sha256 = sha256.to_ascii_lowercase();
+    if !state.store.delete_indicator(&sha256).await? {
+        return Err(ApiError::NotFound(format!("no indicator for {sha256}")));
+    }
+    push_indicators(&state).await?;
+    Ok(Json(json!({ "deleted": sha256 })).into_response())
+}
+
+/// The API (and event) shape of an alert.
+pub fn alert_json(a: &Alert) -> Value {
+    json!({
+        "id": a.id,
+        "device_id": a.device_id,
+        "severity": a.severity,
+        "status": a.status,
+        "title": format!("{} detected {}", a.rule, a.path),
+        "detection": {
+            "path": a.path,
+            "sha256": a.sha256,
+            "size": a.size,
+            "rule": a.rule,
+            "namespace": a.namespace,
+        },
+        "source": a.source,
+        "count": a.count,
+        "first_seen": rfc3339(a.first_seen),
+        "last_seen": rfc3339(a.last_seen),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertQuery {
+    status: Option<String>,
+    device: Option<String>,
+    severity: Option<String>,
+    sha256: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /alerts`: most recently seen first.
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<AlertQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let filter = AlertFilter {
+        status: q
+            .status
+            .as_deref()
+            .map(|s| {
+                AlertStatus::parse(s)
+                    .ok_or_else(|| ApiError::BadRequest(format!("status {s:?}: new, in_progress or resolved")))
+            })
+            .transpose()?,
+        device: q.device.as_deref().map(parse_uuid).transpose()?,
+        severity: q
+            .severity
+            .as_deref()
+            .map(|s| {
+                Severity::parse(s).ok_or_else(|| {
+                    ApiError::BadRequest(format!("severity {s:?}: malicious, suspicious or informational"))
+                })
+            })
+            .transpose()?,
+        sha256: q.sha256.map(|s| s.to_ascii_lowercase()),
+    };
+    if q.cursor.as_deref().is_some_and(|c| c.split_once(':').is_none()) {
+        return Err(ApiError::BadRequest("cursor: use next_cursor from the previous page".into()));
+    }
+    let found = state.store.alerts(&filter, q.cursor.as_deref(), page_limit(q.limit)?).await?;
+    Ok(page(found.items.iter().map(alert_json).collect(), found.next_cursor))
+}
+
+/// `GET /alerts/{id}`: the alert and its history.
+pub async fn show_alert(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Viewer)?;
+    let id = parse_uuid(&id)?;
+    let alert = state.store.alert(id).await?.ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
+    let history = state.store.alert_history(id).await?;
+    let mut out = alert_json(&alert);
+    out["history"] = history
+        .iter()
+        .map(|e| json!({ "event": e.kind, "status": e.status, "at": rfc3339(e.at), "actor": e.actor, "comment": e.comment }))
+        .collect();
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertUpdate {
+    status: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `PATCH /alerts/{id}` (responder): set the status.
+pub async fn update_alert(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<AlertUpdate>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Responder)?;
+    let id = parse_uuid(&id)?;
+    let status = AlertStatus::parse(&body.status)
+        .ok_or_else(|| ApiError::BadRequest(format!("status {:?}: new, in_progress or resolved", body.status)))?;
+    let alert = state
+        .store
+        .set_alert_status(id, status, &caller.name, &body.comment)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
+    state.gateway.events.changed();
+    let mut response = Json(alert_json(&alert)).into_response();
+    response.extensions_mut().insert(AuditDetail(format!("status {}", status.as_str())));
+    Ok(response)
+}

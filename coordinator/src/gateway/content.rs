@@ -1,0 +1,85 @@
+//! Alerts in, detection content out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use picket_common::detection::{AlertReport, ContentState};
+use picket_common::proto::CoordMsg;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Gateway;
+
+/// How often indicators are re-read, so expired ones leave the agents.
+const INDICATOR_RECHECK: Duration = Duration::from_secs(30);
+
+impl Gateway {
+    /// Store an agent's alert report; true when it is stored (then acknowledged).
+    pub(super) async fn on_alert(&self, device: Uuid, report: &AlertReport) -> bool {
+        match self.store.record_alert_report(device, report).await {
+            Ok(raised) => {
+                for alert in &raised {
+                    tracing::warn!(%alert, source = %report.source, "alert raised");
+                }
+                if !raised.is_empty() {
+                    self.events.changed();
+                }
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, report = %report.report_id, "could not store an alert report; the agent will resend it");
+                false
+            }
+        }
+    }
+
+    /// Record what the agent holds and send it whatever is newer.
+    pub(super) async fn on_content_state(self: Arc<Self>, device: Uuid, state: ContentState) {
+        if let Some(error) = &state.rules_error {
+            tracing::warn!(%error, "the agent could not take the current rule bundle into use");
+        }
+        let recorded = self
+            .store
+            .record_content_state(device, &state.rules_version, &state.indicators_version, state.rules_error.as_deref())
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "could not record the agent's content versions");
+        }
+        // A bundle the agent refused is not resent until a new one exists.
+        let rules_version = match (&state.rules_error, self.content.rules_version()) {
+            (Some(_), Some(current)) => current,
+            _ => state.rules_version.clone(),
+        };
+        for msg in self.content.missing(&rules_version, &state.indicators_version) {
+            self.sessions.send_shared(&device, msg).await;
+        }
+    }
+
+    /// Push a content frame to every live session, each on its own task so
+    /// one slow agent delays no other.
+    pub fn publish(self: &Arc<Self>, msg: Arc<CoordMsg>) {
+        let devices = self.sessions.live_devices();
+        tracing::info!(sessions = devices.len(), "pushing detection content");
+        for device in devices {
+            let (gateway, msg) = (self.clone(), msg.clone());
+            tokio::spawn(async move { gateway.sessions.send_shared(&device, msg).await });
+        }
+    }
+
+    /// Re-read indicators periodically and push when the set changed
+    /// (an expiry passed, or another replica changed them).
+    pub async fn watch_indicators(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(INDICATOR_RECHECK);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.content.reload_indicators(&self.store).await {
+                Ok(Some(msg)) => self.publish(msg),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot re-read indicators"),
+            }
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! Detection content and alerts.
+//!
+//! - Rule bundles: every uploaded bundle is kept; the current one is the
+//!   most recently activated (uploading a bundle again re-activates it).
+//! - Indicators: one row per SHA-256, `block` or `allow`, optional expiry.
+//! - Alerts: one per (device, SHA-256, rule). A report seen again bumps
+//!   `count` and `last_seen`; a resolved alert seen again is reopened.
+//!   Reports are recorded by id, so a report the agent resends (it resends
+//!   until acknowledged) is counted once.
+
+use picket_common::detection::{AlertReport, IndicatorAction, RuleFile, Severity};
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{now_ms, Page, Store, StoreError};
+
+fn corrupt(table: &'static str, detail: String) -> StoreError {
+    StoreError::Corrupt { table, detail }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    New,
+    InProgress,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::InProgress => "in_progress",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "new" => Some(Self::New),
+            "in_progress" => Some(Self::InProgress),
+            "resolved" => Some(Self::Resolved),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    pub sha256: String,
+    pub rule: String,
+    pub namespace: String,
+    pub severity: Severity,
+    /// Where the file was last seen.
+    pub path: String,
+    pub size: i64,
+    /// What raised it last: `realtime` or `scan:<action id>`.
+    pub source: String,
+    pub status: AlertStatus,
+    /// Reports that carried this detection.
+    pub count: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertEvent {
+    pub id: i64,
+    pub alert_id: Uuid,
+    /// `created`, `reopened` or `status`.
+    pub kind: String,
+    pub status: String,
+    pub at: i64,
+    pub actor: String,
+    pub comment: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct AlertFilter {
+    pub status: Option<AlertStatus>,
+    pub device: Option<Uuid>,
+    pub severity: Option<Severity>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Indicator {
+    pub sha256: String,
+    pub action: IndicatorAction,
+    pub comment: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+pub struct NewBundle<'a> {
+    pub version: &'a str,
+    pub files: &'a [RuleFile],
+    pub rule_count: i64,
+    /// JSON array of `{file, error}`.
+    pub errors: &'a serde_json::Value,
+    pub created_by: &'a str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bundle {
+    pub version: String,
+    pub file_count: i64,
+    pub rule_count: i64,
+    pub errors: serde_json::Value,
+    pub created_by: String,
+    pub created_at: i64,
+    pub activated_at: i64,
+    #[serde(skip)]
+    pub files: Vec<RuleFile>,
+}
+
+const ALERT_COLUMNS: &str =
+    "id, device_id, sha256, rule, namespace, severity, path, size, source, status, count, first_seen, last_seen";
+
+fn alert_from_row(row: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
+    let uuid = |col: &str| -> Result<Uuid, StoreError> {
+        let s: String = row.try_get(col)?;
+        s.parse().map_err(|_| corrupt("alerts", format!("{col} {s:?}")))
+    };
+    let severity: String = row.try_get("severity")?;
+    let status: String = row.try_get("status")?;
+    Ok(Alert {
+        id: uuid("id")?,
+        device_id: uuid("device_id")?,
+        sha256: row.try_get("sha256")?,
+        rule: row.try_get("rule")?,
+        namespace: row.try_get("namespace")?,
+        severity: Severity::parse(&severity).ok_or_else(|| corrupt("alerts", format!("severity {severity:?}")))?,
+        path: row.try_get("path")?,
+        size: row.try_get("size")?,
+        source: row.try_get("source")?,
+        status: AlertStatus::parse(&status).ok_or_else(|| corrupt("alerts", format!("status {status:?}")))?,
+        count: row.try_get("count")?,
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+    })
+}
+
+fn alert_event_from_row(row: &sqlx::any::AnyRow) -> Result<AlertEvent, StoreError> {
+    let alert_id: String = row.try_get("alert_id")?;
+    Ok(AlertEvent {
+        id: row.try_get("id")?,
+        alert_id: alert_id.parse().map_err(|_| corrupt("alert_events", format!("alert_id {alert_id:?}")))?,
+        kind: row.try_get("kind")?,
+        status: row.try_get("status")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        comment: row.try_get("comment")?,
+    })
+}
+
+fn indicator_from_row(row: &sqlx::any::AnyRow) -> Result<Indicator, StoreError> {
+    let action: String = row.try_get("action")?;
+    Ok(Indicator {
+        sha256: row.try_get("sha256")?,
+        action: IndicatorAction::parse(&action).ok_or_else(|| corrupt("indicators", format!("action {action:?}")))?,
+        comment: row.try_get("comment")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn bundle_from_row(row: &sqlx::any::AnyRow, with_files: bool) -> Result<Bundle, StoreError> {
+    let errors: String = row.try_get("errors")?;
+    let files = if with_files {
+        let text: String = row.try_get("files")?;
+        serde_json::from_str(&text).map_err(|e| corrupt("rule_bundles", format!("files: {e}")))?
+    } else {
+        Vec::new()
+    };
+    Ok(Bundle {
+        version: row.try_get("version")?,
+        file_count: row.try_get("file_count")?,
+        rule_count: row.try_get("rule_count")?,
+        errors: serde_json::from_str(&errors).map_err(|e| corrupt("rule_bundles", format!("errors: {e}")))?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        activated_at: row.try_get("activated_at")?,
+        files,
+    })
+}
+
+async fn insert_alert_event(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    alert: Uuid,
+    kind: &str,
+    status: AlertStatus,
+    at: i64,
+    actor: &str,
+    comment: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO alert_events (alert_id, kind, status, at, actor, comment) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(alert.to_string())
+    .bind(kind)
+    .bind(status.as_str())
+    .bind(at)
+    .bind(actor)
+    .bind(comment)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Record an agent's alert report. Returns the alerts it created or
+    /// reopened (empty when the report was already recorded).
+    pub async fn record_alert_report(&self, device: Uuid, report: &AlertReport) -> Result<Vec<Uuid>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO alert_reports (report_id, device_id, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (report_id) DO NOTHING",
+        )
+        .bind(report.report_id.to_string())
+        .bind(device.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let mut raised = Vec::new();
+        for d in &report.detections {
+            let existing =
+                sqlx::query("SELECT id, status FROM alerts WHERE device_id = $1 AND sha256 = $2 AND rule = $3")
+                    .bind(device.to_string())
+                    .bind(&d.sha256)
+                    .bind(&d.rule)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let size = i64::try_from(d.size).unwrap_or(i64::MAX);
+            match existing {
+                None => {
+                    let id = Uuid::new_v4();
+                    sqlx::query(&format!(
+                        "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'new', 1, $10, $10)"
+                    ))
+                    .bind(id.to_string())
+                    .bind(device.to_string())
+                    .bind(&d.sha256)
+                    .bind(&d.rule)
+                    .bind(&d.namespace)
+                    .bind(d.severity.as_str())
+                    .bind(&d.path)
+                    .bind(size)
+                    .bind(&report.source)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    insert_alert_event(&mut tx, id, "created", AlertStatus::New, now, "agent", &report.source).await?;
+                    raised.push(id);
+                }
+                Some(row) => {
+                    let id: String = row.try_get("id")?;
+                    let id: Uuid = id.parse().map_err(|_| corrupt("alerts", format!("id {id:?}")))?;
+                    let status: String = row.try_get("status")?;
+                    let reopen = status == AlertStatus::Resolved.as_str();
+                    sqlx::query(
+                        "UPDATE alerts SET count = count + 1, last_seen = $1, path = $2, size = $3, source = $4, \
+                         severity = $5, status = CASE WHEN status = 'resolved' THEN 'new' ELSE status END WHERE id = $6",
+                    )
+                    .bind(now)
+                    .bind(&d.path)
+                    .bind(size)
+                    .bind(&report.source)
+                    .bind(d.severity.as_str())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    if reopen {
+                        insert_alert_event(&mut tx, id, "reopened", AlertStatus::New, now, "agent", &report.source)
+                            .await?;
+                        raised.push(id);
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(raised)
+    }
+
+    pub async fn alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+
+    /// Alerts, most recently seen first; `cursor` is `last_seen:id` of the
+    /// previous page's last item.
+    pub async fn alerts(&self, f: &AlertFilter, cursor: Option<&str>, limit: u32) -> Result<Page<Alert>, StoreError> {
+        let (c_at, c_id) = match cursor {
+            None => (i64::MAX, String::new()),
+            Some(c) => {
+                let bad = || corrupt("alerts", format!("cursor {c:?}"));
+                let (at, id) = c.split_once(':').ok_or_else(bad)?;
+                (at.parse().map_err(|_| bad())?, id.to_string())
+            }
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE ($1 = '' OR status = $1) AND ($2 = '' OR device_id = $2) \
+             AND ($3 = '' OR severity = $3) AND ($4 = '' OR sha256 = $4) \
+             AND (last_seen < $5 OR (last_seen = $5 AND ($6 = '' OR id < $6))) \
+             ORDER BY last_seen DESC, id DESC LIMIT $7"
+        ))
+        .bind(f.status.map(|s| s.as_str()).unwrap_or_default())
+        .bind(f.device.map(|d| d.to_string()).unwrap_or_default())
+        .bind(f.severity.map(|s| s.as_str()).unwrap_or_default())
+        .bind(f.sha256.clone().unwrap_or_default())
+        .bind(c_at)
+        .bind(c_id)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|a| format!("{}:{}", a.last_seen, a.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Set an alert's status; returns the updated alert (None: no such alert).
+    pub async fn set_alert_status(
+        &self,
+        id: Uuid,
+        status: AlertStatus,
+        actor: &str,
+        comment: &str,
+    ) -> Result<Option<Alert>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE alerts SET status = $1 WHERE id = $2 AND status <> $1")
+            .bind(status.as_str())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if done > 0 {
+            insert_alert_event(&mut tx, id, "status", status, now_ms(), actor, comment).await?;
+        }
+        tx.commit().await?;
+        self.alert(id).await
+    }
+
+    pub async fn alert_history(&self, id: Uuid) -> Result<Vec<AlertEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, alert_id, kind, status, at, actor, comment FROM alert_events WHERE alert_id = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert_event_from_row).collect()
+    }
+
+    pub async fn alert_events_after(&self, after: i64, limit: u32) -> Result<Vec<AlertEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, alert_id, kind, status, at, actor, comment FROM alert_events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert_event_from_row).collect()
+    }
+
+    pub async fn last_alert_event_id(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM alert_events").fetch_one(&self.pool).await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Add or replace the indicator for `sha256`.
+    pub async fn put_indicator(&self, i: &Indicator) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO indicators (sha256, action, comment, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO UPDATE SET action = excluded.action, \
+             comment = excluded.comment, created_by = excluded.created_by, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(&i.sha256)
+        .bind(i.action.as_str())
+        .bind(&i.comment)
+        .bind(&i.created_by)
+        .bind(i.created_at)
+        .bind(i.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_indicator(&self, sha256: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM indicators WHERE sha256 = $1").bind(sha256).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Indicators in force at `now` (or every one, expired too, with `None`).
+    pub async fn indicators(&self, now: Option<i64>) -> Result<Vec<Indicator>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sha256, action, comment, created_by, created_at, expires_at FROM indicators \
+             WHERE $1 = 0 OR expires_at IS NULL OR expires_at > $2 ORDER BY sha256",
+        )
+        .bind(i64::from(now.is_some()))
+        .bind(now.unwrap_or(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(indicator_from_row).collect()
+    }
+
+    /// Store a bundle and make it current (re-activating it if it exists).
+    pub async fn put_bundle(&self, b: &NewBundle<'_>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let files = serde_json::to_string(b.files).map_err(|e| corrupt("rule_bundles", e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO rule_bundles (version, files, file_count, rule_count, errors, created_by, created_at, \
+             activated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (version) DO UPDATE SET activated_at = excluded.activated_at",
+        )
+        .bind(b.version)
+        .bind(files)
+        .bind(b.files.len() as i64)
+        .bind(b.rule_count)
+        .bind(b.errors.to_string())
+        .bind(b.created_by)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The bundle agents should hold, with its files.
+    pub async fn current_bundle(&self) -> Result<Option<Bundle>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, files, file_count, rule_count, errors, created_by, created_at, activated_at \
+             FROM rule_bundles ORDER BY activated_at DESC, version LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| bundle_from_row(r, true)).transpose()
+    }
+
+    /// Every bundle (without files), most recently activated first.
+    pub async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, file_count, rule_count, errors, created_by, created_at, activated_at \
+             FROM rule_bundles ORDER BY activated_at DESC, version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| bundle_from_row(r, false)).collect()
+    }
+
+    /// What content a device reported holding.
+    pub async fn record_content_state(
+        &self,
+        device: Uuid,
+        rules_version: &str,
+        indicators_version: &str,
+        rules_error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET rules_version = $1, indicators_version = $2, rules_error = $3 WHERE id = $4")
+            .bind(rules_version)
+            .bind(indicators_version)
+            .bind(rules_error)
+            .bind(device.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::stores;
+    use crate::store::NewDevice;
+    use picket_common::detection::Detection;
+
+    fn detection(sha: &str, rule: &str) -> Detection {
+        Detection {
+            path: "/tmp/x".into(),
+            sha256: sha.into(),
+            size: 68,
+            rule: rule.into(),
+            namespace: "builtin".into(),
+            severity: Severity::Malicious,
+        }
+    }
+
+    #[tokio::test]
+    async fn alerts_dedupe_by_device_hash_and_rule_and_reports_count_once() {
+        for (store, _dir) in stores().await {
+            let device = Uuid::new_v4();
+            let d = NewDevice {
+                id: device,
+                hostname: "h",
+                group: "default",
+                ip: "127.0.0.1",
+                cert_serial: "01",
+                cert_not_after: 0,
+                enrollment_token_id: "",
+            };
+            Store::insert_device(&store.pool, &d).await.expect("device");
+            let report = |dets: Vec<Detection>| AlertReport {
+                report_id: Uuid::new_v4(),
+                source: "realtime".into(),
+                observed_ms: 0,
+                detections: dets,
+            };
+            let first = report(vec![detection("aa", "r1"), detection("aa", "r2")]);
+            assert_eq!(store.record_alert_report(device, &first).await.expect("record").len(), 2);
+            assert!(store.record_alert_report(device, &first).await.expect("resend").is_empty());
+            let again = report(vec![detection("aa", "r1")]);
+            assert!(store.record_alert_report(device, &again).await.expect("again").is_empty());
+            let page = store.alerts(&AlertFilter::default(), None, 10).await.expect("list");
+            assert_eq!(page.items.len(), 2);
+            let r1 = page.items.iter().find(|a| a.rule == "r1").expect("r1");
+            assert_eq!(r1.count, 2);
+            store.set_alert_status(r1.id, AlertStatus::Resolved, "admin", "done").await.expect("resolve");
+            let reopened = store.record_alert_report(device, &report(vec![detection("aa", "r1")])).await.expect("re");
+            assert_eq!(reopened, vec![r1.id]);
+            let kinds: Vec<String> =
+                store.alert_history(r1.id).await.expect("history").into_iter().map(|e| e.kind).collect();
+            assert_eq!(kinds, ["created", "status", "reopened"]);
+            let f = AlertFilter { status: Some(AlertStatus::New), ..Default::default() };
+            let first = store.alerts(&f, None, 1).await.expect("page");
+            let cursor = first.next_cursor.expect("a second page");
+            let second = store.alerts(&f, Some(&cursor), 1).await.expect("page 2");
+            assert_eq!(second.items.len(), 1);
+            assert_ne!(second.items[0].id, first.items[0].id);
+            assert!(second.next_cursor.is_none());
+        }
+    }
+}
