@@ -75,6 +75,10 @@ enum Command {
         /// Skip files larger than this many bytes.
         #[arg(long, default_value_t = 256 * 1024 * 1024)]
         max_file_size: u64,
+        /// Run at lowered CPU (nice 10) and I/O priority, as scans the
+        /// coordinator asks for do.
+        #[arg(long)]
+        low_priority: bool,
     },
     /// YARA rule tools.
     #[command(subcommand)]
@@ -146,8 +150,14 @@ fn main() -> ExitCode {
         }
         Command::Status { state_dir, json } => status(&StateDir::new(state_dir), json),
         Command::Rules(RulesCmd::Check { paths, json }) => check_rules(&paths, json),
-        Command::Scan { paths, rules, json, cpu_percent, max_file_size } => {
-            scan_locally(&paths, &rules, json, cpu_percent, max_file_size)
+        Command::Scan { paths, rules, json, cpu_percent, max_file_size, low_priority } => {
+            let opts = picket_agent::scan::ScanOptions {
+                max_file_size,
+                threads: picket_agent::scan::ScanOptions::threads_for_cpu_percent(cpu_percent),
+                skip: picket_agent::scan::targets::excluded_mounts(),
+                low_priority,
+            };
+            scan_locally(&paths, &rules, json, &opts)
         }
         Command::Offboard { token, state_dir } => {
             let platform = picket_agent::platform::native();
@@ -226,8 +236,8 @@ fn check_rules(paths: &[PathBuf], json: bool) -> ExitCode {
     }
 }
 
-fn scan_locally(paths: &[PathBuf], rules: &[PathBuf], json: bool, cpu_percent: u8, max_file_size: u64) -> ExitCode {
-    use picket_agent::scan::{scan, Engine, Indicators, ScanOptions, ScanProgress};
+fn scan_locally(paths: &[PathBuf], rules: &[PathBuf], json: bool, opts: &picket_agent::scan::ScanOptions) -> ExitCode {
+    use picket_agent::scan::{scan, Engine, Indicators, ScanProgress};
     use std::io::IsTerminal;
     use std::sync::atomic::Ordering;
     let (engine, errors) = Engine::load(rules, Indicators::default());
@@ -238,11 +248,6 @@ fn scan_locally(paths: &[PathBuf], rules: &[PathBuf], json: bool, cpu_percent: u
         eprintln!("picket-agent scan: no rule file could be loaded");
         return ExitCode::from(2);
     }
-    let opts = ScanOptions {
-        max_file_size,
-        threads: ScanOptions::threads_for_cpu_percent(cpu_percent),
-        skip: picket_agent::scan::targets::excluded_mounts(),
-    };
     let progress = ScanProgress::default();
     let show = std::io::stderr().is_terminal() && !json;
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -250,8 +255,10 @@ fn scan_locally(paths: &[PathBuf], rules: &[PathBuf], json: bool, cpu_percent: u
         if show {
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
+                    let pct = usize::from(progress.estimated_percent());
                     eprint!(
-                        "\r{} files, {} MiB, {} detections ",
+                        "\r[{:<20}] {pct:>3}% {} files, {} MiB, {} detections ",
+                        "#".repeat(pct / 5),
                         progress.files.load(Ordering::Relaxed),
                         progress.bytes.load(Ordering::Relaxed) / (1024 * 1024),
                         progress.detections.load(Ordering::Relaxed)
@@ -261,7 +268,7 @@ fn scan_locally(paths: &[PathBuf], rules: &[PathBuf], json: bool, cpu_percent: u
                 eprintln!();
             });
         }
-        let summary = scan(&engine, paths, &opts, &progress, &|_| {});
+        let summary = scan(&engine, paths, opts, &progress, &|_| {});
         done.store(true, Ordering::Relaxed);
         summary
     });

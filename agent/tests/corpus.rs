@@ -69,3 +69,42 @@ fn benign_test_files_scan_without_errors() {
     assert!(s.files > 10, "{s:?}");
     assert_eq!(s.errors, 0, "{:?}", s.error_samples);
 }
+
+#[test]
+fn an_unknown_module_and_a_broken_include_fail_alone() {
+    let benign = corpus().join("benign");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // foo.yar includes include/bar.yar, which is not copied: the include breaks.
+    for (from, to) in [
+        ("yara-x-testdata/unknown_module.yar", "unknown_module.yar"),
+        ("yara-tests-data/foo.yar", "broken_include.yar"),
+        ("yara-x-testdata/foo.yar", "foo.yar"),
+        ("yara-x-testdata/duplicate_meta.yar", "duplicate_meta.yar"),
+    ] {
+        std::fs::copy(benign.join(from), dir.path().join(to)).expect("copy");
+    }
+    let (engine, errors) =
+        Engine::load(&[dir.path().to_path_buf(), corpus().join("yara/reversinglabs")], Indicators::default());
+    let mut failed: Vec<String> =
+        errors.iter().map(|e| Path::new(&e.file).file_name().expect("name").to_string_lossy().into_owned()).collect();
+    failed.sort();
+    assert_eq!(failed, ["broken_include.yar", "unknown_module.yar"], "{errors:?}");
+    assert_eq!(engine.loaded.len(), 274 + 2, "every other file loads");
+    let mut s = engine.scanner();
+    let hits = engine.scan_data(&mut s, Path::new("dummy.file"), b"foo", "").expect("scan");
+    assert!(hits.iter().any(|d| d.rule == "foo"), "{hits:?}");
+}
+
+/// No false positives on the machine's own programs with either public rule set.
+#[test]
+fn the_public_rule_sets_find_nothing_in_usr_bin() {
+    let yara = corpus().join("yara");
+    for set in ["reversinglabs", "signature-base"] {
+        let (engine, errors) = Engine::load(&[yara.join(set)], Indicators::default());
+        assert!(errors.is_empty(), "{set}: {errors:?}");
+        let s = scan(&engine, &[PathBuf::from("/usr/bin")], &ScanOptions::default(), &ScanProgress::default(), &|_| {});
+        assert!(s.files > 100, "{set}: {s:?}");
+        let found: Vec<String> = s.detections.iter().map(|d| format!("{} {}", d.rule, d.path)).collect();
+        assert!(found.is_empty(), "{set} on /usr/bin: {found:?}");
+    }
+}

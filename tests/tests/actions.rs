@@ -327,7 +327,9 @@ async fn a_scan_action_reports_detections_with_its_summary() {
     let a = request(&env, &responder, device, body).await.expect("scan");
     let id = id_of(&a);
     eventually!(30, "scan finished", env.action_status(&id).await == "succeeded");
-    let out = env.action(&id).await["result"]["output"].clone();
+    let action = env.action(&id).await;
+    assert_eq!(action["progress"]["percent"], 100, "{action}");
+    let out = action["result"]["output"].clone();
     assert_eq!(out["files"], 2, "{out}");
     assert_eq!(out["errors"], 0, "{out}");
     let d = &out["detections"][0];

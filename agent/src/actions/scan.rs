@@ -66,6 +66,7 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
         max_file_size: p.max_file_size.unwrap_or(ScanOptions::default().max_file_size),
         threads: ScanOptions::threads_for_cpu_percent(p.cpu_percent),
         skip,
+        low_priority: true,
     };
     let counters = ScanProgress::default();
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -74,14 +75,18 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let files = counters.files.load(std::sync::atomic::Ordering::Relaxed);
+                let mib = counters.bytes.load(std::sync::atomic::Ordering::Relaxed) / (1024 * 1024);
                 let found = counters.detections.load(std::sync::atomic::Ordering::Relaxed);
-                progress.report(&format!("scanned {files} files, {found} detections"), 50);
+                let phase = format!("scanned {files} files ({mib} MiB), {found} detections");
+                progress.report(&phase, counters.estimated_percent());
             }
         });
         let summary = scan::scan(&engine, &roots, &opts, &counters, &|d| ctx.alerts.raise(&source, vec![d.clone()]));
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         summary
     });
+    let phase = format!("scanned {} files, {} detections", summary.files, summary.detections.len());
+    progress.report(&phase, 100);
     let mut out = serde_json::to_value(&summary).map_err(|e| ActionFailure::error(e.to_string()))?;
     out["mode"] = json!(format!("{mode:?}").to_lowercase());
     out["rules_loaded"] = json!(engine.rule_count);

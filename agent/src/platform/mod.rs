@@ -7,6 +7,8 @@
 
 pub mod linux;
 
+pub use linux::priority::lower_current_thread;
+
 use std::time::Duration;
 
 use picket_common::actions::ActionKind;

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -24,6 +24,9 @@ pub struct ScanOptions {
     pub threads: usize,
     /// Subtrees never entered (pseudo and network filesystems, the agent's vault).
     pub skip: Vec<PathBuf>,
+    /// Run the walk and the workers at lowered CPU and I/O priority
+    /// (background scans); the caller's own thread is never changed.
+    pub low_priority: bool,
 }
 
 impl Default for ScanOptions {
@@ -32,6 +35,7 @@ impl Default for ScanOptions {
             max_file_size: 256 * 1024 * 1024,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             skip: Vec::new(),
+            low_priority: false,
         }
     }
 }
@@ -52,6 +56,24 @@ pub struct ScanProgress {
     pub errors: AtomicU64,
     pub skipped: AtomicU64,
     pub detections: AtomicU64,
+    /// Files and bytes the walk has queued so far.
+    pub found_files: AtomicU64,
+    pub found_bytes: AtomicU64,
+    /// The walk has listed everything.
+    pub walk_done: AtomicBool,
+}
+
+impl ScanProgress {
+    /// Estimated share done, in percent: bytes scanned over bytes found.
+    /// While the walk is still listing (it runs well ahead of the
+    /// scanners), the estimate is capped at 90.
+    pub fn estimated_percent(&self) -> u8 {
+        let found = self.found_bytes.load(Ordering::Relaxed);
+        let done = self.bytes.load(Ordering::Relaxed);
+        let pct = done.saturating_mul(100).checked_div(found).unwrap_or(0);
+        let cap = if self.walk_done.load(Ordering::Relaxed) { 100 } else { 90 };
+        u8::try_from(pct.min(cap)).unwrap_or(100)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,53 +139,78 @@ pub fn scan(
         for _ in 0..opts.threads.max(1) {
             let (rx, seen, detections, owners, error) = (&rx, &seen, &detections, &owners, &error);
             s.spawn(move || {
+                if opts.low_priority {
+                    crate::platform::lower_current_thread();
+                }
                 let mut scanner = engine.scanner();
                 loop {
                     let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok((path, meta)) = next else { break };
                     if !seen.lock().unwrap_or_else(|p| p.into_inner()).insert((meta.dev(), meta.ino())) {
+                        // Reached twice through overlapping roots: counted once.
+                        progress.found_files.fetch_sub(1, Ordering::Relaxed);
+                        progress.found_bytes.fetch_sub(meta.len(), Ordering::Relaxed);
                         continue;
                     }
                     scan_one(engine, &mut scanner, &path, &meta, owners, progress, detections, on_detection, error);
                 }
             });
         }
-        for entry in builder.build() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    error(e.to_string());
-                    continue;
-                }
-            };
-            let Some(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                continue;
+        let error = &error;
+        s.spawn(move || {
+            if opts.low_priority {
+                crate::platform::lower_current_thread();
             }
-            if !ft.is_file() {
-                // symlink, fifo, socket, device: never opened
-                progress.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let path = entry.into_path();
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    error(format!("{}: {e}", path.display()));
-                    continue;
-                }
-            };
-            if meta.len() > opts.max_file_size {
-                progress.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if tx.send((path, meta)).is_err() {
-                break;
-            }
-        }
-        drop(tx);
+            walk(builder, opts, progress, error, tx);
+        });
     });
     summary(progress, detections, error_samples, started)
+}
+
+/// List regular files under the roots into `tx` (the walking thread).
+fn walk(
+    builder: WalkBuilder,
+    opts: &ScanOptions,
+    progress: &ScanProgress,
+    error: &dyn Fn(String),
+    tx: std::sync::mpsc::SyncSender<(PathBuf, std::fs::Metadata)>,
+) {
+    for entry in builder.build() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                error(e.to_string());
+                continue;
+            }
+        };
+        let Some(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            continue;
+        }
+        if !ft.is_file() {
+            // symlink, fifo, socket, device: never opened
+            progress.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let path = entry.into_path();
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                error(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        if meta.len() > opts.max_file_size {
+            progress.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        progress.found_files.fetch_add(1, Ordering::Relaxed);
+        progress.found_bytes.fetch_add(meta.len(), Ordering::Relaxed);
+        if tx.send((path, meta)).is_err() {
+            break;
+        }
+    }
+    progress.walk_done.store(true, Ordering::Relaxed);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -261,7 +308,7 @@ mod tests {
         std::os::unix::fs::symlink(root.join("a/b/eicar.com"), root.join("link-to-eicar")).expect("symlink");
         std::os::unix::fs::symlink("/proc/self/mem", root.join("link-out")).expect("symlink");
         let (engine, _) = Engine::load(&[], Indicators::default());
-        let opts = ScanOptions { max_file_size: 1024, threads: 2, skip: vec![] };
+        let opts = ScanOptions { max_file_size: 1024, threads: 2, skip: vec![], low_priority: true };
         let progress = ScanProgress::default();
         let found = Mutex::new(0);
         // Overlapping roots: the file is still scanned once.
@@ -273,6 +320,8 @@ mod tests {
         assert_eq!(s.files, 2, "eicar and clean; big.bin is over the cap");
         assert_eq!(s.skipped, 4, "fifo, two symlinks, big.bin");
         assert_eq!(s.errors, 1, "the missing root");
+        assert_eq!(progress.estimated_percent(), 100);
+        assert_eq!(progress.found_files.load(Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! - [`process`]: terminate processes (kill_process).
 //! - [`isolation`]: the `inet picket` nftables table (isolate, release_isolation).
+//! - [`priority`]: lower a thread's CPU and I/O priority (background scans).
 
 pub mod isolation;
+pub mod priority;
 mod process;
 
 use picket_common::actions::ActionKind;
