@@ -15,6 +15,7 @@
 //! - [`alerts`]: the durable queue of alert reports (kept until acknowledged).
 //! - [`realtime`]: real-time protection (inotify through notify, debounced scans).
 //! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
+//! - [`upload`]: chunked, resumable uploads over the session (samples).
 //! - [`session`]: connect, Hello, heartbeat, reconnect.
 //! - [`sysinfo`]: what the agent reports about its host.
 //!
@@ -36,5 +37,6 @@ pub mod session;
 pub mod state;
 pub mod sysinfo;
 pub mod tls;
+pub mod upload;
 
 pub use config::AgentConfig;

@@ -167,11 +167,13 @@ pub async fn run_with(
         realtime_stop.clone(),
     );
     let _stop_realtime = realtime_stop.drop_guard();
+    let uploader = Arc::new(crate::upload::Uploader::new(out_tx.clone()));
     let context = crate::actions::Context {
         state_dir: state.path().to_path_buf(),
         coordinator: coordinator_addr,
         content: content.clone(),
         alerts: alerts.clone(),
+        uploader: uploader.clone(),
     };
     let executor = Executor::new(journal, platform, context, out_tx.clone());
     executor.recover().await?;
@@ -203,6 +205,7 @@ pub async fn run_with(
             out_tx: &out_tx,
             content: &content,
             alerts: &alerts,
+            uploader: &uploader,
         };
         let result = connect_and_serve(&connector, &coordinator, &config, &mut backoff, &shutdown, &mut link)
             .instrument(span)
@@ -346,6 +349,7 @@ async fn connect_and_serve(
                         }
                     }
                     Some(CoordMsg::AlertAck { report_id }) => link.alerts.acked(report_id),
+                    Some(CoordMsg::UploadAck(ack)) => link.uploader.deliver(ack),
                     Some(CoordMsg::Rules(bundle)) => {
                         tracing::info!(version = %bundle.version, files = bundle.files.len(), "rule bundle received");
                         let (content, out) = (link.content.clone(), link.out_tx.clone());
@@ -379,6 +383,7 @@ struct Link<'a> {
     out_tx: &'a mpsc::Sender<AgentMsg>,
     content: &'a Arc<Content>,
     alerts: &'a Arc<AlertQueue>,
+    uploader: &'a Arc<crate::upload::Uploader>,
 }
 
 /// Frames queued for the session; beyond this the executor drops started /

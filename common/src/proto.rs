@@ -37,6 +37,11 @@ pub enum AgentMsg {
     /// The content this agent holds; sent after `Welcome` and after each
     /// change. The coordinator answers with whatever is newer.
     ContentState(ContentState),
+    /// Start or resume the upload that belongs to a running action; the
+    /// coordinator answers `UploadAck` with the bytes it already holds.
+    UploadBegin(UploadBegin),
+    /// Bytes `[offset, offset + data.len())` of an upload.
+    UploadChunk(UploadChunk),
 }
 
 /// Frames the coordinator sends.
@@ -63,6 +68,39 @@ pub enum CoordMsg {
     Rules(RuleBundle),
     /// The indicators in force (replace the agent's).
     Indicators(IndicatorSet),
+    /// How much of an upload the coordinator holds, durably.
+    UploadAck(UploadAck),
+}
+
+/// An upload: the file an action sends (a sample, an investigation package).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadBegin {
+    pub action_id: Uuid,
+    /// Total size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file, lowercase hex.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadChunk {
+    pub action_id: Uuid,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// SHA-256 of `data`, lowercase hex; a chunk that does not match is refused.
+    pub sha256: String,
+}
+
+/// The coordinator holds `offset` bytes of the upload (fsync'd); the agent
+/// continues from there. `done`: the whole file arrived and its SHA-256
+/// matched. `error`: the upload is refused for good (too large, no such
+/// action, whole-file hash mismatch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadAck {
+    pub action_id: Uuid,
+    pub offset: u64,
+    pub done: bool,
+    pub error: Option<String>,
 }
 
 /// The agent introduces itself.

@@ -74,6 +74,55 @@ impl Client {
         })
     }
 
+    /// GET a file into `out`, calling `progress(bytes so far, total if known)`.
+    /// No overall deadline (large files); connecting still times out.
+    pub fn download(
+        &self,
+        path: &str,
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<u64, ClientError> {
+        let url = self.url(path);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut res = agent
+            .get(&url)
+            .header("Authorization", &self.bearer())
+            .call()
+            .map_err(|e| ClientError::Unreachable { url: url.clone(), detail: e.to_string() })?;
+        let status = res.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = res.body_mut().read_to_string().unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            return Err(ClientError::Api {
+                status,
+                code: body["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+                message: body["error"]["message"].as_str().unwrap_or(&text).to_string(),
+            });
+        }
+        let total = res.body().content_length();
+        let mut reader = res.body_mut().with_config().limit(u64::MAX).reader();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut done = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut buf)
+                .map_err(|e| ClientError::BadResponse { status, detail: e.to_string() })?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(|e| ClientError::Local(format!("writing the download: {e}")))?;
+            done += n as u64;
+            progress(done, total);
+        }
+        if total.is_some_and(|t| t != done) {
+            return Err(ClientError::BadResponse { status, detail: format!("got {done} of {total:?} bytes") });
+        }
+        Ok(done)
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let url = self.url(path);
         let res = self.agent.post(&url).header("Authorization", &self.bearer()).send_json(body);

@@ -27,6 +27,8 @@ pub struct Config {
     pub max_frame_bytes: u32,
     /// Days an offboarded device's history is kept before it is purged.
     pub offboard_retention_days: u64,
+    /// Largest file `request_sample` may upload, in bytes.
+    pub max_sample_bytes: u64,
     /// Approval policy and expiries (`[actions]`).
     pub actions: ActionPolicy,
     /// Event sinks (`[events]`).
@@ -83,6 +85,7 @@ impl Default for Config {
             max_connections: 15_000,
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
             offboard_retention_days: 180,
+            max_sample_bytes: 512 * 1024 * 1024,
             actions: ActionPolicy::default(),
             events: EventsConfig::default(),
             rules: RulesConfig::default(),
@@ -113,6 +116,9 @@ impl Config {
         }
         if !(1..=120).contains(&self.handshake_timeout_secs) {
             return bad("handshake_timeout_secs must be 1..=120");
+        }
+        if self.max_sample_bytes == 0 {
+            return bad("max_sample_bytes must be at least 1");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");

@@ -26,6 +26,7 @@ pub mod pki;
 pub mod store;
 #[doc(hidden)]
 pub mod testdb;
+pub mod uploads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,7 +93,12 @@ impl Coordinator {
         let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
         let events = Arc::new(events::Events::default());
         let content = Arc::new(detection::Content::load(&store).await?);
-        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, events.clone(), content)?;
+        let uploads = Arc::new(
+            uploads::Uploads::new(data_dir, config.max_sample_bytes, store.clone())
+                .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?,
+        );
+        let gateway =
+            Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, events.clone(), content, uploads)?;
 
         let agent_listener = TcpListener::bind(config.agent_listen).await.map_err(|source| StartError::Bind {
             what: "agents",

@@ -14,6 +14,7 @@
 
 pub mod isolate;
 mod kill_process;
+mod sample;
 mod scan;
 
 use std::collections::HashSet;
@@ -68,6 +69,8 @@ pub struct Context {
     pub content: Arc<crate::content::Content>,
     /// Where detections go.
     pub alerts: Arc<crate::alerts::AlertQueue>,
+    /// Sends files to the coordinator.
+    pub uploader: Arc<crate::upload::Uploader>,
 }
 
 /// Progress reports of one running action (dropped while offline).
@@ -105,6 +108,7 @@ fn execute(
         match kind {
             ActionKind::KillProcess => kill_process::run(platform, params),
             ActionKind::Scan => scan::run(ctx, params, progress),
+            ActionKind::RequestSample => sample::run(ctx, params, progress),
             ActionKind::Isolate => isolate::isolate(platform, ctx, params),
             ActionKind::ReleaseIsolation => isolate::release(platform, ctx, params),
             ActionKind::Offboard => {

@@ -14,6 +14,7 @@ mod enrollment_tokens;
 mod error;
 mod metrics;
 mod openapi;
+mod samples;
 
 use std::sync::Arc;
 
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/indicators", post(detection::add_indicator).get(detection::list_indicators))
         .route("/indicators/{sha256}", axum::routing::delete(detection::delete_indicator))
+        .route("/samples", get(samples::list))
+        .route("/samples/{sha256}", get(samples::download))
         .route("/alerts", get(detection::list_alerts))
         .route("/alerts/{id}", get(detection::show_alert).patch(detection::update_alert))
         .fallback(not_found)

@@ -102,6 +102,19 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Collect a file from a device (action request_sample); download it with
+    /// `picketctl samples download`.
+    RequestSample {
+        device: String,
+        /// Absolute path of a regular file on the device.
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Samples collected from devices.
+    #[command(subcommand)]
+    Samples(SamplesCmd),
     /// YARA rule bundles agents scan with.
     #[command(subcommand)]
     Rules(RulesCmd),
@@ -225,6 +238,19 @@ enum ActionsCmd {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SamplesCmd {
+    /// List samples, newest first.
+    List,
+    /// Download a sample as a ZIP encrypted with the password `infected`.
+    Download {
+        sha256: String,
+        /// Where to write the ZIP.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -472,6 +498,12 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
             let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
             return print_action(&a, json_out);
         }
+        Command::RequestSample { device, path, comment } => {
+            let body = json!({ "kind": "request_sample", "params": { "path": path }, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::Samples(cmd) => return samples(client, cmd, json_out),
         Command::Rules(cmd) => return rules(client, cmd, json_out),
         Command::Indicators(cmd) => return indicators(client, cmd, json_out),
         Command::Alerts(cmd) => return alerts(client, cmd, json_out),
@@ -545,6 +577,53 @@ fn rule_files(paths: &[PathBuf]) -> Result<Vec<Value>, ClientError> {
             Ok(json!({ "name": name, "source": source }))
         })
         .collect()
+}
+
+fn samples(client: &Client, cmd: &SamplesCmd, json_out: bool) -> Result<(), ClientError> {
+    match cmd {
+        SamplesCmd::List => {
+            let r = client.get("/api/v1/samples")?;
+            let items = r["items"].as_array().cloned().unwrap_or_default();
+            if json_out {
+                return print_json(&json!(items));
+            }
+            table(&["SHA256", "SIZE", "DEVICE", "PATH", "COLLECTED"], &items, |x| {
+                vec![s(&x["sha256"]), s(&x["size"]), s(&x["device_id"]), s(&x["path"]), s(&x["collected_at"])]
+            });
+        }
+        SamplesCmd::Download { sha256, output } => {
+            use std::io::IsTerminal;
+            let tmp = output.with_extension("part");
+            let mut file =
+                std::fs::File::create(&tmp).map_err(|e| ClientError::Local(format!("{}: {e}", tmp.display())))?;
+            let show = std::io::stderr().is_terminal();
+            let mut progress = |done: u64, total: Option<u64>| {
+                if show {
+                    match total {
+                        Some(t) if t > 0 => eprint!("\r{} / {} KiB ({}%)", done / 1024, t / 1024, done * 100 / t),
+                        _ => eprint!("\r{} KiB", done / 1024),
+                    }
+                }
+            };
+            let got = client.download(&format!("/api/v1/samples/{}", seg(sha256)), &mut file, &mut progress);
+            if show {
+                eprintln!();
+            }
+            let got = match got {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
+            std::fs::rename(&tmp, output).map_err(|e| ClientError::Local(format!("{}: {e}", output.display())))?;
+            if json_out {
+                return print_json(&json!({ "path": output, "bytes": got, "password": "infected" }));
+            }
+            println!("{} ({got} bytes): a ZIP encrypted with the password \"infected\"", output.display());
+        }
+    }
+    Ok(())
 }
 
 fn rules(client: &Client, cmd: &RulesCmd, json_out: bool) -> Result<(), ClientError> {

@@ -49,6 +49,8 @@ pub struct Gateway {
     pub events: Arc<Events>,
     /// Rule bundle and indicators agents should hold.
     pub content: Arc<Content>,
+    /// Files agents upload (samples).
+    pub uploads: Arc<crate::uploads::Uploads>,
     pub metrics: metrics::Metrics,
     acceptor: TlsAcceptor,
 }
@@ -61,6 +63,7 @@ impl Gateway {
         directory: Arc<DeviceDirectory>,
         events: Arc<Events>,
         content: Arc<Content>,
+        uploads: Arc<crate::uploads::Uploads>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = verifier::DeviceCertVerifier::new(ca.ca_der().clone(), directory.clone(), provider.clone())?;
@@ -77,6 +80,7 @@ impl Gateway {
             sessions: Sessions::default(),
             events,
             content,
+            uploads,
             metrics: metrics::Metrics::default(),
             acceptor: TlsAcceptor::from(Arc::new(tls)),
         }))

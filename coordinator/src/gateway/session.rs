@@ -260,6 +260,18 @@ impl Gateway {
                                     }
                                 }
                             }
+                            AgentMsg::UploadBegin(begin) => {
+                                let ack = self.uploads.begin(id, &begin).await;
+                                if out_tx.send(Outgoing::Frame(CoordMsg::UploadAck(ack))).await.is_err() {
+                                    break End::Log("writer closed");
+                                }
+                            }
+                            AgentMsg::UploadChunk(chunk) => {
+                                let ack = self.uploads.chunk(id, chunk).await;
+                                if out_tx.send(Outgoing::Frame(CoordMsg::UploadAck(ack))).await.is_err() {
+                                    break End::Log("writer closed");
+                                }
+                            }
                             AgentMsg::ContentState(state) => {
                                 let gateway = self.clone();
                                 tokio::spawn(async move { gateway.on_content_state(id, state).await }.in_current_span());
@@ -353,5 +365,7 @@ fn frame_name(msg: &AgentMsg) -> &'static str {
         AgentMsg::ActionResult(_) => "ActionResult",
         AgentMsg::Alert(_) => "Alert",
         AgentMsg::ContentState(_) => "ContentState",
+        AgentMsg::UploadBegin(_) => "UploadBegin",
+        AgentMsg::UploadChunk(_) => "UploadChunk",
     }
 }

@@ -132,6 +132,11 @@ impl Store {
         Ok(())
     }
 
+    #[cfg(test)]
+    pub(crate) async fn insert_device_for_test(&self, d: &NewDevice<'_>) -> Result<(), StoreError> {
+        Self::insert_device(&self.pool, d).await
+    }
+
     pub async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM devices WHERE id = $1"))
             .bind(id.to_string())

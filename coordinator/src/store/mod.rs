@@ -11,6 +11,7 @@ mod actions;
 mod audit;
 mod detection;
 mod devices;
+mod samples;
 mod tokens;
 
 use std::borrow::Cow;
@@ -25,6 +26,7 @@ pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, ActionStatus,
 pub use audit::{AuditEntry, NewAudit};
 pub use detection::{Alert, AlertEvent, AlertFilter, AlertStatus, Bundle, Indicator, NewBundle};
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
+pub use samples::Sample;
 pub use tokens::{ApiToken, EnrollmentToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenRefusal};
 
 #[derive(Debug, thiserror::Error)]
@@ -124,12 +126,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "actions", include_str!("../../migrations/sqlite/0002_actions.sql")),
     (3, "offboarding", include_str!("../../migrations/sqlite/0003_offboarding.sql")),
     (4, "detection", include_str!("../../migrations/sqlite/0004_detection.sql")),
+    (5, "samples", include_str!("../../migrations/sqlite/0005_samples.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
     (2, "actions", include_str!("../../migrations/postgres/0002_actions.sql")),
     (3, "offboarding", include_str!("../../migrations/postgres/0003_offboarding.sql")),
     (4, "detection", include_str!("../../migrations/postgres/0004_detection.sql")),
+    (5, "samples", include_str!("../../migrations/postgres/0005_samples.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

@@ -17,7 +17,8 @@ pub struct Linux;
 
 impl Platform for Linux {
     fn capabilities(&self) -> Vec<ActionKind> {
-        let mut kinds = vec![ActionKind::KillProcess, ActionKind::Offboard, ActionKind::Scan];
+        let mut kinds =
+            vec![ActionKind::KillProcess, ActionKind::Offboard, ActionKind::Scan, ActionKind::RequestSample];
         if isolation::find_nft().is_some() {
             kinds.extend([ActionKind::Isolate, ActionKind::ReleaseIsolation]);
         }
