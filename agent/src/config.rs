@@ -20,6 +20,8 @@ pub struct AgentConfig {
     pub rule_dirs: Vec<PathBuf>,
     /// Real-time protection (`[realtime]`).
     pub realtime: crate::realtime::RealtimeConfig,
+    /// Root under which quarantine looks for persistence (cron, systemd, …).
+    pub persistence_root: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -31,6 +33,7 @@ impl Default for AgentConfig {
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
             rule_dirs: vec![PathBuf::from("/etc/picket/rules")],
             realtime: crate::realtime::RealtimeConfig::default(),
+            persistence_root: PathBuf::from("/"),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`content`]: the rule bundle and indicators from the coordinator, compiled once and cached.
 //! - [`alerts`]: the durable queue of alert reports (kept until acknowledged).
 //! - [`realtime`]: real-time protection (inotify through notify, debounced scans).
+//! - [`quarantine`]: the encrypted vault, persistence removal, quarantine and release.
 //! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
 //! - [`upload`]: chunked, resumable uploads over the session (samples).
 //! - [`session`]: connect, Hello, heartbeat, reconnect.
@@ -27,10 +28,12 @@ pub mod alerts;
 pub mod config;
 pub mod content;
 pub mod enroll;
+pub mod fault;
 mod fsutil;
 pub mod journal;
 pub mod offboard;
 pub mod platform;
+pub mod quarantine;
 pub mod realtime;
 pub mod scan;
 pub mod session;

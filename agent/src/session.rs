@@ -49,6 +49,8 @@ pub enum RunError {
     Alerts(std::io::Error),
     #[error("cannot load detection content: {0}")]
     Content(String),
+    #[error(transparent)]
+    Vault(#[from] crate::quarantine::vault::VaultError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,12 +170,16 @@ pub async fn run_with(
     );
     let _stop_realtime = realtime_stop.drop_guard();
     let uploader = Arc::new(crate::upload::Uploader::new(out_tx.clone()));
+    let vault = Arc::new(crate::quarantine::Vault::open(state.path())?);
+    crate::quarantine::recover(&vault);
     let context = crate::actions::Context {
         state_dir: state.path().to_path_buf(),
         coordinator: coordinator_addr,
         content: content.clone(),
         alerts: alerts.clone(),
         uploader: uploader.clone(),
+        vault,
+        persistence_root: config.persistence_root.clone(),
     };
     let executor = Executor::new(journal, platform, context, out_tx.clone());
     executor.recover().await?;

@@ -14,6 +14,7 @@
 
 pub mod isolate;
 mod kill_process;
+mod quarantine;
 mod sample;
 mod scan;
 
@@ -71,6 +72,10 @@ pub struct Context {
     pub alerts: Arc<crate::alerts::AlertQueue>,
     /// Sends files to the coordinator.
     pub uploader: Arc<crate::upload::Uploader>,
+    /// Quarantined files.
+    pub vault: Arc<crate::quarantine::Vault>,
+    /// Root of the persistence places (`/`; a test tree in tests).
+    pub persistence_root: std::path::PathBuf,
 }
 
 /// Progress reports of one running action (dropped while offline).
@@ -109,6 +114,10 @@ fn execute(
             ActionKind::KillProcess => kill_process::run(platform, params),
             ActionKind::Scan => scan::run(ctx, params, progress),
             ActionKind::RequestSample => sample::run(ctx, params, progress),
+            ActionKind::StopAndQuarantine => quarantine::stop_and_quarantine(platform, ctx, params, progress, true),
+            ActionKind::DeleteFile => quarantine::stop_and_quarantine(platform, ctx, params, progress, false),
+            ActionKind::ReleaseFromQuarantine => quarantine::release(ctx, params),
+            ActionKind::RemovePersistence => quarantine::remove_persistence(ctx, params),
             ActionKind::Isolate => isolate::isolate(platform, ctx, params),
             ActionKind::ReleaseIsolation => isolate::release(platform, ctx, params),
             ActionKind::Offboard => {

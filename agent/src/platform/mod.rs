@@ -123,6 +123,13 @@ pub trait Platform: Send + Sync + 'static {
 
     /// Remove Picket's isolation (only Picket's). `false`: there was none.
     fn release_isolation(&self) -> Result<bool, PlatformError>;
+
+    /// SIGKILL every process running the executable file (`dev`, `ino`),
+    /// deleted or not; returns the pids.
+    fn kill_executable(&self, dev: u64, ino: u64) -> Result<Vec<i32>, PlatformError>;
+
+    /// The installed package that owns `path`, if any.
+    fn package_owner(&self, path: &std::path::Path) -> Result<Option<String>, PlatformError>;
 }
 
 /// A platform that can do nothing.
@@ -147,6 +154,14 @@ impl Platform for Unsupported {
 
     fn release_isolation(&self) -> Result<bool, PlatformError> {
         Err(PlatformError::Unsupported("release_isolation".into()))
+    }
+
+    fn kill_executable(&self, _: u64, _: u64) -> Result<Vec<i32>, PlatformError> {
+        Err(PlatformError::Unsupported("killing processes".into()))
+    }
+
+    fn package_owner(&self, _: &std::path::Path) -> Result<Option<String>, PlatformError> {
+        Err(PlatformError::Unsupported("package lookup".into()))
     }
 }
 

@@ -10,5 +10,5 @@ pub mod engine;
 pub mod targets;
 pub mod walk;
 
-pub use engine::{Detection, Engine, Indicators, RuleFileError, Severity};
+pub use engine::{Detection, Engine, IndicatorAction, Indicators, RuleFileError, Severity};
 pub use walk::{scan, ScanOptions, ScanProgress, ScanSummary};

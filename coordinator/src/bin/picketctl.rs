@@ -102,6 +102,50 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Kill what runs a file, remove its persistence and move it into the
+    /// encrypted vault (action stop_and_quarantine; undo releases it).
+    Quarantine {
+        device: String,
+        #[arg(long, required_unless_present = "sha256", conflicts_with = "sha256")]
+        path: Option<String>,
+        /// Every copy with this SHA-256 in the quick-scan places.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Also a file an installed package owns.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Put a quarantined file back (action release_from_quarantine).
+    ReleaseQuarantine {
+        device: String,
+        /// The quarantine id from the quarantine's result (repeatable).
+        #[arg(long = "id", required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Move a file into the vault without killing anything (action delete_file).
+    DeleteFile {
+        device: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Remove the persistence (cron, systemd, rc.local, profiles,
+    /// ld.so.preload, autostart, authorized_keys) that runs a file
+    /// (action remove_persistence).
+    RemovePersistence {
+        device: String,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        comment: String,
+    },
     /// Collect a file from a device (action request_sample); download it with
     /// `picketctl samples download`.
     RequestSample {
@@ -495,6 +539,34 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         }
         Command::Offboard { device, comment } => {
             let body = json!({ "kind": "offboard", "params": {}, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::Quarantine { device, path, sha256, force, comment } => {
+            let mut params = json!({ "force": force });
+            match (path, sha256) {
+                (Some(p), _) => params["path"] = json!(p),
+                (None, Some(h)) => params["sha256"] = json!(h),
+                (None, None) => return Err(ClientError::Local("give --path or --sha256".into())),
+            }
+            let body = json!({ "kind": "stop_and_quarantine", "params": params, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::ReleaseQuarantine { device, ids, comment } => {
+            let id = if ids.len() == 1 { json!(ids[0]) } else { json!(ids) };
+            let body =
+                json!({ "kind": "release_from_quarantine", "params": { "quarantine_id": id }, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::DeleteFile { device, path, force, comment } => {
+            let body = json!({ "kind": "delete_file", "params": { "path": path, "force": force }, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::RemovePersistence { device, path, comment } => {
+            let body = json!({ "kind": "remove_persistence", "params": { "path": path }, "comment": comment });
             let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
             return print_action(&a, json_out);
         }

@@ -17,8 +17,16 @@ pub struct Linux;
 
 impl Platform for Linux {
     fn capabilities(&self) -> Vec<ActionKind> {
-        let mut kinds =
-            vec![ActionKind::KillProcess, ActionKind::Offboard, ActionKind::Scan, ActionKind::RequestSample];
+        let mut kinds = vec![
+            ActionKind::KillProcess,
+            ActionKind::Offboard,
+            ActionKind::Scan,
+            ActionKind::RequestSample,
+            ActionKind::StopAndQuarantine,
+            ActionKind::ReleaseFromQuarantine,
+            ActionKind::DeleteFile,
+            ActionKind::RemovePersistence,
+        ];
         if isolation::find_nft().is_some() {
             kinds.extend([ActionKind::Isolate, ActionKind::ReleaseIsolation]);
         }
@@ -27,6 +35,14 @@ impl Platform for Linux {
 
     fn kill_process(&self, req: &KillRequest) -> Result<KillReport, PlatformError> {
         process::kill(req)
+    }
+
+    fn kill_executable(&self, dev: u64, ino: u64) -> Result<Vec<i32>, PlatformError> {
+        process::kill_executable(dev, ino)
+    }
+
+    fn package_owner(&self, path: &std::path::Path) -> Result<Option<String>, PlatformError> {
+        Ok(process::package_owner(path))
     }
 
     fn processes_running(&self, sha256: &str) -> Result<Vec<i32>, PlatformError> {

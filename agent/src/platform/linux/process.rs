@@ -79,6 +79,84 @@ pub fn running(sha256: &str) -> Vec<i32> {
     out
 }
 
+/// SIGKILL every process whose executable is the file (`dev`, `ino`) —
+/// also one running it after it was deleted (`/proc/<pid>/exe` still leads
+/// to the inode) — and wait for them to go. Returns the pids killed.
+pub fn kill_executable(dev: u64, ino: u64) -> Result<Vec<i32>, PlatformError> {
+    use std::os::unix::fs::MetadataExt;
+    let rd = std::fs::read_dir("/proc").map_err(|e| PlatformError::Failed(format!("/proc: {e}")))?;
+    let mut killed = Vec::new();
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid <= 1 || pid as u32 == std::process::id() {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) else { continue };
+        if (meta.dev(), meta.ino()) != (dev, ino) {
+            continue;
+        }
+        match signal::kill(Pid::from_raw(pid), Signal::SIGKILL) {
+            Ok(()) => killed.push(pid),
+            Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(PlatformError::Failed(format!("SIGKILL {pid}: {e}"))),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while killed.iter().any(|p| start_time(*p).is_some() && !is_zombie(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed.sort_unstable();
+    Ok(killed)
+}
+
+/// The package that owns `path` (dpkg, else rpm), if any. On merged-/usr
+/// systems dpkg records `/bin/x` for what is `/usr/bin/x`, so both
+/// spellings are asked.
+pub fn package_owner(path: &std::path::Path) -> Option<String> {
+    let mut candidates = vec![path.to_path_buf()];
+    for (merged, legacy) in
+        [("/usr/bin", "/bin"), ("/usr/sbin", "/sbin"), ("/usr/lib", "/lib"), ("/usr/lib64", "/lib64")]
+    {
+        if let Ok(rest) = path.strip_prefix(merged) {
+            candidates.push(std::path::Path::new(legacy).join(rest));
+        } else if let Ok(rest) = path.strip_prefix(legacy) {
+            candidates.push(std::path::Path::new(merged).join(rest));
+        }
+    }
+    candidates.iter().find_map(|p| owner_of(p))
+}
+
+fn owner_of(path: &std::path::Path) -> Option<String> {
+    let run = |cmd: &str, args: &[&str]| -> Option<String> {
+        let mut child = std::process::Command::new(cmd)
+            .args(args)
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(_)) => return None,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        }
+        let mut out = String::new();
+        child.stdout.take()?.read_to_string(&mut out).ok()?;
+        // dpkg-query -S: "pkg[, pkg]: /path"; rpm -qf: "pkg-version".
+        Some(out.lines().next()?.split(": ").next()?.trim().to_string()).filter(|s| !s.is_empty())
+    };
+    run("dpkg-query", &["-S"]).or_else(|| run("rpm", &["-qf"]))
+}
+
 /// Start time in clock ticks since boot (field 22 of /proc/<pid>/stat).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

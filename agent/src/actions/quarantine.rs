@@ -1,0 +1,189 @@
+//! `stop_and_quarantine`, `delete_file`, `release_from_quarantine` and
+//! `remove_persistence` (see `crate::quarantine` for the steps and their
+//! crash safety).
+//!
+//! - `stop_and_quarantine {path | sha256, paths?, force?}`: by SHA-256, every
+//!   copy in the quick-scan places (or `paths`) is quarantined.
+//! - `delete_file {path, force?}`: the same without killing processes (the
+//!   copy stays in the vault, so it can be released).
+//! - `release_from_quarantine {quarantine_id}`: one id or a list (the undo of
+//!   a quarantine of several copies).
+//! - `remove_persistence {path}`: only the persistence that references
+//!   `path` (cron, systemd, rc.local, profiles, ld.so.preload, autostart,
+//!   authorized_keys `command=`); the removals are in the result.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{ActionFailure, Context, Progress};
+use crate::platform::Platform;
+use crate::quarantine::{self, persistence, Entry, QuarantineError, Request};
+use crate::scan::{self, Engine, IndicatorAction, Indicators, ScanOptions, ScanProgress};
+
+impl From<QuarantineError> for ActionFailure {
+    fn from(e: QuarantineError) -> Self {
+        match e {
+            QuarantineError::Refused(m) => ActionFailure::invalid(m),
+            QuarantineError::Failed(m) => ActionFailure::error(m),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuarantineParams {
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    sha256: Option<String>,
+    /// Where to look for copies by SHA-256 (default: the quick-scan places).
+    #[serde(default)]
+    paths: Vec<PathBuf>,
+    #[serde(default)]
+    force: bool,
+}
+
+fn entry_json(e: &Entry) -> Value {
+    json!({
+        "quarantine_id": e.id,
+        "path": e.path,
+        "sha256": e.sha256,
+        "size": e.size,
+        "killed_pids": e.killed_pids,
+        "persistence_removed": e.persistence.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+    })
+}
+
+fn protected(ctx: &Context) -> Vec<PathBuf> {
+    let mut out = vec![ctx.state_dir.clone()];
+    if let Ok(exe) = std::env::current_exe() {
+        out.push(exe);
+    }
+    out
+}
+
+pub fn stop_and_quarantine(
+    platform: &dyn Platform,
+    ctx: &Context,
+    params: &str,
+    progress: &Progress,
+    kill: bool,
+) -> Result<Value, ActionFailure> {
+    let p: QuarantineParams =
+        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    let targets = match (&p.path, &p.sha256) {
+        (Some(path), None) => vec![path.clone()],
+        (None, Some(sha)) if kill => {
+            let sha = sha.to_ascii_lowercase();
+            if !picket_common::detection::is_sha256_hex(&sha) {
+                return Err(ActionFailure::invalid("sha256 must be 64 hex digits"));
+            }
+            progress.report("looking for copies", 0);
+            let found = copies(ctx, &sha, &p.paths);
+            if found.is_empty() {
+                return Err(ActionFailure::error(format!("no file with SHA-256 {sha} was found")));
+            }
+            found
+        }
+        _ if !kill => return Err(ActionFailure::invalid("give path")),
+        _ => return Err(ActionFailure::invalid("give path or sha256, not both")),
+    };
+    let protected = protected(ctx);
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    for path in &targets {
+        let req = Request {
+            path,
+            root: &ctx.persistence_root,
+            kill,
+            force: p.force,
+            protected: &protected,
+            action_id: Some(progress.action_id()),
+        };
+        match quarantine::quarantine(&ctx.vault, platform, &req) {
+            Ok(e) => done.push(e),
+            Err(e) if targets.len() == 1 => return Err(e.into()),
+            Err(e) => errors.push(json!({ "path": path, "error": e.to_string() })),
+        }
+    }
+    if done.is_empty() {
+        return Err(ActionFailure::error(format!("no copy could be quarantined: {}", json!(errors))));
+    }
+    let ids: Vec<Uuid> = done.iter().map(|e| e.id).collect();
+    let mut out = if done.len() == 1 { entry_json(&done[0]) } else { json!({ "quarantine_id": ids }) };
+    out["files"] = done.iter().map(entry_json).collect();
+    out["errors"] = json!(errors);
+    Ok(out)
+}
+
+/// Paths under the search roots whose content has this SHA-256.
+fn copies(ctx: &Context, sha256: &str, paths: &[PathBuf]) -> Vec<PathBuf> {
+    let roots = if paths.is_empty() { scan::targets::quick() } else { paths.to_vec() };
+    let (engine, _) = Engine::load(&[], Indicators([(sha256.to_string(), IndicatorAction::Block)].into()));
+    let mut skip = scan::targets::excluded_mounts();
+    skip.push(ctx.state_dir.clone());
+    let opts = ScanOptions { skip, low_priority: true, ..ScanOptions::default() };
+    let summary = scan::scan(&engine, &roots, &opts, &ScanProgress::default(), &|_| {});
+    let mut found: Vec<PathBuf> = summary
+        .detections
+        .into_iter()
+        .filter(|d| d.rule == "indicator" && d.sha256 == sha256)
+        .map(|d| PathBuf::from(d.path))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseParams {
+    quarantine_id: Value,
+    /// Set by the coordinator's undo.
+    #[serde(default)]
+    undo_of: Option<String>,
+}
+
+pub fn release(ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
+    let p: ReleaseParams = serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    let ids: Vec<Uuid> = match &p.quarantine_id {
+        Value::String(s) => vec![s.parse().map_err(|_| ActionFailure::invalid("quarantine_id is not a UUID"))?],
+        Value::Array(list) => list
+            .iter()
+            .map(|v| v.as_str().and_then(|s| s.parse().ok()))
+            .collect::<Option<Vec<Uuid>>>()
+            .ok_or_else(|| ActionFailure::invalid("quarantine_id: a UUID or a list of UUIDs"))?,
+        _ => return Err(ActionFailure::invalid("quarantine_id: a UUID or a list of UUIDs")),
+    };
+    let mut released = Vec::new();
+    for id in ids {
+        let e = quarantine::release(&ctx.vault, id)?;
+        released.push(json!({ "quarantine_id": e.id, "path": e.path, "sha256": e.sha256,
+            "persistence_restored": e.persistence.iter().map(|r| r.describe()).collect::<Vec<_>>() }));
+    }
+    Ok(json!({ "released": released, "undo_of": p.undo_of }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersistenceParams {
+    path: PathBuf,
+}
+
+pub fn remove_persistence(ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
+    let p: PersistenceParams =
+        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    if !p.path.is_absolute() {
+        return Err(ActionFailure::invalid("path must be absolute"));
+    }
+    let found = persistence::find(&ctx.persistence_root, &p.path);
+    persistence::remove(&found).map_err(ActionFailure::error)?;
+    Ok(json!({
+        "path": p.path,
+        "removed": found.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+        "removals": found,
+    }))
+}

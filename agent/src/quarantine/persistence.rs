@@ -1,0 +1,326 @@
+//! Persistence that references a file, found, removed and put back.
+//!
+//! Places (from `../shared/corpus/persistence/linux_persistence_locations.md`),
+//! all under a root (`/` in production, a test tree in tests):
+//! - lines: cron tables (`/etc/crontab`, `/etc/cron.d/*`, `/etc/anacrontab`,
+//!   `/var/spool/cron/*`, `/var/spool/cron/crontabs/*`), `/etc/rc.local`,
+//!   shell profiles (`/etc/profile`, `/etc/profile.d/*`, `/etc/bash.bashrc`,
+//!   each home's `.bashrc`, `.profile`, `.bash_profile`, `.bash_login`,
+//!   `.zshrc`), `/etc/ld.so.preload`, and `authorized_keys` entries whose
+//!   `command=` runs the file — the line is removed;
+//! - files: systemd units and timers (`/etc/systemd/system`,
+//!   `/usr/local/lib/systemd/system`, each home's `~/.config/systemd/user`)
+//!   and XDG autostart entries (`/etc/xdg/autostart`,
+//!   `~/.config/autostart`) that mention the file — the unit is removed, with
+//!   its `*.wants/` links and a timer of the same name;
+//!   `/etc/cron.{hourly,daily,weekly,monthly}` scripts that mention it.
+//!
+//! A reference is the file's absolute path as a whole word (followed by
+//! whitespace, a quote, `;`, `&`, `|`, `)` or the end of the line). Each
+//! removal is recorded with what is needed to restore it exactly; restoring
+//! is idempotent (a line already present is not added twice).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+
+/// One removed piece of persistence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Removal {
+    /// A line taken out of a file (0-based line number at removal).
+    Line { file: PathBuf, line_no: usize, line: String },
+    /// A whole file removed (unit, timer, autostart entry, cron script).
+    File { path: PathBuf, content: String, mode: u32, uid: u32, gid: u32 },
+    /// A symlink removed (a unit's `*.wants/` link).
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+impl Removal {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Line { file, line, .. } => format!("line {:?} of {}", line, file.display()),
+            Self::File { path, .. } => format!("file {}", path.display()),
+            Self::Symlink { path, .. } => format!("link {}", path.display()),
+        }
+    }
+}
+
+/// `root` joined with an absolute path.
+fn under(root: &Path, abs: &str) -> PathBuf {
+    root.join(abs.trim_start_matches('/'))
+}
+
+fn homes(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![under(root, "/root")];
+    if let Ok(rd) = std::fs::read_dir(under(root, "/home")) {
+        out.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    out
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    out.sort();
+    out
+}
+
+/// Files whose matching lines are removed.
+fn line_files(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> =
+        ["/etc/crontab", "/etc/anacrontab", "/etc/rc.local", "/etc/profile", "/etc/bash.bashrc", "/etc/ld.so.preload"]
+            .iter()
+            .map(|p| under(root, p))
+            .collect();
+    for dir in ["/etc/cron.d", "/var/spool/cron", "/var/spool/cron/crontabs", "/etc/profile.d"] {
+        out.extend(files_in(&under(root, dir)));
+    }
+    for home in homes(root) {
+        for name in [".bashrc", ".profile", ".bash_profile", ".bash_login", ".zshrc", ".ssh/authorized_keys"] {
+            out.push(home.join(name));
+        }
+    }
+    out.retain(|p| p.is_file());
+    out
+}
+
+/// Directories whose matching files are removed whole.
+fn file_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = [
+        "/etc/systemd/system",
+        "/usr/local/lib/systemd/system",
+        "/etc/xdg/autostart",
+        "/etc/cron.hourly",
+        "/etc/cron.daily",
+        "/etc/cron.weekly",
+        "/etc/cron.monthly",
+    ]
+    .iter()
+    .map(|p| under(root, p))
+    .collect();
+    for home in homes(root) {
+        out.push(home.join(".config/systemd/user"));
+        out.push(home.join(".config/autostart"));
+    }
+    out
+}
+
+/// Whether `line` runs or names `target` (as a whole path).
+pub fn references(line: &str, target: &str) -> bool {
+    let mut from = 0;
+    while let Some(i) = line[from..].find(target) {
+        let start = from + i;
+        let end = start + target.len();
+        let before_ok = start == 0 || !line.as_bytes()[start - 1].is_ascii_alphanumeric();
+        let after_ok = line[end..].chars().next().is_none_or(|c| c.is_whitespace() || "\"';&|)".contains(c));
+        if before_ok && after_ok && !line.trim_start().starts_with('#') {
+            return true;
+        }
+        from = end;
+    }
+    false
+}
+
+/// Find what references `target` under `root`, without changing anything.
+pub fn find(root: &Path, target: &Path) -> Vec<Removal> {
+    let t = target.display().to_string();
+    let mut out = Vec::new();
+    for file in line_files(root) {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        for (line_no, line) in text.lines().enumerate() {
+            if references(line, &t) {
+                out.push(Removal::Line { file: file.clone(), line_no, line: line.to_string() });
+            }
+        }
+    }
+    for dir in file_dirs(root) {
+        for file in files_in(&dir) {
+            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            if !text.lines().any(|l| references(l, &t)) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&file) else { continue };
+            // The unit's enablement links and a timer that starts it.
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(stem) = name.strip_suffix(".service") {
+                let timer = dir.join(format!("{stem}.timer"));
+                if let (Ok(content), Ok(m)) = (std::fs::read_to_string(&timer), std::fs::symlink_metadata(&timer)) {
+                    out.extend(links_to(&dir, &format!("{stem}.timer")));
+                    out.push(file_removal(&timer, content, &m));
+                }
+            }
+            out.extend(links_to(&dir, &name));
+            out.push(file_removal(&file, text, &meta));
+        }
+    }
+    out
+}
+
+fn file_removal(path: &Path, content: String, meta: &std::fs::Metadata) -> Removal {
+    Removal::File { path: path.to_path_buf(), content, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid() }
+}
+
+/// `*.wants/` / `*.requires/` links in `dir` to the unit `name`.
+fn links_to(dir: &Path, name: &str) -> Vec<Removal> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for sub in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let link = sub.join(name);
+        if let Ok(target) = std::fs::read_link(&link) {
+            out.push(Removal::Symlink { path: link, target });
+        }
+    }
+    out
+}
+
+/// Apply removals found by [`find`]. Lines are removed by content (the
+/// file may have changed since), files and links only if still present.
+pub fn remove(removals: &[Removal]) -> Result<(), String> {
+    use std::collections::BTreeMap;
+    let mut lines: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();
+    for r in removals {
+        match r {
+            Removal::Line { file, line, .. } => lines.entry(file.as_path()).or_default().push(line),
+            Removal::File { path, .. } | Removal::Symlink { path, .. } => match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+            },
+        }
+    }
+    for (file, drop) in lines {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let kept: Vec<&str> = text.lines().filter(|l| !drop.contains(l)).collect();
+        rewrite(file, &kept, text.ends_with('\n'))?;
+    }
+    Ok(())
+}
+
+/// Put removals back as they were.
+pub fn restore(removals: &[Removal]) -> Result<(), String> {
+    for r in removals {
+        match r {
+            Removal::File { path, content, mode, uid, gid } => {
+                if path.exists() {
+                    continue;
+                }
+                write_atomic(path, content.as_bytes())
+                    .map_err(|e| format!("cannot restore {}: {e}", path.display()))?;
+                let _ = std::os::unix::fs::chown(path, Some(*uid), Some(*gid));
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                    .map_err(|e| format!("cannot restore the mode of {}: {e}", path.display()))?;
+            }
+            Removal::Symlink { path, target } => {
+                if std::fs::symlink_metadata(path).is_err() {
+                    std::os::unix::fs::symlink(target, path)
+                        .map_err(|e| format!("cannot restore the link {}: {e}", path.display()))?;
+                }
+            }
+            Removal::Line { .. } => {}
+        }
+    }
+    // Lines in their original order, so earlier line numbers stay right.
+    let mut lines: Vec<(&PathBuf, usize, &String)> = removals
+        .iter()
+        .filter_map(|r| match r {
+            Removal::Line { file, line_no, line } => Some((file, *line_no, line)),
+            _ => None,
+        })
+        .collect();
+    lines.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    for (file, line_no, line) in lines {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mut all: Vec<&str> = text.lines().collect();
+        if all.contains(&line.as_str()) {
+            continue;
+        }
+        all.insert(line_no.min(all.len()), line);
+        rewrite(file, &all, true)?;
+    }
+    Ok(())
+}
+
+/// Rewrite `file` with `lines`, keeping its mode and owner.
+fn rewrite(file: &Path, lines: &[&str], trailing_newline: bool) -> Result<(), String> {
+    let meta = std::fs::metadata(file).ok();
+    let mut text = lines.join("\n");
+    if trailing_newline && !text.is_empty() {
+        text.push('\n');
+    }
+    write_atomic(file, text.as_bytes()).map_err(|e| format!("cannot rewrite {}: {e}", file.display()))?;
+    if let Some(m) = meta {
+        let _ = std::os::unix::fs::chown(file, Some(m.uid()), Some(m.gid()));
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| format!("cannot keep the mode of {}: {e}", file.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_match_whole_paths_only() {
+        assert!(references("* * * * * root /opt/evil/run --now", "/opt/evil/run"));
+        assert!(references("ExecStart=/opt/evil/run", "/opt/evil/run"));
+        assert!(references("command=\"/opt/evil/run\" ssh-ed25519 AAAA", "/opt/evil/run"));
+        assert!(!references("* * * * * root /opt/evil/runner", "/opt/evil/run"));
+        assert!(!references("# /opt/evil/run", "/opt/evil/run"));
+    }
+
+    #[test]
+    fn lines_units_and_links_are_removed_and_restored_exactly() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let r = root.path();
+        let target = Path::new("/opt/evil/run");
+        std::fs::create_dir_all(r.join("etc/systemd/system/multi-user.target.wants")).expect("mkdir");
+        std::fs::create_dir_all(r.join("home/ann/.ssh")).expect("mkdir");
+        let crontab = "SHELL=/bin/sh\n*/5 * * * * root /opt/evil/run\n0 3 * * * root /usr/bin/backup\n";
+        std::fs::write(r.join("etc/crontab"), crontab).expect("crontab");
+        std::fs::set_permissions(r.join("etc/crontab"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let unit = "[Service]\nExecStart=/opt/evil/run\n";
+        std::fs::write(r.join("etc/systemd/system/evil.service"), unit).expect("unit");
+        std::fs::write(r.join("etc/systemd/system/evil.timer"), "[Timer]\nOnBootSec=1\n").expect("timer");
+        std::fs::write(r.join("etc/systemd/system/good.service"), "[Service]\nExecStart=/usr/bin/true\n")
+            .expect("unit");
+        std::os::unix::fs::symlink(
+            "../evil.service",
+            r.join("etc/systemd/system/multi-user.target.wants/evil.service"),
+        )
+        .expect("link");
+        let keys = "command=\"/opt/evil/run\" ssh-ed25519 AAAAevil\nssh-ed25519 AAAAgood ann@laptop\n";
+        std::fs::write(r.join("home/ann/.ssh/authorized_keys"), keys).expect("keys");
+
+        let found = find(r, target);
+        assert_eq!(found.len(), 5, "{found:#?}");
+        remove(&found).expect("remove");
+        let left = std::fs::read_to_string(r.join("etc/crontab")).expect("crontab");
+        assert_eq!(left, "SHELL=/bin/sh\n0 3 * * * root /usr/bin/backup\n");
+        assert!(!r.join("etc/systemd/system/evil.service").exists());
+        assert!(!r.join("etc/systemd/system/evil.timer").exists());
+        assert!(r.join("etc/systemd/system/good.service").exists());
+        assert!(std::fs::symlink_metadata(r.join("etc/systemd/system/multi-user.target.wants/evil.service")).is_err());
+        assert_eq!(
+            std::fs::read_to_string(r.join("home/ann/.ssh/authorized_keys")).expect("keys"),
+            "ssh-ed25519 AAAAgood ann@laptop\n"
+        );
+        assert!(find(r, target).is_empty());
+
+        restore(&found).expect("restore");
+        restore(&found).expect("restoring twice changes nothing");
+        assert_eq!(std::fs::read_to_string(r.join("etc/crontab")).expect("crontab"), crontab);
+        let mode = std::fs::metadata(r.join("etc/crontab")).expect("meta").mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        assert_eq!(std::fs::read_to_string(r.join("etc/systemd/system/evil.service")).expect("unit"), unit);
+        assert_eq!(
+            std::fs::read_link(r.join("etc/systemd/system/multi-user.target.wants/evil.service")).expect("link"),
+            Path::new("../evil.service")
+        );
+        assert_eq!(std::fs::read_to_string(r.join("home/ann/.ssh/authorized_keys")).expect("keys"), keys);
+    }
+}
