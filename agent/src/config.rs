@@ -22,6 +22,8 @@ pub struct AgentConfig {
     pub realtime: crate::realtime::RealtimeConfig,
     /// Root under which quarantine looks for persistence (cron, systemd, …).
     pub persistence_root: PathBuf,
+    /// Mount points restrict_code watches; empty: every local file system.
+    pub restrict_scope: Vec<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -34,6 +36,7 @@ impl Default for AgentConfig {
             rule_dirs: vec![PathBuf::from("/etc/picket/rules")],
             realtime: crate::realtime::RealtimeConfig::default(),
             persistence_root: PathBuf::from("/"),
+            restrict_scope: Vec::new(),
         }
     }
 }

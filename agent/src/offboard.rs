@@ -40,7 +40,15 @@ pub fn release_all(platform: &dyn Platform, state_dir: &Path) -> Result<Value, O
     } else {
         false
     };
-    Ok(json!({ "isolation_released": released }))
+    let restriction = state_dir.join("restriction.json");
+    let unrestricted = if restriction.exists() {
+        platform.release_code().map_err(OffboardError::Release)?;
+        remove(&restriction)?;
+        true
+    } else {
+        false
+    };
+    Ok(json!({ "isolation_released": released, "restriction_released": unrestricted }))
 }
 
 /// Remove the identity, journal and state files, then disable the service
@@ -54,6 +62,7 @@ pub fn wipe(state: &StateDir) -> Result<(), OffboardError> {
         Err(source) => return Err(OffboardError::Remove { path: journal.display().to_string(), source }),
     }
     remove(&state.path().join("isolation.json"))?;
+    remove(&state.path().join("restriction.json"))?;
     for dir in ["alerts", "content"] {
         let path = state.path().join(dir);
         match std::fs::remove_dir_all(&path) {

@@ -169,6 +169,17 @@ pub async fn run_with(
         realtime_stop.clone(),
     );
     let _stop_realtime = realtime_stop.drop_guard();
+    // Code restriction survives restarts too.
+    let restricted = {
+        let (platform, dir, alerts) = (platform.clone(), state.path().to_path_buf(), alerts.clone());
+        tokio::task::spawn_blocking(move || crate::actions::restrict::reapply(platform.as_ref(), &dir, alerts)).await
+    };
+    match restricted {
+        Ok(Ok(true)) => tracing::warn!("code execution is restricted on this device"),
+        Ok(Ok(false)) => {}
+        Ok(Err(error)) => tracing::error!(%error, "COULD NOT RE-APPLY CODE RESTRICTION"),
+        Err(error) => tracing::error!(%error, "COULD NOT RE-APPLY CODE RESTRICTION"),
+    }
     let uploader = Arc::new(crate::upload::Uploader::new(out_tx.clone()));
     let vault = Arc::new(crate::quarantine::Vault::open(state.path())?);
     crate::quarantine::recover(&vault);
@@ -180,6 +191,7 @@ pub async fn run_with(
         uploader: uploader.clone(),
         vault,
         persistence_root: config.persistence_root.clone(),
+        restrict_scope: config.restrict_scope.clone(),
     };
     let executor = Executor::new(journal, platform, context, out_tx.clone());
     executor.recover().await?;

@@ -15,6 +15,7 @@
 pub mod isolate;
 mod kill_process;
 mod quarantine;
+pub mod restrict;
 mod sample;
 mod scan;
 
@@ -76,6 +77,8 @@ pub struct Context {
     pub vault: Arc<crate::quarantine::Vault>,
     /// Root of the persistence places (`/`; a test tree in tests).
     pub persistence_root: std::path::PathBuf,
+    /// Mounts restrict_code watches (empty: every local file system).
+    pub restrict_scope: Vec<std::path::PathBuf>,
 }
 
 /// Progress reports of one running action (dropped while offline).
@@ -118,6 +121,8 @@ fn execute(
             ActionKind::DeleteFile => quarantine::stop_and_quarantine(platform, ctx, params, progress, false),
             ActionKind::ReleaseFromQuarantine => quarantine::release(ctx, params),
             ActionKind::RemovePersistence => quarantine::remove_persistence(ctx, params),
+            ActionKind::RestrictCode => restrict::restrict(platform, ctx, params),
+            ActionKind::ReleaseCode => restrict::release(platform, ctx),
             ActionKind::Isolate => isolate::isolate(platform, ctx, params),
             ActionKind::ReleaseIsolation => isolate::release(platform, ctx, params),
             ActionKind::Offboard => {

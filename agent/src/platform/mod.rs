@@ -108,6 +108,31 @@ pub struct IsolationPolicy {
     pub allow_dhcp: bool,
 }
 
+/// What code restriction lets run, and where it looks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictPolicy {
+    /// SHA-256 (hex) of executables allowed anyway.
+    #[serde(default)]
+    pub allow_sha256: Vec<String>,
+    /// Path prefixes whose executables are allowed.
+    #[serde(default)]
+    pub allow_paths: Vec<std::path::PathBuf>,
+    /// Mount points to watch; empty: every local file system.
+    #[serde(default)]
+    pub scope: Vec<std::path::PathBuf>,
+}
+
+/// An execution restriction refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockedExec {
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub pid: i32,
+    pub uid: Option<u32>,
+}
+
 pub trait Platform: Send + Sync + 'static {
     /// Action kinds this platform can perform (reported in `Hello`).
     fn capabilities(&self) -> Vec<ActionKind>;
@@ -130,6 +155,17 @@ pub trait Platform: Send + Sync + 'static {
 
     /// The installed package that owns `path`, if any.
     fn package_owner(&self, path: &std::path::Path) -> Result<Option<String>, PlatformError>;
+
+    /// Let only allowed executables run (replacing any restriction);
+    /// `on_block` hears of each refused exec. Returns what was applied.
+    fn restrict_code(
+        &self,
+        policy: &RestrictPolicy,
+        on_block: std::sync::Arc<dyn Fn(BlockedExec) + Send + Sync>,
+    ) -> Result<String, PlatformError>;
+
+    /// Lift the restriction. `false`: there was none.
+    fn release_code(&self) -> Result<bool, PlatformError>;
 }
 
 /// A platform that can do nothing.
@@ -162,6 +198,18 @@ impl Platform for Unsupported {
 
     fn package_owner(&self, _: &std::path::Path) -> Result<Option<String>, PlatformError> {
         Err(PlatformError::Unsupported("package lookup".into()))
+    }
+
+    fn restrict_code(
+        &self,
+        _: &RestrictPolicy,
+        _: std::sync::Arc<dyn Fn(BlockedExec) + Send + Sync>,
+    ) -> Result<String, PlatformError> {
+        Err(PlatformError::Unsupported("restrict_code".into()))
+    }
+
+    fn release_code(&self) -> Result<bool, PlatformError> {
+        Err(PlatformError::Unsupported("release_code".into()))
     }
 }
 

@@ -102,6 +102,25 @@ enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Let only packaged, unchanged executables (and allowed ones) run
+    /// (action restrict_code; undo releases it).
+    RestrictCode {
+        device: String,
+        /// SHA-256 of an executable allowed anyway (repeatable).
+        #[arg(long = "allow-sha256")]
+        allow_sha256: Vec<String>,
+        /// Path prefix whose executables are allowed (repeatable).
+        #[arg(long = "allow-path")]
+        allow_paths: Vec<String>,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Lift code restriction (action release_code).
+    ReleaseCode {
+        device: String,
+        #[arg(long)]
+        comment: String,
+    },
     /// Kill what runs a file, remove its persistence and move it into the
     /// encrypted vault (action stop_and_quarantine; undo releases it).
     Quarantine {
@@ -539,6 +558,17 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         }
         Command::Offboard { device, comment } => {
             let body = json!({ "kind": "offboard", "params": {}, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::RestrictCode { device, allow_sha256, allow_paths, comment } => {
+            let params = json!({ "allow_sha256": allow_sha256, "allow_paths": allow_paths });
+            let body = json!({ "kind": "restrict_code", "params": params, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::ReleaseCode { device, comment } => {
+            let body = json!({ "kind": "release_code", "params": {}, "comment": comment });
             let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
             return print_action(&a, json_out);
         }

@@ -3,10 +3,13 @@
 //! - [`process`]: terminate processes (kill_process).
 //! - [`isolation`]: the `inet picket` nftables table (isolate, release_isolation).
 //! - [`priority`]: lower a thread's CPU and I/O priority (background scans).
+//! - [`restrict`]: fanotify exec permission (restrict_code, release_code).
 
+mod fanotify;
 pub mod isolation;
 pub mod priority;
 mod process;
+pub mod restrict;
 
 use picket_common::actions::ActionKind;
 
@@ -26,6 +29,8 @@ impl Platform for Linux {
             ActionKind::ReleaseFromQuarantine,
             ActionKind::DeleteFile,
             ActionKind::RemovePersistence,
+            ActionKind::RestrictCode,
+            ActionKind::ReleaseCode,
         ];
         if isolation::find_nft().is_some() {
             kinds.extend([ActionKind::Isolate, ActionKind::ReleaseIsolation]);
@@ -35,6 +40,18 @@ impl Platform for Linux {
 
     fn kill_process(&self, req: &KillRequest) -> Result<KillReport, PlatformError> {
         process::kill(req)
+    }
+
+    fn restrict_code(
+        &self,
+        policy: &super::RestrictPolicy,
+        on_block: std::sync::Arc<dyn Fn(super::BlockedExec) + Send + Sync>,
+    ) -> Result<String, PlatformError> {
+        restrict::apply(policy, on_block)
+    }
+
+    fn release_code(&self) -> Result<bool, PlatformError> {
+        Ok(restrict::release())
     }
 
     fn kill_executable(&self, dev: u64, ino: u64) -> Result<Vec<i32>, PlatformError> {
