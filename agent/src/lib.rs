@@ -11,6 +11,7 @@
 //! - [`state`]: the state dir: key, certificate, CA, enrollment record, status.
 //! - [`tls`]: rustls client configs (pinned-CA enrollment, mutual-TLS session).
 //! - [`enroll`]: `picket-agent enroll`.
+//! - [`collect`]: the investigation package (tar.gz, manifest, summary).
 //! - [`content`]: the rule bundle and indicators from the coordinator, compiled once and cached.
 //! - [`alerts`]: the durable queue of alert reports (kept until acknowledged).
 //! - [`realtime`]: real-time protection (inotify through notify, debounced scans).
@@ -25,6 +26,7 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod collect;
 pub mod config;
 pub mod content;
 pub mod enroll;

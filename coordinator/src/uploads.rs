@@ -1,5 +1,5 @@
-//! Files agents upload for an action (`request_sample` today), in chunks,
-//! resumable across reconnects and restarts of either side.
+//! Files agents upload for an action (`request_sample`, `collect_package`),
+//! in chunks, resumable across reconnects and restarts of either side.
 //!
 //! Per upload, under `<data dir>/uploads/`: `<action id>.part` (the bytes)
 //! and `<action id>.json` (size, whole-file SHA-256 and the verified
@@ -13,6 +13,8 @@
 //! a ZIP encrypted (ZipCrypto) with the password `infected`, the field's
 //! convention, so no scanner or careless double-click acts on them; files
 //! are mode 0400. A sample already held is not uploaded again.
+//!
+//! Investigation packages are kept as `<data dir>/packages/<action id>.tar.gz`.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -41,7 +43,9 @@ struct PartMeta {
 pub struct Uploads {
     dir: PathBuf,
     samples: PathBuf,
+    packages: PathBuf,
     max_sample_bytes: u64,
+    max_package_bytes: u64,
     store: Store,
     /// Chunk bytes accepted by this process (for metrics and tests).
     received: std::sync::atomic::AtomicU64,
@@ -60,12 +64,15 @@ impl Uploads {
         let uploads = Self {
             dir: data_dir.join("uploads"),
             samples: data_dir.join("samples"),
+            packages: data_dir.join("packages"),
             max_sample_bytes,
+            max_package_bytes: max_sample_bytes,
             store,
             received: Default::default(),
         };
         std::fs::create_dir_all(&uploads.dir)?;
         std::fs::create_dir_all(&uploads.samples)?;
+        std::fs::create_dir_all(&uploads.packages)?;
         Ok(uploads)
     }
 
@@ -82,14 +89,19 @@ impl Uploads {
         self.dir.join(format!("{id}.json"))
     }
 
+    /// The investigation package of a collect_package action.
+    pub fn package_path(&self, action: Uuid) -> PathBuf {
+        self.packages.join(format!("{action}.tar.gz"))
+    }
+
     /// The encrypted ZIP of a sample.
     pub fn sample_path(&self, sha256: &str) -> PathBuf {
         self.samples.join(format!("{sha256}.zip"))
     }
 
     /// Check that `device` may upload for `action` now: its own running
-    /// action of a kind that uploads. Returns the action's `path` param.
-    async fn check_action(&self, device: Uuid, action: Uuid) -> Result<String, String> {
+    /// action of a kind that uploads. Returns its kind and `path` param.
+    async fn check_action(&self, device: Uuid, action: Uuid) -> Result<(ActionKind, String), String> {
         let a = match self.store.action(action).await {
             Ok(Some(a)) => a,
             Ok(None) => return Err(format!("no action {action}")),
@@ -98,31 +110,34 @@ impl Uploads {
         if a.device_id != device {
             return Err(format!("action {action} belongs to another device"));
         }
-        if ActionKind::parse(&a.kind) != Some(ActionKind::RequestSample) {
-            return Err(format!("action {action} ({}) does not upload", a.kind));
-        }
+        let kind = match ActionKind::parse(&a.kind) {
+            Some(k @ (ActionKind::RequestSample | ActionKind::CollectPackage)) => k,
+            _ => return Err(format!("action {action} ({}) does not upload", a.kind)),
+        };
         if !matches!(a.status, ActionStatus::Sent | ActionStatus::Running) {
             return Err(format!("action {action} is {}, not running", a.status.as_str()));
         }
         let params: serde_json::Value = serde_json::from_str(&a.params).unwrap_or_default();
-        Ok(params["path"].as_str().unwrap_or_default().to_string())
+        Ok((kind, params["path"].as_str().unwrap_or_default().to_string()))
     }
 
     /// Start or resume an upload.
     pub async fn begin(&self, device: Uuid, b: &UploadBegin) -> UploadAck {
-        if let Err(e) = self.check_action(device, b.action_id).await {
-            return refuse(b.action_id, e);
-        }
+        let kind = match self.check_action(device, b.action_id).await {
+            Ok((kind, _)) => kind,
+            Err(e) => return refuse(b.action_id, e),
+        };
         if !is_sha256_hex(&b.sha256) {
             return refuse(b.action_id, "the upload's SHA-256 is not 64 lowercase hex digits");
         }
-        if b.size > self.max_sample_bytes {
-            return refuse(
-                b.action_id,
-                format!("{} bytes is over the sample limit of {} bytes", b.size, self.max_sample_bytes),
-            );
+        let (limit, what) = match kind {
+            ActionKind::CollectPackage => (self.max_package_bytes, "package"),
+            _ => (self.max_sample_bytes, "sample"),
+        };
+        if b.size > limit {
+            return refuse(b.action_id, format!("{} bytes is over the {what} limit of {limit} bytes", b.size));
         }
-        if self.sample_path(&b.sha256).is_file() {
+        if kind == ActionKind::RequestSample && self.sample_path(&b.sha256).is_file() {
             // Held already: nothing to send.
             return self.finished(device, b.action_id, &b.sha256, b.size).await;
         }
@@ -200,7 +215,12 @@ impl Uploads {
 
     /// Every byte arrived: check the whole hash, seal the sample.
     async fn complete(&self, device: Uuid, id: Uuid) -> UploadAck {
+        let kind = match self.check_action(device, id).await {
+            Ok((kind, _)) => kind,
+            Err(e) => return refuse(id, e),
+        };
         let (part, meta_path, samples) = (self.part(id), self.meta(id), self.samples.clone());
+        let package = self.package_path(id);
         let sealed = tokio::task::spawn_blocking(move || -> Result<(String, u64), String> {
             let meta: PartMeta = std::fs::read(&meta_path)
                 .ok()
@@ -212,7 +232,13 @@ impl Uploads {
                 let _ = std::fs::remove_file(&meta_path);
                 return Err(format!("the file's SHA-256 is {actual}, not the announced {}", meta.sha256));
             }
-            seal_sample(&part, &samples, &meta.sha256).map_err(|e| format!("cannot seal the sample: {e}"))?;
+            if kind == ActionKind::CollectPackage {
+                std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+                    .and_then(|_| std::fs::rename(&part, &package))
+                    .map_err(|e| format!("cannot keep the package: {e}"))?;
+            } else {
+                seal_sample(&part, &samples, &meta.sha256).map_err(|e| format!("cannot seal the sample: {e}"))?;
+            }
             let _ = std::fs::remove_file(&part);
             let _ = std::fs::remove_file(&meta_path);
             Ok((meta.sha256, meta.size))
@@ -229,11 +255,16 @@ impl Uploads {
     }
 
     async fn finished(&self, device: Uuid, id: Uuid, sha256: &str, size: u64) -> UploadAck {
-        let path = self.check_action(device, id).await.unwrap_or_default();
-        if let Err(e) = self.store.put_sample(sha256, size, device, &path, id).await {
-            return refuse(id, format!("cannot record the sample: {e}"));
+        let (kind, path) = match self.check_action(device, id).await {
+            Ok(k) => k,
+            Err(e) => return refuse(id, e),
+        };
+        if kind == ActionKind::RequestSample {
+            if let Err(e) = self.store.put_sample(sha256, size, device, &path, id).await {
+                return refuse(id, format!("cannot record the sample: {e}"));
+            }
         }
-        tracing::info!(action = %id, %sha256, size, "sample stored");
+        tracing::info!(action = %id, %sha256, size, kind = %kind, "upload stored");
         UploadAck { action_id: id, offset: size, done: true, error: None }
     }
 }

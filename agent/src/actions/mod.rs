@@ -14,6 +14,7 @@
 
 pub mod isolate;
 mod kill_process;
+mod package;
 mod quarantine;
 pub mod restrict;
 mod sample;
@@ -117,6 +118,7 @@ fn execute(
             ActionKind::KillProcess => kill_process::run(platform, params),
             ActionKind::Scan => scan::run(ctx, params, progress),
             ActionKind::RequestSample => sample::run(ctx, params, progress),
+            ActionKind::CollectPackage => package::run(ctx, params, progress),
             ActionKind::StopAndQuarantine => quarantine::stop_and_quarantine(platform, ctx, params, progress, true),
             ActionKind::DeleteFile => quarantine::stop_and_quarantine(platform, ctx, params, progress, false),
             ActionKind::ReleaseFromQuarantine => quarantine::release(ctx, params),
@@ -128,10 +130,6 @@ fn execute(
             ActionKind::Offboard => {
                 crate::offboard::release_all(platform, &ctx.state_dir).map_err(|e| ActionFailure::error(e.to_string()))
             }
-            other => Err(ActionFailure {
-                reason: FailureReason::Unsupported,
-                message: format!("{other} is not available on this agent"),
-            }),
         }
     };
     match result {

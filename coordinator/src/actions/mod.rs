@@ -114,7 +114,12 @@ impl ActionCenter {
         } else {
             (ActionStatus::Queued, now_ms() + self.policy.queued_expiry_ms())
         };
-        let dedupe = dedupe_key(req.kind, device.id, &params);
+        // One package collection at a time per device, whatever its params.
+        let dedupe = if req.kind == ActionKind::CollectPackage {
+            dedupe_key(req.kind, device.id, "{}")
+        } else {
+            dedupe_key(req.kind, device.id, &params)
+        };
         let (action, created) = self
             .store
             .insert_action(&NewAction {
@@ -131,6 +136,13 @@ impl ActionCenter {
                 expires_at,
             })
             .await?;
+        if !created && req.kind == ActionKind::CollectPackage {
+            return Err(ActionError::Conflict(format!(
+                "a package collection is already {} on this device: action {}",
+                action.status.as_str(),
+                action.id
+            )));
+        }
         if created {
             tracing::info!(action = %action.id, kind = %action.kind, device = %device.id, status = action.status.as_str(), by = who.name, "action created");
             self.gateway.events.changed();

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/actions/{id}/reject", post(actions::reject))
         .route("/actions/{id}/cancel", post(actions::cancel))
         .route("/actions/{id}/undo", post(actions::undo))
+        .route("/actions/{id}/package", get(samples::package))
         .route("/enrollment-tokens", post(enrollment_tokens::create).get(enrollment_tokens::list))
         .route("/enrollment-tokens/{id}", axum::routing::delete(enrollment_tokens::revoke))
         .route("/api-tokens", post(api_tokens::create))

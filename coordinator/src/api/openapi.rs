@@ -66,6 +66,13 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
     ("get", "/api/v1/samples", "List collected samples", "viewer", 200),
     (
         "get",
+        "/api/v1/actions/{id}/package",
+        "Download the investigation package of a collect_package action (Range supported)",
+        "responder",
+        200,
+    ),
+    (
+        "get",
         "/api/v1/samples/{sha256}",
         "Download a sample as a ZIP encrypted with the password 'infected'",
         "responder",

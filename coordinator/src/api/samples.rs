@@ -70,3 +70,98 @@ pub async fn download(
     }
     Ok(response)
 }
+
+/// `GET /actions/{id}/package` (responder): the investigation package of a
+/// collect_package action, as `application/gzip`; `Range: bytes=a-b` (or
+/// `a-`, `-n`) answers 206 with that part, so a download can resume.
+pub async fn package(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    caller.require(Role::Responder)?;
+    let id = super::parse_uuid(&id)?;
+    let action = state.store.action(id).await?.ok_or_else(|| ApiError::NotFound(format!("no action {id}")))?;
+    if action.kind != "collect_package" {
+        return Err(ApiError::BadRequest(format!("action {id} is {}, not collect_package", action.kind)));
+    }
+    let path = state.gateway.uploads.package_path(id);
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound(format!(
+                "the package of {id} is not here yet (action {})",
+                action.status.as_str()
+            )))
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let size = file.metadata().await.map_err(ApiError::internal)?.len();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|r| parse_range(r, size));
+    let (status, start, len) = match range {
+        None => (axum::http::StatusCode::OK, 0, size),
+        Some(Some((a, b))) => (axum::http::StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        Some(None) => {
+            let mut r = ApiError::BadRequest(format!("unsatisfiable range for {size} bytes")).into_response();
+            *r.status_mut() = axum::http::StatusCode::RANGE_NOT_SATISFIABLE;
+            r.headers_mut()
+                .insert(header::CONTENT_RANGE, format!("bytes */{size}").parse().map_err(ApiError::internal)?);
+            return Ok(r);
+        }
+    };
+    file.seek(std::io::SeekFrom::Start(start)).await.map_err(ApiError::internal)?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file.take(len)));
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"picket-package-{id}.tar.gz\"")),
+        ],
+        body,
+    )
+        .into_response();
+    if status == axum::http::StatusCode::PARTIAL_CONTENT {
+        let value = format!("bytes {start}-{}/{size}", start + len - 1);
+        response.headers_mut().insert(header::CONTENT_RANGE, value.parse().map_err(ApiError::internal)?);
+    }
+    Ok(response)
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive (first, last); None when
+/// unsatisfiable or not understood (one range only).
+fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (first, last) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.saturating_sub(n), size - 1)
+        }
+        (a, "") => (a.parse().ok()?, size - 1),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (first <= last && first < size).then_some((first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

@@ -178,6 +178,15 @@ enum Command {
     /// Samples collected from devices.
     #[command(subcommand)]
     Samples(SamplesCmd),
+    /// Collect an investigation package from a device (action collect_package).
+    CollectPackage {
+        device: String,
+        #[arg(long)]
+        comment: String,
+    },
+    /// Investigation packages.
+    #[command(subcommand)]
+    Package(PackageCmd),
     /// YARA rule bundles agents scan with.
     #[command(subcommand)]
     Rules(RulesCmd),
@@ -301,6 +310,16 @@ enum ActionsCmd {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PackageCmd {
+    /// Download the package of a collect_package action (a tar.gz).
+    Download {
+        action_id: String,
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -606,6 +625,18 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
             return print_action(&a, json_out);
         }
         Command::Samples(cmd) => return samples(client, cmd, json_out),
+        Command::CollectPackage { device, comment } => {
+            let body = json!({ "kind": "collect_package", "params": {}, "comment": comment });
+            let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+            return print_action(&a, json_out);
+        }
+        Command::Package(PackageCmd::Download { action_id, output }) => {
+            let got = download(client, &format!("/api/v1/actions/{}/package", seg(action_id)), output)?;
+            if json_out {
+                return print_json(&json!({ "path": output, "bytes": got }));
+            }
+            println!("{} ({got} bytes)", output.display());
+        }
         Command::Rules(cmd) => return rules(client, cmd, json_out),
         Command::Indicators(cmd) => return indicators(client, cmd, json_out),
         Command::Alerts(cmd) => return alerts(client, cmd, json_out),
@@ -694,31 +725,7 @@ fn samples(client: &Client, cmd: &SamplesCmd, json_out: bool) -> Result<(), Clie
             });
         }
         SamplesCmd::Download { sha256, output } => {
-            use std::io::IsTerminal;
-            let tmp = output.with_extension("part");
-            let mut file =
-                std::fs::File::create(&tmp).map_err(|e| ClientError::Local(format!("{}: {e}", tmp.display())))?;
-            let show = std::io::stderr().is_terminal();
-            let mut progress = |done: u64, total: Option<u64>| {
-                if show {
-                    match total {
-                        Some(t) if t > 0 => eprint!("\r{} / {} KiB ({}%)", done / 1024, t / 1024, done * 100 / t),
-                        _ => eprint!("\r{} KiB", done / 1024),
-                    }
-                }
-            };
-            let got = client.download(&format!("/api/v1/samples/{}", seg(sha256)), &mut file, &mut progress);
-            if show {
-                eprintln!();
-            }
-            let got = match got {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-            };
-            std::fs::rename(&tmp, output).map_err(|e| ClientError::Local(format!("{}: {e}", output.display())))?;
+            let got = download(client, &format!("/api/v1/samples/{}", seg(sha256)), output)?;
             if json_out {
                 return print_json(&json!({ "path": output, "bytes": got, "password": "infected" }));
             }
@@ -726,6 +733,36 @@ fn samples(client: &Client, cmd: &SamplesCmd, json_out: bool) -> Result<(), Clie
         }
     }
     Ok(())
+}
+
+/// Download `path` to `output` (via a .part file) with a progress line on a terminal.
+fn download(client: &Client, path: &str, output: &std::path::Path) -> Result<u64, ClientError> {
+    use std::io::IsTerminal;
+    let tmp = output.with_extension("part");
+    let mut file = std::fs::File::create(&tmp).map_err(|e| ClientError::Local(format!("{}: {e}", tmp.display())))?;
+    let show = std::io::stderr().is_terminal();
+    let mut progress = |done: u64, total: Option<u64>| {
+        if show {
+            match total {
+                Some(t) if t > 0 => eprint!("\r{} / {} KiB ({}%)", done / 1024, t / 1024, done * 100 / t),
+                _ => eprint!("\r{} KiB", done / 1024),
+            }
+        }
+    };
+    let got = client.download(path, &mut file, &mut progress);
+    if show {
+        eprintln!();
+    }
+    match got {
+        Ok(n) => {
+            std::fs::rename(&tmp, output).map_err(|e| ClientError::Local(format!("{}: {e}", output.display())))?;
+            Ok(n)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 fn rules(client: &Client, cmd: &RulesCmd, json_out: bool) -> Result<(), ClientError> {

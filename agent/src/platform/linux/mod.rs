@@ -25,6 +25,7 @@ impl Platform for Linux {
             ActionKind::Offboard,
             ActionKind::Scan,
             ActionKind::RequestSample,
+            ActionKind::CollectPackage,
             ActionKind::StopAndQuarantine,
             ActionKind::ReleaseFromQuarantine,
             ActionKind::DeleteFile,
