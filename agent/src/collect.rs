@@ -359,47 +359,13 @@ impl Collector {
     }
 
     fn network(&mut self) {
-        // Socket inode → owning pid.
-        let mut owners: HashMap<u64, i32> = HashMap::new();
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-                let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-                for fd in fds.flatten() {
-                    let Ok(target) = std::fs::read_link(fd.path()) else { continue };
-                    let t = target.to_string_lossy();
-                    if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                        if let Ok(i) = inode.parse() {
-                            owners.insert(i, pid);
-                        }
-                    }
-                }
-            }
-        }
-        let mut sockets = Vec::new();
-        for proto in ["tcp", "tcp6", "udp", "udp6"] {
-            let Ok(text) = std::fs::read_to_string(format!("/proc/net/{proto}")) else { continue };
-            for line in text.lines().skip(1) {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() < 10 {
-                    continue;
-                }
-                let inode: u64 = f[9].parse().unwrap_or(0);
-                let state = tcp_state(f[3]);
-                let s = json!({
-                    "protocol": proto,
-                    "local": addr(f[1]),
-                    "remote": addr(f[2]),
-                    "state": if proto.starts_with("udp") { "-" } else { state },
-                    "uid": f[7].parse::<u32>().ok(),
-                    "pid": owners.get(&inode),
-                });
-                if (proto.starts_with("tcp") && state == "LISTEN")
-                    || (proto.starts_with("udp") && f[2].ends_with(":0000"))
-                {
-                    self.highlights.listening.push(s.clone());
-                }
-                sockets.push(s);
+        let sockets = sockets();
+        for s in &sockets {
+            let p = s["protocol"].as_str().unwrap_or("");
+            let listening = (p.starts_with("tcp") && s["state"] == "LISTEN")
+                || (p.starts_with("udp") && s["remote"].as_str().is_some_and(|r| r.ends_with(":0")));
+            if listening {
+                self.highlights.listening.push(s.clone());
             }
         }
         self.add_json("network/sockets.json", "/proc/net/{tcp,tcp6,udp,udp6} + /proc/<pid>/fd", &Value::Array(sockets));
@@ -717,6 +683,46 @@ impl Collector {
         }
         self.add_command("logs/journal.txt", &["journalctl", "-n", "5000", "--no-pager", "-o", "short-iso"]);
     }
+}
+
+/// TCP and UDP sockets (IPv4 and IPv6) with the pid that holds each.
+pub(crate) fn sockets() -> Vec<Value> {
+    let mut owners: HashMap<u64, i32> = HashMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+                let t = target.to_string_lossy();
+                if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    if let Ok(i) = inode.parse() {
+                        owners.insert(i, pid);
+                    }
+                }
+            }
+        }
+    }
+    let mut sockets = Vec::new();
+    for proto in ["tcp", "tcp6", "udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/net/{proto}")) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                continue;
+            }
+            let inode: u64 = f[9].parse().unwrap_or(0);
+            sockets.push(json!({
+                "protocol": proto,
+                "local": addr(f[1]),
+                "remote": addr(f[2]),
+                "state": if proto.starts_with("udp") { "-" } else { tcp_state(f[3]) },
+                "uid": f[7].parse::<u32>().ok(),
+                "pid": owners.get(&inode),
+            }));
+        }
+    }
+    sockets
 }
 
 fn now_secs() -> i64 {

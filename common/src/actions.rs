@@ -22,10 +22,12 @@ pub enum ActionKind {
     KillProcess,
     RemovePersistence,
     DeleteFile,
+    /// Read-only: what an investigation needs to know about a file.
+    CollectEvidence,
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 13] = [
+    pub const ALL: [ActionKind; 14] = [
         Self::Isolate,
         Self::ReleaseIsolation,
         Self::RestrictCode,
@@ -39,6 +41,7 @@ impl ActionKind {
         Self::KillProcess,
         Self::RemovePersistence,
         Self::DeleteFile,
+        Self::CollectEvidence,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl ActionKind {
             Self::KillProcess => "kill_process",
             Self::RemovePersistence => "remove_persistence",
             Self::DeleteFile => "delete_file",
+            Self::CollectEvidence => "collect_evidence",
         }
     }
 
@@ -90,6 +94,7 @@ impl ActionKind {
                 | Self::Scan
                 | Self::CollectPackage
                 | Self::RequestSample
+                | Self::CollectEvidence
         )
     }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// Rule uploads (`[rules]`).
     pub rules: RulesConfig,
+    /// Folder classes for automated investigations (`[investigations]`).
+    pub investigations: crate::investigations::InvestigationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +91,7 @@ impl Default for Config {
             actions: ActionPolicy::default(),
             events: EventsConfig::default(),
             rules: RulesConfig::default(),
+            investigations: crate::investigations::InvestigationConfig::default(),
         }
     }
 }

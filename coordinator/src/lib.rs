@@ -22,6 +22,7 @@ pub mod detection;
 pub mod events;
 mod fsutil;
 pub mod gateway;
+pub mod investigations;
 pub mod pki;
 pub mod store;
 #[doc(hidden)]
@@ -132,6 +133,12 @@ impl Coordinator {
             offboard_retention: Duration::from_secs(config.offboard_retention_days.saturating_mul(86_400)),
         });
         tasks.spawn(center.clone().run_expiry(Duration::from_secs(config.actions.expiry_check_secs), shutdown.clone()));
+        let investigations = Arc::new(investigations::Investigations {
+            store: store.clone(),
+            center: center.clone(),
+            config: config.investigations.clone(),
+        });
+        tasks.spawn(investigations.clone().run(shutdown.clone()));
         let mut sinks: Vec<Arc<dyn events::sink::Sink>> = Vec::new();
         for url in &config.events.webhooks {
             sinks.push(Arc::new(events::webhook::Webhook::new(url)));
@@ -147,6 +154,7 @@ impl Coordinator {
             gateway: gateway.clone(),
             advertise_agent_address: advertise.clone(),
             actions: center.clone(),
+            investigations: investigations.clone(),
             rules: Arc::new(api::RulesSettings {
                 checker: detection::checker::resolve(&config.rules.checker),
                 scratch: data_dir.join("tmp"),

@@ -12,6 +12,7 @@
 //! `Cancel` succeeds only in step 1 (received, not running). At start,
 //! [`Executor::recover`] finishes what a crash interrupted.
 
+mod evidence;
 pub mod isolate;
 mod kill_process;
 mod package;
@@ -119,6 +120,7 @@ fn execute(
             ActionKind::Scan => scan::run(ctx, params, progress),
             ActionKind::RequestSample => sample::run(ctx, params, progress),
             ActionKind::CollectPackage => package::run(ctx, params, progress),
+            ActionKind::CollectEvidence => evidence::run(platform, ctx, params, progress),
             ActionKind::StopAndQuarantine => quarantine::stop_and_quarantine(platform, ctx, params, progress, true),
             ActionKind::DeleteFile => quarantine::stop_and_quarantine(platform, ctx, params, progress, false),
             ActionKind::ReleaseFromQuarantine => quarantine::release(ctx, params),

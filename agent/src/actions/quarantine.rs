@@ -120,7 +120,7 @@ pub fn stop_and_quarantine(
 }
 
 /// Paths under the search roots whose content has this SHA-256.
-fn copies(ctx: &Context, sha256: &str, paths: &[PathBuf]) -> Vec<PathBuf> {
+pub(super) fn copies(ctx: &Context, sha256: &str, paths: &[PathBuf]) -> Vec<PathBuf> {
     let roots = if paths.is_empty() { scan::targets::quick() } else { paths.to_vec() };
     let (engine, _) = Engine::load(&[], Indicators([(sha256.to_string(), IndicatorAction::Block)].into()));
     let mut skip = scan::targets::excluded_mounts();

@@ -105,6 +105,7 @@ pub struct ListActions {
     /// RFC 3339 bounds on created_at.
     pub since: Option<String>,
     pub until: Option<String>,
+    pub investigation: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -127,6 +128,7 @@ impl ListActions {
                 .collect::<Result<_, _>>()?,
         };
         Ok(ActionFilter {
+            investigation: self.investigation.as_deref().map(parse_uuid).transpose()?.map(|u| u.to_string()),
             statuses,
             device: self.device.as_deref().map(parse_uuid).transpose()?,
             kind: match &self.kind {

@@ -73,6 +73,13 @@ pub async fn create(
     if !(1..=1_000_000).contains(&req.max_uses) {
         return Err(ApiError::BadRequest("max_uses must be 1..=1000000".into()));
     }
+    // A token for a new group creates the group, with the default group's
+    // automation level (change it with PATCH /device-groups/{name}).
+    if state.store.device_group(&req.group).await?.is_none() {
+        let level =
+            state.store.device_group("default").await?.map(|g| g.automation_level).unwrap_or_else(|| "full".into());
+        state.store.put_device_group(&req.group, &level, "created with an enrollment token", true).await?;
+    }
     let new = NewEnrollmentToken {
         group: &req.group,
         created_by: &caller.name,

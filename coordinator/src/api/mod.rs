@@ -12,6 +12,7 @@ mod detection;
 mod devices;
 mod enrollment_tokens;
 mod error;
+mod investigations;
 mod metrics;
 mod openapi;
 mod samples;
@@ -41,13 +42,20 @@ pub struct AppState {
     /// `HOST:PORT` that agents should dial, for the printed enroll command.
     pub advertise_agent_address: String,
     pub actions: Arc<crate::actions::ActionCenter>,
+    pub investigations: Arc<crate::investigations::Investigations>,
     pub rules: Arc<RulesSettings>,
 }
 
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/devices", get(devices::list))
-        .route("/devices/{id}", get(devices::show))
+        .route("/devices/{id}", get(devices::show).patch(investigations::update_device))
+        .route("/devices/{id}/investigations", post(investigations::start))
+        .route("/device-groups", get(investigations::list_groups).post(investigations::create_group))
+        .route("/device-groups/{id}", axum::routing::patch(investigations::update_group))
+        .route("/investigations", get(investigations::list))
+        .route("/investigations/{id}", get(investigations::show))
+        .route("/investigations/{id}/terminate", post(investigations::terminate))
         .route("/devices/{id}/revoke", post(devices::revoke))
         .route("/devices/{id}/actions", post(actions::create))
         .route("/devices/{id}/offboarding-token", post(devices::offboarding_token))

@@ -187,6 +187,13 @@ enum Command {
     /// Investigation packages.
     #[command(subcommand)]
     Package(PackageCmd),
+    /// Device groups and their automation levels (full, semi_any, semi_core,
+    /// semi_non_temp, none).
+    #[command(subcommand, name = "device-groups")]
+    DeviceGroups(GroupsCmd),
+    /// Automated investigations.
+    #[command(subcommand)]
+    Investigations(InvestigationsCmd),
     /// YARA rule bundles agents scan with.
     #[command(subcommand)]
     Rules(RulesCmd),
@@ -310,6 +317,56 @@ enum ActionsCmd {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupsCmd {
+    List,
+    Create {
+        name: String,
+        #[arg(long)]
+        automation_level: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Change a group's automation level.
+    Set {
+        name: String,
+        #[arg(long)]
+        automation_level: String,
+    },
+    /// Move a device into a group.
+    Move {
+        device: String,
+        #[arg(long)]
+        group: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InvestigationsCmd {
+    List {
+        /// running, pending_approval, remediated, partially_remediated,
+        /// no_threats_found, failed, terminated_by_user.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Evidence, verdicts, actions and timeline.
+    Show { id: String },
+    /// Investigate a file on a device by hand.
+    Start {
+        device: String,
+        #[arg(long)]
+        path: String,
+    },
+    /// Stop an investigation; what has not run is cancelled.
+    Terminate {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
     },
 }
 
@@ -638,6 +695,65 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
             println!("{} ({got} bytes)", output.display());
         }
         Command::Rules(cmd) => return rules(client, cmd, json_out),
+        Command::DeviceGroups(cmd) => {
+            let r = match cmd {
+                GroupsCmd::List => {
+                    let r = client.get("/api/v1/device-groups")?;
+                    let items = r["items"].as_array().cloned().unwrap_or_default();
+                    if json_out {
+                        return print_json(&json!(items));
+                    }
+                    table(&["NAME", "AUTOMATION", "DESCRIPTION"], &items, |g| {
+                        vec![s(&g["name"]), s(&g["automation_level"]), s(&g["description"])]
+                    });
+                    return Ok(());
+                }
+                GroupsCmd::Create { name, automation_level, description } => client.post(
+                    "/api/v1/device-groups",
+                    &json!({ "name": name, "automation_level": automation_level, "description": description }),
+                )?,
+                GroupsCmd::Set { name, automation_level } => client.patch(
+                    &format!("/api/v1/device-groups/{}", seg(name)),
+                    &json!({ "automation_level": automation_level }),
+                )?,
+                GroupsCmd::Move { device, group } => {
+                    client.patch(&format!("/api/v1/devices/{}", seg(device)), &json!({ "group": group }))?
+                }
+            };
+            if json_out {
+                return print_json(&r);
+            }
+            print_object(&r);
+        }
+        Command::Investigations(cmd) => {
+            let r = match cmd {
+                InvestigationsCmd::List { status, device } => {
+                    let mut q = vec!["limit=1000".to_string()];
+                    for (k, v) in [("status", status), ("device", device)] {
+                        if let Some(v) = v {
+                            q.push(format!("{k}={}", seg(v)));
+                        }
+                    }
+                    let r = client.get(&format!("/api/v1/investigations?{}", q.join("&")))?;
+                    let items = r["items"].as_array().cloned().unwrap_or_default();
+                    if json_out {
+                        return print_json(&json!(items));
+                    }
+                    table(&["ID", "STATUS", "DEVICE", "TITLE", "UPDATED"], &items, |i| {
+                        vec![s(&i["id"]), s(&i["status"]), s(&i["device_id"]), s(&i["title"]), s(&i["updated_at"])]
+                    });
+                    return Ok(());
+                }
+                InvestigationsCmd::Show { id } => client.get(&format!("/api/v1/investigations/{}", seg(id)))?,
+                InvestigationsCmd::Start { device, path } => {
+                    client.post(&format!("/api/v1/devices/{}/investigations", seg(device)), &json!({ "path": path }))?
+                }
+                InvestigationsCmd::Terminate { id, comment } => client
+                    .post(&format!("/api/v1/investigations/{}/terminate", seg(id)), &json!({ "comment": comment }))?,
+            };
+            // Evidence and timelines are nested: JSON is the readable form.
+            return print_json(&r);
+        }
         Command::Indicators(cmd) => return indicators(client, cmd, json_out),
         Command::Alerts(cmd) => return alerts(client, cmd, json_out),
         Command::Audit { limit } => {

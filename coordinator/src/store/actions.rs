@@ -188,6 +188,8 @@ pub struct ActionFilter {
     pub source: Option<ActionSource>,
     pub since: Option<i64>,
     pub until: Option<i64>,
+    /// Only the actions of this investigation.
+    pub investigation: Option<String>,
 }
 
 const COLUMNS: &str = "id, kind, params, device_id, source, requestor, comment, investigation_id, status, \
@@ -496,6 +498,7 @@ impl Store {
              AND ($1 = '' OR device_id = $1) AND ($2 = '' OR kind = $2) AND ($3 = '' OR source = $3) \
              AND created_at >= $4 AND created_at <= $5 \
              AND (created_at < $6 OR (created_at = $6 AND ($7 = '' OR id < $7))) \
+             AND ($9 = '' OR COALESCE(investigation_id, '') = $9) \
              ORDER BY created_at DESC, id DESC LIMIT $8",
             status_list(&statuses)
         ))
@@ -507,6 +510,7 @@ impl Store {
         .bind(c_at)
         .bind(c_id)
         .bind(i64::from(limit) + 1)
+        .bind(f.investigation.clone().unwrap_or_default())
         .fetch_all(&self.pool)
         .await?;
         let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;

@@ -11,6 +11,7 @@ mod actions;
 mod audit;
 mod detection;
 mod devices;
+mod investigations;
 mod samples;
 mod tokens;
 
@@ -26,6 +27,7 @@ pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, ActionStatus,
 pub use audit::{AuditEntry, NewAudit};
 pub use detection::{Alert, AlertEvent, AlertFilter, AlertStatus, Bundle, Indicator, NewBundle};
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
+pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use samples::Sample;
 pub use tokens::{ApiToken, EnrollmentToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenRefusal};
 
@@ -127,6 +129,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "offboarding", include_str!("../../migrations/sqlite/0003_offboarding.sql")),
     (4, "detection", include_str!("../../migrations/sqlite/0004_detection.sql")),
     (5, "samples", include_str!("../../migrations/sqlite/0005_samples.sql")),
+    (6, "investigations", include_str!("../../migrations/sqlite/0006_investigations.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -134,6 +137,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "offboarding", include_str!("../../migrations/postgres/0003_offboarding.sql")),
     (4, "detection", include_str!("../../migrations/postgres/0004_detection.sql")),
     (5, "samples", include_str!("../../migrations/postgres/0005_samples.sql")),
+    (6, "investigations", include_str!("../../migrations/postgres/0006_investigations.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

@@ -26,6 +26,7 @@ impl Platform for Linux {
             ActionKind::Scan,
             ActionKind::RequestSample,
             ActionKind::CollectPackage,
+            ActionKind::CollectEvidence,
             ActionKind::StopAndQuarantine,
             ActionKind::ReleaseFromQuarantine,
             ActionKind::DeleteFile,

@@ -1,0 +1,136 @@
+//! Automated investigations over a real agent: an alert opens an
+//! investigation, evidence comes from the device, the verdict and the
+//! device group's automation level decide — automatic quarantine under
+//! `full`, pending approval under `semi_any` (then terminated), nothing
+//! under `none`. The folder classes point at test directories.
+
+use std::path::{Path, PathBuf};
+
+use picket_e2e::{eventually, Db, TestEnv};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// EICAR with `pad` trailing newlines: still EICAR (≤ 128 bytes), another SHA-256.
+fn eicar(pad: usize) -> Vec<u8> {
+    let mut e = picket_e2e::eicar();
+    e.extend(std::iter::repeat_n(b'\n', pad));
+    e
+}
+
+async fn scan(env: &TestEnv, device: Uuid, path: &Path) {
+    let body = json!({ "kind": "scan", "params": { "paths": [path] }, "comment": "e2e" });
+    let a = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("scan");
+    let id = a["id"].as_str().expect("id").to_string();
+    eventually!(30, "scan done", env.action_status(&id).await == "succeeded");
+}
+
+async fn investigation_of(env: &TestEnv, path: &Path) -> Value {
+    let want = path.display().to_string();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list = env.admin(|c| c.get("/api/v1/investigations")).await.expect("list");
+        let found =
+            list["items"].as_array().into_iter().flatten().find(|i| i["subject"]["path"] == want.as_str()).cloned();
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no investigation of {want}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn show(env: &TestEnv, id: &str) -> Value {
+    let path = format!("/api/v1/investigations/{id}");
+    env.admin(move |c| c.get(&path)).await.expect("investigation")
+}
+
+async fn wait_status(env: &TestEnv, id: &str, status: &str) -> Value {
+    eventually!(60, format!("investigation {status}"), show(env, id).await["status"] == status);
+    show(env, id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_are_investigated_and_remediated_as_the_automation_level_says() {
+    let lab = tempfile::tempdir().expect("tempdir");
+    let (temp, other): (PathBuf, PathBuf) = (lab.path().join("temp"), lab.path().join("other"));
+    for d in [&temp, &other, &lab.path().join("core")] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let l = lab.path().to_path_buf();
+    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
+        c.investigations.core_folders = vec![l.join("core").display().to_string()];
+        c.investigations.copy_search_paths = vec![l.display().to_string()];
+    })
+    .await;
+    let (device, dir) = env.enroll("investigated").await;
+    let root = lab.path().join("root");
+    let _agent = env.start_agent_with(device, &dir, move |c| c.persistence_root = root);
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let groups = env.admin(|c| c.get("/api/v1/device-groups")).await.expect("groups");
+    assert!(groups["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|g| g["name"] == "default" && g["automation_level"] == "full"));
+
+    // full × malicious × temp: quarantined automatically.
+    let a = temp.join("dropper.com");
+    std::fs::write(&a, eicar(0)).expect("drop");
+    scan(&env, device, &temp).await;
+    let inv = investigation_of(&env, &a).await;
+    let id = inv["id"].as_str().expect("id").to_string();
+    let done = wait_status(&env, &id, "remediated").await;
+    assert!(!a.exists(), "quarantined");
+    let actions = done["actions"].as_array().expect("actions");
+    let kinds: Vec<&str> = actions.iter().filter_map(|x| x["kind"].as_str()).collect();
+    assert_eq!(kinds, ["collect_evidence", "stop_and_quarantine"], "{done}");
+    assert_eq!(actions[1]["source"], "automated_device_action");
+    assert_eq!(done["evidence"]["verdict"], "malicious");
+    assert_eq!(done["evidence"]["remediation"][0]["decision"], "automatic");
+    let alert_id = done["alert_id"].as_str().expect("alert").to_string();
+    let alert = env.admin(move |c| c.get(&format!("/api/v1/alerts/{alert_id}"))).await.expect("alert");
+    assert_eq!(alert["status"], "in_progress");
+
+    // semi_any: pending approval, then terminated by a person.
+    let body = json!({ "name": "careful", "automation_level": "semi_any" });
+    env.admin(move |c| c.post("/api/v1/device-groups", &body)).await.expect("group");
+    env.admin(move |c| c.patch(&format!("/api/v1/devices/{device}"), &json!({ "group": "careful" })))
+        .await
+        .expect("move");
+    let b = other.join("tool.com");
+    std::fs::write(&b, eicar(1)).expect("drop");
+    scan(&env, device, &other).await;
+    let inv = investigation_of(&env, &b).await;
+    let id = inv["id"].as_str().expect("id").to_string();
+    let pending = wait_status(&env, &id, "pending_approval").await;
+    assert_eq!(pending["evidence"]["remediation"][0]["decision"], "pending", "{pending}");
+    assert_eq!(pending["evidence"]["remediation"][0]["folder_class"], "other");
+    let path = format!("/api/v1/investigations/{id}/terminate");
+    let ended = env.admin(move |c| c.post(&path, &json!({ "comment": "lab file" }))).await.expect("terminate");
+    assert_eq!(ended["status"], "terminated_by_user");
+    let q = ended["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|x| x["kind"] == "stop_and_quarantine")
+        .cloned()
+        .expect("q");
+    assert_eq!(q["status"], "rejected");
+    assert!(b.exists(), "nothing was done");
+
+    // none: verdicts, no remediation action.
+    let body = json!({ "automation_level": "none" });
+    env.admin(move |c| c.patch("/api/v1/device-groups/careful", &body)).await.expect("set none");
+    let c = temp.join("again.com");
+    std::fs::write(&c, eicar(2)).expect("drop");
+    scan(&env, device, &temp).await;
+    let inv = investigation_of(&env, &c).await;
+    let id = inv["id"].as_str().expect("id").to_string();
+    let waiting = wait_status(&env, &id, "pending_approval").await;
+    assert_eq!(waiting["evidence"]["remediation"][0]["decision"], "noresponse", "{waiting}");
+    let kinds: Vec<&str> =
+        waiting["actions"].as_array().expect("actions").iter().filter_map(|x| x["kind"].as_str()).collect();
+    assert_eq!(kinds, ["collect_evidence"], "no automated response");
+    assert!(c.exists());
+}
