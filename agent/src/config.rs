@@ -24,6 +24,9 @@ pub struct AgentConfig {
     pub persistence_root: PathBuf,
     /// Mount points restrict_code watches; empty: every local file system.
     pub restrict_scope: Vec<PathBuf>,
+    /// Where investigations look for other copies of a file on this device
+    /// (empty: what the coordinator asks, else the quick-scan places).
+    pub evidence_search_paths: Vec<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -37,6 +40,7 @@ impl Default for AgentConfig {
             realtime: crate::realtime::RealtimeConfig::default(),
             persistence_root: PathBuf::from("/"),
             restrict_scope: Vec::new(),
+            evidence_search_paths: Vec::new(),
         }
     }
 }

@@ -192,6 +192,7 @@ pub async fn run_with(
         vault,
         persistence_root: config.persistence_root.clone(),
         restrict_scope: config.restrict_scope.clone(),
+        evidence_search_paths: config.evidence_search_paths.clone(),
     };
     let executor = Executor::new(journal, platform, context, out_tx.clone());
     executor.recover().await?;

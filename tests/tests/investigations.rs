@@ -91,6 +91,38 @@ async fn alerts_are_investigated_and_remediated_as_the_automation_level_says() {
     let alert_id = done["alert_id"].as_str().expect("alert").to_string();
     let alert = env.admin(move |c| c.get(&format!("/api/v1/alerts/{alert_id}"))).await.expect("alert");
     assert_eq!(alert["status"], "in_progress");
+    assert_eq!(alert["investigations"][0]["id"], done["id"]);
+
+    // A false positive: the quarantine is undone (the file comes back byte
+    // for byte), the file is allowed, and dropping it again raises nothing.
+    let alert_id = done["alert_id"].as_str().expect("alert").to_string();
+    let approver = env.token("appr", "approver").await;
+    let path = format!("/api/v1/alerts/{alert_id}/classify");
+    let out = env
+        .api(&approver, move |c| c.post(&path, &json!({ "classification": "false_positive", "comment": "lab file" })))
+        .await
+        .expect("classify");
+    assert_eq!(out["undone"].as_array().map(Vec::len), Some(1), "{out}");
+    let undo = out["undone"][0]["undo"].as_str().expect("undo id").to_string();
+    eventually!(30, "released", env.action_status(&undo).await == "succeeded");
+    assert_eq!(std::fs::read(&a).expect("restored"), eicar(0), "restored byte for byte");
+    let before = env.admin(move |c| c.get(&format!("/api/v1/alerts?device={device}"))).await.expect("alerts")["items"]
+        .as_array()
+        .map(Vec::len);
+    std::fs::remove_file(&a).expect("rm");
+    std::fs::write(&a, eicar(0)).expect("drop again");
+    scan(&env, device, &temp).await;
+    let after = env.admin(move |c| c.get(&format!("/api/v1/alerts?device={device}"))).await.expect("alerts")["items"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(before, after, "no new alert for the same file");
+    let alert_id = done["alert_id"].as_str().expect("alert").to_string();
+    let shown = env.admin(move |c| c.get(&format!("/api/v1/alerts/{alert_id}"))).await.expect("alert");
+    assert_eq!(
+        (shown["classification"].as_str(), shown["status"].as_str()),
+        (Some("false_positive"), Some("resolved"))
+    );
+    std::fs::remove_file(&a).expect("rm");
 
     // semi_any: pending approval, then terminated by a person.
     let body = json!({ "name": "careful", "automation_level": "semi_any" });
@@ -133,4 +165,91 @@ async fn alerts_are_investigated_and_remediated_as_the_automation_level_says() {
         waiting["actions"].as_array().expect("actions").iter().filter_map(|x| x["kind"].as_str()).collect();
     assert_eq!(kinds, ["collect_evidence"], "no automated response");
     assert!(c.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
+    let lab = tempfile::tempdir().expect("tempdir");
+    let (da, db) = (lab.path().join("temp/a"), lab.path().join("temp/b"));
+    for d in [&da, &db] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let l = lab.path().to_path_buf();
+    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
+        c.investigations.core_folders = vec![l.join("core").display().to_string()];
+    })
+    .await;
+    let (a, dir_a) = env.enroll("origin").await;
+    let (b, dir_b) = env.enroll("neighbour").await;
+    let (sa, sb) = (da.clone(), db.clone());
+    let _agent_a = env.start_agent_with(a, &dir_a, move |c| c.evidence_search_paths = vec![sa]);
+    let _agent_b = env.start_agent_with(b, &dir_b, move |c| c.evidence_search_paths = vec![sb]);
+    eventually!(10, "online", env.device_status(a).await == "online" && env.device_status(b).await == "online");
+    let body = json!({ "name": "careful", "automation_level": "semi_any" });
+    env.admin(move |c| c.post("/api/v1/device-groups", &body)).await.expect("group");
+    env.admin(move |c| c.patch(&format!("/api/v1/devices/{b}"), &json!({ "group": "careful" }))).await.expect("move");
+
+    // The same file on both; only the origin detects it.
+    let x = da.join("x.com");
+    let y = db.join("y.com");
+    std::fs::write(&x, eicar(5)).expect("drop");
+    std::fs::write(&y, eicar(5)).expect("copy");
+    scan(&env, a, &da).await;
+    let origin = investigation_of(&env, &x).await;
+    let origin_id = origin["id"].as_str().expect("id").to_string();
+    wait_status(&env, &origin_id, "remediated").await;
+    let shown = show(&env, &origin_id).await;
+    assert_eq!(shown["evidence"]["expansion"]["status"], "expanded", "{shown}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let child = loop {
+        let list = env.admin(move |c| c.get(&format!("/api/v1/investigations?device={b}"))).await.expect("list");
+        let found = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["subject"]["expanded_from"] == origin_id.as_str())
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no expansion on the second device");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let child_id = child["id"].as_str().expect("id").to_string();
+    let pending = wait_status(&env, &child_id, "pending_approval").await;
+    let paths: Vec<&str> =
+        pending["evidence"]["remediation"].as_array().expect("r").iter().filter_map(|r| r["path"].as_str()).collect();
+    assert!(paths.contains(&y.to_str().expect("utf-8")), "the neighbour's copy is found: {pending}");
+    assert_eq!(pending["evidence"]["verdict"], "malicious");
+    assert!(pending["evidence"]["expansion"].is_null(), "expansions do not expand");
+
+    // Ten other devices or more: the expansion waits for an approver.
+    for i in 0..9 {
+        env.enroll(&format!("fleet-{i}")).await;
+    }
+    let z = da.join("z.com");
+    std::fs::write(&z, eicar(6)).expect("drop");
+    scan(&env, a, &da).await;
+    let big = investigation_of(&env, &z).await;
+    let big_id = big["id"].as_str().expect("id").to_string();
+    let waiting = wait_status(&env, &big_id, "pending_approval").await;
+    assert_eq!(waiting["evidence"]["expansion"]["devices"].as_array().map(Vec::len), Some(10), "{waiting}");
+    let responder = env.token("resp", "responder").await;
+    let path = format!("/api/v1/investigations/{big_id}/approve-expansion");
+    let p = path.clone();
+    let refused = env.api(&responder, move |c| c.post(&p, &json!({}))).await;
+    assert!(matches!(refused, Err(picket_coordinator::client::ClientError::Api { status: 403, .. })), "{refused:?}");
+    let approver = env.token("appr", "approver").await;
+    let approved = env.api(&approver, move |c| c.post(&path, &json!({}))).await.expect("approve");
+    assert_eq!(approved["evidence"]["expansion"]["status"], "approved");
+    let list = env.admin(|c| c.get("/api/v1/investigations?limit=1000")).await.expect("list");
+    let children = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["subject"]["expanded_from"] == big_id.as_str())
+        .count();
+    assert_eq!(children, 10);
+    wait_status(&env, &big_id, "remediated").await;
 }

@@ -81,7 +81,10 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
         .collect();
     progress.report("other copies", 70);
     let copies: Vec<PathBuf> = match &sha256 {
-        Some(h) => super::quarantine::copies(ctx, h, &p.search_paths).into_iter().filter(|c| *c != p.path).collect(),
+        Some(h) => {
+            let scope = if ctx.evidence_search_paths.is_empty() { &p.search_paths } else { &ctx.evidence_search_paths };
+            super::quarantine::copies(ctx, h, scope).into_iter().filter(|c| *c != p.path).collect()
+        }
         None => Vec::new(),
     };
     Ok(json!({

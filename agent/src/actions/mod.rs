@@ -81,6 +81,8 @@ pub struct Context {
     pub persistence_root: std::path::PathBuf,
     /// Mounts restrict_code watches (empty: every local file system).
     pub restrict_scope: Vec<std::path::PathBuf>,
+    /// This device's own search scope for copies (overrides the coordinator's).
+    pub evidence_search_paths: Vec<std::path::PathBuf>,
 }
 
 /// Progress reports of one running action (dropped while offline).

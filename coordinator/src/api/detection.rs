@@ -315,6 +315,14 @@ pub async fn show_alert(
     let alert = state.store.alert(id).await?.ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
     let history = state.store.alert_history(id).await?;
     let mut out = alert_json(&alert);
+    out["classification"] = json!(state.store.alert_classification(id).await?);
+    out["investigations"] = state
+        .store
+        .investigations_of_alert(id)
+        .await?
+        .iter()
+        .map(|i| json!({ "id": i.id, "status": i.status }))
+        .collect();
     out["history"] = history
         .iter()
         .map(|e| json!({ "event": e.kind, "status": e.status, "at": rfc3339(e.at), "actor": e.actor, "comment": e.comment }))

@@ -208,11 +208,48 @@ pub async fn start(
     Ok(created(investigation_json(&state, &inv, false).await?))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Classify {
+    classification: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /alerts/{id}/classify` (responder; approver for false_positive).
+pub async fn classify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(b): Body<Classify>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Responder)?;
+    let id = parse_uuid(&id)?;
+    let who = Requestor { name: &caller.name, role: caller.role };
+    let out = state.investigations.classify(id, &b.classification, &who, &b.comment).await.map_err(action_error)?;
+    let mut r = Json(out).into_response();
+    r.extensions_mut().insert(AuditDetail(format!("alert {id} classified {}", b.classification)));
+    Ok(r)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Terminate {
     #[serde(default)]
     comment: String,
+}
+
+/// `POST /investigations/{id}/approve-expansion` (approver).
+pub async fn approve_expansion(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Approver)?;
+    let id = parse_uuid(&id)?;
+    let who = Requestor { name: &caller.name, role: caller.role };
+    let inv = state.investigations.approve_expansion(id, &who).await.map_err(action_error)?;
+    Ok(Json(investigation_json(&state, &inv, true).await?))
 }
 
 /// `POST /investigations/{id}/terminate` (responder).

@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/investigations", get(investigations::list))
         .route("/investigations/{id}", get(investigations::show))
         .route("/investigations/{id}/terminate", post(investigations::terminate))
+        .route("/investigations/{id}/approve-expansion", post(investigations::approve_expansion))
         .route("/devices/{id}/revoke", post(devices::revoke))
         .route("/devices/{id}/actions", post(actions::create))
         .route("/devices/{id}/offboarding-token", post(devices::offboarding_token))
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/samples/{sha256}", get(samples::download))
         .route("/alerts", get(detection::list_alerts))
         .route("/alerts/{id}", get(detection::show_alert).patch(detection::update_alert))
+        .route("/alerts/{id}/classify", post(investigations::classify))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

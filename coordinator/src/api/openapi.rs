@@ -77,6 +77,13 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
         "responder",
         200,
     ),
+    (
+        "post",
+        "/api/v1/investigations/{id}/approve-expansion",
+        "Approve expanding an investigation to 10 or more devices",
+        "approver",
+        200,
+    ),
     ("get", "/api/v1/samples", "List collected samples", "viewer", 200),
     (
         "get",
@@ -94,6 +101,13 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
     ),
     ("get", "/api/v1/alerts", "List alerts (?status=&device=&severity=&sha256=)", "viewer", 200),
     ("get", "/api/v1/alerts/{id}", "Show an alert with its history", "viewer", 200),
+    (
+        "post",
+        "/api/v1/alerts/{id}/classify",
+        "Classify an alert; false_positive undoes its actions, allows the file and suppresses it (approver)",
+        "responder",
+        200,
+    ),
     ("patch", "/api/v1/alerts/{id}", "Set an alert's status (new, in_progress, resolved)", "responder", 200),
 ];
 

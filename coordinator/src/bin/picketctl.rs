@@ -362,6 +362,8 @@ enum InvestigationsCmd {
         #[arg(long)]
         path: String,
     },
+    /// Approve expanding an investigation to 10 or more devices.
+    ApproveExpansion { id: String },
     /// Stop an investigation; what has not run is cancelled.
     Terminate {
         id: String,
@@ -450,6 +452,16 @@ enum AlertsCmd {
     },
     /// Show an alert and its history.
     Show { id: String },
+    /// Classify an alert. false_positive (approver) undoes what its
+    /// investigations did, allows the file and suppresses the detection.
+    Classify {
+        id: String,
+        /// true_positive, informational or false_positive.
+        #[arg(long)]
+        classification: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
     /// Set an alert's status.
     Set {
         id: String,
@@ -745,6 +757,9 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
                     return Ok(());
                 }
                 InvestigationsCmd::Show { id } => client.get(&format!("/api/v1/investigations/{}", seg(id)))?,
+                InvestigationsCmd::ApproveExpansion { id } => {
+                    client.post(&format!("/api/v1/investigations/{}/approve-expansion", seg(id)), &json!({}))?
+                }
                 InvestigationsCmd::Start { device, path } => {
                     client.post(&format!("/api/v1/devices/{}/investigations", seg(device)), &json!({ "path": path }))?
                 }
@@ -992,6 +1007,13 @@ fn alerts(client: &Client, cmd: &AlertsCmd, json_out: bool) -> Result<(), Client
                 return print_json(&a);
             }
             print_object(&a);
+        }
+        AlertsCmd::Classify { id, classification, comment } => {
+            let r = client.post(
+                &format!("/api/v1/alerts/{}/classify", seg(id)),
+                &json!({ "classification": classification, "comment": comment }),
+            )?;
+            return print_json(&r);
         }
         AlertsCmd::Set { id, status, comment } => {
             let a = client

@@ -26,9 +26,17 @@
 //! action is created: the recommendations are listed and the investigation
 //! waits (`pending_approval`) for a person to act or terminate it.
 //!
-//! Not built yet: expansion to other devices holding the same SHA-256, the
-//! false-positive flow, and heuristic verdicts for evidence unrelated to the
-//! alert's file.
+//! Expansion: a threat found on one device opens an investigation of the
+//! same file (by SHA-256: its copies in each device's search places) on every
+//! other active device — at once below `expansion_approval_threshold` (10)
+//! devices, after an approver's `POST /investigations/{id}/approve-expansion`
+//! at or above it. Expansions do not expand further.
+//!
+//! False positives: [`Investigations::classify`].
+//!
+//! Not built yet: heuristic verdicts for evidence unrelated to the alert's
+//! file (a non-package executable in a temp directory with connections,
+//! persistence pointing into a temp directory).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +127,9 @@ pub struct InvestigationConfig {
     pub temp_folders: Vec<String>,
     /// Where the agent looks for other copies (empty: its quick-scan places).
     pub copy_search_paths: Vec<String>,
+    /// Expanding an investigation to this many other devices or more waits
+    /// for an approver.
+    pub expansion_approval_threshold: usize,
 }
 
 impl Default for InvestigationConfig {
@@ -137,6 +148,7 @@ impl Default for InvestigationConfig {
                 "/root/.cache",
             ]),
             copy_search_paths: Vec::new(),
+            expansion_approval_threshold: 10,
         }
     }
 }
@@ -187,23 +199,93 @@ impl Investigations {
         sha256: Option<&str>,
         actor: &str,
     ) -> Result<Investigation, ActionError> {
-        let now = now_ms();
         let title = match alert {
             Some(a) => format!("{} detected {}", a.rule, a.path),
             None => format!("investigation of {path}"),
         };
+        let subject = json!({
+            "path": path,
+            "sha256": sha256,
+            "rule": alert.map(|a| a.rule.clone()),
+            "severity": alert.map(|a| a.severity),
+        });
+        self.start(device, alert.map(|a| a.id.to_string()), title, subject, actor).await
+    }
+
+    /// Open the investigations an expansion decided: the same file looked
+    /// for on each device, with the verdict it had where it was found.
+    async fn expand(
+        &self,
+        parent: &Investigation,
+        devices: &[Uuid],
+        verdict: &str,
+        actor: &str,
+    ) -> Result<(), ActionError> {
+        for device in devices {
+            let subject = json!({
+                "path": parent.subject["path"],
+                "sha256": parent.evidence["items"][0]["sha256"].as_str().or(parent.subject["sha256"].as_str()),
+                "rule": parent.subject["rule"],
+                "severity": verdict,
+                "expanded_from": parent.id,
+            });
+            let title = format!("expansion of {}: {}", parent.id, parent.subject["path"].as_str().unwrap_or(""));
+            if let Err(error) = self.start(*device, None, title, subject, actor).await {
+                tracing::warn!(%error, %device, "could not expand an investigation");
+            }
+        }
+        self.store.investigation_event(parent.id, actor, "expanded", &format!("to {} devices", devices.len())).await?;
+        Ok(())
+    }
+
+    /// Approve a pending expansion (approver).
+    pub async fn approve_expansion(&self, id: Uuid, who: &Requestor<'_>) -> Result<Investigation, ActionError> {
+        if who.role < Role::Approver {
+            return Err(ActionError::Forbidden("expanding to many devices needs the approver role".into()));
+        }
+        let inv = self
+            .store
+            .investigation(id)
+            .await?
+            .ok_or_else(|| ActionError::NotFound(format!("no investigation {id}")))?;
+        if inv.evidence["expansion"]["status"] != "pending_approval" {
+            return Err(ActionError::Conflict(format!("investigation {id} has no expansion waiting for approval")));
+        }
+        let devices: Vec<Uuid> = inv.evidence["expansion"]["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().and_then(|s| s.parse().ok()))
+            .collect();
+        let mut evidence = inv.evidence.clone();
+        evidence["expansion"]["status"] = json!("approved");
+        evidence["expansion"]["approved_by"] = json!(who.name);
+        self.store.update_investigation(id, &[], &inv.status, Some(&evidence)).await?;
+        let verdict = inv.evidence["verdict"].as_str().unwrap_or("malicious").to_string();
+        self.expand(&inv, &devices, &verdict, who.name).await?;
+        let inv = self.store.investigation(id).await?.unwrap_or(inv);
+        Box::pin(self.follow(&inv)).await?;
+        Ok(self.store.investigation(id).await?.unwrap_or(inv))
+    }
+
+    async fn start(
+        &self,
+        device: Uuid,
+        alert_id: Option<String>,
+        title: String,
+        subject: Value,
+        actor: &str,
+    ) -> Result<Investigation, ActionError> {
+        let now = now_ms();
+        let path = subject["path"].as_str().unwrap_or_default().to_string();
+        let sha256 = subject["sha256"].as_str().map(str::to_string);
         let inv = Investigation {
             id: Uuid::new_v4(),
             device_id: device,
-            alert_id: alert.map(|a| a.id.to_string()),
+            alert_id,
             status: "running".into(),
             title,
-            subject: json!({
-                "path": path,
-                "sha256": sha256,
-                "rule": alert.map(|a| a.rule.clone()),
-                "severity": alert.map(|a| a.severity),
-            }),
+            subject,
             evidence: Value::Null,
             created_by: actor.to_string(),
             created_at: now,
@@ -236,7 +318,7 @@ impl Investigations {
                 .await?;
             return Err(e);
         }
-        tracing::info!(investigation = %inv.id, %device, path, "investigation opened");
+        tracing::info!(investigation = %inv.id, %device, %path, "investigation opened");
         Ok(inv)
     }
 
@@ -267,6 +349,67 @@ impl Investigations {
         self.store.update_investigation(id, &LIVE, "terminated_by_user", None).await?;
         self.store.investigation_event(id, who.name, "terminated_by_user", comment).await?;
         Ok(self.store.investigation(id).await?.unwrap_or(inv))
+    }
+
+    /// A person's classification of an alert. A false positive undoes every
+    /// action its investigations took (quarantined files come back), stops
+    /// those still running, adds an allow indicator for the file and
+    /// suppresses the same (SHA-256, rule) from then on. Returns what was done.
+    pub async fn classify(
+        &self,
+        alert_id: Uuid,
+        classification: &str,
+        who: &Requestor<'_>,
+        comment: &str,
+    ) -> Result<Value, ActionError> {
+        if !["true_positive", "informational", "false_positive"].contains(&classification) {
+            return Err(ActionError::Invalid(format!(
+                "classification {classification:?}: true_positive, informational or false_positive"
+            )));
+        }
+        let alert =
+            self.store.alert(alert_id).await?.ok_or_else(|| ActionError::NotFound(format!("no alert {alert_id}")))?;
+        let mut undone = Vec::new();
+        let mut indicator = Value::Null;
+        if classification == "false_positive" {
+            if who.role < Role::Approver {
+                return Err(ActionError::Forbidden(
+                    "a false positive undoes actions and allows the file: it needs the approver role".into(),
+                ));
+            }
+            let why =
+                if comment.is_empty() { "false positive".to_string() } else { format!("false positive: {comment}") };
+            for inv in self.store.investigations_of_alert(alert_id).await? {
+                if LIVE.contains(&inv.status.as_str()) {
+                    self.terminate(inv.id, who, &why).await?;
+                }
+                for a in self.store.investigation_actions(inv.id).await? {
+                    let undoable = ActionKind::parse(&a.kind).and_then(ActionKind::undo).is_some();
+                    if undoable && a.status == ActionStatus::Succeeded && a.undone_by.is_none() {
+                        let (undo, _) = self.center.undo(who, a.id, &why).await?;
+                        undone.push(json!({ "action": a.id, "undo": undo.id, "kind": undo.kind }));
+                    }
+                }
+                self.store.investigation_event(inv.id, who.name, "false positive", &why).await?;
+            }
+            let allow = crate::store::Indicator {
+                sha256: alert.sha256.clone(),
+                action: IndicatorAction::Allow,
+                comment: format!("{why} (alert {alert_id})"),
+                created_by: who.name.to_string(),
+                created_at: now_ms(),
+                expires_at: None,
+            };
+            self.store.put_indicator(&allow).await?;
+            if let Some(msg) = self.center.gateway.content.reload_indicators(&self.store).await? {
+                self.center.gateway.publish(msg);
+            }
+            indicator = json!({ "sha256": alert.sha256, "action": "allow" });
+        }
+        self.store.classify_alert(&alert, classification, who.name, comment).await?;
+        self.center.gateway.events.changed();
+        Ok(json!({ "alert_id": alert_id, "classification": classification, "undone": undone, "indicator": indicator,
+            "suppressed": classification == "false_positive" }))
     }
 
     /// The loop: open investigations for new alerts, evaluate evidence,
@@ -331,11 +474,12 @@ impl Investigations {
         if inv.evidence["no_response"] == true {
             return Ok(());
         }
+        let expansion_waits = inv.evidence["expansion"]["status"] == "pending_approval";
         let remediation: Vec<_> = actions.iter().filter(|a| a.kind != ActionKind::CollectEvidence.as_str()).collect();
-        if remediation.is_empty() {
+        if remediation.is_empty() && !expansion_waits {
             return Ok(());
         }
-        let status = if remediation.iter().any(|a| a.status == ActionStatus::PendingApproval) {
+        let status = if expansion_waits || remediation.iter().any(|a| a.status == ActionStatus::PendingApproval) {
             "pending_approval"
         } else if remediation.iter().any(|a| ActionStatus::LIVE.contains(&a.status)) {
             "running"
@@ -445,6 +589,28 @@ impl Investigations {
                 remediation.push(entry);
             }
         }
+        // Across the fleet: the same file on the other devices (not from an
+        // expansion itself, and only for a threat found here).
+        let mut expansion = Value::Null;
+        let mut expand_now = Vec::new();
+        if verdict.is_some() && !paths.is_empty() && inv.subject["expanded_from"].is_null() {
+            let others: Vec<Uuid> = self
+                .store
+                .devices(None, 1000)
+                .await?
+                .items
+                .into_iter()
+                .filter(|d| d.id != inv.device_id && d.status == crate::store::DeviceStatus::Active)
+                .map(|d| d.id)
+                .collect();
+            if !others.is_empty() {
+                let waits = others.len() >= self.config.expansion_approval_threshold;
+                expansion = json!({ "devices": others, "status": if waits { "pending_approval" } else { "expanded" } });
+                if !waits {
+                    expand_now = others;
+                }
+            }
+        }
         let evidence = json!({
             "automation_level": format!("{level:?}"),
             "group": group,
@@ -452,9 +618,12 @@ impl Investigations {
             "items": items,
             "remediation": remediation,
             "no_response": no_response && !any_action,
+            "expansion": expansion,
         });
-        let status = if verdict.is_none() {
+        let status = if verdict.is_none() || paths.is_empty() {
             "no_threats_found"
+        } else if expansion["status"] == "pending_approval" {
+            "pending_approval"
         } else if any_action {
             "running"
         } else if no_response {
@@ -465,6 +634,11 @@ impl Investigations {
         self.store.update_investigation(inv.id, &LIVE, status, Some(&evidence)).await?;
         let detail = format!("verdict {v} ({why}); {} remediation actions; automation {level:?}", remediation.len());
         self.store.investigation_event(inv.id, "automation", "evidence evaluated", &detail).await?;
+        if !expand_now.is_empty() {
+            if let Some(fresh) = self.store.investigation(inv.id).await? {
+                self.expand(&fresh, &expand_now, v, "automation").await?;
+            }
+        }
         if let Some(alert) = inv.alert_id.as_deref().and_then(|a| a.parse().ok()) {
             if verdict.is_none() {
                 self.store.set_alert_status(alert, AlertStatus::Resolved, "automation", "no threats found").await?;

@@ -235,6 +235,16 @@ impl Store {
         }
         let mut raised = Vec::new();
         for d in &report.detections {
+            // A detection a person classified as a false positive stays quiet.
+            let suppressed = sqlx::query("SELECT 1 AS x FROM suppressions WHERE sha256 = $1 AND rule = $2")
+                .bind(&d.sha256)
+                .bind(&d.rule)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if suppressed {
+                continue;
+            }
             let existing =
                 sqlx::query("SELECT id, status FROM alerts WHERE device_id = $1 AND sha256 = $2 AND rule = $3")
                     .bind(device.to_string())
@@ -463,6 +473,49 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| bundle_from_row(r, false)).collect()
+    }
+
+    /// Record a classification; for a false positive, also suppress the
+    /// (SHA-256, rule) and resolve the alert — one transaction.
+    pub async fn classify_alert(
+        &self,
+        alert: &Alert,
+        classification: &str,
+        actor: &str,
+        comment: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE alerts SET classification = $1, status = 'resolved' WHERE id = $2")
+            .bind(classification)
+            .bind(alert.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if classification == "false_positive" {
+            sqlx::query(
+                "INSERT INTO suppressions (sha256, rule, alert_id, created_by, created_at) VALUES ($1, $2, $3, $4, $5)                  ON CONFLICT (sha256, rule) DO NOTHING",
+            )
+            .bind(&alert.sha256)
+            .bind(&alert.rule)
+            .bind(alert.id.to_string())
+            .bind(actor)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let detail =
+            if comment.is_empty() { classification.to_string() } else { format!("{classification}: {comment}") };
+        insert_alert_event(&mut tx, alert.id, "classified", AlertStatus::Resolved, now, actor, &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn alert_classification(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT classification FROM alerts WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>("classification")).transpose()?.flatten())
     }
 
     /// What content a device reported holding.

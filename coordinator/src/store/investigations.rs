@@ -196,6 +196,16 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// The investigations an alert opened.
+    pub async fn investigations_of_alert(&self, alert: Uuid) -> Result<Vec<Investigation>, StoreError> {
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM investigations WHERE alert_id = $1 ORDER BY created_at"))
+                .bind(alert.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn investigation_event(
         &self,
         id: Uuid,

@@ -130,6 +130,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "detection", include_str!("../../migrations/sqlite/0004_detection.sql")),
     (5, "samples", include_str!("../../migrations/sqlite/0005_samples.sql")),
     (6, "investigations", include_str!("../../migrations/sqlite/0006_investigations.sql")),
+    (7, "classification", include_str!("../../migrations/sqlite/0007_classification.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -138,6 +139,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "detection", include_str!("../../migrations/postgres/0004_detection.sql")),
     (5, "samples", include_str!("../../migrations/postgres/0005_samples.sql")),
     (6, "investigations", include_str!("../../migrations/postgres/0006_investigations.sql")),
+    (7, "classification", include_str!("../../migrations/postgres/0007_classification.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {
