@@ -253,3 +253,86 @@ async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
     assert_eq!(children, 10);
     wait_status(&env, &big_id, "remediated").await;
 }
+
+/// Every automation level × verdict × folder class, end to end: each file
+/// is detected by a real scan, investigated on the real agent, and its
+/// remediation is automatic, pending or absent exactly as DESIGN.md says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_design_table_end_to_end() {
+    let lab = tempfile::tempdir().expect("tempdir");
+    let l = lab.path().to_path_buf();
+    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
+        c.investigations.core_folders = vec![l.join("core").display().to_string()];
+        c.investigations.copy_search_paths = vec![l.join("nowhere").display().to_string()];
+    })
+    .await;
+    let (device, dir) = env.enroll("table").await;
+    let _agent = env.start_agent(device, &dir);
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let rules = json!({ "files": [{ "name": "table.yar", "source": r#"
+rule Table_Malicious { meta: severity = "malicious" strings: $a = "picket-table-malicious" condition: $a }
+rule Table_Suspicious { meta: severity = "suspicious" strings: $a = "picket-table-suspicious" condition: $a }
+"# }] });
+    let bundle = env.admin(move |c| c.post("/api/v1/rules", &rules)).await.expect("rules");
+    let version = bundle["version"].as_str().expect("version").to_string();
+    eventually!(30, "agent has the rules", env.device(device).await["content"]["rules_version"] == version.as_str());
+    let body = json!({ "name": "table", "automation_level": "full" });
+    env.admin(move |c| c.post("/api/v1/device-groups", &body)).await.expect("group");
+    env.admin(move |c| c.patch(&format!("/api/v1/devices/{device}"), &json!({ "group": "table" })))
+        .await
+        .expect("move");
+
+    let expected = |level: &str, verdict: &str, class: &str| -> &'static str {
+        match (level, verdict, class) {
+            ("none", _, _) => "none",
+            (_, "suspicious", _) => "pending",
+            ("full", _, _) => "automatic",
+            ("semi_any", _, _) => "pending",
+            ("semi_core", _, "core") => "pending",
+            ("semi_core", _, _) => "automatic",
+            ("semi_non_temp", _, "temp") => "automatic",
+            _ => "pending",
+        }
+    };
+    for level in ["full", "semi_any", "semi_core", "semi_non_temp", "none"] {
+        let body = json!({ "automation_level": level });
+        env.admin(move |c| c.patch("/api/v1/device-groups/table", &body)).await.expect("level");
+        let mut files = Vec::new();
+        for class in ["core", "temp", "other"] {
+            let d = lab.path().join(class).join(level);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            for verdict in ["malicious", "suspicious"] {
+                let f = d.join(format!("{verdict}.bin"));
+                std::fs::write(&f, format!("x picket-table-{verdict} {level} {class}")).expect("write");
+                files.push((class, verdict, f));
+            }
+        }
+        for class in ["core", "temp", "other"] {
+            scan(&env, device, &lab.path().join(class).join(level)).await;
+        }
+        for (class, verdict, f) in &files {
+            let inv = investigation_of(&env, f).await;
+            let id = inv["id"].as_str().expect("id").to_string();
+            eventually!(
+                30,
+                format!("{level} × {verdict} × {class} evaluated"),
+                show(&env, &id).await["evidence"]["verdict"] == *verdict
+            );
+            let shown = show(&env, &id).await;
+            let quarantine: Vec<&Value> = shown["actions"]
+                .as_array()
+                .expect("actions")
+                .iter()
+                .filter(|a| a["kind"] == "stop_and_quarantine")
+                .collect();
+            let outcome = match quarantine.first() {
+                None => "none",
+                Some(a) if a["decided_by"].is_null() && a["status"] == "pending_approval" => "pending",
+                Some(_) => "automatic",
+            };
+            assert_eq!(outcome, expected(level, verdict, class), "{level} × {verdict} × {class}: {shown}");
+            assert_eq!(shown["evidence"]["remediation"][0]["folder_class"], *class);
+        }
+    }
+}
