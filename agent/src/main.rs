@@ -217,8 +217,11 @@ fn finish(done: Result<Result<(), picket_agent::session::RunError>, tokio::task:
 }
 
 fn check_rules(paths: &[PathBuf], json: bool) -> ExitCode {
-    use picket_agent::scan::{Engine, Indicators};
-    let (engine, errors) = Engine::load(paths, Indicators::default());
+    use picket_agent::scan::{Engine, Indicators, RuleFileError};
+    let (engine, mut errors) = Engine::load(paths, Indicators::default());
+    for p in paths.iter().filter(|p| std::fs::symlink_metadata(p).is_err()) {
+        errors.push(RuleFileError { file: p.display().to_string(), error: "does not exist".into() });
+    }
     if json {
         let report = serde_json::json!({ "loaded": engine.loaded, "errors": errors, "rules": engine.rule_count });
         println!("{report}");
