@@ -133,6 +133,9 @@ impl TestEnv {
             ..Config::default()
         };
         config.rules.checker = agent_binary();
+        // Alerts in other tests must not start investigations that act on
+        // their files; the investigation tests turn this on.
+        config.investigations.automatic = false;
         tweak(&mut config);
         let shutdown = CancellationToken::new();
         let coordinator = Coordinator::start(config.clone(), shutdown.clone()).await.expect("coordinator starts");

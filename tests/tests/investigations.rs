@@ -58,6 +58,7 @@ async fn alerts_are_investigated_and_remediated_as_the_automation_level_says() {
     }
     let l = lab.path().to_path_buf();
     let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.automatic = true;
         c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
         c.investigations.core_folders = vec![l.join("core").display().to_string()];
         c.investigations.copy_search_paths = vec![l.display().to_string()];
@@ -176,6 +177,7 @@ async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
     }
     let l = lab.path().to_path_buf();
     let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.automatic = true;
         c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
         c.investigations.core_folders = vec![l.join("core").display().to_string()];
     })
@@ -262,6 +264,7 @@ async fn the_design_table_end_to_end() {
     let lab = tempfile::tempdir().expect("tempdir");
     let l = lab.path().to_path_buf();
     let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.automatic = true;
         c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
         c.investigations.core_folders = vec![l.join("core").display().to_string()];
         c.investigations.copy_search_paths = vec![l.join("nowhere").display().to_string()];
@@ -335,4 +338,76 @@ rule Table_Suspicious { meta: severity = "suspicious" strings: $a = "picket-tabl
             assert_eq!(shown["evidence"]["remediation"][0]["folder_class"], *class);
         }
     }
+}
+
+/// Heuristics: a non-package program from a temp folder holding a socket,
+/// and persistence pointing into a temp folder, are suspicious: kill_process
+/// and remove_persistence wait for approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heuristics_flag_temp_programs_with_sockets_and_persistence_into_temp() {
+    let lab = tempfile::tempdir().expect("tempdir");
+    let temp = lab.path().join("temp");
+    let root = lab.path().join("root");
+    std::fs::create_dir_all(&temp).expect("mkdir");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    let l = lab.path().to_path_buf();
+    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.automatic = true;
+        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
+        c.investigations.core_folders = vec![l.join("core").display().to_string()];
+        c.investigations.copy_search_paths = vec![l.join("nowhere").display().to_string()];
+    })
+    .await;
+    let (device, dir) = env.enroll("heuristics").await;
+    let r = root.clone();
+    let _agent = env.start_agent_with(device, &dir, move |c| c.persistence_root = r);
+    eventually!(10, "online", env.device_status(device).await == "online");
+
+    // A copy of perl (not owned by a package where it is) listening on loopback.
+    let program = temp.join("listener");
+    std::fs::copy("/usr/bin/perl", &program).expect("copy perl");
+    let mut child = std::process::Command::new(&program)
+        .args(["-e", "use IO::Socket::INET; my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die; sleep 600"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("run the copy");
+    let helper = temp.join("helper.sh");
+    std::fs::write(root.join("etc/crontab"), format!("*/5 * * * * root {}\n", helper.display())).expect("crontab");
+    std::fs::write(&helper, "#!/bin/sh\n").expect("helper");
+    let benign = lab.path().join("other/readme.txt");
+    std::fs::create_dir_all(benign.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&benign, "nothing to see").expect("benign");
+    eventually!(
+        10,
+        "listening",
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .map(|d| d
+                .flatten()
+                .any(|f| std::fs::read_link(f.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))))
+            .unwrap_or(false)
+    );
+
+    let body = json!({ "path": benign });
+    let inv =
+        env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/investigations"), &body)).await.expect("start");
+    let id = inv["id"].as_str().expect("id").to_string();
+    let pending = wait_status(&env, &id, "pending_approval").await;
+    let kinds: Vec<&str> =
+        pending["actions"].as_array().expect("actions").iter().filter_map(|a| a["kind"].as_str()).collect();
+    assert!(kinds.contains(&"kill_process") && kinds.contains(&"remove_persistence"), "{pending}");
+    for a in pending["actions"].as_array().expect("actions").iter().filter(|a| a["kind"] != "collect_evidence") {
+        assert_eq!(a["status"], "pending_approval", "suspicious waits for approval: {a}");
+    }
+    let items = pending["evidence"]["items"].as_array().expect("items");
+    assert!(
+        items.iter().any(|i| i["type"] == "process" && i["verdict"] == "suspicious" && i["pid"] == child.id()),
+        "{pending}"
+    );
+    assert!(
+        items.iter().any(|i| i["type"] == "persistence" && i["path"] == helper.to_str().expect("utf-8")),
+        "{pending}"
+    );
+    assert_eq!(items[0]["verdict"], "no_threats_found", "the benign file itself is clean");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -6,7 +6,7 @@
 //! `search_paths`).
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,6 +23,9 @@ struct Params {
     sha256: Option<String>,
     #[serde(default)]
     search_paths: Vec<PathBuf>,
+    /// The coordinator's temp folders, for the heuristics.
+    #[serde(default)]
+    temp_folders: Vec<String>,
 }
 
 fn exe_of(pid: i32) -> Option<String> {
@@ -87,10 +90,54 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
         }
         None => Vec::new(),
     };
+    progress.report("heuristics", 90);
     Ok(json!({
         "file": file,
         "processes": processes,
         "persistence": persistence,
         "copies": copies,
+        "temp_processes": temp_processes(platform, &sockets, &p.temp_folders, &pids),
+        "temp_persistence": persistence::pointing_into(&ctx.persistence_root, &p.temp_folders)
+            .into_iter()
+            .filter(|(path, _)| Path::new(path) != p.path)
+            .map(|(path, named_in)| json!({ "path": path, "named_in": named_in }))
+            .collect::<Vec<_>>(),
     }))
+}
+
+/// Processes (other than `skip`) running a non-package executable from a
+/// temp folder while holding network sockets: suspicious by heuristic.
+fn temp_processes(platform: &dyn Platform, sockets: &[Value], temp: &[String], skip: &[i32]) -> Vec<Value> {
+    let inside = |p: &str| {
+        let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        temp.iter().any(|f| {
+            let fp: Vec<&str> = f.split('/').filter(|s| !s.is_empty()).collect();
+            parts.len() > fp.len() && fp.iter().zip(&parts).all(|(a, b)| *a == "*" || a == b)
+        })
+    };
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if skip.contains(&pid) || pid as u32 == std::process::id() {
+            continue;
+        }
+        let Some(exe) = exe_of(pid) else { continue };
+        let exe = exe.trim_end_matches(" (deleted)").to_string();
+        if !inside(&exe) {
+            continue;
+        }
+        let connections: Vec<&Value> = sockets.iter().filter(|s| s["pid"] == json!(pid)).collect();
+        if connections.is_empty() || platform.package_owner(Path::new(&exe)).ok().flatten().is_some() {
+            continue;
+        }
+        let sha256 = std::fs::File::open(format!("/proc/{pid}/exe")).ok().and_then(|mut f| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut f, &mut h).ok()?;
+            Some(hex::encode(h.finalize()))
+        });
+        out.push(json!({ "pid": pid, "executable": exe, "sha256": sha256, "connections": connections }));
+    }
+    out
 }

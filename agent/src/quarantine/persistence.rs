@@ -125,6 +125,34 @@ pub fn references(line: &str, target: &str) -> bool {
     false
 }
 
+/// Absolute paths inside one of `folders` (`*` matches one component) that
+/// persistence under `root` runs or names: `(path, where it is named)`.
+pub fn pointing_into(root: &Path, folders: &[String]) -> Vec<(String, String)> {
+    let inside = |p: &str| {
+        let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        folders.iter().any(|f| {
+            let fp: Vec<&str> = f.split('/').filter(|s| !s.is_empty()).collect();
+            parts.len() > fp.len() && fp.iter().zip(&parts).all(|(a, b)| *a == "*" || a == b)
+        })
+    };
+    let mut out = Vec::new();
+    let mut files = line_files(root);
+    for dir in file_dirs(root) {
+        files.extend(files_in(&dir));
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            for token in line.split(|c: char| c.is_whitespace() || "\"'=;&|()".contains(c)) {
+                if token.starts_with('/') && inside(token) && !out.iter().any(|(p, _): &(String, String)| p == token) {
+                    out.push((token.to_string(), file.display().to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Find what references `target` under `root`, without changing anything.
 pub fn find(root: &Path, target: &Path) -> Vec<Removal> {
     let t = target.display().to_string();

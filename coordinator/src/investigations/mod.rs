@@ -34,9 +34,11 @@
 //!
 //! False positives: [`Investigations::classify`].
 //!
-//! Not built yet: heuristic verdicts for evidence unrelated to the alert's
-//! file (a non-package executable in a temp directory with connections,
-//! persistence pointing into a temp directory).
+//! Heuristics give a `suspicious` verdict to evidence beyond the alert's
+//! file: a non-package executable running from a temp folder with network
+//! sockets (→ `kill_process`) and persistence pointing into a temp folder
+//! (→ `remove_persistence`); suspicious means pending approval at every
+//! level but `none`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +123,8 @@ pub fn decide(level: Level, verdict: Severity, class: FolderClass) -> Decision {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InvestigationConfig {
+    /// Open an investigation for every new alert (manual ones work either way).
+    pub automatic: bool,
     /// Folders whose files are "core" (a `*` component matches any one name).
     pub core_folders: Vec<String>,
     /// Folders whose files are "temp".
@@ -136,6 +140,7 @@ impl Default for InvestigationConfig {
     fn default() -> Self {
         let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
         Self {
+            automatic: true,
             core_folders: v(&["/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/boot"]),
             temp_folders: v(&[
                 "/tmp",
@@ -294,7 +299,8 @@ impl Investigations {
         self.store.insert_investigation(&inv).await?;
         self.store.investigation_event(inv.id, actor, "opened", &inv.title).await?;
         let id = inv.id.to_string();
-        let params = json!({ "path": path, "sha256": sha256, "search_paths": self.config.copy_search_paths });
+        let params = json!({ "path": path, "sha256": sha256, "search_paths": self.config.copy_search_paths,
+            "temp_folders": self.config.temp_folders });
         let created = self
             .center
             .create(
@@ -428,9 +434,15 @@ impl Investigations {
     }
 
     pub async fn step(&self) -> Result<(), ActionError> {
-        let new =
-            self.store.alerts(&AlertFilter { status: Some(AlertStatus::New), ..Default::default() }, None, 100).await?;
-        for alert in new.items.iter().filter(|a| a.severity != Severity::Informational) {
+        let new = if self.config.automatic {
+            self.store
+                .alerts(&AlertFilter { status: Some(AlertStatus::New), ..Default::default() }, None, 100)
+                .await?
+                .items
+        } else {
+            Vec::new()
+        };
+        for alert in new.iter().filter(|a| a.severity != Severity::Informational) {
             self.store
                 .set_alert_status(alert.id, AlertStatus::InProgress, "automation", "investigation opened")
                 .await?;
@@ -589,6 +601,59 @@ impl Investigations {
                 remediation.push(entry);
             }
         }
+        // Heuristics (suspicious): a non-package executable running from a
+        // temp folder with network sockets → kill_process; persistence that
+        // points into a temp folder → remove_persistence.
+        let mut heuristic: Vec<(ActionKind, Value, String)> = Vec::new();
+        for p in result["temp_processes"].as_array().into_iter().flatten() {
+            let why = "a non-package executable in a temp folder with network connections".to_string();
+            items.push(
+                json!({ "type": "process", "pid": p["pid"], "executable": p["executable"], "sha256": p["sha256"],
+                "connections": p["connections"], "verdict": "suspicious", "why": why }),
+            );
+            heuristic.push((ActionKind::KillProcess, json!({ "pid": p["pid"], "sha256": p["sha256"] }), why));
+        }
+        for p in result["temp_persistence"].as_array().into_iter().flatten() {
+            let why = format!("persistence in {} points into a temp folder", p["named_in"].as_str().unwrap_or("?"));
+            items.push(json!({ "type": "persistence", "path": p["path"], "named_in": p["named_in"], "verdict": "suspicious", "why": why }));
+            heuristic.push((ActionKind::RemovePersistence, json!({ "path": p["path"] }), why));
+        }
+        for (kind, params, why) in heuristic {
+            let decision = decide(level, Severity::Suspicious, FolderClass::Temp);
+            let mut entry = json!({ "kind": kind.as_str(), "params": params, "folder_class": "temp",
+                "decision": format!("{decision:?}").to_lowercase() });
+            if decision == Decision::NoResponse {
+                no_response = true;
+                remediation.push(entry);
+                continue;
+            }
+            let id = inv.id.to_string();
+            let created = self
+                .center
+                .create(
+                    &AUTOMATION,
+                    Request {
+                        device: inv.device_id,
+                        kind,
+                        params,
+                        comment: &format!("suspicious: {why}"),
+                        source: ActionSource::AutomatedDeviceAction,
+                        investigation_id: Some(&id),
+                        needs_approval: decision == Decision::Pending,
+                        undoes: None,
+                    },
+                )
+                .await;
+            match created {
+                Ok((a, _)) => {
+                    entry["action_id"] = json!(a.id);
+                    any_action = true;
+                }
+                Err(e) => entry["error"] = json!(e.to_string()),
+            }
+            remediation.push(entry);
+        }
+        let heuristics_found = remediation.len() > paths.len() * usize::from(verdict.is_some());
         // Across the fleet: the same file on the other devices (not from an
         // expansion itself, and only for a threat found here).
         let mut expansion = Value::Null;
@@ -614,13 +679,13 @@ impl Investigations {
         let evidence = json!({
             "automation_level": format!("{level:?}"),
             "group": group,
-            "verdict": v,
+            "verdict": if verdict.is_none() && heuristics_found { "suspicious" } else { v },
             "items": items,
             "remediation": remediation,
             "no_response": no_response && !any_action,
             "expansion": expansion,
         });
-        let status = if verdict.is_none() || paths.is_empty() {
+        let status = if (verdict.is_none() || paths.is_empty()) && !heuristics_found {
             "no_threats_found"
         } else if expansion["status"] == "pending_approval" {
             "pending_approval"
@@ -640,7 +705,7 @@ impl Investigations {
             }
         }
         if let Some(alert) = inv.alert_id.as_deref().and_then(|a| a.parse().ok()) {
-            if verdict.is_none() {
+            if verdict.is_none() && !heuristics_found {
                 self.store.set_alert_status(alert, AlertStatus::Resolved, "automation", "no threats found").await?;
             }
         }
