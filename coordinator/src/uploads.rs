@@ -323,20 +323,10 @@ fn seal_sample(part: &Path, dir: &Path, sha256: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ActionSource, NewAction, NewDevice};
+    use crate::store::{ActionSource, NewAction};
 
     async fn running_sample_action(store: &Store, path: &str) -> (Uuid, Uuid) {
-        let device = Uuid::new_v4();
-        let d = NewDevice {
-            id: device,
-            hostname: "h",
-            group: "default",
-            ip: "127.0.0.1",
-            cert_serial: "01",
-            cert_not_after: 0,
-            enrollment_token_id: "",
-        };
-        store.insert_device_for_test(&d).await.expect("device");
+        let device = store.test_device().await;
         let params = serde_json::json!({ "path": path }).to_string();
         let new = NewAction {
             kind: "request_sample",

@@ -7,19 +7,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{created, parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, Params};
-use crate::actions::{ActionError, Requestor};
+use crate::actions::Requestor;
 use crate::investigations::Level;
 use crate::store::{Investigation, Role};
-
-fn action_error(e: ActionError) -> ApiError {
-    match e {
-        ActionError::Invalid(m) => ApiError::BadRequest(m),
-        ActionError::Forbidden(m) => ApiError::Forbidden(m),
-        ActionError::NotFound(m) => ApiError::NotFound(m),
-        ActionError::Conflict(m) => ApiError::Conflict(m),
-        ActionError::Store(e) => ApiError::internal(e),
-    }
-}
 
 fn level(s: &str) -> Result<&str, ApiError> {
     Level::parse(s)
@@ -200,11 +190,7 @@ pub async fn start(
     if !b.path.starts_with('/') {
         return Err(ApiError::BadRequest("path must be absolute".into()));
     }
-    let inv = state
-        .investigations
-        .open(device, None, &b.path, b.sha256.as_deref(), &caller.name)
-        .await
-        .map_err(action_error)?;
+    let inv = state.investigations.open(device, None, &b.path, b.sha256.as_deref(), &caller.name).await?;
     Ok(created(investigation_json(&state, &inv, false).await?))
 }
 
@@ -226,7 +212,7 @@ pub async fn classify(
     caller.require(Role::Responder)?;
     let id = parse_uuid(&id)?;
     let who = Requestor { name: &caller.name, role: caller.role };
-    let out = state.investigations.classify(id, &b.classification, &who, &b.comment).await.map_err(action_error)?;
+    let out = state.investigations.classify(id, &b.classification, &who, &b.comment).await?;
     let mut r = Json(out).into_response();
     r.extensions_mut().insert(AuditDetail(format!("alert {id} classified {}", b.classification)));
     Ok(r)
@@ -248,7 +234,7 @@ pub async fn approve_expansion(
     caller.require(Role::Approver)?;
     let id = parse_uuid(&id)?;
     let who = Requestor { name: &caller.name, role: caller.role };
-    let inv = state.investigations.approve_expansion(id, &who).await.map_err(action_error)?;
+    let inv = state.investigations.approve_expansion(id, &who).await?;
     Ok(Json(investigation_json(&state, &inv, true).await?))
 }
 
@@ -262,6 +248,6 @@ pub async fn terminate(
     caller.require(Role::Responder)?;
     let id = parse_uuid(&id)?;
     let who = Requestor { name: &caller.name, role: caller.role };
-    let inv = state.investigations.terminate(id, &who, &b.comment).await.map_err(action_error)?;
+    let inv = state.investigations.terminate(id, &who, &b.comment).await?;
     Ok(Json(investigation_json(&state, &inv, true).await?))
 }

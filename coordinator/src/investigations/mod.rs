@@ -512,6 +512,40 @@ impl Investigations {
         Ok(())
     }
 
+    /// Create one remediation action of `inv`, automatic or pending as
+    /// `decision` says; records the action id (or the error) in `entry`.
+    async fn propose(
+        &self,
+        inv: &Investigation,
+        kind: ActionKind,
+        params: Value,
+        decision: Decision,
+        comment: &str,
+        entry: &mut Value,
+    ) -> bool {
+        let id = inv.id.to_string();
+        let request = Request {
+            device: inv.device_id,
+            kind,
+            params,
+            comment,
+            source: ActionSource::AutomatedDeviceAction,
+            investigation_id: Some(&id),
+            needs_approval: decision == Decision::Pending,
+            undoes: None,
+        };
+        match self.center.create(&AUTOMATION, request).await {
+            Ok((a, _)) => {
+                entry["action_id"] = json!(a.id);
+                true
+            }
+            Err(e) => {
+                entry["error"] = json!(e.to_string());
+                false
+            }
+        }
+    }
+
     /// Give verdicts and decide the remediation.
     async fn evaluate(&self, inv: &Investigation, result: &Value) -> Result<(), ActionError> {
         let file = &result["file"];
@@ -574,30 +608,10 @@ impl Investigations {
                     remediation.push(entry);
                     continue;
                 }
-                let id = inv.id.to_string();
-                let created = self
-                    .center
-                    .create(
-                        &AUTOMATION,
-                        Request {
-                            device: inv.device_id,
-                            kind: ActionKind::StopAndQuarantine,
-                            params: json!({ "path": path }),
-                            comment: &format!("{v}: {why}"),
-                            source: ActionSource::AutomatedDeviceAction,
-                            investigation_id: Some(&id),
-                            needs_approval: decision == Decision::Pending,
-                            undoes: None,
-                        },
-                    )
+                let params = json!({ "path": path });
+                any_action |= self
+                    .propose(inv, ActionKind::StopAndQuarantine, params, decision, &format!("{v}: {why}"), &mut entry)
                     .await;
-                match created {
-                    Ok((a, _)) => {
-                        entry["action_id"] = json!(a.id);
-                        any_action = true;
-                    }
-                    Err(e) => entry["error"] = json!(e.to_string()),
-                }
                 remediation.push(entry);
             }
         }
@@ -627,30 +641,7 @@ impl Investigations {
                 remediation.push(entry);
                 continue;
             }
-            let id = inv.id.to_string();
-            let created = self
-                .center
-                .create(
-                    &AUTOMATION,
-                    Request {
-                        device: inv.device_id,
-                        kind,
-                        params,
-                        comment: &format!("suspicious: {why}"),
-                        source: ActionSource::AutomatedDeviceAction,
-                        investigation_id: Some(&id),
-                        needs_approval: decision == Decision::Pending,
-                        undoes: None,
-                    },
-                )
-                .await;
-            match created {
-                Ok((a, _)) => {
-                    entry["action_id"] = json!(a.id);
-                    any_action = true;
-                }
-                Err(e) => entry["error"] = json!(e.to_string()),
-            }
+            any_action |= self.propose(inv, kind, params, decision, &format!("suspicious: {why}"), &mut entry).await;
             remediation.push(entry);
         }
         let heuristics_found = remediation.len() > paths.len() * usize::from(verdict.is_some());

@@ -541,7 +541,6 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::test_support::stores;
-    use crate::store::NewDevice;
     use picket_common::detection::Detection;
 
     fn detection(sha: &str, rule: &str) -> Detection {
@@ -558,17 +557,7 @@ mod tests {
     #[tokio::test]
     async fn alerts_dedupe_by_device_hash_and_rule_and_reports_count_once() {
         for (store, _dir) in stores().await {
-            let device = Uuid::new_v4();
-            let d = NewDevice {
-                id: device,
-                hostname: "h",
-                group: "default",
-                ip: "127.0.0.1",
-                cert_serial: "01",
-                cert_not_after: 0,
-                enrollment_token_id: "",
-            };
-            Store::insert_device(&store.pool, &d).await.expect("device");
+            let device = store.test_device().await;
             let report = |dets: Vec<Detection>| AlertReport {
                 report_id: Uuid::new_v4(),
                 source: "realtime".into(),

@@ -132,9 +132,20 @@ impl Store {
         Ok(())
     }
 
+    /// A new active device for a unit test.
     #[cfg(test)]
-    pub(crate) async fn insert_device_for_test(&self, d: &NewDevice<'_>) -> Result<(), StoreError> {
-        Self::insert_device(&self.pool, d).await
+    pub(crate) async fn test_device(&self) -> Uuid {
+        let d = NewDevice {
+            id: Uuid::new_v4(),
+            hostname: "h",
+            group: "default",
+            ip: "127.0.0.1",
+            cert_serial: "01",
+            cert_not_after: 0,
+            enrollment_token_id: "",
+        };
+        Self::insert_device(&self.pool, &d).await.expect("test device");
+        d.id
     }
 
     pub async fn device(&self, id: Uuid) -> Result<Option<Device>, StoreError> {
