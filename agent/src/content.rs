@@ -115,7 +115,8 @@ impl Content {
         }
         sources.extend(self.local_rules.iter().cloned());
         let started = std::time::Instant::now();
-        let (engine, errors) = Engine::load(&sources, indicators);
+        // Bundle files come over the network: no includes in them.
+        let (engine, errors) = Engine::load_with(&sources, indicators, &[self.dir.join("bundles")]);
         for e in &errors {
             tracing::warn!(file = %e.file, error = %e.error, "rule file skipped");
         }

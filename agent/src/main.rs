@@ -104,6 +104,9 @@ enum RulesCmd {
         paths: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Refuse `include` statements, as agents do in bundles from the coordinator.
+        #[arg(long)]
+        no_includes: bool,
     },
 }
 
@@ -149,7 +152,7 @@ fn main() -> ExitCode {
             runtime().block_on(run(cfg))
         }
         Command::Status { state_dir, json } => status(&StateDir::new(state_dir), json),
-        Command::Rules(RulesCmd::Check { paths, json }) => check_rules(&paths, json),
+        Command::Rules(RulesCmd::Check { paths, json, no_includes }) => check_rules(&paths, json, no_includes),
         Command::Scan { paths, rules, json, cpu_percent, max_file_size, low_priority } => {
             let opts = picket_agent::scan::ScanOptions {
                 max_file_size,
@@ -216,9 +219,10 @@ fn finish(done: Result<Result<(), picket_agent::session::RunError>, tokio::task:
     }
 }
 
-fn check_rules(paths: &[PathBuf], json: bool) -> ExitCode {
+fn check_rules(paths: &[PathBuf], json: bool, no_includes: bool) -> ExitCode {
     use picket_agent::scan::{Engine, Indicators, RuleFileError};
-    let (engine, mut errors) = Engine::load(paths, Indicators::default());
+    let sandboxed: &[PathBuf] = if no_includes { paths } else { &[] };
+    let (engine, mut errors) = Engine::load_with(paths, Indicators::default(), sandboxed);
     for p in paths.iter().filter(|p| std::fs::symlink_metadata(p).is_err()) {
         errors.push(RuleFileError { file: p.display().to_string(), error: "does not exist".into() });
     }

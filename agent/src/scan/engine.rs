@@ -71,6 +71,14 @@ impl Engine {
     /// Load the built-in rules plus every rule file in `paths` (files or
     /// directories, recursively). Returns the engine and the files skipped.
     pub fn load(paths: &[PathBuf], indicators: Indicators) -> (Self, Vec<RuleFileError>) {
+        Self::load_with(paths, indicators, &[])
+    }
+
+    /// [`Self::load`], with `include` statements refused in files under
+    /// `no_includes` (rule bundles from the coordinator: an `include` there
+    /// could make the agent, which runs as root, read any file on the
+    /// device and echo a piece of it back in an error message).
+    pub fn load_with(paths: &[PathBuf], indicators: Indicators, no_includes: &[PathBuf]) -> (Self, Vec<RuleFileError>) {
         let mut files = Vec::new();
         for p in paths {
             collect_rule_files(p, &mut files);
@@ -95,6 +103,7 @@ impl Engine {
             };
             let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
             compiler.add_include_dir(&dir);
+            compiler.enable_includes(!no_includes.iter().any(|root| file.starts_with(root)));
             compiler.new_namespace(&namespace_of(&file));
             match compiler.add_source(source.as_slice()) {
                 Ok(_) => loaded.push(name),
@@ -313,6 +322,23 @@ mod tests {
         let mut s = engine.scanner();
         let d = engine.scan_data(&mut s, Path::new("b"), b"benign", "").expect("scan");
         assert_eq!((d[0].rule.as_str(), d[0].severity), ("indicator", Severity::Malicious));
+    }
+
+    #[test]
+    fn includes_are_refused_in_sandboxed_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (local, bundle) = (dir.path().join("local"), dir.path().join("bundle"));
+        for d in [&local, &bundle] {
+            std::fs::create_dir_all(d).expect("mkdir");
+            std::fs::write(d.join("inc.yara"), "rule included { condition: true }").expect("write");
+            std::fs::write(d.join("main.yar"), "include \"inc.yara\"\nrule uses { condition: included }")
+                .expect("write");
+        }
+        let (_, errors) =
+            Engine::load_with(&[local.clone(), bundle.clone()], Indicators::default(), std::slice::from_ref(&bundle));
+        let failed: Vec<&str> = errors.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(failed.len(), 1, "{errors:?}");
+        assert!(failed[0].starts_with(&bundle.display().to_string()) && failed[0].ends_with("main.yar"), "{errors:?}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! megabytes of binary); the coordinator validates a bundle by running the
 //! agent binary's `picket-agent rules check --json DIR`, which compiles the
 //! files exactly as every agent will, each file on its own so one bad file
-//! never hides the others. The binary is `[rules] checker` in the config,
+//! never hides the others, and with `include` refused (as agents refuse it
+//! in bundles: a bundle must be self-contained). The binary is `[rules] checker` in the config,
 //! by default `picket-agent` beside the coordinator's own executable, else
 //! on `PATH`. Without it, uploads are refused with a clear error (nothing is
 //! stored unchecked).
@@ -66,7 +67,7 @@ pub async fn check(checker: &Path, scratch_root: &Path, files: &[RuleFile]) -> R
         std::fs::write(dir.path().join(&f.name), &f.source).map_err(failed)?;
     }
     let mut cmd = tokio::process::Command::new(checker);
-    cmd.arg("rules").arg("check").arg("--json").arg(dir.path()).kill_on_drop(true);
+    cmd.arg("rules").arg("check").arg("--json").arg("--no-includes").arg(dir.path()).kill_on_drop(true);
     cmd.stdin(std::process::Stdio::null());
     let output = match tokio::time::timeout(CHECK_TIMEOUT, cmd.output()).await {
         Err(_) => return Err(CheckError::Failed(format!("no answer within {} s", CHECK_TIMEOUT.as_secs()))),
