@@ -17,6 +17,19 @@ fn eicar(pad: usize) -> Vec<u8> {
     e
 }
 
+/// A coordinator whose folder classes point into `lab` (temp = lab/temp,
+/// core = lab/core) and whose agents look for copies in `search`.
+async fn lab_env(lab: &Path, search: &str) -> TestEnv {
+    let (l, search) = (lab.to_path_buf(), lab.join(search));
+    TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.automatic = true;
+        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
+        c.investigations.core_folders = vec![l.join("core").display().to_string()];
+        c.investigations.copy_search_paths = vec![search.display().to_string()];
+    })
+    .await
+}
+
 async fn scan(env: &TestEnv, device: Uuid, path: &Path) {
     let body = json!({ "kind": "scan", "params": { "paths": [path] }, "comment": "e2e" });
     let a = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("scan");
@@ -56,14 +69,7 @@ async fn alerts_are_investigated_and_remediated_as_the_automation_level_says() {
     for d in [&temp, &other, &lab.path().join("core")] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
-    let l = lab.path().to_path_buf();
-    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
-        c.investigations.automatic = true;
-        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
-        c.investigations.core_folders = vec![l.join("core").display().to_string()];
-        c.investigations.copy_search_paths = vec![l.display().to_string()];
-    })
-    .await;
+    let mut env = lab_env(lab.path(), "").await;
     let (device, dir) = env.enroll("investigated").await;
     let root = lab.path().join("root");
     let _agent = env.start_agent_with(device, &dir, move |c| c.persistence_root = root);
@@ -175,13 +181,7 @@ async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
     for d in [&da, &db] {
         std::fs::create_dir_all(d).expect("mkdir");
     }
-    let l = lab.path().to_path_buf();
-    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
-        c.investigations.automatic = true;
-        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
-        c.investigations.core_folders = vec![l.join("core").display().to_string()];
-    })
-    .await;
+    let mut env = lab_env(lab.path(), "nowhere").await;
     let (a, dir_a) = env.enroll("origin").await;
     let (b, dir_b) = env.enroll("neighbour").await;
     let (sa, sb) = (da.clone(), db.clone());
@@ -262,14 +262,7 @@ async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_design_table_end_to_end() {
     let lab = tempfile::tempdir().expect("tempdir");
-    let l = lab.path().to_path_buf();
-    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
-        c.investigations.automatic = true;
-        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
-        c.investigations.core_folders = vec![l.join("core").display().to_string()];
-        c.investigations.copy_search_paths = vec![l.join("nowhere").display().to_string()];
-    })
-    .await;
+    let mut env = lab_env(lab.path(), "nowhere").await;
     let (device, dir) = env.enroll("table").await;
     let _agent = env.start_agent(device, &dir);
     eventually!(10, "online", env.device_status(device).await == "online");
@@ -350,14 +343,7 @@ async fn heuristics_flag_temp_programs_with_sockets_and_persistence_into_temp() 
     let root = lab.path().join("root");
     std::fs::create_dir_all(&temp).expect("mkdir");
     std::fs::create_dir_all(root.join("etc")).expect("mkdir");
-    let l = lab.path().to_path_buf();
-    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
-        c.investigations.automatic = true;
-        c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
-        c.investigations.core_folders = vec![l.join("core").display().to_string()];
-        c.investigations.copy_search_paths = vec![l.join("nowhere").display().to_string()];
-    })
-    .await;
+    let mut env = lab_env(lab.path(), "nowhere").await;
     let (device, dir) = env.enroll("heuristics").await;
     let r = root.clone();
     let _agent = env.start_agent_with(device, &dir, move |c| c.persistence_root = r);

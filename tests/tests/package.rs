@@ -48,7 +48,12 @@ async fn a_package_is_complete_consistent_private_and_survives_a_coordinator_res
     // The coordinator goes away while the agent collects and uploads.
     eventually!(20, "running", env.action_status(&id).await == "running");
     env.stop_coordinator().await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let state = picket_agent::state::StateDir::new(&dir);
+    eventually!(
+        20,
+        "the agent notices the coordinator is gone",
+        state.status().ok().flatten().is_some_and(|s| !s.connected)
+    );
     env.restart_coordinator().await;
     eventually!(120, "package uploaded", env.action_status(&id).await == "succeeded");
     let out = env.action(&id).await["result"]["output"].clone();

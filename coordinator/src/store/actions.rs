@@ -485,13 +485,7 @@ impl Store {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Action>, StoreError> {
-        let (c_at, c_id) = match cursor {
-            None => (i64::MAX, String::new()),
-            Some(c) => {
-                let (at, id) = c.split_once(':').ok_or_else(|| corrupt(format!("cursor {c:?}")))?;
-                (at.parse().map_err(|_| corrupt(format!("cursor {c:?}")))?, id.to_string())
-            }
-        };
+        let (c_at, c_id) = super::time_cursor("actions", cursor)?;
         let statuses = if f.statuses.is_empty() { ActionStatus::ALL.to_vec() } else { f.statuses.clone() };
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM actions WHERE status IN ({}) \
@@ -513,14 +507,8 @@ impl Store {
         .bind(f.investigation.clone().unwrap_or_default())
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|a| format!("{}:{}", a.created_at, a.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(items, limit, |a| format!("{}:{}", a.created_at, a.id)))
     }
 
     /// The transitions of one action, oldest first.

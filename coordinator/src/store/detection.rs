@@ -314,14 +314,7 @@ impl Store {
     /// Alerts, most recently seen first; `cursor` is `last_seen:id` of the
     /// previous page's last item.
     pub async fn alerts(&self, f: &AlertFilter, cursor: Option<&str>, limit: u32) -> Result<Page<Alert>, StoreError> {
-        let (c_at, c_id) = match cursor {
-            None => (i64::MAX, String::new()),
-            Some(c) => {
-                let bad = || corrupt("alerts", format!("cursor {c:?}"));
-                let (at, id) = c.split_once(':').ok_or_else(bad)?;
-                (at.parse().map_err(|_| bad())?, id.to_string())
-            }
-        };
+        let (c_at, c_id) = super::time_cursor("alerts", cursor)?;
         let rows = sqlx::query(&format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE ($1 = '' OR status = $1) AND ($2 = '' OR device_id = $2) \
              AND ($3 = '' OR severity = $3) AND ($4 = '' OR sha256 = $4) \
@@ -337,14 +330,8 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|a| format!("{}:{}", a.last_seen, a.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(items, limit, |a| format!("{}:{}", a.last_seen, a.id)))
     }
 
     /// Set an alert's status; returns the updated alert (None: no such alert).

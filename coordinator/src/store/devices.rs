@@ -163,14 +163,8 @@ impl Store {
             .bind(i64::from(limit) + 1)
             .fetch_all(&self.pool)
             .await?;
-        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|d| d.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(items, limit, |d| d.id.to_string()))
     }
 
     /// Every device's id and status: what the TLS verifier consults.

@@ -170,6 +170,28 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// `rows` was fetched with `LIMIT limit + 1`: keep `limit` and, if there
+    /// was one more, the cursor of the last kept item.
+    pub(crate) fn of(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
+        Self { items: rows, next_cursor }
+    }
+}
+
+/// A `time:id` cursor of a newest-first list; `None` starts at the newest.
+pub(crate) fn time_cursor(table: &'static str, cursor: Option<&str>) -> Result<(i64, String), StoreError> {
+    let Some(c) = cursor else { return Ok((i64::MAX, String::new())) };
+    let bad = || StoreError::Corrupt { table, detail: format!("cursor {c:?}") };
+    let (at, id) = c.split_once(':').ok_or_else(bad)?;
+    Ok((at.parse().map_err(|_| bad())?, id.to_string()))
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
