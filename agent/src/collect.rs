@@ -10,13 +10,17 @@
 //! Rules: /proc and file reads first; a command only where it is the right
 //! source (`nft list ruleset`, `dpkg-query`, `journalctl`, `ip`, `systemctl`,
 //! `last`, `who`), each with a timeout, never failing the package when it
-//! fails. Files are opened with `O_NOFOLLOW` and directories walked without
-//! following links. Per-file and total size caps. Nothing under the agent's
+//! fails. Files are opened with `O_NOFOLLOW` relative to a directory reached
+//! without untrusted links (`fsutil::dir`); a link to elsewhere (a user's
+//! `~/.config/autostart → /var/lib/picket-agent`) is recorded as `refused`
+//! in the manifest, never followed. Protected files (`protected.rs`) are
+//! refused by their real path and inode, whatever name leads to them. Per-file and total size caps. Nothing under the agent's
 //! state dir is read but `status.json`, the alert queue and the vault's
 //! metadata — never the private key. /etc/shadow is read only to say which
 //! accounts have a password, are locked or expired; no hash is copied.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -25,6 +29,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::Digest;
+
+use crate::fsutil::{Dir, Owners, SafeError};
+use crate::protected::Protected;
 
 /// Caps: one item, and the whole package (before compression).
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +59,23 @@ struct Item {
     size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     sha256: Option<String>,
+}
+
+/// Why a file was not read into the package.
+#[derive(Debug)]
+enum ReadError {
+    /// On purpose: a protected file, a link not followed.
+    Refused(String),
+    Failed(String),
+}
+
+impl From<SafeError> for ReadError {
+    fn from(e: SafeError) -> Self {
+        match e {
+            SafeError::Refused { .. } => Self::Refused(e.to_string()),
+            SafeError::Io { .. } => Self::Failed(e.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -159,32 +183,51 @@ impl Collector {
         });
     }
 
-    /// Read a file (not through a symlink, never from the agent's state
-    /// dir, at most the per-file cap — the tail for logs).
-    fn read_file(&self, path: &Path, tail: bool) -> Result<Vec<u8>, String> {
-        if path.starts_with(&self.private) {
-            return Err("the agent's state dir is not collected".into());
+    /// Read a file: its directory reached without untrusted symlinks, the
+    /// file itself not followed, at most the per-file cap (the tail for
+    /// logs), and never a protected file — checked on the opened file
+    /// (the agent's state, its key, shadow files, private keys).
+    fn read_file(&self, path: &Path, tail: bool) -> Result<Vec<u8>, ReadError> {
+        let (dir, name) = Dir::open_parent(path, Owners::Any).map_err(ReadError::from)?;
+        self.read_in(&dir, &name, tail)
+    }
+
+    fn read_in(&self, dir: &Dir, name: &OsStr, tail: bool) -> Result<Vec<u8>, ReadError> {
+        let mut f = dir.open_file(name).map_err(ReadError::from)?;
+        if let Some(why) = Protected::new(&self.private).refusal(&f) {
+            return Err(ReadError::Refused(why));
         }
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| e.to_string())?;
-        let meta = f.metadata().map_err(|e| e.to_string())?;
-        if !meta.is_file() {
-            return Err("not a regular file".into());
-        }
+        let meta = f.metadata().map_err(|e| ReadError::Failed(e.to_string()))?;
         let cap = self.caps.per_file;
         if meta.len() > cap {
             if !tail {
-                return Err(format!("{} bytes is over the per-file cap of {cap}", meta.len()));
+                return Err(ReadError::Failed(format!("{} bytes is over the per-file cap of {cap}", meta.len())));
             }
             use std::io::Seek;
-            f.seek(std::io::SeekFrom::Start(meta.len() - cap)).map_err(|e| e.to_string())?;
+            f.seek(std::io::SeekFrom::Start(meta.len() - cap)).map_err(|e| ReadError::Failed(e.to_string()))?;
         }
         let mut data = Vec::new();
-        f.take(cap).read_to_end(&mut data).map_err(|e| e.to_string())?;
+        f.take(cap).read_to_end(&mut data).map_err(|e| ReadError::Failed(e.to_string()))?;
         Ok(data)
+    }
+
+    /// Record a read that did not happen: refused (protected, a link not
+    /// followed) or failed.
+    fn not_read(&mut self, name: &str, source: &str, e: ReadError) {
+        match e {
+            ReadError::Refused(why) => {
+                tracing::warn!(item = name, %why, "package item refused");
+                self.items.push(Item {
+                    name: name.to_string(),
+                    source: source.to_string(),
+                    status: "refused",
+                    error: Some(why),
+                    size: 0,
+                    sha256: None,
+                });
+            }
+            ReadError::Failed(e) => self.failed(name, source, e),
+        }
     }
 
     /// Copy a file if it exists (a missing optional file is not an error).
@@ -192,9 +235,10 @@ impl Collector {
         if std::fs::symlink_metadata(path).is_err() {
             return false;
         }
+        let source = format!("file:{}", path.display());
         match self.read_file(path, false) {
-            Ok(data) => self.add(name, &format!("file:{}", path.display()), &data),
-            Err(e) => self.failed(name, &format!("file:{}", path.display()), e),
+            Ok(data) => self.add(name, &source, &data),
+            Err(e) => self.not_read(name, &source, e),
         }
         true
     }
@@ -440,25 +484,47 @@ impl Collector {
         }
     }
 
-    /// Copy the regular files of a directory (not recursive, no links).
-    fn copy_dir(&mut self, prefix: &str, dir: &Path) -> usize {
-        let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
-        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        files.sort();
+    /// Copy the regular files of a directory and its subdirectories. The
+    /// directory is reached without untrusted symlinks (a user's
+    /// `~/.config/autostart` pointing elsewhere is recorded as refused, not
+    /// followed); links inside are recorded as links, never followed.
+    fn copy_dir(&mut self, prefix: &str, path: &Path) -> usize {
+        if std::fs::symlink_metadata(path).is_err() {
+            return 0;
+        }
+        match Dir::open(path, Owners::Any) {
+            Ok(dir) => self.copy_open_dir(prefix, &dir),
+            Err(e) => {
+                self.not_read(prefix, &format!("dir:{}", path.display()), ReadError::from(e));
+                0
+            }
+        }
+    }
+
+    fn copy_open_dir(&mut self, prefix: &str, dir: &Dir) -> usize {
+        let Ok(names) = dir.entries() else { return 0 };
         let mut n = 0;
-        for f in files {
-            let Ok(meta) = std::fs::symlink_metadata(&f) else { continue };
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&f).map(|t| t.display().to_string()).unwrap_or_default();
-                self.add(&format!("{prefix}/{name}.symlink"), &format!("link:{}", f.display()), target.as_bytes());
-            } else if meta.is_file() {
-                self.add_file(&format!("{prefix}/{name}"), &f);
-                if meta.mtime() > now_secs() - 7 * 86_400 {
-                    self.highlights.recent_persistence.push(f.display().to_string());
+        for name in names {
+            let Ok(Some(st)) = dir.stat(&name) else { continue };
+            let shown = name.to_string_lossy().into_owned();
+            let full = dir.path().join(&name);
+            let source = format!("file:{}", full.display());
+            if st.is_symlink() {
+                let target = dir.read_link(&name).map(|t| t.display().to_string()).unwrap_or_default();
+                self.add(&format!("{prefix}/{shown}.symlink"), &format!("link:{}", full.display()), target.as_bytes());
+            } else if st.is_file() {
+                match self.read_in(dir, &name, false) {
+                    Ok(data) => self.add(&format!("{prefix}/{shown}"), &source, &data),
+                    Err(e) => self.not_read(&format!("{prefix}/{shown}"), &source, e),
                 }
-            } else if meta.is_dir() && !name.starts_with('.') {
-                n += self.copy_dir(&format!("{prefix}/{name}"), &f);
+                if st.mtime() > now_secs() - 7 * 86_400 {
+                    self.highlights.recent_persistence.push(full.display().to_string());
+                }
+            } else if st.is_dir() && !shown.starts_with('.') {
+                match dir.subdir(&name, Owners::Any) {
+                    Ok(sub) => n += self.copy_open_dir(&format!("{prefix}/{shown}"), &sub),
+                    Err(e) => self.not_read(&format!("{prefix}/{shown}"), &source, ReadError::from(e)),
+                }
             }
             n += 1;
         }
@@ -495,7 +561,8 @@ impl Collector {
         ] {
             let path = self.under_root(place);
             if self.add_file(name, &path) && place == "/etc/ld.so.preload" {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let text =
+                    self.read_file(&path, false).map(|d| String::from_utf8_lossy(&d).into_owned()).unwrap_or_default();
                 self.highlights.ld_so_preload.extend(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
             }
         }
@@ -671,7 +738,7 @@ impl Collector {
                 any = true;
                 match self.read_file(Path::new(path), true) {
                     Ok(d) => self.add(name, &format!("file:{path} (tail)"), &d),
-                    Err(e) => self.failed(name, &format!("file:{path}"), e),
+                    Err(e) => self.not_read(name, &format!("file:{path}"), e),
                 }
             }
         }

@@ -15,6 +15,8 @@
 //! - [`content`]: the rule bundle and indicators from the coordinator, compiled once and cached.
 //! - [`alerts`]: the durable queue of alert reports (kept until acknowledged).
 //! - [`realtime`]: real-time protection (inotify through notify, debounced scans).
+//! - [`fsutil`]: durable writes, and symlink-safe file operations through directory descriptors.
+//! - [`protected`]: files never handed out or moved (agent state, shadow files, private keys).
 //! - [`quarantine`]: the encrypted vault, persistence removal, quarantine and release.
 //! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
 //! - [`upload`]: chunked, resumable uploads over the session (samples).
@@ -31,10 +33,11 @@ pub mod config;
 pub mod content;
 pub mod enroll;
 pub mod fault;
-mod fsutil;
+pub mod fsutil;
 pub mod journal;
 pub mod offboard;
 pub mod platform;
+pub mod protected;
 pub mod quarantine;
 pub mod realtime;
 pub mod scan;

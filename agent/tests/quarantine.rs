@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use picket_agent::platform::{linux::Linux, Platform};
+use picket_agent::protected::Protected;
 use picket_agent::quarantine::{self, EntryState, Request, Vault};
 
 struct Lab {
@@ -29,6 +30,9 @@ impl Lab {
     }
     fn unit(&self) -> PathBuf {
         self.root().join("etc/systemd/system/evil.service")
+    }
+    fn protected(&self) -> Protected {
+        Protected::new(&self.state())
     }
 }
 
@@ -70,8 +74,8 @@ fn run(bin: &Path) -> Child {
     child
 }
 
-fn request<'a>(lab: &'a Lab, root: &'a Path, protected: &'a [PathBuf]) -> Request<'a> {
-    Request { path: &lab.bin, root, kill: true, force: false, protected, action_id: None }
+fn request<'a>(lab: &'a Lab, root: &'a Path, protected: &'a Protected) -> Request<'a> {
+    Request { path: &lab.bin, root, kill: true, force: false, protected, expected_sha256: None, action_id: None }
 }
 
 #[test]
@@ -81,7 +85,7 @@ fn a_running_copy_is_stopped_quarantined_and_released_exactly_as_it_was() {
     let before = std::fs::metadata(&lab.bin).expect("meta");
     let mut child = run(&lab.bin);
     let root = lab.root();
-    let entry = quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &[])).expect("quarantine");
+    let entry = quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &lab.protected())).expect("quarantine");
 
     assert_eq!(entry.killed_pids, vec![child.id() as i32]);
     let status = child.wait().expect("wait");
@@ -108,7 +112,8 @@ fn a_running_copy_is_stopped_quarantined_and_released_exactly_as_it_was() {
     assert!(quarantine::release(&vault, entry.id).is_err(), "released once only");
 
     // A different file at the path is never overwritten.
-    let again = quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &[])).expect("quarantine again");
+    let again =
+        quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &lab.protected())).expect("quarantine again");
     std::fs::write(&lab.bin, b"someone else's file").expect("write");
     let err = quarantine::release(&vault, again.id).expect_err("refused");
     assert!(err.to_string().contains("a different file"), "{err}");
@@ -121,13 +126,23 @@ fn the_agent_s_own_files_pseudo_files_and_links_are_refused() {
     let lab = lab();
     let vault = Vault::open(&lab.state()).expect("vault");
     let root = lab.root();
-    let protected = [lab.dir.path().join("opt")];
+    let protected = lab.protected().with(lab.dir.path().join("opt"));
     let err = quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &protected)).expect_err("own");
     assert!(err.to_string().contains("agent itself"), "{err}");
+    // The agent's own key, reached through a hard link, is refused too.
+    std::fs::write(lab.state().join("device.key"), b"not really a key").expect("key");
+    let alias = lab.dir.path().join("opt/innocent");
+    std::fs::hard_link(lab.state().join("device.key"), &alias).expect("link");
+    let own = lab.protected();
+    let req = Request { path: &alias, ..request(&lab, &root, &own) };
+    let err = quarantine::quarantine(&vault, &Linux, &req).expect_err("key");
+    assert!(err.to_string().contains("protected"), "{err}");
+    assert!(lab.state().join("device.key").exists());
+    std::fs::remove_file(&alias).expect("unlink");
     let link = lab.dir.path().join("link");
     std::os::unix::fs::symlink(&lab.bin, &link).expect("symlink");
     for (path, why) in [(link.as_path(), "not a regular file"), (Path::new("/proc/self/status"), "pseudo-file")] {
-        let req = Request { path, root: &root, kill: true, force: false, protected: &[], action_id: None };
+        let req = Request { path, ..request(&lab, &root, &own) };
         let err = quarantine::quarantine(&vault, &Linux, &req).expect_err("refused");
         assert!(err.to_string().contains(why), "{err}");
     }
@@ -150,7 +165,16 @@ fn fault_helper() {
     match std::env::var("PICKET_FAULT_MODE").expect("mode").as_str() {
         "quarantine" => {
             let root = dir.join("root");
-            let req = Request { path: &bin, root: &root, kill: true, force: false, protected: &[], action_id: None };
+            let protected = Protected::new(&dir.join("state"));
+            let req = Request {
+                path: &bin,
+                root: &root,
+                kill: true,
+                force: false,
+                protected: &protected,
+                expected_sha256: None,
+                action_id: None,
+            };
             quarantine::quarantine(&vault, &Linux, &req).expect("quarantine");
         }
         _ => {
@@ -188,7 +212,7 @@ fn assert_never_lost(lab: &Lab, vault: &Vault, point: &str) {
     let leftovers: Vec<_> = std::fs::read_dir(lab.bin.parent().expect("dir"))
         .expect("dir")
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains("picket-release"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".picket-"))
         .collect();
     assert!(leftovers.is_empty(), "{point}: temp files left");
 }
@@ -211,7 +235,8 @@ fn a_crash_at_any_step_leaves_the_file_in_place_or_in_the_vault() {
         // And the survivor can go on: released or quarantined as asked.
         if lab.bin.exists() {
             let root = lab.root();
-            quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &[])).expect("quarantine after recovery");
+            quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &lab.protected()))
+                .expect("quarantine after recovery");
         }
         let id = vault.entries().into_iter().find(|e| e.state == EntryState::Quarantined).expect("entry").id;
         quarantine::release(&vault, id).expect("release after recovery");
@@ -222,7 +247,7 @@ fn a_crash_at_any_step_leaves_the_file_in_place_or_in_the_vault() {
         {
             let vault = Vault::open(&lab.state()).expect("vault");
             let root = lab.root();
-            quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &[])).expect("quarantine");
+            quarantine::quarantine(&vault, &Linux, &request(&lab, &root, &lab.protected())).expect("quarantine");
         }
         crash_at(&lab, "release", point);
         let vault = Vault::open(&lab.state()).expect("vault");

@@ -5,7 +5,9 @@
 //! - [`TestEnv`]: one coordinator with its data dir, restartable on the same ports.
 //! - [`eventually!`]: poll a condition instead of sleeping.
 //! - [`raw`]: hand-made TLS clients for the negative cases.
+//! - [`attacker`]: the unprivileged local user the security tests play.
 
+pub mod attacker;
 pub mod raw;
 
 use std::net::SocketAddr;

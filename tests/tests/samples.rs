@@ -119,7 +119,7 @@ async fn directories_special_files_links_and_proc_are_refused() {
         ("/proc/self/status".to_string(), "pseudo-file"),
         ("/dev/null".to_string(), "pseudo-file"),
         ("relative/file".to_string(), "absolute"),
-        (files.path().join("missing").display().to_string(), "No such file"),
+        (files.path().join("missing").display().to_string(), "no such file"),
     ];
     for (path, why) in cases {
         let id = request(&env, device, &path).await;

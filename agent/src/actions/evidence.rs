@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context, Progress};
+use crate::fsutil::{Dir, Owners};
 use crate::platform::Platform;
 use crate::quarantine::persistence;
 
@@ -43,8 +44,10 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
         return Err(ActionFailure::invalid("path must be absolute"));
     }
     progress.report("examining the file", 10);
-    let meta = std::fs::symlink_metadata(&p.path).ok().filter(|m| m.is_file());
-    let actual = meta.as_ref().and_then(|_| crate::quarantine::hash_file(&p.path).ok());
+    // Opened as quarantine would open it: no untrusted link on the way.
+    let opened = Dir::open_parent(&p.path, Owners::Any).ok().and_then(|(dir, name)| dir.open_file(&name).ok());
+    let meta = opened.as_ref().and_then(|f| f.metadata().ok());
+    let actual = opened.as_ref().and_then(|f| crate::quarantine::hash_open(f).ok());
     let sha256 = p.sha256.clone().map(|s| s.to_ascii_lowercase()).or_else(|| actual.clone());
     let file = json!({
         "path": p.path,

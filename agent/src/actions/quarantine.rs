@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::{ActionFailure, Context, Progress};
 use crate::platform::Platform;
+use crate::protected::Protected;
 use crate::quarantine::{self, persistence, Entry, QuarantineError, Request};
 use crate::scan::{self, Engine, IndicatorAction, Indicators, ScanOptions, ScanProgress};
 
@@ -44,6 +45,10 @@ struct QuarantineParams {
     paths: Vec<PathBuf>,
     #[serde(default)]
     force: bool,
+    /// With `path`: only quarantine the file if it has this SHA-256 (the
+    /// coordinator's investigations always send it).
+    #[serde(default)]
+    expected_sha256: Option<String>,
 }
 
 fn entry_json(e: &Entry) -> Value {
@@ -57,12 +62,13 @@ fn entry_json(e: &Entry) -> Value {
     })
 }
 
-fn protected(ctx: &Context) -> Vec<PathBuf> {
-    let mut out = vec![ctx.state_dir.clone()];
-    if let Ok(exe) = std::env::current_exe() {
-        out.push(exe);
+/// What quarantine never takes: the agent's state, its binary, secrets.
+fn protected(ctx: &Context) -> Protected {
+    let p = Protected::new(&ctx.state_dir);
+    match std::env::current_exe() {
+        Ok(exe) => p.with(exe),
+        Err(_) => p,
     }
-    out
 }
 
 pub fn stop_and_quarantine(
@@ -74,6 +80,11 @@ pub fn stop_and_quarantine(
 ) -> Result<Value, ActionFailure> {
     let p: QuarantineParams =
         serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    if let Some(e) = &p.expected_sha256 {
+        if !picket_common::detection::is_sha256_hex(&e.to_ascii_lowercase()) {
+            return Err(ActionFailure::invalid("expected_sha256 must be 64 hex digits"));
+        }
+    }
     let targets = match (&p.path, &p.sha256) {
         (Some(path), None) => vec![path.clone()],
         (None, Some(sha)) if kill => {
@@ -101,6 +112,8 @@ pub fn stop_and_quarantine(
             kill,
             force: p.force,
             protected: &protected,
+            // By SHA-256, every copy found must still have it.
+            expected_sha256: p.expected_sha256.as_deref().or(p.sha256.as_deref()),
             action_id: Some(progress.action_id()),
         };
         match quarantine::quarantine(&ctx.vault, platform, &req) {

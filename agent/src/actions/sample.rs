@@ -1,17 +1,22 @@
 //! `request_sample {path}`: send a copy of one regular file to the
 //! coordinator (chunked, resumable; see `upload.rs`). Directories, devices,
-//! sockets, fifos and anything under /proc, /sys or /dev are refused, and
-//! symlinks are not followed (the file is opened with `O_NOFOLLOW` and its
-//! real path checked after opening, so a link in a parent directory cannot
-//! lead into /proc either). Re-runnable: a re-run resumes the upload.
+//! sockets, fifos and anything under /proc, /sys or /dev are refused. The
+//! file's directory is reached without untrusted symlinks and the file is
+//! opened there with `O_NOFOLLOW` (`fsutil::dir`); the *opened* file is then
+//! checked against what Picket never hands out — the agent's state dir (its
+//! private key, the vault key), its configuration, shadow files and private
+//! keys — by real path and by inode (`protected.rs`). Re-runnable: a re-run
+//! resumes the upload.
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context, Progress};
+use crate::fsutil::dir::real_path;
+use crate::fsutil::{Dir, Owners, SafeError};
+use crate::protected::Protected;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +25,14 @@ struct Params {
 }
 
 const PSEUDO: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+fn safe_failure(e: SafeError) -> ActionFailure {
+    match e {
+        SafeError::Refused { .. } => ActionFailure::invalid(e.to_string()),
+        SafeError::Io { .. } if e.is_not_found() => ActionFailure::invalid(e.to_string()),
+        SafeError::Io { .. } => ActionFailure::error(e.to_string()),
+    }
+}
 
 pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
     let p: Params =
@@ -31,21 +44,21 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
     if PSEUDO.iter().any(|d| path.starts_with(d)) {
         return Err(ActionFailure::invalid(format!("{} is a pseudo-file, not a file on disk", path.display())));
     }
-    let meta =
-        std::fs::symlink_metadata(&path).map_err(|e| ActionFailure::invalid(format!("{}: {e}", path.display())))?;
-    refuse_non_regular(&path, &meta.file_type())?;
-    // O_NONBLOCK: should a fifo be swapped in meanwhile, opening it cannot hang.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-        .map_err(|e| ActionFailure::error(format!("cannot open {}: {e}", path.display())))?;
+    let (dir, name) = Dir::open_parent(&path, Owners::Any).map_err(safe_failure)?;
+    let found = dir.stat(&name).map_err(safe_failure)?;
+    let found = found.ok_or_else(|| ActionFailure::invalid(format!("{}: no such file", path.display())))?;
+    if !found.is_file() {
+        return Err(ActionFailure::invalid(format!("{} is {}", path.display(), found.kind())));
+    }
+    let file = dir.open_file(&name).map_err(safe_failure)?;
     let meta = file.metadata().map_err(|e| ActionFailure::error(e.to_string()))?;
-    refuse_non_regular(&path, &meta.file_type())?;
-    let real = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)))
-        .unwrap_or_else(|_| path.clone());
+    let real = real_path(&file).unwrap_or_else(|| path.clone());
     if PSEUDO.iter().any(|d| real.starts_with(d)) {
         return Err(ActionFailure::invalid(format!("{} leads to {}, a pseudo-file", path.display(), real.display())));
+    }
+    if let Some(why) = Protected::new(&ctx.state_dir).refusal(&file) {
+        tracing::warn!(path = %path.display(), %why, "sample of a protected file refused");
+        return Err(ActionFailure::invalid(format!("refused: {why}")));
     }
     progress.report("hashing", 0);
     let (sha256, size) = hash(&file).map_err(|e| ActionFailure::error(format!("reading {}: {e}", path.display())))?;
@@ -58,26 +71,6 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
     };
     ctx.uploader.upload(progress.action_id(), &file, size, &sha256, &report).map_err(ActionFailure::error)?;
     Ok(json!({ "path": path, "sha256": sha256, "size": size }))
-}
-
-fn refuse_non_regular(path: &Path, ft: &std::fs::FileType) -> Result<(), ActionFailure> {
-    use std::os::unix::fs::FileTypeExt;
-    let what = if ft.is_file() {
-        return Ok(());
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link (links are not followed)"
-    } else if ft.is_fifo() {
-        "a fifo"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_block_device() || ft.is_char_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    };
-    Err(ActionFailure::invalid(format!("{} is {what}", path.display())))
 }
 
 fn hash(file: &std::fs::File) -> std::io::Result<(String, u64)> {

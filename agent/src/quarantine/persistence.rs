@@ -19,13 +19,24 @@
 //! whitespace, a quote, `;`, `&`, `|`, `)` or the end of the line). Each
 //! removal is recorded with what is needed to restore it exactly; restoring
 //! is idempotent (a line already present is not added twice).
+//!
+//! Many of these files belong to users (`~/.bashrc`, user crontabs, user
+//! units), so every read and write goes through `fsutil::dir`: no symlink
+//! is followed into or out of a user's directory, a rewritten file is a new
+//! file made with `O_EXCL` in the same directory, given the old file's
+//! owner and mode on its descriptor and renamed over it; a directory that
+//! belongs to someone other than root and the file's owner is refused.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::dir::EntryStat;
+use crate::fsutil::{Dir, Owners, SafeError};
+
+/// Largest persistence file read (a user could point us at a huge one).
+const MAX_FILE: u64 = 4 * 1024 * 1024;
 
 /// One removed piece of persistence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,19 +65,39 @@ fn under(root: &Path, abs: &str) -> PathBuf {
     root.join(abs.trim_start_matches('/'))
 }
 
+fn is_dir(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+fn is_file(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())
+}
+
+/// Home directories (not through symlinks).
 fn homes(root: &Path) -> Vec<PathBuf> {
     let mut out = vec![under(root, "/root")];
     if let Ok(rd) = std::fs::read_dir(under(root, "/home")) {
-        out.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        out.extend(rd.flatten().map(|e| e.path()).filter(|p| is_dir(p)));
     }
     out
 }
 
+/// Regular files directly in `dir` (links are not followed).
 fn files_in(dir: &Path) -> Vec<PathBuf> {
+    if !is_dir(dir) {
+        return Vec::new();
+    }
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut out: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    let mut out: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| is_file(p)).collect();
     out.sort();
     out
+}
+
+/// A persistence file's text and metadata, read without following links.
+fn read_text(path: &Path) -> Option<(String, EntryStat)> {
+    let (dir, name) = Dir::open_parent(path, Owners::Any).ok()?;
+    let (data, st) = dir.read(&name, MAX_FILE).ok()?;
+    Some((String::from_utf8(data).ok()?, st))
 }
 
 /// Files whose matching lines are removed.
@@ -84,7 +115,7 @@ fn line_files(root: &Path) -> Vec<PathBuf> {
             out.push(home.join(name));
         }
     }
-    out.retain(|p| p.is_file());
+    out.retain(|p| is_file(p));
     out
 }
 
@@ -141,7 +172,7 @@ pub fn pointing_into(root: &Path, folders: &[String]) -> Vec<(String, String)> {
         files.extend(files_in(&dir));
     }
     for file in files {
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Some((text, _)) = read_text(&file) else { continue };
         for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
             for token in line.split(|c: char| c.is_whitespace() || "\"'=;&|()".contains(c)) {
                 if token.starts_with('/') && inside(token) && !out.iter().any(|(p, _): &(String, String)| p == token) {
@@ -158,7 +189,7 @@ pub fn find(root: &Path, target: &Path) -> Vec<Removal> {
     let t = target.display().to_string();
     let mut out = Vec::new();
     for file in line_files(root) {
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Some((text, _)) = read_text(&file) else { continue };
         for (line_no, line) in text.lines().enumerate() {
             if references(line, &t) {
                 out.push(Removal::Line { file: file.clone(), line_no, line: line.to_string() });
@@ -167,16 +198,15 @@ pub fn find(root: &Path, target: &Path) -> Vec<Removal> {
     }
     for dir in file_dirs(root) {
         for file in files_in(&dir) {
-            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            let Some((text, meta)) = read_text(&file) else { continue };
             if !text.lines().any(|l| references(l, &t)) {
                 continue;
             }
-            let Ok(meta) = std::fs::symlink_metadata(&file) else { continue };
             // The unit's enablement links and a timer that starts it.
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if let Some(stem) = name.strip_suffix(".service") {
                 let timer = dir.join(format!("{stem}.timer"));
-                if let (Ok(content), Ok(m)) = (std::fs::read_to_string(&timer), std::fs::symlink_metadata(&timer)) {
+                if let Some((content, m)) = read_text(&timer) {
                     out.extend(links_to(&dir, &format!("{stem}.timer")));
                     out.push(file_removal(&timer, content, &m));
                 }
@@ -188,15 +218,15 @@ pub fn find(root: &Path, target: &Path) -> Vec<Removal> {
     out
 }
 
-fn file_removal(path: &Path, content: String, meta: &std::fs::Metadata) -> Removal {
-    Removal::File { path: path.to_path_buf(), content, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid() }
+fn file_removal(path: &Path, content: String, meta: &EntryStat) -> Removal {
+    Removal::File { path: path.to_path_buf(), content, mode: meta.mode(), uid: meta.uid(), gid: meta.gid() }
 }
 
 /// `*.wants/` / `*.requires/` links in `dir` to the unit `name`.
 fn links_to(dir: &Path, name: &str) -> Vec<Removal> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else { return out };
-    for sub in rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+    for sub in rd.flatten().map(|e| e.path()).filter(|p| is_dir(p)) {
         let link = sub.join(name);
         if let Ok(target) = std::fs::read_link(&link) {
             out.push(Removal::Symlink { path: link, target });
@@ -213,17 +243,25 @@ pub fn remove(removals: &[Removal]) -> Result<(), String> {
     for r in removals {
         match r {
             Removal::Line { file, line, .. } => lines.entry(file.as_path()).or_default().push(line),
-            Removal::File { path, .. } | Removal::Symlink { path, .. } => match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
-            },
+            Removal::File { path, .. } | Removal::Symlink { path, .. } => {
+                let gone = Dir::open_parent(path, Owners::Any).and_then(|(dir, name)| {
+                    dir.unlink(&name, None)?;
+                    dir.sync()
+                });
+                match gone {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+                }
+            }
         }
     }
     for (file, drop) in lines {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
-        let kept: Vec<&str> = text.lines().filter(|l| !drop.contains(l)).collect();
-        rewrite(file, &kept, text.ends_with('\n'))?;
+        edit_lines(file, |all| {
+            let before = all.len();
+            all.retain(|l| !drop.contains(&l.as_str()));
+            all.len() != before
+        })?;
     }
     Ok(())
 }
@@ -233,20 +271,15 @@ pub fn restore(removals: &[Removal]) -> Result<(), String> {
     for r in removals {
         match r {
             Removal::File { path, content, mode, uid, gid } => {
-                if path.exists() {
-                    continue;
-                }
-                write_atomic(path, content.as_bytes())
+                restore_file(path, content.as_bytes(), *mode, *uid, *gid)
                     .map_err(|e| format!("cannot restore {}: {e}", path.display()))?;
-                let _ = std::os::unix::fs::chown(path, Some(*uid), Some(*gid));
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                    .map_err(|e| format!("cannot restore the mode of {}: {e}", path.display()))?;
             }
             Removal::Symlink { path, target } => {
-                if std::fs::symlink_metadata(path).is_err() {
-                    std::os::unix::fs::symlink(target, path)
-                        .map_err(|e| format!("cannot restore the link {}: {e}", path.display()))?;
-                }
+                let made = Dir::open_parent(path, Owners::Any).and_then(|(dir, name)| match dir.stat(&name)? {
+                    Some(_) => Ok(()),
+                    None => dir.symlink(target, &name).and_then(|()| dir.sync()),
+                });
+                made.map_err(|e| format!("cannot restore the link {}: {e}", path.display()))?;
             }
             Removal::Line { .. } => {}
         }
@@ -261,36 +294,84 @@ pub fn restore(removals: &[Removal]) -> Result<(), String> {
         .collect();
     lines.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     for (file, line_no, line) in lines {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        let mut all: Vec<&str> = text.lines().collect();
-        if all.contains(&line.as_str()) {
-            continue;
-        }
-        all.insert(line_no.min(all.len()), line);
-        rewrite(file, &all, true)?;
+        edit_lines(file, |all| {
+            if all.iter().any(|l| l == line) {
+                return false;
+            }
+            all.insert(line_no.min(all.len()), line.clone());
+            true
+        })?;
     }
     Ok(())
 }
 
-/// Rewrite `file` with `lines`, keeping its mode and owner.
-fn rewrite(file: &Path, lines: &[&str], trailing_newline: bool) -> Result<(), String> {
-    let meta = std::fs::metadata(file).ok();
-    let mut text = lines.join("\n");
-    if trailing_newline && !text.is_empty() {
-        text.push('\n');
+/// Put a removed file back unless something is at its name: created with
+/// `O_EXCL` in its directory (reached safely, root's or the owner's), owner
+/// and mode set on the descriptor.
+fn restore_file(path: &Path, content: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), SafeError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, name) = Dir::open_parent(path, Owners::RootOr(uid))?;
+    if dir.stat(&name)?.is_some() {
+        return Ok(());
     }
-    write_atomic(file, text.as_bytes()).map_err(|e| format!("cannot rewrite {}: {e}", file.display()))?;
-    if let Some(m) = meta {
-        let _ = std::os::unix::fs::chown(file, Some(m.uid()), Some(m.gid()));
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(m.mode() & 0o7777))
-            .map_err(|e| format!("cannot keep the mode of {}: {e}", file.display()))?;
+    let (mut f, tmp) = dir.create_temp(&name)?;
+    let written = (|| -> std::io::Result<()> {
+        f.write_all(content)?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.sync_all()
+    })();
+    let placed = written
+        .map_err(|source| SafeError::Io { path: path.to_path_buf(), source })
+        .and_then(|()| dir.rename(&tmp, &name, false));
+    if placed.is_err() {
+        let _ = dir.unlink(&tmp, None);
     }
-    Ok(())
+    placed?;
+    dir.sync()
+}
+
+/// Change the lines of `file` with `edit` (which says whether it changed
+/// anything) and write it back in place of the old file, with its owner and
+/// mode. A file that is gone, a symlink, or in a directory of another user
+/// is left alone with an error; a missing file is no error.
+fn edit_lines(file: &Path, edit: impl FnOnce(&mut Vec<String>) -> bool) -> Result<(), String> {
+    let fail = |e: SafeError| format!("cannot rewrite {}: {e}", file.display());
+    let (dir, name) = match Dir::open_parent(file, Owners::Any) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(fail(e)),
+    };
+    let owner = match dir.stat(&name).map_err(fail)? {
+        None => return Ok(()),
+        Some(st) => st.uid(),
+    };
+    // Writing for this owner: no directory on the way may be another user's.
+    let (dir, name) = Dir::open_parent(file, Owners::RootOr(owner)).map_err(fail)?;
+    let (data, st) = dir.read(&name, MAX_FILE).map_err(fail)?;
+    let text = String::from_utf8(data).map_err(|_| format!("{} is not text; left alone", file.display()))?;
+    let trailing_newline = text.ends_with('\n') || text.is_empty();
+    let mut all: Vec<String> = text.lines().map(str::to_string).collect();
+    if !edit(&mut all) {
+        return Ok(());
+    }
+    let mut out = all.join("\n");
+    if trailing_newline && !out.is_empty() {
+        out.push('\n');
+    }
+    replace_same(&dir, &name, out.as_bytes(), &st).map_err(fail)
+}
+
+/// Replace `name` with `data`, keeping the owner and mode `st` had.
+fn replace_same(dir: &Dir, name: &OsStr, data: &[u8], st: &EntryStat) -> Result<(), SafeError> {
+    dir.replace(name, data, Some((st.uid(), st.gid())), st.mode())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]
     fn references_match_whole_paths_only() {
