@@ -86,7 +86,15 @@ impl Coordinator {
         let store = Store::connect(&config.database_url()).await?;
         let admin_token_path = data_dir.join("admin.token");
         if store.api_token_count().await? == 0 {
-            let (_, secret) = store.create_api_token("admin", Role::Admin, "bootstrap").await?;
+            let first = store::NewApiToken {
+                name: "admin",
+                user: None,
+                kind: store::TokenKind::User,
+                role: Role::Admin,
+                created_by: "bootstrap",
+                expires_at: None,
+            };
+            let (_, secret) = store.create_api_token(&first).await?;
             fsutil::write_file_0600(&admin_token_path, format!("{secret}\n").as_bytes())
                 .map_err(|source| StartError::AdminToken { path: admin_token_path.clone(), source })?;
             tracing::info!(path = %admin_token_path.display(), "created the first admin API token");

@@ -334,6 +334,7 @@ mod tests {
             device_id: device,
             source: ActionSource::ManualDeviceAction,
             requestor: "t",
+            requestor_identity: "user:t",
             comment: "c",
             investigation_id: None,
             status: ActionStatus::Sent,

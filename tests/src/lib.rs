@@ -205,17 +205,22 @@ impl TestEnv {
     /// Enroll a new agent state dir named `name` through the real protocol.
     pub async fn enroll(&self, name: &str) -> (Uuid, PathBuf) {
         let token = self.enrollment_token(1).await;
-        let state_dir = self.dir.path().join(name);
+        let id = self.enroll_with(name, &token).await.expect("enrollment succeeds");
+        (id, self.dir.path().join(name))
+    }
+
+    /// Enroll the state dir `name` with `token` (the API's JSON of an
+    /// enrollment token); the device id, or why enrollment failed.
+    pub async fn enroll_with(&self, name: &str, token: &Value) -> Result<Uuid, picket_agent::enroll::EnrollError> {
         let e = enroll(EnrollOptions {
             coordinator: self.agent_addr().to_string(),
             token: token["token"].as_str().expect("token").to_string(),
             ca_fingerprint: token["ca_fingerprint"].as_str().expect("fingerprint").to_string(),
-            state: StateDir::new(&state_dir),
+            state: StateDir::new(self.dir.path().join(name)),
             force: false,
         })
-        .await
-        .expect("enrollment succeeds");
-        (e.device_id, state_dir)
+        .await?;
+        Ok(e.device_id)
     }
 
     /// Run an agent on `state_dir` in this process (real-time protection
@@ -244,6 +249,26 @@ impl TestEnv {
         let body = json!({ "name": name, "role": role });
         let t = self.admin(move |c| c.post("/api/v1/api-tokens", &body)).await.expect("create API token");
         t["token"].as_str().expect("secret").to_string()
+    }
+
+    /// Request an action as the admin and, when it waits for approval
+    /// (offboarding, forced actions, samples of secret places always do),
+    /// approve it as a second person. Returns the action as created.
+    pub async fn request_action(&self, device: Uuid, body: Value) -> Value {
+        let a = self
+            .admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body))
+            .await
+            .expect("create action");
+        if a["status"] == "pending_approval" {
+            let approver = self.token(&format!("approver-{}", Uuid::new_v4()), "approver").await;
+            let id = a["id"].as_str().expect("id").to_string();
+            self.api(&approver, move |c| {
+                c.post(&format!("/api/v1/actions/{id}/approve"), &json!({ "comment": "second person" }))
+            })
+            .await
+            .expect("approve");
+        }
+        a
     }
 
     /// The action as the API shows it.

@@ -48,7 +48,7 @@ async fn kill_process_runs_end_to_end_with_every_transition_logged() {
         .await
         .expect("create");
         assert_eq!(created["kind"], "kill_process");
-        assert_eq!(created["source"], "manual_device_action");
+        assert_eq!(created["source"], "live_response", "a person's kill_process is live response");
         assert_eq!(created["requestor"], "resp");
         assert_eq!(created["device_id"], device.to_string());
         let id = id_of(&created);

@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 async fn request(env: &TestEnv, device: Uuid, path: &str) -> String {
     let body = json!({ "kind": "request_sample", "params": { "path": path }, "comment": "e2e" });
-    let a =
-        env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("request_sample");
+    let a = env.request_action(device, body).await;
     a["id"].as_str().expect("id").to_string()
 }
 

@@ -44,10 +44,38 @@ pub enum ActionError {
     Store(#[from] StoreError),
 }
 
-/// Who asks.
+/// Who asks: the name shown, the role that bounds what they may do, and
+/// the identity the two-person rule compares (`user:alice` for every token
+/// of alice's, `system:automation`) — all from the credential, never from
+/// a request body.
 pub struct Requestor<'a> {
     pub name: &'a str,
     pub role: Role,
+    pub identity: &'a str,
+    /// An integration's token (its actions' source is `api`), not a person's.
+    pub integration: bool,
+}
+
+impl Requestor<'_> {
+    /// The source of an action of `kind` this requestor asks for by hand.
+    pub fn source_for(&self, kind: ActionKind) -> ActionSource {
+        if self.integration {
+            ActionSource::Api
+        } else if matches!(kind, ActionKind::KillProcess | ActionKind::RemovePersistence | ActionKind::DeleteFile) {
+            ActionSource::LiveResponse
+        } else {
+            ActionSource::ManualDeviceAction
+        }
+    }
+
+    /// Whether this requestor is the one who asked for `action`.
+    fn asked_for(&self, action: &Action) -> bool {
+        if action.requestor_identity.is_empty() {
+            action.requestor == self.name
+        } else {
+            action.requestor_identity == self.identity
+        }
+    }
 }
 
 /// A request to run an action on a device.
@@ -86,7 +114,7 @@ impl ActionCenter {
         if params.len() > MAX_PARAMS_BYTES {
             return Err(ActionError::Invalid(format!("params larger than {MAX_PARAMS_BYTES} bytes")));
         }
-        if req.source.is_manual() && req.comment.trim().is_empty() {
+        if !req.source.is_automated() && req.comment.trim().is_empty() {
             return Err(ActionError::Invalid("a comment is required on manual actions".into()));
         }
         let device = self
@@ -108,7 +136,11 @@ impl ActionCenter {
                 device.capabilities.join(", ")
             )));
         }
-        let needs_approval = req.needs_approval || (req.source.is_manual() && self.policy.approval_required(req.kind));
+        // Whatever the source: the kinds the policy lists for people and
+        // integrations, and what always needs a second person.
+        let needs_approval = req.needs_approval
+            || (!req.source.is_automated() && self.policy.approval_required(req.kind))
+            || self.policy.always_needs_approval(req.kind, &req.params).is_some();
         let (status, expires_at) = if needs_approval {
             (ActionStatus::PendingApproval, now_ms() + self.policy.pending_expiry_ms())
         } else {
@@ -128,6 +160,7 @@ impl ActionCenter {
                 device_id: device.id,
                 source: req.source,
                 requestor: who.name,
+                requestor_identity: who.identity,
                 comment: req.comment,
                 investigation_id: req.investigation_id,
                 status,
@@ -175,7 +208,7 @@ impl ActionCenter {
         require(who, Role::Approver)?;
         let found: std::collections::HashMap<Uuid, Action> =
             self.store.actions_by_id(ids).await?.into_iter().map(|a| (a.id, a)).collect();
-        let self_approval = |a: &Action| self.policy.two_person_rule && a.requestor == who.name;
+        let self_approval = |a: &Action| self.policy.two_person_rule && who.asked_for(a);
         let eligible: Vec<Uuid> = ids
             .iter()
             .copied()
@@ -239,10 +272,7 @@ impl ActionCenter {
             .map(|id| match found.get(id) {
                 _ if queued.contains(id) => Ok(()),
                 None => Err(ActionError::NotFound(format!("no action {id}"))),
-                Some(a) if self_approval(a) => Err(ActionError::Forbidden(format!(
-                    "two-person rule: {} requested this action and cannot also decide it",
-                    who.name
-                ))),
+                Some(a) if self_approval(a) => Err(two_person(who, a)),
                 Some(a) => Err(self.not_in(a, "pending approval")),
             })
             .collect())
@@ -310,7 +340,7 @@ impl ActionCenter {
             return Err(ActionError::Conflict(format!("already undone by action {by}")));
         }
         let params = undo_params(kind, &original)?;
-        let source = if original.source.is_manual() { original.source } else { ActionSource::ManualDeviceAction };
+        let source = who.source_for(undo_kind);
         let comment = if comment.trim().is_empty() { format!("undo of {id}") } else { comment.to_string() };
         self.create(
             who,
@@ -336,11 +366,8 @@ impl ActionCenter {
     async fn decidable(&self, who: &Requestor<'_>, id: Uuid) -> Result<Action, ActionError> {
         require(who, Role::Approver)?;
         let action = self.get(id).await?;
-        if self.policy.two_person_rule && action.requestor == who.name {
-            return Err(ActionError::Forbidden(format!(
-                "two-person rule: {} requested this action and cannot also decide it",
-                who.name
-            )));
+        if self.policy.two_person_rule && who.asked_for(&action) {
+            return Err(two_person(who, &action));
         }
         Ok(action)
     }
@@ -427,6 +454,14 @@ fn closing_decision<'a>(who: &Requestor<'a>, comment: &'a str) -> Changes<'a> {
         expires_at: Some(None),
         ..Changes::default()
     }
+}
+
+/// The refusal of the two-person rule.
+fn two_person(who: &Requestor<'_>, action: &Action) -> ActionError {
+    ActionError::Forbidden(format!(
+        "two-person rule: {} asked for this action (token {:?}); the same person cannot also decide it with token {:?}",
+        who.identity, action.requestor, who.name
+    ))
 }
 
 fn require(who: &Requestor<'_>, role: Role) -> Result<(), ActionError> {

@@ -48,11 +48,79 @@ impl ActionPolicy {
         self.approval_required_kinds.iter().any(|k| k == kind.as_str())
     }
 
+    /// Why an action needs an approver whatever the configuration and
+    /// whoever asks: offboarding, anything forced past the agent's own
+    /// refusals (`force`), and samples of places that hold secrets.
+    /// (Hard deletions join this list when a kind has them: today every
+    /// deletion goes to the vault and can be undone.)
+    pub fn always_needs_approval(&self, kind: ActionKind, params: &serde_json::Value) -> Option<String> {
+        if kind == ActionKind::Offboard {
+            return Some("offboarding always needs an approver".into());
+        }
+        if params.get("force").and_then(serde_json::Value::as_bool) == Some(true) {
+            return Some("a forced action always needs an approver".into());
+        }
+        if kind == ActionKind::RequestSample {
+            if let Some(path) = params.get("path").and_then(serde_json::Value::as_str) {
+                if let Some(why) = sensitive_sample_path(path) {
+                    return Some(format!("a sample of {path} ({why}) always needs an approver"));
+                }
+            }
+        }
+        None
+    }
+
     pub fn pending_expiry_ms(&self) -> i64 {
         i64::try_from(self.pending_expiry_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
     }
 
     pub fn queued_expiry_ms(&self) -> i64 {
         i64::try_from(self.queued_expiry_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
+    }
+}
+
+/// Why a requested sample path is sensitive, if it is: system
+/// configuration and state, people's keys, credentials and browser
+/// profiles, and any path the coordinator cannot judge (relative, `..`).
+/// The agent refuses its own secrets and the shadow files outright.
+pub fn sensitive_sample_path(path: &str) -> Option<&'static str> {
+    let p = std::path::Path::new(path);
+    if !p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Some("not a plain absolute path");
+    }
+    const SYSTEM: [&str; 8] = ["/etc", "/root", "/var/lib", "/var/spool", "/var/backups", "/boot", "/proc", "/run"];
+    if SYSTEM.iter().any(|d| p.starts_with(d)) {
+        return Some("system configuration or state");
+    }
+    const PRIVATE: [&str; 8] = [".ssh", ".gnupg", ".aws", ".kube", ".docker", ".config", ".password-store", ".mozilla"];
+    if p.components().any(|c| PRIVATE.iter().any(|d| c.as_os_str() == *d)) {
+        return Some("a user's keys, credentials or settings");
+    }
+    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    const SECRET_WORDS: [&str; 7] = ["key", "secret", "token", "passw", "credential", ".pem", "shadow"];
+    if SECRET_WORDS.iter().any(|w| name.contains(w)) {
+        return Some("its name says it holds a secret");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn offboard_force_and_secret_samples_always_need_an_approver() {
+        let p = ActionPolicy { approval_required_kinds: Vec::new(), ..ActionPolicy::default() };
+        assert!(p.always_needs_approval(ActionKind::Offboard, &json!({})).is_some());
+        assert!(p.always_needs_approval(ActionKind::DeleteFile, &json!({"path": "/tmp/x", "force": true})).is_some());
+        assert!(p.always_needs_approval(ActionKind::DeleteFile, &json!({"path": "/tmp/x"})).is_none());
+        for sensitive in ["/etc/passwd", "/home/ann/.ssh/config", "/srv/app/db-password.txt", "/tmp/../etc/x", "x"] {
+            let params = json!({ "path": sensitive });
+            assert!(p.always_needs_approval(ActionKind::RequestSample, &params).is_some(), "{sensitive}");
+        }
+        for plain in ["/tmp/dropper.bin", "/home/ann/Downloads/invoice.pdf.exe", "/opt/app/bin/run"] {
+            assert!(p.always_needs_approval(ActionKind::RequestSample, &json!({ "path": plain })).is_none(), "{plain}");
+        }
     }
 }

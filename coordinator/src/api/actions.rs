@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, Params};
-use crate::actions::{action_json, ActionError, Request, Requestor};
+use crate::actions::{action_json, ActionError, Request};
 use crate::store::{Action, ActionFilter, ActionSource, ActionStatus, Role};
 
 impl From<ActionError> for ApiError {
@@ -24,10 +24,6 @@ impl From<ActionError> for ApiError {
     }
 }
 
-fn requestor(caller: &Caller) -> Requestor<'_> {
-    Requestor { name: &caller.name, role: caller.role }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAction {
@@ -36,9 +32,9 @@ pub struct CreateAction {
     pub params: Value,
     #[serde(default)]
     pub comment: String,
-    /// manual_device_action (default), live_response or api.
+    /// Refused when present: the source comes from the credential.
     #[serde(default)]
-    pub source: Option<String>,
+    pub source: Option<Value>,
 }
 
 fn empty_object() -> Value {
@@ -62,21 +58,19 @@ pub async fn create(
         let known: Vec<_> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
         ApiError::BadRequest(format!("unknown kind {:?}; kinds: {}", req.kind, known.join(", ")))
     })?;
-    let source = match req.source.as_deref() {
-        None => ActionSource::ManualDeviceAction,
-        Some(s) => match ActionSource::parse(s) {
-            Some(src @ (ActionSource::ManualDeviceAction | ActionSource::LiveResponse | ActionSource::Api)) => src,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "source {s:?}: use manual_device_action, live_response or api"
-                )))
-            }
-        },
-    };
+    if req.source.is_some() {
+        return Err(ApiError::BadRequest(
+            "source is not accepted: it comes from the credential (a person's token: manual_device_action or \
+             live_response; an integration's token: api)"
+                .into(),
+        ));
+    }
+    let who = caller.requestor();
+    let source = who.source_for(kind);
     let (action, created) = state
         .actions
         .create(
-            &requestor(&caller),
+            &who,
             Request {
                 device,
                 kind,
@@ -209,7 +203,7 @@ pub async fn approve(
     Path(id): Path<String>,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let a = state.actions.approve(&requestor(&caller), parse_uuid(&id)?, &d.comment).await?;
+    let a = state.actions.approve(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
     Ok(decided(&a, "approved"))
 }
 
@@ -219,7 +213,7 @@ pub async fn reject(
     Path(id): Path<String>,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let a = state.actions.reject(&requestor(&caller), parse_uuid(&id)?, &d.comment).await?;
+    let a = state.actions.reject(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
     Ok(decided(&a, "rejected"))
 }
 
@@ -229,7 +223,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let a = state.actions.cancel(&requestor(&caller), parse_uuid(&id)?, &d.comment).await?;
+    let a = state.actions.cancel(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
     Ok(decided(&a, "cancelled"))
 }
 
@@ -239,7 +233,7 @@ pub async fn undo(
     Path(id): Path<String>,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let (a, created) = state.actions.undo(&requestor(&caller), parse_uuid(&id)?, &d.comment).await?;
+    let (a, created) = state.actions.undo(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(with_audit((status, Json(action_json(&a))).into_response(), format!("action={} undo_of={id}", a.id)))
 }
@@ -270,7 +264,7 @@ pub async fn approve_many(
             Err(e) => results.push(json!({ "id": raw, "ok": false, "error": e.to_string() })),
         }
     }
-    let outcomes = state.actions.approve_many(&requestor(&caller), &valid, &req.comment).await?;
+    let outcomes = state.actions.approve_many(&caller.requestor(), &valid, &req.comment).await?;
     let mut approved = 0;
     for (id, outcome) in valid.iter().zip(outcomes) {
         results.push(match outcome {

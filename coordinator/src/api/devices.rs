@@ -66,8 +66,10 @@ pub async fn show(
     Ok(Json(device_json(&state, &device)))
 }
 
-/// Revoke a device: its certificate is refused from now on and its live
-/// session, if any, is cut.
+/// Revoke a device: its certificate is refused from now on, its live
+/// session, if any, is cut, and the enrollment token that enrolled it is
+/// suspended — whoever holds the device may hold that token too, and must
+/// not enroll a new identity with it until an admin resumes the token.
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,12 +84,18 @@ pub async fn revoke(
     state.store.set_device_status(id, DeviceStatus::Revoked).await?;
     state.gateway.directory.set(id, DeviceStatus::Revoked);
     let cut = state.gateway.sessions.disconnect(id, RefusalReason::Revoked);
-    tracing::warn!(device = %id, by = %caller.name, session_cut = cut, "device revoked");
+    let reason = format!("device {id} ({}) was revoked by {}", device.hostname, caller.name);
+    let suspended = state.store.suspend_enrollment_token_of(id, &reason).await?;
+    tracing::warn!(device = %id, by = %caller.name, session_cut = cut, token = ?suspended, "device revoked");
     let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
-    let mut response = Json(device_json(&state, &device)).into_response();
-    response
-        .extensions_mut()
-        .insert(AuditDetail(format!("device={id} hostname={} session_cut={cut}", device.hostname)));
+    let mut body = device_json(&state, &device);
+    body["enrollment_token_suspended"] = json!(suspended);
+    let mut response = Json(body).into_response();
+    response.extensions_mut().insert(AuditDetail(format!(
+        "device={id} hostname={} session_cut={cut} enrollment_token_suspended={}",
+        device.hostname,
+        suspended.as_deref().unwrap_or("none")
+    )));
     Ok(response)
 }
 

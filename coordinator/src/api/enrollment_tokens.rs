@@ -38,6 +38,8 @@ fn default_uses() -> u32 {
 fn token_json(t: &EnrollmentToken) -> Value {
     let state = if t.revoked_at.is_some() {
         "revoked"
+    } else if t.suspended_at.is_some() {
+        "suspended"
     } else if t.expires_at <= now_ms() {
         "expired"
     } else if t.uses_left == 0 {
@@ -55,6 +57,8 @@ fn token_json(t: &EnrollmentToken) -> Value {
         "max_uses": t.max_uses,
         "uses_left": t.uses_left,
         "revoked_at": t.revoked_at.map(rfc3339),
+        "suspended_at": t.suspended_at.map(rfc3339),
+        "suspended_reason": t.suspended_reason,
     })
 }
 
@@ -120,15 +124,32 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Admin)?;
-    if !state.store.revoke_enrollment_token(&id).await? {
-        return Err(ApiError::NotFound(format!("no enrollment token {id:?}")));
+    let found = state.store.revoke_enrollment_token(&id).await?;
+    changed(&state, &id, found, format!("token_id={id}")).await
+}
+
+/// The answer to a change of token `id` (`found`: whether it exists).
+async fn changed(state: &AppState, id: &str, found: bool, detail: String) -> Result<Response, ApiError> {
+    let missing = || ApiError::NotFound(format!("no enrollment token {id:?}"));
+    if !found {
+        return Err(missing());
     }
-    let token = state
-        .store
-        .enrollment_token(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no enrollment token {id:?}")))?;
+    let token = state.store.enrollment_token(id).await?.ok_or_else(missing)?;
     let mut response = Json(token_json(&token)).into_response();
-    response.extensions_mut().insert(AuditDetail(format!("token_id={id}")));
+    response.extensions_mut().insert(AuditDetail(detail));
     Ok(response)
+}
+
+/// Let a token suspended by a device's revocation enroll devices again.
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let found = state.store.resume_enrollment_token(&id).await?;
+    if found {
+        tracing::warn!(token = %id, by = %caller.name, "enrollment token resumed");
+    }
+    changed(&state, &id, found, format!("token_id={id} resumed")).await
 }

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{created, parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, Params};
-use crate::actions::Requestor;
 use crate::investigations::Level;
 use crate::store::{Investigation, Role};
 
@@ -211,7 +210,7 @@ pub async fn classify(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Responder)?;
     let id = parse_uuid(&id)?;
-    let who = Requestor { name: &caller.name, role: caller.role };
+    let who = caller.requestor();
     let out = state.investigations.classify(id, &b.classification, &who, &b.comment).await?;
     let mut r = Json(out).into_response();
     r.extensions_mut().insert(AuditDetail(format!("alert {id} classified {}", b.classification)));
@@ -233,7 +232,7 @@ pub async fn approve_expansion(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Approver)?;
     let id = parse_uuid(&id)?;
-    let who = Requestor { name: &caller.name, role: caller.role };
+    let who = caller.requestor();
     let inv = state.investigations.approve_expansion(id, &who).await?;
     Ok(Json(investigation_json(&state, &inv, true).await?))
 }
@@ -247,7 +246,7 @@ pub async fn terminate(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Responder)?;
     let id = parse_uuid(&id)?;
-    let who = Requestor { name: &caller.name, role: caller.role };
+    let who = caller.requestor();
     let inv = state.investigations.terminate(id, &who, &b.comment).await?;
     Ok(Json(investigation_json(&state, &inv, true).await?))
 }

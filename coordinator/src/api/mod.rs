@@ -32,7 +32,7 @@ pub use detection::{alert_json, RulesSettings};
 pub use error::ApiError;
 
 use crate::gateway::Gateway;
-use crate::store::{NewAudit, Role, Store};
+use crate::store::{NewAudit, Role, Store, TokenKind};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -71,7 +71,9 @@ pub fn router(state: AppState) -> Router {
         .route("/actions/{id}/package", get(samples::package))
         .route("/enrollment-tokens", post(enrollment_tokens::create).get(enrollment_tokens::list))
         .route("/enrollment-tokens/{id}", axum::routing::delete(enrollment_tokens::revoke))
-        .route("/api-tokens", post(api_tokens::create))
+        .route("/enrollment-tokens/{id}/resume", post(enrollment_tokens::resume))
+        .route("/api-tokens", post(api_tokens::create).get(api_tokens::list))
+        .route("/api-tokens/{id}", axum::routing::delete(api_tokens::revoke))
         .route("/audit", get(audit::list))
         .route(
             "/rules",
@@ -114,14 +116,31 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
-/// The authenticated caller, put in the request by [`authenticate`].
+/// The authenticated caller, put in the request by [`authenticate`]:
+/// everything about who calls comes from the credential, nothing from the
+/// request.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The token's name (shown in audit and as requestor).
     pub name: String,
     pub role: Role,
+    pub token_id: String,
+    /// `user:alice` — the person (or integration) the token speaks for.
+    pub identity: String,
+    pub kind: TokenKind,
 }
 
 impl Caller {
+    /// The caller as the action center knows it.
+    pub fn requestor(&self) -> crate::actions::Requestor<'_> {
+        crate::actions::Requestor {
+            name: &self.name,
+            role: self.role,
+            identity: &self.identity,
+            integration: self.kind == TokenKind::Integration,
+        }
+    }
+
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
             Ok(())
@@ -167,7 +186,9 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let caller = match bearer {
         None => Err(ApiError::Unauthorized),
         Some(secret) => match state.store.api_token_by_secret(&secret).await {
-            Ok(Some(t)) => Ok(Caller { name: t.name, role: t.role }),
+            Ok(Some(t)) => {
+                Ok(Caller { identity: t.identity(), name: t.name, role: t.role, token_id: t.id, kind: t.kind })
+            }
             Ok(None) => Err(ApiError::Unauthorized),
             Err(e) => Err(ApiError::internal(e)),
         },

@@ -21,7 +21,16 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
     ),
     ("get", "/api/v1/enrollment-tokens", "List enrollment tokens", "admin", 200),
     ("delete", "/api/v1/enrollment-tokens/{id}", "Revoke an enrollment token", "admin", 200),
-    ("post", "/api/v1/api-tokens", "Create an API token with a role", "admin", 201),
+    (
+        "post",
+        "/api/v1/enrollment-tokens/{id}/resume",
+        "Resume a token suspended when a device it enrolled was revoked",
+        "admin",
+        200,
+    ),
+    ("post", "/api/v1/api-tokens", "Create an API token for a person or an integration, with a role", "admin", 201),
+    ("get", "/api/v1/api-tokens", "List API tokens (never their secrets)", "admin", 200),
+    ("delete", "/api/v1/api-tokens/{id}", "Revoke an API token (from its next request)", "admin", 200),
     ("get", "/api/v1/audit", "The audit trail of mutating calls, newest first", "admin", 200),
     ("get", "/metrics", "Prometheus metrics", "none", 200),
     (

@@ -219,6 +219,8 @@ enum EnrollTokenCmd {
     List,
     /// Revoke a token by id.
     Revoke { id: String },
+    /// Let a token suspended by a device's revocation enroll devices again.
+    Resume { id: String },
 }
 
 #[derive(Args)]
@@ -482,7 +484,21 @@ enum ApiTokenCmd {
         /// viewer, responder, approver or admin.
         #[arg(long)]
         role: String,
+        /// The person it is for (default: its name); the two-person rule
+        /// counts all tokens of one person as that person.
+        #[arg(long)]
+        user: Option<String>,
+        /// A token for an integration (its actions' source is `api`).
+        #[arg(long)]
+        integration: bool,
+        /// Days until it stops working (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id (refused from its next request on).
+    Revoke { id: String },
 }
 
 fn main() -> ExitCode {
@@ -551,6 +567,13 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
             }
             println!("enrollment token {} revoked", s(&t["id"]));
         }
+        Command::EnrollToken(EnrollTokenCmd::Resume { id }) => {
+            let t = client.post(&format!("/api/v1/enrollment-tokens/{}/resume", seg(id)), &json!({}))?;
+            if json_out {
+                return print_json(&t);
+            }
+            println!("enrollment token {} can enroll devices again ({})", s(&t["id"]), s(&t["state"]));
+        }
         Command::Devices(DevicesCmd::List) => {
             let items = all_pages(client, "/api/v1/devices")?;
             if json_out {
@@ -581,6 +604,9 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
                 return print_json(&d);
             }
             println!("device {} ({}) revoked", s(&d["id"]), s(&d["hostname"]));
+            if let Some(t) = d["enrollment_token_suspended"].as_str() {
+                println!("its enrollment token {t} is suspended (resume it with `picketctl enroll-token resume {t}`)");
+            }
         }
         Command::Devices(DevicesCmd::OffboardingToken { id, expires_in_hours }) => {
             let t = client.post(
@@ -594,15 +620,55 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
             println!("token expires at {}. Run on the device (as root):", s(&t["expires_at"]));
             println!("  {}", s(&t["offboard_command"]));
         }
-        Command::ApiToken(ApiTokenCmd::Create { name, role }) => {
-            let t = client.post("/api/v1/api-tokens", &json!({ "name": name, "role": role }))?;
+        Command::ApiToken(ApiTokenCmd::Create { name, role, user, integration, expires_in_days }) => {
+            let mut body = json!({ "name": name, "role": role });
+            if let Some(u) = user {
+                body["user"] = json!(u);
+            }
+            if *integration {
+                body["kind"] = json!("integration");
+            }
+            if let Some(d) = expires_in_days {
+                body["expires_in_days"] = json!(d);
+            }
+            let t = client.post("/api/v1/api-tokens", &body)?;
             if json_out {
                 return print_json(&t);
             }
-            println!("token: {}", s(&t["token"]));
-            println!("name:  {}", s(&t["name"]));
-            println!("role:  {}", s(&t["role"]));
+            println!("token:   {}", s(&t["token"]));
+            println!("id:      {}", s(&t["id"]));
+            println!("name:    {}", s(&t["name"]));
+            println!("user:    {}", s(&t["user"]));
+            println!("kind:    {}", s(&t["kind"]));
+            println!("role:    {}", s(&t["role"]));
+            println!("expires: {}", s(&t["expires_at"]));
             println!("(the token is shown only once)");
+        }
+        Command::ApiToken(ApiTokenCmd::List) => {
+            let t = client.get("/api/v1/api-tokens")?;
+            let items = t["items"].as_array().cloned().unwrap_or_default();
+            if json_out {
+                return print_json(&json!(items));
+            }
+            table(&["ID", "NAME", "USER", "KIND", "ROLE", "STATE", "EXPIRES", "CREATED BY"], &items, |t| {
+                vec![
+                    s(&t["id"]),
+                    s(&t["name"]),
+                    s(&t["user"]),
+                    s(&t["kind"]),
+                    s(&t["role"]),
+                    s(&t["state"]),
+                    s(&t["expires_at"]),
+                    s(&t["created_by"]),
+                ]
+            });
+        }
+        Command::ApiToken(ApiTokenCmd::Revoke { id }) => {
+            let t = client.delete(&format!("/api/v1/api-tokens/{}", seg(id)))?;
+            if json_out {
+                return print_json(&t);
+            }
+            println!("API token {} ({}) revoked", s(&t["id"]), s(&t["name"]));
         }
         Command::Actions(cmd) => return actions(client, cmd, json_out),
         Command::KillProcess { device, pid, sha256, grace_secs, comment } => {

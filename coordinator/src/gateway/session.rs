@@ -134,6 +134,10 @@ impl Gateway {
                     TokenRefusal::Expired => (RefusalReason::TokenExpired, "enrollment token has expired"),
                     TokenRefusal::UsedUp => (RefusalReason::TokenUsedUp, "enrollment token has no uses left"),
                     TokenRefusal::Revoked => (RefusalReason::TokenRevoked, "enrollment token was revoked"),
+                    TokenRefusal::Suspended => (
+                        RefusalReason::TokenRevoked,
+                        "enrollment token is suspended: a device it enrolled was revoked; an admin can resume it",
+                    ),
                 };
                 return Err((reason, message.to_string()));
             }

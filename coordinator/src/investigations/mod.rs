@@ -184,10 +184,16 @@ pub struct Investigations {
     pub config: InvestigationConfig,
 }
 
-const AUTOMATION: Requestor<'static> = Requestor { name: "automation", role: Role::Admin };
+const AUTOMATION: Requestor<'static> =
+    Requestor { name: "automation", role: Role::Admin, identity: "system:automation", integration: false };
 /// Closes automation's own actions on termination (the two-person rule
 /// forbids a requestor to decide its own action).
-const TERMINATION: Requestor<'static> = Requestor { name: "investigation-terminated", role: Role::Admin };
+const TERMINATION: Requestor<'static> = Requestor {
+    name: "investigation-terminated",
+    role: Role::Admin,
+    identity: "system:investigation-terminated",
+    integration: false,
+};
 const LIVE: [&str; 2] = ["running", "pending_approval"];
 
 fn verdict_name(v: Option<Severity>) -> &'static str {

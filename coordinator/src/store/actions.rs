@@ -103,8 +103,10 @@ impl ActionSource {
     }
 
     /// Manual sources need a comment and fall under the approval policy.
-    pub fn is_manual(self) -> bool {
-        matches!(self, Self::ManualDeviceAction | Self::LiveResponse | Self::ManualEmailAction)
+    /// Chosen by the coordinator's automation, not by a person or an
+    /// integration.
+    pub fn is_automated(self) -> bool {
+        matches!(self, Self::AutomatedDeviceAction | Self::AutomatedEmailAction)
     }
 }
 
@@ -116,6 +118,9 @@ pub struct Action {
     pub device_id: Uuid,
     pub source: ActionSource,
     pub requestor: String,
+    /// Who asked, as the two-person rule compares it (empty on actions from
+    /// before identities were recorded: the name is compared then).
+    pub requestor_identity: String,
     pub comment: String,
     pub investigation_id: Option<String>,
     pub status: ActionStatus,
@@ -141,6 +146,8 @@ pub struct NewAction<'a> {
     pub device_id: Uuid,
     pub source: ActionSource,
     pub requestor: &'a str,
+    /// Who asked, for the two-person rule (`user:alice`, `system:automation`).
+    pub requestor_identity: &'a str,
     pub comment: &'a str,
     pub investigation_id: Option<&'a str>,
     pub status: ActionStatus,
@@ -192,7 +199,8 @@ pub struct ActionFilter {
     pub investigation: Option<String>,
 }
 
-const COLUMNS: &str = "id, kind, params, device_id, source, requestor, comment, investigation_id, status, \
+const COLUMNS: &str =
+    "id, kind, params, device_id, source, requestor, requestor_identity, comment, investigation_id, status, \
     decided_by, decision_comment, progress_phase, progress_percent, result, error, failure_reason, undoes, \
     undone_by, created_at, updated_at, queued_at, expires_at";
 
@@ -220,6 +228,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Action, StoreError> {
         device_id: uuid_col(row, "device_id")?,
         source: ActionSource::parse(&source).ok_or_else(|| corrupt(format!("source {source:?}")))?,
         requestor: row.try_get("requestor")?,
+        requestor_identity: row.try_get("requestor_identity")?,
         comment: row.try_get("comment")?,
         investigation_id: row.try_get("investigation_id")?,
         status: ActionStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
@@ -264,8 +273,8 @@ impl Store {
         let queued_at = (new.status == ActionStatus::Queued).then_some(now);
         sqlx::query(
             "INSERT INTO actions (id, kind, params, device_id, source, requestor, comment, investigation_id, status, \
-             dedupe_key, undoes, created_at, updated_at, queued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14)",
+             dedupe_key, undoes, created_at, updated_at, queued_at, expires_at, requestor_identity) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
         )
         .bind(id.to_string())
         .bind(new.kind)
@@ -281,6 +290,7 @@ impl Store {
         .bind(now)
         .bind(queued_at)
         .bind(new.expires_at)
+        .bind(new.requestor_identity)
         .execute(&mut *tx)
         .await?;
         if let Some(original) = new.undoes {

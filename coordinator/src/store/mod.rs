@@ -29,7 +29,10 @@ pub use detection::{Alert, AlertEvent, AlertFilter, AlertStatus, Bundle, Indicat
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use samples::Sample;
-pub use tokens::{ApiToken, EnrollmentToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenRefusal};
+pub use tokens::{
+    ApiToken, EnrollmentToken, NewApiToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenKind,
+    TokenRefusal,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -131,6 +134,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "samples", include_str!("../../migrations/sqlite/0005_samples.sql")),
     (6, "investigations", include_str!("../../migrations/sqlite/0006_investigations.sql")),
     (7, "classification", include_str!("../../migrations/sqlite/0007_classification.sql")),
+    (8, "credentials", include_str!("../../migrations/sqlite/0008_credentials.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -140,6 +144,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "samples", include_str!("../../migrations/postgres/0005_samples.sql")),
     (6, "investigations", include_str!("../../migrations/postgres/0006_investigations.sql")),
     (7, "classification", include_str!("../../migrations/postgres/0007_classification.sql")),
+    (8, "credentials", include_str!("../../migrations/postgres/0008_credentials.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

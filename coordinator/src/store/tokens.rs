@@ -60,6 +60,10 @@ pub struct EnrollmentToken {
     pub max_uses: i64,
     pub uses_left: i64,
     pub revoked_at: Option<i64>,
+    /// Set when a device it enrolled was revoked: no enrollment until an
+    /// admin resumes it.
+    pub suspended_at: Option<i64>,
+    pub suspended_reason: Option<String>,
 }
 
 pub struct NewEnrollmentToken<'a> {
@@ -76,6 +80,8 @@ pub enum TokenRefusal {
     Expired,
     UsedUp,
     Revoked,
+    /// A device it enrolled was revoked; an admin has to resume it.
+    Suspended,
 }
 
 /// A consumed token use: the device row is written in the same transaction.
@@ -84,14 +90,88 @@ pub struct TokenGrant {
     pub group: String,
 }
 
+/// Whose an API token is: a person's (actions it requests are manual) or
+/// an integration's (their source is `api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    User,
+    Integration,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Integration => "integration",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "user" => Some(Self::User),
+            "integration" => Some(Self::Integration),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiToken {
     pub id: String,
     pub name: String,
+    /// The person (or integration) it speaks for; several tokens may share one.
+    pub user: String,
+    pub kind: TokenKind,
     pub role: Role,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
 }
 
-const ENROLL_COLUMNS: &str = "id, group_name, created_by, created_at, expires_at, max_uses, uses_left, revoked_at";
+impl ApiToken {
+    /// The identity the two-person rule compares: the person, never the
+    /// token's name.
+    pub fn identity(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.user)
+    }
+}
+
+pub struct NewApiToken<'a> {
+    pub name: &'a str,
+    /// Defaults to `name`.
+    pub user: Option<&'a str>,
+    pub kind: TokenKind,
+    pub role: Role,
+    pub created_by: &'a str,
+    pub expires_at: Option<i64>,
+}
+
+const API_COLUMNS: &str = "id, name, user_name, kind, role, created_by, created_at, expires_at, revoked_at";
+
+fn api_token_from_row(row: &sqlx::any::AnyRow) -> Result<ApiToken, StoreError> {
+    let role: String = row.try_get("role")?;
+    let kind: String = row.try_get("kind")?;
+    let name: String = row.try_get("name")?;
+    let user: Option<String> = row.try_get("user_name")?;
+    Ok(ApiToken {
+        id: row.try_get("id")?,
+        user: user.unwrap_or_else(|| name.clone()),
+        name,
+        kind: TokenKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt { table: "api_tokens", detail: format!("kind {kind:?}") })?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt { table: "api_tokens", detail: format!("role {role:?}") })?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const ENROLL_COLUMNS: &str =
+    "id, group_name, created_by, created_at, expires_at, max_uses, uses_left, revoked_at, suspended_at, suspended_reason";
 
 fn enrollment_from_row(row: &sqlx::any::AnyRow) -> Result<EnrollmentToken, StoreError> {
     Ok(EnrollmentToken {
@@ -103,6 +183,8 @@ fn enrollment_from_row(row: &sqlx::any::AnyRow) -> Result<EnrollmentToken, Store
         max_uses: row.try_get("max_uses")?,
         uses_left: row.try_get("uses_left")?,
         revoked_at: row.try_get("revoked_at")?,
+        suspended_at: row.try_get("suspended_at")?,
+        suspended_reason: row.try_get("suspended_reason")?,
     })
 }
 
@@ -122,6 +204,8 @@ impl Store {
             max_uses: new.max_uses,
             uses_left: new.max_uses,
             revoked_at: None,
+            suspended_at: None,
+            suspended_reason: None,
         };
         sqlx::query(
             "INSERT INTO enrollment_tokens (id, token_hash, group_name, created_by, created_at, expires_at, \
@@ -180,6 +264,37 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Suspend the token that enrolled `device` (its device was revoked):
+    /// returns the token's id, if the device has one.
+    pub async fn suspend_enrollment_token_of(&self, device: Uuid, reason: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT enrollment_token_id FROM devices WHERE id = $1")
+            .bind(device.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(token_id) = row.map(|r| r.try_get::<String, _>("enrollment_token_id")).transpose()? else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE enrollment_tokens SET suspended_at = COALESCE(suspended_at, $1), suspended_reason = $2 WHERE id = $3",
+        )
+        .bind(now_ms())
+        .bind(reason)
+        .bind(&token_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(token_id))
+    }
+
+    /// Let a suspended token enroll again; false when it does not exist.
+    pub async fn resume_enrollment_token(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE enrollment_tokens SET suspended_at = NULL, suspended_reason = NULL WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Use one use of the token `secret` and register `new` in the token's
     /// group, atomically: either both happen or neither.
     pub async fn enroll_device(
@@ -191,7 +306,8 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "SELECT id, group_name, expires_at, uses_left, revoked_at FROM enrollment_tokens WHERE token_hash = $1",
+            "SELECT id, group_name, expires_at, uses_left, revoked_at, suspended_at FROM enrollment_tokens \
+             WHERE token_hash = $1",
         )
         .bind(&hash)
         .fetch_optional(&mut *tx)
@@ -202,6 +318,9 @@ impl Store {
         let expires_at: i64 = row.try_get("expires_at")?;
         if revoked_at.is_some() {
             return Ok(Err(TokenRefusal::Revoked));
+        }
+        if row.try_get::<Option<i64>, _>("suspended_at")?.is_some() {
+            return Ok(Err(TokenRefusal::Suspended));
         }
         if expires_at <= now {
             return Ok(Err(TokenRefusal::Expired));
@@ -234,23 +353,32 @@ impl Store {
     }
 
     /// Create an API token; returns it and its secret (shown once).
-    pub async fn create_api_token(
-        &self,
-        name: &str,
-        role: Role,
-        created_by: &str,
-    ) -> Result<(ApiToken, String), StoreError> {
+    pub async fn create_api_token(&self, new: &NewApiToken<'_>) -> Result<(ApiToken, String), StoreError> {
         let secret = new_secret("pka_");
-        let token = ApiToken { id: Uuid::new_v4().to_string(), name: name.to_string(), role };
+        let token = ApiToken {
+            id: Uuid::new_v4().to_string(),
+            name: new.name.to_string(),
+            user: new.user.unwrap_or(new.name).to_string(),
+            kind: new.kind,
+            role: new.role,
+            created_by: new.created_by.to_string(),
+            created_at: now_ms(),
+            expires_at: new.expires_at,
+            revoked_at: None,
+        };
         sqlx::query(
-            "INSERT INTO api_tokens (id, name, token_hash, role, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (id, name, token_hash, role, created_by, created_at, user_name, kind, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&token.id)
-        .bind(name)
+        .bind(&token.name)
         .bind(hash_secret(&secret))
-        .bind(role.as_str())
-        .bind(created_by)
-        .bind(now_ms())
+        .bind(token.role.as_str())
+        .bind(&token.created_by)
+        .bind(token.created_at)
+        .bind(&token.user)
+        .bind(token.kind.as_str())
+        .bind(token.expires_at)
         .execute(&self.pool)
         .await?;
         Ok((token, secret))
@@ -267,20 +395,46 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// The live API token whose secret is `secret`.
+    /// The API token whose secret is `secret`, if it is live: not revoked,
+    /// not expired. Looked up on every request, so a revocation counts from
+    /// the next one.
     pub async fn api_token_by_secret(&self, secret: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query("SELECT id, name, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(hash_secret(secret))
+        let row = sqlx::query(&format!(
+            "SELECT {API_COLUMNS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)"
+        ))
+        .bind(hash_secret(secret))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(api_token_from_row).transpose()
+    }
+
+    pub async fn api_token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {API_COLUMNS} FROM api_tokens WHERE id = $1"))
+            .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get("role")?;
-        Ok(Some(ApiToken {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            role: Role::parse(&role)
-                .ok_or_else(|| StoreError::Corrupt { table: "api_tokens", detail: format!("role {role:?}") })?,
-        }))
+        row.as_ref().map(api_token_from_row).transpose()
+    }
+
+    /// Every API token (never their secrets), oldest first.
+    pub async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {API_COLUMNS} FROM api_tokens ORDER BY created_at, id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_token_from_row).collect()
+    }
+
+    /// Revoke an API token (effective on its next request); false when it
+    /// does not exist.
+    pub async fn revoke_api_token(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -351,12 +505,30 @@ mod tests {
     #[tokio::test]
     async fn api_tokens_are_found_by_secret_only() {
         for (store, _dir) in stores().await {
-            let (token, secret) = store.create_api_token("ops", Role::Responder, "admin").await.expect("create");
+            let new = NewApiToken {
+                name: "ops",
+                user: None,
+                kind: TokenKind::User,
+                role: Role::Responder,
+                created_by: "admin",
+                expires_at: None,
+            };
+            let (token, secret) = store.create_api_token(&new).await.expect("create");
             let found = store.api_token_by_secret(&secret).await.expect("db").expect("found");
             assert_eq!(found.id, token.id);
             assert_eq!(found.role, Role::Responder);
             assert!(store.api_token_by_secret(&hash_secret(&secret)).await.expect("db").is_none());
             assert!(store.api_token_name_taken("ops").await.expect("db"));
+            assert_eq!(found.identity(), "user:ops");
+            // Expired and revoked tokens are not found any more.
+            let expired = NewApiToken { name: "old", expires_at: Some(now_ms() - 1), ..new };
+            let (_, old) = store.create_api_token(&expired).await.expect("create");
+            assert!(store.api_token_by_secret(&old).await.expect("db").is_none());
+            assert!(store.revoke_api_token(&token.id).await.expect("revoke"));
+            assert!(store.api_token_by_secret(&secret).await.expect("db").is_none());
+            let listed = store.api_tokens().await.expect("list");
+            assert_eq!(listed.len(), 2);
+            assert!(listed.iter().any(|t| t.id == token.id && t.revoked_at.is_some()));
         }
     }
 }
