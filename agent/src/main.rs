@@ -227,7 +227,8 @@ fn check_rules(paths: &[PathBuf], json: bool, no_includes: bool) -> ExitCode {
         errors.push(RuleFileError { file: p.display().to_string(), error: "does not exist".into() });
     }
     if json {
-        let report = serde_json::json!({ "loaded": engine.loaded, "errors": errors, "rules": engine.rule_count });
+        let report = serde_json::json!({ "loaded": engine.loaded, "errors": errors, "rules": engine.rule_count,
+            "severities": engine.severities() });
         println!("{report}");
     } else {
         for e in &errors {

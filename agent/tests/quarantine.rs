@@ -255,3 +255,24 @@ fn a_crash_at_any_step_leaves_the_file_in_place_or_in_the_vault() {
         assert_never_lost(&lab, &vault, point);
     }
 }
+
+#[test]
+fn a_quarantine_for_another_hash_changes_nothing() {
+    // The coordinator decided on one content; the file at the path now has
+    // another (replaced since the detection, or another device's file).
+    let lab = lab();
+    let vault = Vault::open(&lab.state()).expect("vault");
+    let root = lab.root();
+    let own = lab.protected();
+    let mut child = run(&lab.bin);
+    let other = "0".repeat(64);
+    let req = Request { expected_sha256: Some(&other), ..request(&lab, &root, &own) };
+    let err = quarantine::quarantine(&vault, &Linux, &req).expect_err("refused");
+    assert!(err.to_string().contains("not the expected"), "{err}");
+    assert!(child.try_wait().expect("wait").is_none(), "nothing was killed");
+    assert!(lab.bin.exists() && lab.unit().exists() && lab.crontab().contains("evil-sleep"), "nothing was removed");
+    assert!(vault.entries().is_empty());
+    let req = Request { expected_sha256: Some(&lab.sha256), ..request(&lab, &root, &own) };
+    quarantine::quarantine(&vault, &Linux, &req).expect("the right hash goes through");
+    let _ = child.wait();
+}

@@ -2,8 +2,10 @@
 //! encoding of one message. The only module that knows the encoding.
 //!
 //! The length prefix is checked against the caller's cap before anything is
-//! allocated, and bincode decodes under a byte limit, so a hostile length
-//! inside a body (a `Vec` claiming 4 G elements) cannot allocate either.
+//! allocated, and bincode decodes under a byte limit no larger than the
+//! caller's cap (rounded up to a tier: bincode takes the limit as a
+//! constant), so a hostile length inside a body (a `Vec` claiming 4 G
+//! elements) cannot allocate either.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -36,17 +38,24 @@ pub enum EncodeError {
     Encode(String),
 }
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
-        .with_big_endian()
-        .with_variable_int_encoding()
-        .with_limit::<{ MAX_FRAME_CEILING as usize }>()
+fn config<const LIMIT: usize>() -> impl bincode::config::Config {
+    bincode::config::standard().with_big_endian().with_variable_int_encoding().with_limit::<LIMIT>()
+}
+
+/// The decode limits bincode can be given (the smallest one not below the
+/// caller's cap is used).
+const TIERS: [u32; 7] = [64 << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20, 32 << 20, MAX_FRAME_CEILING];
+
+/// The decode limit used for a frame cap of `max`.
+pub fn decode_limit(max: u32) -> u32 {
+    TIERS.iter().copied().find(|t| *t >= max).unwrap_or(MAX_FRAME_CEILING)
 }
 
 /// Encode `msg` as one frame (header + body).
 pub fn encode<T: Serialize>(msg: &T, max: u32) -> Result<Vec<u8>, EncodeError> {
     let mut out = vec![0u8; HEADER_LEN];
-    bincode::serde::encode_into_std_write(msg, &mut out, config()).map_err(|e| EncodeError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(msg, &mut out, config::<{ MAX_FRAME_CEILING as usize }>())
+        .map_err(|e| EncodeError::Encode(e.to_string()))?;
     let len = out.len() - HEADER_LEN;
     let max = max.min(MAX_FRAME_CEILING);
     let len32 = u32::try_from(len).ok().filter(|l| *l <= max).ok_or(EncodeError::TooLarge { len, max })?;
@@ -68,10 +77,21 @@ pub fn body_len(header: [u8; HEADER_LEN], max: u32) -> Result<usize, DecodeError
     Ok(len as usize)
 }
 
-/// Decode one message from a frame body (without its header).
-pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
-    let (msg, used) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+/// Decode one message from a frame body (without its header), under the
+/// decode limit of the frame cap `max`.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8], max: u32) -> Result<T, DecodeError> {
+    fn with<T: DeserializeOwned, const L: usize>(body: &[u8]) -> Result<(T, usize), DecodeError> {
+        bincode::serde::decode_from_slice(body, config::<L>()).map_err(|e| DecodeError::Malformed(e.to_string()))
+    }
+    let (msg, used) = match decode_limit(max) {
+        l if l == TIERS[0] => with::<T, { 64 << 10 }>(body)?,
+        l if l == TIERS[1] => with::<T, { 1 << 20 }>(body)?,
+        l if l == TIERS[2] => with::<T, { 4 << 20 }>(body)?,
+        l if l == TIERS[3] => with::<T, { 8 << 20 }>(body)?,
+        l if l == TIERS[4] => with::<T, { 16 << 20 }>(body)?,
+        l if l == TIERS[5] => with::<T, { 32 << 20 }>(body)?,
+        _ => with::<T, { MAX_FRAME_CEILING as usize }>(body)?,
+    };
     if used != body.len() {
         return Err(DecodeError::Trailing(body.len() - used));
     }
@@ -89,7 +109,7 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8], max: u32) -> Result<(T, usize), D
     let Some(body) = buf.get(HEADER_LEN..total) else {
         return Err(DecodeError::Incomplete { needed: total });
     };
-    Ok((decode_body(body)?, total))
+    Ok((decode_body(body, max)?, total))
 }
 
 #[cfg(test)]
@@ -167,6 +187,21 @@ mod tests {
     }
 
     #[test]
+    fn the_decode_limit_follows_the_frame_cap() {
+        assert_eq!(decode_limit(crate::limits::PRE_AUTH_MAX_FRAME), 64 << 10);
+        assert_eq!(decode_limit(DEFAULT_MAX_FRAME), 8 << 20);
+        assert_eq!(decode_limit(5 << 20), 8 << 20);
+        assert_eq!(decode_limit(u32::MAX), MAX_FRAME_CEILING);
+        // A short body claiming a 1 MB string: over a pre-auth cap's limit it
+        // is refused for the claim itself, before anything is read for it.
+        let body = [252u8, 0x00, 0x0F, 0x42, 0x40, b'a', b'b', b'c'];
+        let small = decode_body::<String>(&body, crate::limits::PRE_AUTH_MAX_FRAME).expect_err("refused");
+        assert!(small.to_string().contains("LimitExceeded"), "{small}");
+        let large = decode_body::<String>(&body, MAX_FRAME_CEILING).expect_err("refused");
+        assert!(large.to_string().contains("UnexpectedEnd"), "the ceiling allows the claim; the input ends: {large}");
+    }
+
+    #[test]
     fn header_is_big_endian_body_length() {
         let frame = encode(&AgentMsg::Heartbeat { seq: 1 }, DEFAULT_MAX_FRAME).expect("encode");
         let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
@@ -223,8 +258,8 @@ mod tests {
                 state ^= state << 17;
                 body.push(state as u8);
             }
-            let _ = decode_body::<AgentMsg>(&body);
-            let _ = decode_body::<CoordMsg>(&body);
+            let _ = decode_body::<AgentMsg>(&body, DEFAULT_MAX_FRAME);
+            let _ = decode_body::<CoordMsg>(&body, DEFAULT_MAX_FRAME);
         }
     }
 

@@ -38,6 +38,15 @@ impl std::fmt::Display for Severity {
     }
 }
 
+/// Rules built into every agent, known to the coordinator without a
+/// bundle: (namespace, rule, severity).
+pub const BUILTIN_RULES: [(&str, &str, Severity); 1] = [("builtin", "EICAR_Test_File", Severity::Malicious)];
+
+/// How the coordinator indexes a rule's severity: `namespace:rule`.
+pub fn rule_key(namespace: &str, rule: &str) -> String {
+    format!("{namespace}:{rule}")
+}
+
 /// One detection in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Detection {

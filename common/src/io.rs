@@ -42,7 +42,7 @@ where
         std::io::ErrorKind::UnexpectedEof => FrameError::TruncatedFrame,
         _ => FrameError::Io(e),
     })?;
-    Ok(Some(codec::decode_body(&body)?))
+    Ok(Some(codec::decode_body(&body, max)?))
 }
 
 /// Encode and write one frame, then flush.

@@ -13,6 +13,10 @@ pub const DEFAULT_MAX_FRAME: u32 = 8 * 1024 * 1024;
 /// Hard ceiling for the configurable frame cap (and bincode's decode limit).
 pub const MAX_FRAME_CEILING: u32 = 64 * 1024 * 1024;
 
+/// Cap on frames from a peer that has not authenticated yet (enrollment:
+/// a CSR and a token fit many times over).
+pub const PRE_AUTH_MAX_FRAME: u32 = 64 * 1024;
+
 /// Default interval between agent heartbeats.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 

@@ -25,6 +25,8 @@ pub struct Config {
     pub handshake_timeout_secs: u64,
     pub max_connections: usize,
     pub max_frame_bytes: u32,
+    /// Detections one device may report a minute; more are counted, not stored.
+    pub max_alerts_per_minute: u32,
     /// Days an offboarded device's history is kept before it is purged.
     pub offboard_retention_days: u64,
     /// Largest file `request_sample` may upload, in bytes.
@@ -86,6 +88,7 @@ impl Default for Config {
             handshake_timeout_secs: 10,
             max_connections: 15_000,
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
+            max_alerts_per_minute: 600,
             offboard_retention_days: 180,
             max_sample_bytes: 512 * 1024 * 1024,
             actions: ActionPolicy::default(),
@@ -122,6 +125,9 @@ impl Config {
         }
         if self.max_sample_bytes == 0 {
             return bad("max_sample_bytes must be at least 1");
+        }
+        if self.max_alerts_per_minute == 0 {
+            return bad("max_alerts_per_minute must be at least 1");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
@@ -175,6 +181,7 @@ impl Config {
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             max_connections: self.max_connections,
             max_frame: self.max_frame_bytes,
+            max_alerts_per_minute: self.max_alerts_per_minute,
         }
     }
 }

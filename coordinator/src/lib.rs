@@ -80,6 +80,11 @@ impl Coordinator {
     /// listeners and start serving until `shutdown` is cancelled.
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
         config.validate()?;
+        if config.investigations.expansion_approval_threshold.is_some() {
+            tracing::warn!(
+                "[investigations] expansion_approval_threshold is no longer used: every expansion to other devices waits for an approver"
+            );
+        }
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         let ca = Arc::new(pki::Ca::load_or_create(&data_dir.join("pki"))?);
@@ -102,12 +107,20 @@ impl Coordinator {
         let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
         let events = Arc::new(events::Events::default());
         let content = Arc::new(detection::Content::load(&store).await?);
+        let checker = detection::checker::resolve(&config.rules.checker);
         let uploads = Arc::new(
             uploads::Uploads::new(data_dir, config.max_sample_bytes, store.clone())
                 .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?,
         );
-        let gateway =
-            Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, events.clone(), content, uploads)?;
+        let gateway = Gateway::new(
+            config.gateway(),
+            store.clone(),
+            ca.clone(),
+            directory,
+            events.clone(),
+            content.clone(),
+            uploads,
+        )?;
 
         let agent_listener = TcpListener::bind(config.agent_listen).await.map_err(|source| StartError::Bind {
             what: "agents",
@@ -134,6 +147,7 @@ impl Coordinator {
         let mut tasks = JoinSet::new();
         tasks.spawn(gateway.clone().serve(agent_listener, shutdown.clone()));
         tasks.spawn(gateway.clone().watch_indicators(shutdown.clone()));
+        tasks.spawn(detection::index_current_bundle(store.clone(), content, checker.clone(), data_dir.join("tmp")));
         let center = Arc::new(actions::ActionCenter {
             store: store.clone(),
             gateway: gateway.clone(),
@@ -164,19 +178,13 @@ impl Coordinator {
             actions: center.clone(),
             investigations: investigations.clone(),
             rules: Arc::new(api::RulesSettings {
-                checker: detection::checker::resolve(&config.rules.checker),
+                checker,
                 scratch: data_dir.join("tmp"),
                 max_bundle_bytes: config.rules.max_bundle_bytes,
             }),
+            metrics: Arc::default(),
         });
-        let api_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let serve =
-                axum::serve(api_listener, app).with_graceful_shutdown(async move { api_shutdown.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "API server failed");
-            }
-        });
+        tasks.spawn(api::server::serve(api_listener, app, api::server::HttpLimits::default(), shutdown.clone()));
         tracing::info!(agents = %agent_addr, api = %api_addr, database = ?store.backend(), "coordinator serving");
         Ok(Self {
             agent_addr,

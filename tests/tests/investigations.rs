@@ -1,8 +1,10 @@
 //! Automated investigations over a real agent: an alert opens an
-//! investigation, evidence comes from the device, the verdict and the
-//! device group's automation level decide — automatic quarantine under
+//! investigation, the coordinator's verdict and the device group's
+//! automation level decide — the file itself quarantined first under
 //! `full`, pending approval under `semi_any` (then terminated), nothing
-//! under `none`. The folder classes point at test directories.
+//! under `none` —, then the evidence finds the rest. The same malware at
+//! another path is remediated too. The folder classes point at test
+//! directories.
 
 use std::path::{Path, PathBuf};
 
@@ -91,13 +93,18 @@ async fn alerts_are_investigated_and_remediated_as_the_automation_level_says() {
     assert!(!a.exists(), "quarantined");
     let actions = done["actions"].as_array().expect("actions");
     let kinds: Vec<&str> = actions.iter().filter_map(|x| x["kind"].as_str()).collect();
-    assert_eq!(kinds, ["collect_evidence", "stop_and_quarantine"], "{done}");
-    assert_eq!(actions[1]["source"], "automated_device_action");
+    assert_eq!(kinds, ["stop_and_quarantine", "collect_evidence"], "the file first: {done}");
+    assert_eq!(actions[0]["source"], "automated_device_action");
+    assert_eq!(actions[0]["params"]["expected_sha256"], inv["subject"]["sha256"], "only that content");
     assert_eq!(done["evidence"]["verdict"], "malicious");
     assert_eq!(done["evidence"]["remediation"][0]["decision"], "automatic");
     let alert_id = done["alert_id"].as_str().expect("alert").to_string();
+    let a_id = alert_id.clone();
+    eventually!(10, "alert resolved", {
+        let a_id = a_id.clone();
+        env.admin(move |c| c.get(&format!("/api/v1/alerts/{a_id}"))).await.expect("alert")["status"] == "resolved"
+    });
     let alert = env.admin(move |c| c.get(&format!("/api/v1/alerts/{alert_id}"))).await.expect("alert");
-    assert_eq!(alert["status"], "in_progress");
     assert_eq!(alert["investigations"][0]["id"], done["id"]);
 
     // A false positive: the quarantine is undone (the file comes back byte
@@ -175,7 +182,7 @@ async fn alerts_are_investigated_and_remediated_as_the_automation_level_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
+async fn a_threat_expands_to_the_fleet_only_with_an_approver_and_only_onto_the_same_hash() {
     let lab = tempfile::tempdir().expect("tempdir");
     let (da, db) = (lab.path().join("temp/a"), lab.path().join("temp/b"));
     for d in [&da, &db] {
@@ -188,11 +195,10 @@ async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
     let _agent_a = env.start_agent_with(a, &dir_a, move |c| c.evidence_search_paths = vec![sa]);
     let _agent_b = env.start_agent_with(b, &dir_b, move |c| c.evidence_search_paths = vec![sb]);
     eventually!(10, "online", env.device_status(a).await == "online" && env.device_status(b).await == "online");
-    let body = json!({ "name": "careful", "automation_level": "semi_any" });
-    env.admin(move |c| c.post("/api/v1/device-groups", &body)).await.expect("group");
-    env.admin(move |c| c.patch(&format!("/api/v1/devices/{b}"), &json!({ "group": "careful" }))).await.expect("move");
 
-    // The same file on both; only the origin detects it.
+    // The same file on both; only the origin detects it. The neighbour has
+    // a file of its own at the origin's path (the device shares the
+    // directory here): another hash, which must never be touched.
     let x = da.join("x.com");
     let y = db.join("y.com");
     std::fs::write(&x, eicar(5)).expect("drop");
@@ -200,9 +206,23 @@ async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
     scan(&env, a, &da).await;
     let origin = investigation_of(&env, &x).await;
     let origin_id = origin["id"].as_str().expect("id").to_string();
-    wait_status(&env, &origin_id, "remediated").await;
-    let shown = show(&env, &origin_id).await;
-    assert_eq!(shown["evidence"]["expansion"]["status"], "expanded", "{shown}");
+    // Quarantined on the origin at once; the rest of the fleet waits for a person.
+    eventually!(30, "origin's file quarantined", !x.exists());
+    let waiting = wait_status(&env, &origin_id, "pending_approval").await;
+    assert_eq!(waiting["evidence"]["expansion"]["status"], "pending_approval", "{waiting}");
+    assert_eq!(waiting["evidence"]["expansion"]["devices"], json!([b]));
+    std::fs::write(&x, b"the neighbour's own x.com, not malware").expect("neighbour's file at the same path");
+    let list = env.admin(move |c| c.get(&format!("/api/v1/investigations?device={b}"))).await.expect("list");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "nothing on the neighbour without approval");
+
+    let responder = env.token("resp", "responder").await;
+    let path = format!("/api/v1/investigations/{origin_id}/approve-expansion");
+    let p = path.clone();
+    let refused = env.api(&responder, move |c| c.post(&p, &json!({}))).await;
+    assert!(matches!(refused, Err(picket_coordinator::client::ClientError::Api { status: 403, .. })), "{refused:?}");
+    let approver = env.token("appr", "approver").await;
+    let approved = env.api(&approver, move |c| c.post(&path, &json!({}))).await.expect("approve");
+    assert_eq!(approved["evidence"]["expansion"]["status"], "approved");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let child = loop {
         let list = env.admin(move |c| c.get(&format!("/api/v1/investigations?device={b}"))).await.expect("list");
@@ -219,41 +239,68 @@ async fn a_threat_expands_to_the_fleet_and_ten_devices_need_an_approver() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     let child_id = child["id"].as_str().expect("id").to_string();
-    let pending = wait_status(&env, &child_id, "pending_approval").await;
-    let paths: Vec<&str> =
-        pending["evidence"]["remediation"].as_array().expect("r").iter().filter_map(|r| r["path"].as_str()).collect();
-    assert!(paths.contains(&y.to_str().expect("utf-8")), "the neighbour's copy is found: {pending}");
-    assert_eq!(pending["evidence"]["verdict"], "malicious");
-    assert!(pending["evidence"]["expansion"].is_null(), "expansions do not expand");
-
-    // Ten other devices or more: the expansion waits for an approver.
-    for i in 0..9 {
-        env.enroll(&format!("fleet-{i}")).await;
-    }
-    let z = da.join("z.com");
-    std::fs::write(&z, eicar(6)).expect("drop");
-    scan(&env, a, &da).await;
-    let big = investigation_of(&env, &z).await;
-    let big_id = big["id"].as_str().expect("id").to_string();
-    let waiting = wait_status(&env, &big_id, "pending_approval").await;
-    assert_eq!(waiting["evidence"]["expansion"]["devices"].as_array().map(Vec::len), Some(10), "{waiting}");
-    let responder = env.token("resp", "responder").await;
-    let path = format!("/api/v1/investigations/{big_id}/approve-expansion");
-    let p = path.clone();
-    let refused = env.api(&responder, move |c| c.post(&p, &json!({}))).await;
-    assert!(matches!(refused, Err(picket_coordinator::client::ClientError::Api { status: 403, .. })), "{refused:?}");
-    let approver = env.token("appr", "approver").await;
-    let approved = env.api(&approver, move |c| c.post(&path, &json!({}))).await.expect("approve");
-    assert_eq!(approved["evidence"]["expansion"]["status"], "approved");
-    let list = env.admin(|c| c.get("/api/v1/investigations?limit=1000")).await.expect("list");
-    let children = list["items"]
+    let done = wait_status(&env, &child_id, "remediated").await;
+    let quarantined: Vec<&str> = done["actions"]
         .as_array()
-        .expect("items")
+        .expect("actions")
         .iter()
-        .filter(|i| i["subject"]["expanded_from"] == big_id.as_str())
-        .count();
-    assert_eq!(children, 10);
-    wait_status(&env, &big_id, "remediated").await;
+        .filter(|a| a["kind"] == "stop_and_quarantine")
+        .filter_map(|a| a["params"]["path"].as_str())
+        .collect();
+    assert_eq!(quarantined, [y.to_str().expect("utf-8")], "only the copy with the hash: {done}");
+    assert!(!y.exists());
+    assert_eq!(std::fs::read(&x).expect("kept"), b"the neighbour's own x.com, not malware");
+    assert!(done["evidence"]["expansion"].is_null(), "expansions do not expand");
+    wait_status(&env, &origin_id, "remediated").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_malware_at_another_path_is_remediated_or_pending_too() {
+    let lab = tempfile::tempdir().expect("tempdir");
+    let temp = lab.path().join("temp");
+    std::fs::create_dir_all(&temp).expect("mkdir");
+    let mut env = lab_env(lab.path(), "nowhere").await;
+    let (device, dir) = env.enroll("twice").await;
+    let _agent = env.start_agent(device, &dir);
+    eventually!(10, "online", env.device_status(device).await == "online");
+
+    for (level, first, second, want) in
+        [("full", "a.com", "b.com", "remediated"), ("semi_any", "c.com", "d.com", "pending_approval")]
+    {
+        let body = json!({ "automation_level": level });
+        env.admin(move |c| c.patch("/api/v1/device-groups/default", &body)).await.expect("level");
+        let pad = if level == "full" { 7 } else { 8 };
+        let one = temp.join(first);
+        std::fs::write(&one, eicar(pad)).expect("drop");
+        scan(&env, device, &one).await;
+        let inv1 = investigation_of(&env, &one).await;
+        wait_status(&env, inv1["id"].as_str().expect("id"), want).await;
+        // The same bytes, elsewhere, seconds later: the same alert (device,
+        // hash, rule) — and an investigation of its own.
+        let two = temp.join(second);
+        std::fs::write(&two, eicar(pad)).expect("drop again");
+        scan(&env, device, &two).await;
+        let inv2 = investigation_of(&env, &two).await;
+        let shown = wait_status(&env, inv2["id"].as_str().expect("id"), want).await;
+        assert_eq!(inv1["alert_id"], inv2["alert_id"], "grouped in one alert");
+        let q =
+            shown["actions"].as_array().expect("actions").iter().find(|a| a["kind"] == "stop_and_quarantine").cloned();
+        let q = q.expect("a quarantine of the second path");
+        assert_eq!(q["params"]["path"], two.to_str().expect("utf-8"));
+        let alert_id = inv2["alert_id"].as_str().expect("alert").to_string();
+        let alert = env.admin(move |c| c.get(&format!("/api/v1/alerts/{alert_id}"))).await.expect("alert");
+        let paths: Vec<&str> =
+            alert["paths"].as_array().expect("paths").iter().filter_map(|p| p["path"].as_str()).collect();
+        assert_eq!(paths, [one.to_str().expect("utf-8"), two.to_str().expect("utf-8")], "{alert}");
+        if level == "full" {
+            assert!(!one.exists() && !two.exists(), "both quarantined");
+            assert_eq!(alert["status"], "resolved", "alert and investigations agree: {alert}");
+        } else {
+            assert_eq!(q["status"], "pending_approval");
+            assert!(one.exists() && two.exists(), "both wait for a person");
+            assert_eq!(alert["status"], "in_progress", "{alert}");
+        }
+    }
 }
 
 /// Every automation level × verdict × folder class, end to end: each file

@@ -1,9 +1,12 @@
-//! `collect_evidence {path, sha256?, search_paths?}` (read-only, for
-//! investigations): the file (exists? its SHA-256, size, owner, mode,
-//! mtime, whether a package owns it), the processes running it with their
-//! parents and network connections, the persistence that references it,
-//! and other copies with the same SHA-256 (in the quick-scan places, or
-//! `search_paths`).
+//! `collect_evidence {path, sha256?, size?, search_paths?, copies?,
+//! budget_secs?, budget_bytes?}` (read-only, for investigations): the file
+//! (exists? its SHA-256, size, owner, mode, mtime, whether a package owns
+//! it), the processes running it with their parents and network
+//! connections, the persistence that references it, and — unless `copies`
+//! is false — other copies with the same SHA-256 (in the quick-scan places,
+//! or `search_paths`), only files of the file's size read, within the time
+//! and byte budget (default 120 s, 8 GiB), with progress; the result says
+//! how far the search went.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,21 @@ struct Params {
     /// The coordinator's temp folders, for the heuristics.
     #[serde(default)]
     temp_folders: Vec<String>,
+    /// Search for other copies (investigations ask separately, after the
+    /// file itself is dealt with).
+    #[serde(default = "yes")]
+    copies: bool,
+    /// The file's size, when known (only files of that size are read).
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    budget_secs: Option<u64>,
+    #[serde(default)]
+    budget_bytes: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn exe_of(pid: i32) -> Option<String> {
@@ -85,13 +103,26 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
         .iter()
         .map(|r| json!({ "what": r.describe(), "removal": r }))
         .collect();
-    progress.report("other copies", 70);
+    let size = p.size.or(meta.as_ref().map(|m| m.len()));
+    let mut search = Value::Null;
     let copies: Vec<PathBuf> = match &sha256 {
-        Some(h) => {
+        Some(h) if p.copies => {
+            progress.report("other copies", 70);
             let scope = if ctx.evidence_search_paths.is_empty() { &p.search_paths } else { &ctx.evidence_search_paths };
-            super::quarantine::copies(ctx, h, scope).into_iter().filter(|c| *c != p.path).collect()
+            let default = crate::scan::copies::Budget::default();
+            let budget = crate::scan::copies::Budget {
+                time: p.budget_secs.map(std::time::Duration::from_secs).unwrap_or(default.time),
+                bytes: p.budget_bytes.unwrap_or(default.bytes),
+            };
+            let report = |files: u64, bytes: u64| {
+                progress.report(&format!("other copies: {files} files looked at, {} MiB read", bytes >> 20), 70)
+            };
+            let found = super::quarantine::copies(ctx, h, size, scope, budget, &report);
+            let paths = found.paths.iter().filter(|c| **c != p.path).cloned().collect();
+            search = json!(found);
+            paths
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     progress.report("heuristics", 90);
     Ok(json!({
@@ -99,6 +130,7 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
         "processes": processes,
         "persistence": persistence,
         "copies": copies,
+        "copies_search": search,
         "temp_processes": temp_processes(platform, &sockets, &p.temp_folders, &pids),
         "temp_persistence": persistence::pointing_into(&ctx.persistence_root, &p.temp_folders)
             .into_iter()

@@ -22,7 +22,7 @@ use super::{ActionFailure, Context, Progress};
 use crate::platform::Platform;
 use crate::protected::Protected;
 use crate::quarantine::{self, persistence, Entry, QuarantineError, Request};
-use crate::scan::{self, Engine, IndicatorAction, Indicators, ScanOptions, ScanProgress};
+use crate::scan;
 
 impl From<QuarantineError> for ActionFailure {
     fn from(e: QuarantineError) -> Self {
@@ -93,11 +93,15 @@ pub fn stop_and_quarantine(
                 return Err(ActionFailure::invalid("sha256 must be 64 hex digits"));
             }
             progress.report("looking for copies", 0);
-            let found = copies(ctx, &sha, &p.paths);
-            if found.is_empty() {
-                return Err(ActionFailure::error(format!("no file with SHA-256 {sha} was found")));
+            let report = |files: u64, _| progress.report(&format!("looking for copies: {files} files"), 0);
+            // An explicit request searches longer than an investigation does.
+            let budget = scan::copies::Budget { time: std::time::Duration::from_secs(1800), bytes: u64::MAX };
+            let found = copies(ctx, &sha, None, &p.paths, budget, &report);
+            if found.paths.is_empty() {
+                let why = found.stopped.map(|s| format!(" (search stopped: {s})")).unwrap_or_default();
+                return Err(ActionFailure::error(format!("no file with SHA-256 {sha} was found{why}")));
             }
-            found
+            found.paths
         }
         _ if !kill => return Err(ActionFailure::invalid("give path")),
         _ => return Err(ActionFailure::invalid("give path or sha256, not both")),
@@ -132,23 +136,20 @@ pub fn stop_and_quarantine(
     Ok(out)
 }
 
-/// Paths under the search roots whose content has this SHA-256.
-pub(super) fn copies(ctx: &Context, sha256: &str, paths: &[PathBuf]) -> Vec<PathBuf> {
+/// Other copies of a file by SHA-256 under the search roots (default: the
+/// quick-scan places), never in the agent's state or pseudo file systems.
+pub(super) fn copies(
+    ctx: &Context,
+    sha256: &str,
+    size: Option<u64>,
+    paths: &[PathBuf],
+    budget: scan::copies::Budget,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> scan::copies::Copies {
     let roots = if paths.is_empty() { scan::targets::quick() } else { paths.to_vec() };
-    let (engine, _) = Engine::load(&[], Indicators([(sha256.to_string(), IndicatorAction::Block)].into()));
     let mut skip = scan::targets::excluded_mounts();
     skip.push(ctx.state_dir.clone());
-    let opts = ScanOptions { skip, low_priority: true, ..ScanOptions::default() };
-    let summary = scan::scan(&engine, &roots, &opts, &ScanProgress::default(), &|_| {});
-    let mut found: Vec<PathBuf> = summary
-        .detections
-        .into_iter()
-        .filter(|d| d.rule == "indicator" && d.sha256 == sha256)
-        .map(|d| PathBuf::from(d.path))
-        .collect();
-    found.sort();
-    found.dedup();
-    found
+    scan::copies::find(&scan::copies::Query { roots: &roots, sha256, size, skip: &skip, budget }, progress)
 }
 
 #[derive(Debug, Deserialize)]

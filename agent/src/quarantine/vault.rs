@@ -1,13 +1,19 @@
 //! The vault: quarantined files, encrypted, under `<state dir>/vault/`.
 //!
-//! - `key`: 32 random bytes (0600), made on first use; AES-256-GCM.
+//! - `key`: 32 random bytes (0600), made on first use: the master key.
 //! - `<id>/meta.json`: the [`Entry`] (fsync'd at each step).
-//! - `<id>/blob`: `PKVAULT1`, a 4-byte random nonce prefix, then segments of
-//!   at most 1 MiB of plaintext, each `u32 BE length ‖ ciphertext ‖ tag`,
-//!   nonce = prefix ‖ segment number (u64 BE), AAD = entry id ‖ segment
-//!   number ‖ last-segment flag — so segments cannot be reordered, dropped
-//!   or truncated unnoticed. Encrypted, the file can neither run nor match
-//!   another scanner's signatures.
+//! - `<id>/blob`: `PKVAULT2`, a 32-byte random salt, then segments of at
+//!   most 1 MiB of plaintext, each `u32 BE length ‖ ciphertext ‖ tag`, in
+//!   AES-256-GCM under a key of this blob alone (HKDF-SHA256 of the master
+//!   key with the salt and the entry id), nonce = segment number (96-bit
+//!   counter), AAD = entry id ‖ segment number ‖ last-segment flag — so a
+//!   nonce is never used twice with one key, and segments cannot be
+//!   reordered, dropped or truncated unnoticed. Encrypted, the file can
+//!   neither run nor match another scanner's signatures.
+//!
+//! `PKVAULT1` blobs (written before: the master key itself, nonce = a
+//! 4-byte random prefix ‖ segment number, which two blobs could share) are
+//! still read, never written.
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,7 +28,9 @@ use uuid::Uuid;
 use super::persistence::Removal;
 use crate::fsutil::{create_private_dir, write_atomic};
 
-const MAGIC: &[u8; 8] = b"PKVAULT1";
+const MAGIC_V1: &[u8; 8] = b"PKVAULT1";
+const MAGIC: &[u8; 8] = b"PKVAULT2";
+const SALT: usize = 32;
 const SEGMENT: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +72,8 @@ pub struct Entry {
 
 pub struct Vault {
     dir: PathBuf,
-    key: LessSafeKey,
+    /// The master key's bytes (blob keys are derived from it).
+    master: [u8; 32],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +105,22 @@ impl Vault {
             }
             Err(e) => return Err(VaultError::Io { path: key_path, source: e }),
         };
-        let key = UnboundKey::new(&AES_256_GCM, &key).map_err(|_| VaultError::Corrupt("bad key".into()))?;
-        Ok(Self { dir, key: LessSafeKey::new(key) })
+        let master: [u8; 32] = key.try_into().map_err(|_| VaultError::Corrupt("bad key".into()))?;
+        Ok(Self { dir, master })
+    }
+
+    /// The key of one blob: HKDF-SHA256(master key, salt, entry id).
+    fn blob_key(&self, id: Uuid, salt: &[u8]) -> Result<LessSafeKey, VaultError> {
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(&self.master);
+        let info = [b"picket vault blob".as_slice(), id.as_bytes().as_slice()];
+        let okm = prk.expand(&info, &AES_256_GCM).map_err(|_| VaultError::Corrupt("key derivation failed".into()))?;
+        Ok(LessSafeKey::new(UnboundKey::from(okm)))
+    }
+
+    /// The key and nonce prefix of a `PKVAULT1` blob.
+    fn v1_key(&self) -> Result<LessSafeKey, VaultError> {
+        let key = UnboundKey::new(&AES_256_GCM, &self.master).map_err(|_| VaultError::Corrupt("bad key".into()))?;
+        Ok(LessSafeKey::new(key))
     }
 
     fn entry_dir(&self, id: Uuid) -> PathBuf {
@@ -181,9 +204,11 @@ impl Vault {
             .mode(0o600)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        let mut prefix = [0u8; 4];
-        SystemRandom::new().fill(&mut prefix).map_err(|_| VaultError::Corrupt("no randomness".into()))?;
-        out.write_all(MAGIC).and_then(|_| out.write_all(&prefix)).map_err(io(&tmp))?;
+        let mut salt = [0u8; SALT];
+        SystemRandom::new().fill(&mut salt).map_err(|_| VaultError::Corrupt("no randomness".into()))?;
+        let key = self.blob_key(id, &salt)?;
+        out.write_all(MAGIC).and_then(|_| out.write_all(&salt)).map_err(io(&tmp))?;
+        let prefix = [0u8; 4];
         let mut hasher = sha2::Sha256::new();
         let mut size = 0u64;
         let mut current = read_segment(src).map_err(io(&tmp))?;
@@ -194,8 +219,7 @@ impl Vault {
             hasher.update(&current);
             size += current.len() as u64;
             let mut buf = current;
-            self.key
-                .seal_in_place_append_tag(Self::nonce(&prefix, n), Aad::from(Self::aad(id, n, last)), &mut buf)
+            key.seal_in_place_append_tag(Self::nonce(&prefix, n), Aad::from(Self::aad(id, n, last)), &mut buf)
                 .map_err(|_| VaultError::Corrupt("encryption failed".into()))?;
             let len = u32::try_from(buf.len()).map_err(|_| VaultError::Corrupt("segment too large".into()))?;
             out.write_all(&len.to_be_bytes()).and_then(|_| out.write_all(&buf)).map_err(io(&tmp))?;
@@ -217,12 +241,19 @@ impl Vault {
     pub fn open_blob(&self, id: Uuid, dst: &mut dyn Write) -> Result<(String, u64), VaultError> {
         let path = self.blob_path(id);
         let mut f = std::fs::File::open(&path).map_err(io(&path))?;
-        let mut head = [0u8; 12];
-        f.read_exact(&mut head).map_err(io(&path))?;
-        if &head[..8] != MAGIC {
+        let mut magic = [0u8; 8];
+        f.read_exact(&mut magic).map_err(io(&path))?;
+        let (key, prefix) = if &magic == MAGIC {
+            let mut salt = [0u8; SALT];
+            f.read_exact(&mut salt).map_err(io(&path))?;
+            (self.blob_key(id, &salt)?, [0u8; 4])
+        } else if &magic == MAGIC_V1 {
+            let mut prefix = [0u8; 4];
+            f.read_exact(&mut prefix).map_err(io(&path))?;
+            (self.v1_key()?, prefix)
+        } else {
             return Err(VaultError::Corrupt(format!("{} is not a vault blob", path.display())));
-        }
-        let prefix: [u8; 4] = [head[8], head[9], head[10], head[11]];
+        };
         let mut hasher = sha2::Sha256::new();
         let mut size = 0u64;
         let mut n = 0u64;
@@ -241,8 +272,7 @@ impl Vault {
             if !last {
                 f.seek_relative(-1).map_err(io(&path))?;
             }
-            let plain = self
-                .key
+            let plain = key
                 .open_in_place(Self::nonce(&prefix, n), Aad::from(Self::aad(id, n, last)), &mut buf)
                 .map_err(|_| VaultError::Corrupt(format!("segment {n} fails authentication")))?;
             hasher.update(&*plain);
@@ -285,7 +315,7 @@ mod tests {
             assert_eq!(back, data);
             // Cutting the last segment off is detected.
             if len > SEGMENT {
-                std::fs::write(vault.blob_path(id), &raw[..12 + 4 + SEGMENT + 16]).expect("truncate");
+                std::fs::write(vault.blob_path(id), &raw[..8 + SALT + 4 + SEGMENT + 16]).expect("truncate");
                 assert!(vault.open_blob(id, &mut Vec::new()).is_err(), "truncation at {len}");
             }
         }
@@ -296,6 +326,31 @@ mod tests {
         raw[last] ^= 1;
         std::fs::write(vault.blob_path(id), raw).expect("tamper");
         assert!(vault.open_blob(id, &mut Vec::new()).is_err());
+        // Two blobs of the same content share nothing: each has its own key.
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        vault.seal(a, &mut &b"same bytes"[..]).expect("seal");
+        vault.seal(b, &mut &b"same bytes"[..]).expect("seal");
+        let (ra, rb) = (std::fs::read(vault.blob_path(a)).expect("a"), std::fs::read(vault.blob_path(b)).expect("b"));
+        assert_eq!(&ra[..8], MAGIC);
+        assert_ne!(ra[8..8 + SALT], rb[8..8 + SALT]);
+        assert_ne!(ra[8 + SALT..], rb[8 + SALT..]);
+        // A blob written in the first format still opens.
+        let old = Uuid::new_v4();
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&[1, 2, 3, 4]);
+        let mut seg = b"old format".to_vec();
+        vault
+            .v1_key()
+            .expect("key")
+            .seal_in_place_append_tag(Vault::nonce(&[1, 2, 3, 4], 0), Aad::from(Vault::aad(old, 0, true)), &mut seg)
+            .expect("seal");
+        v1.extend_from_slice(&(seg.len() as u32).to_be_bytes());
+        v1.extend_from_slice(&seg);
+        std::fs::create_dir_all(vault.entry_dir(old)).expect("dir");
+        std::fs::write(vault.blob_path(old), v1).expect("write");
+        let mut back = Vec::new();
+        vault.open_blob(old, &mut back).expect("v1 opens");
+        assert_eq!(back, b"old format");
         // The key survives a reopen.
         let again = Vault::open(dir.path()).expect("reopen");
         let id2 = Uuid::new_v4();

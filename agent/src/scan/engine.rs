@@ -115,6 +115,15 @@ impl Engine {
         (Self { rules: Arc::new(rules), indicators, loaded, rule_count }, errors)
     }
 
+    /// Every rule's severity, by `namespace:rule` (what the coordinator
+    /// trusts instead of the severity a device reports).
+    pub fn severities(&self) -> std::collections::BTreeMap<String, Severity> {
+        self.rules
+            .iter()
+            .map(|r| (picket_common::detection::rule_key(r.namespace(), r.identifier()), severity_of(&r)))
+            .collect()
+    }
+
     /// The same rules with other indicators (nothing is recompiled).
     pub fn with_indicators(&self, indicators: Indicators) -> Self {
         Self { rules: self.rules.clone(), indicators, loaded: self.loaded.clone(), rule_count: self.rule_count }
@@ -296,6 +305,12 @@ mod tests {
     fn eicar_is_detected_as_malicious_and_only_when_it_is_the_file() {
         let (engine, errors) = Engine::load(&[], Indicators::default());
         assert!(errors.is_empty());
+        // The coordinator knows the built-in rules by this list.
+        let builtin: Vec<(String, Severity)> = picket_common::detection::BUILTIN_RULES
+            .iter()
+            .map(|(ns, rule, sev)| (picket_common::detection::rule_key(ns, rule), *sev))
+            .collect();
+        assert_eq!(engine.severities().into_iter().collect::<Vec<_>>(), builtin);
         let mut s = engine.scanner();
         let d = engine.scan_data(&mut s, Path::new("/tmp/eicar.com"), &eicar(), "root").expect("scan");
         assert_eq!(d.len(), 1);

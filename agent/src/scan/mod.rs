@@ -5,7 +5,9 @@
 //! - [`walk`]: the parallel file walk (no symlinks followed, special files
 //!   skipped, size cap, errors counted, progress).
 //! - [`targets`]: what quick and full scans cover.
+//! - [`copies`]: other copies of a file by SHA-256, within a budget.
 
+pub mod copies;
 pub mod engine;
 pub mod targets;
 pub mod walk;

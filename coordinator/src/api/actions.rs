@@ -323,10 +323,11 @@ pub async fn export_csv(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
 }
 
-/// RFC 4180 quoting; a leading `=`, `+`, `-` or `@` is prefixed with `'` so a
-/// spreadsheet does not run a comment as a formula.
+/// RFC 4180 quoting; a leading `=`, `+`, `-`, `@`, TAB or CR is prefixed
+/// with `'` so a spreadsheet does not run a comment as a formula (OWASP's
+/// CSV injection list: TAB and CR are formula starters too).
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_string() };
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -344,5 +345,7 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("\t=cmd()"), "'\t=cmd()");
+        assert_eq!(csv_field("\r=cmd()"), "\"'\r=cmd()\"");
     }
 }

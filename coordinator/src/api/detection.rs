@@ -83,11 +83,15 @@ pub async fn upload(
             version: &version,
             files: &files,
             rule_count: report.rules,
+            severities: &report.severities,
             errors: &errors,
             created_by: &caller.name,
         })
         .await?;
-    let msg = state.gateway.content.set_rules(RuleBundle { version: version.clone(), files: files.clone() });
+    let msg = state
+        .gateway
+        .content
+        .set_rules(RuleBundle { version: version.clone(), files: files.clone() }, report.severities.clone());
     state.gateway.publish(msg);
     tracing::info!(%version, files = files.len(), rejected = report.errors.len(), rules = report.rules, "rule bundle activated");
     let mut response = created(json!({
@@ -241,6 +245,8 @@ pub fn alert_json(a: &Alert) -> Value {
     json!({
         "id": a.id,
         "device_id": a.device_id,
+        // As the device reported it; investigations decide by the
+        // coordinator's own rules and indicators.
         "severity": a.severity,
         "status": a.status,
         "title": format!("{} detected {}", a.rule, a.path),
@@ -316,6 +322,16 @@ pub async fn show_alert(
     let history = state.store.alert_history(id).await?;
     let mut out = alert_json(&alert);
     out["classification"] = json!(state.store.alert_classification(id).await?);
+    out["paths"] = state
+        .store
+        .alert_paths(id)
+        .await?
+        .iter()
+        .map(|p| {
+            json!({ "path": p.path, "first_seen": rfc3339(p.first_seen), "last_seen": rfc3339(p.last_seen),
+            "investigation_id": p.investigation_id })
+        })
+        .collect();
     out["investigations"] = state
         .store
         .investigations_of_alert(id)

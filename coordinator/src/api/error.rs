@@ -22,6 +22,9 @@ pub enum ApiError {
     /// A part the call needs is not available (e.g. the rule checker).
     #[error("{0}")]
     Unavailable(String),
+    /// The client took too long to send the request.
+    #[error("{0}")]
+    Timeout(String),
     /// The cause was logged under this id; the client sees only the id.
     #[error("internal error (reference {0})")]
     Internal(uuid::Uuid),
@@ -43,6 +46,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -16,6 +16,7 @@ mod investigations;
 mod metrics;
 mod openapi;
 mod samples;
+pub mod server;
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub actions: Arc<crate::actions::ActionCenter>,
     pub investigations: Arc<crate::investigations::Investigations>,
     pub rules: Arc<RulesSettings>,
+    /// What `/metrics` serves between refreshes, and the API's own counters.
+    pub metrics: Arc<metrics::ApiMetrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -97,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", v1)
         .fallback(not_found)
+        .layer(middleware::from_fn(server::request_timeout))
         .with_state(state)
 }
 
@@ -198,6 +202,12 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             let actor = caller.name.clone();
             req.extensions_mut().insert(caller);
             (actor, next.run(req).await)
+        }
+        Err(ApiError::Unauthorized) => {
+            // Counted, not audited: anyone on the network could fill the
+            // audit trail with refused requests.
+            state.metrics.unauthenticated.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return ApiError::Unauthorized.into_response();
         }
         Err(e) => ("unauthenticated".to_string(), e.into_response()),
     };

@@ -28,6 +28,10 @@ pub struct CheckReport {
     pub errors: Vec<FileError>,
     /// Rules in the compiled set, the built-in ones included.
     pub rules: i64,
+    /// Each rule's severity by `namespace:rule` (what investigations trust;
+    /// absent from checkers older than this coordinator).
+    #[serde(default)]
+    pub severities: std::collections::BTreeMap<String, picket_common::detection::Severity>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

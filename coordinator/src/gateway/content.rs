@@ -14,8 +14,31 @@ use super::Gateway;
 const INDICATOR_RECHECK: Duration = Duration::from_secs(30);
 
 impl Gateway {
-    /// Store an agent's alert report; true when it is stored (then acknowledged).
+    /// Store an agent's alert report; true when it is stored (then
+    /// acknowledged). Detections past the device's rate are counted, not
+    /// stored (a device cannot flood the store or the investigations).
     pub(super) async fn on_alert(&self, device: Uuid, report: &AlertReport) -> bool {
+        let granted = self.alert_limit.take(device, report.detections.len() as u64);
+        let trimmed;
+        let report = if granted.refused > 0 {
+            self.metrics.alerts_dropped.fetch_add(granted.refused, std::sync::atomic::Ordering::Relaxed);
+            if let Err(error) = self.store.add_alerts_dropped(device, granted.refused).await {
+                tracing::warn!(%error, "could not count dropped detections");
+            }
+            if granted.warn {
+                tracing::warn!(
+                    dropped = granted.refused,
+                    limit = self.config.max_alerts_per_minute,
+                    "device reports detections faster than its rate; the excess is counted, not stored"
+                );
+            }
+            let keep = usize::try_from(granted.allowed).unwrap_or(usize::MAX);
+            trimmed =
+                AlertReport { detections: report.detections.iter().take(keep).cloned().collect(), ..report.clone() };
+            &trimmed
+        } else {
+            report
+        };
         match self.store.record_alert_report(device, report).await {
             Ok(raised) => {
                 for alert in &raised {

@@ -11,6 +11,8 @@ pub struct Metrics {
     buckets: [AtomicU64; DISPATCH_BUCKETS_MS.len()],
     count: AtomicU64,
     sum_ms: AtomicU64,
+    /// Detections devices sent past their rate (counted, not stored).
+    pub alerts_dropped: AtomicU64,
 }
 
 impl Metrics {

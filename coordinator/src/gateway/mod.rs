@@ -8,6 +8,7 @@
 
 mod content;
 mod dispatch;
+pub mod limits;
 pub mod metrics;
 mod registry;
 mod session;
@@ -38,6 +39,8 @@ pub struct GatewayConfig {
     pub handshake_timeout: Duration,
     pub max_connections: usize,
     pub max_frame: u32,
+    /// Detections a device may report a minute; the rest are counted, not stored.
+    pub max_alerts_per_minute: u32,
 }
 
 pub struct Gateway {
@@ -52,6 +55,8 @@ pub struct Gateway {
     /// Files agents upload (samples).
     pub uploads: Arc<crate::uploads::Uploads>,
     pub metrics: metrics::Metrics,
+    /// Detections per device per minute.
+    pub alert_limit: limits::PerDevice,
     acceptor: TlsAcceptor,
 }
 
@@ -73,6 +78,7 @@ impl Gateway {
             .with_client_cert_verifier(Arc::new(verifier))
             .with_single_cert(chain, key)?;
         Ok(Arc::new(Self {
+            alert_limit: limits::PerDevice::per_minute(config.max_alerts_per_minute),
             config,
             store,
             ca,

@@ -1,36 +1,44 @@
-//! Automated investigations: alert → evidence → verdicts → remediation.
+//! Automated investigations: alert → verdict → remediation → evidence.
 //!
 //! A loop (every second) does all the work, so nothing depends on a hook
 //! firing and a restart loses nothing:
-//! 1. every alert with status `new` (not informational) opens an
-//!    investigation (the alert goes `in_progress`); `POST
+//! 1. every path of an alert that no investigation handles yet (a new
+//!    alert, the same file seen at another path, or again after its
+//!    investigation ended) opens an investigation of that path; `POST
 //!    /devices/{id}/investigations` opens one by hand;
-//! 2. an investigation starts with a `collect_evidence` action on the device:
-//!    the file, the processes running it (parents, connections), the
-//!    persistence referencing it, other copies by SHA-256;
-//! 3. when the evidence is in, each piece gets a verdict — the file's from
-//!    the alert (rule severity) or the indicators (block = malicious, allow =
-//!    no threats found, overriding the rule); copies, processes and
-//!    persistence share the file's — and each copy of a malicious or
-//!    suspicious file gets `stop_and_quarantine` (which also kills its
-//!    processes and removes its persistence), queued automatically or
-//!    pending approval as [`decide`] says for the device group's automation
-//!    level and the file's folder class;
+//! 2. the verdict comes from the coordinator's own knowledge, never from
+//!    the severity the device reported: its indicators (allow = no threats
+//!    found, block = malicious), else the severity of the rule as the
+//!    coordinator compiled its bundle (the built-in rules are known too); a
+//!    rule the coordinator did not distribute (a device's local rule, or a
+//!    made-up name) is `suspicious` at most, so it never remediates
+//!    without an approver;
+//! 3. a threat's own file is dealt with first: `stop_and_quarantine` with
+//!    the SHA-256 the coordinator decided on (the agent refuses if the file
+//!    no longer has it), automatic or pending as [`decide`] says for the
+//!    device group's automation level and the folder class; then
+//!    `collect_evidence` looks at processes, persistence and other copies
+//!    (only files of the same size are read, within a time and byte budget,
+//!    with progress); each copy with the same hash gets its own
+//!    `stop_and_quarantine`;
 //! 4. the status follows its actions: `pending_approval` while any waits for
 //!    a decision, `running` while any runs, then `remediated` (all
 //!    succeeded), `partially_remediated` (some) or `failed` (none; a
 //!    rejected or expired action counts as not done). `terminated_by_user`
-//!    cancels what has not run.
+//!    cancels what has not run. The alert follows its investigations: in
+//!    progress while any runs, resolved when every one ended remediated, with
+//!    no threats found or terminated by a person.
 //!
 //! With automation level `none`, verdicts are given but no remediation
 //! action is created: the recommendations are listed and the investigation
 //! waits (`pending_approval`) for a person to act or terminate it.
 //!
-//! Expansion: a threat found on one device opens an investigation of the
-//! same file (by SHA-256: its copies in each device's search places) on every
-//! other active device — at once below `expansion_approval_threshold` (10)
-//! devices, after an approver's `POST /investigations/{id}/approve-expansion`
-//! at or above it. Expansions do not expand further.
+//! Expansion: a threat found on one device proposes an investigation of the
+//! same SHA-256 on every other active device; one device's report never
+//! acts on another without an approver (`POST
+//! /investigations/{id}/approve-expansion`). There, only files the agent
+//! finds with that exact hash are quarantined — never a file merely at the
+//! same path. Expansions do not expand further.
 //!
 //! False positives: [`Investigations::classify`].
 //!
@@ -51,7 +59,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::actions::{ActionCenter, ActionError, Request, Requestor};
-use crate::store::{now_ms, ActionSource, ActionStatus, Alert, AlertFilter, AlertStatus, Investigation, Role, Store};
+use crate::store::{now_ms, ActionSource, ActionStatus, Alert, AlertStatus, Investigation, Role, Store};
 
 /// The five automation levels of a device group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,9 +139,12 @@ pub struct InvestigationConfig {
     pub temp_folders: Vec<String>,
     /// Where the agent looks for other copies (empty: its quick-scan places).
     pub copy_search_paths: Vec<String>,
-    /// Expanding an investigation to this many other devices or more waits
-    /// for an approver.
-    pub expansion_approval_threshold: usize,
+    /// How long, and how many bytes, the search for other copies may read.
+    pub copy_search_budget_secs: u64,
+    pub copy_search_budget_bytes: u64,
+    /// No longer used: every expansion to other devices waits for an
+    /// approver. Accepted so older configs still load (a warning says so).
+    pub expansion_approval_threshold: Option<usize>,
 }
 
 impl Default for InvestigationConfig {
@@ -153,7 +164,9 @@ impl Default for InvestigationConfig {
                 "/root/.cache",
             ]),
             copy_search_paths: Vec::new(),
-            expansion_approval_threshold: 10,
+            copy_search_budget_secs: 120,
+            copy_search_budget_bytes: 8 * 1024 * 1024 * 1024,
+            expansion_approval_threshold: None,
         }
     }
 }
@@ -201,7 +214,8 @@ fn verdict_name(v: Option<Severity>) -> &'static str {
 }
 
 impl Investigations {
-    /// Open an investigation of `path` on `device` and ask for evidence.
+    /// Open an investigation of `path` on `device`: its own file first, then
+    /// the evidence.
     pub async fn open(
         &self,
         device: Uuid,
@@ -211,36 +225,73 @@ impl Investigations {
         actor: &str,
     ) -> Result<Investigation, ActionError> {
         let title = match alert {
-            Some(a) => format!("{} detected {}", a.rule, a.path),
+            Some(a) => format!("{} detected {path}", a.rule),
             None => format!("investigation of {path}"),
         };
         let subject = json!({
             "path": path,
             "sha256": sha256,
+            "size": alert.map(|a| a.size),
             "rule": alert.map(|a| a.rule.clone()),
-            "severity": alert.map(|a| a.severity),
+            "namespace": alert.map(|a| a.namespace.clone()),
+            "reported_severity": alert.map(|a| a.severity),
         });
         self.start(device, alert.map(|a| a.id.to_string()), title, subject, actor).await
     }
 
-    /// Open the investigations an expansion decided: the same file looked
-    /// for on each device, with the verdict it had where it was found.
-    async fn expand(
-        &self,
-        parent: &Investigation,
-        devices: &[Uuid],
-        verdict: &str,
-        actor: &str,
-    ) -> Result<(), ActionError> {
+    /// What the coordinator itself says of a file: its indicators first,
+    /// then the severity it knows for the rule — never the severity the
+    /// device reported. `(verdict, why)`; `None` is no threat.
+    async fn verdict(&self, subject: &Value, sha256: Option<&str>) -> Result<(Option<Severity>, String), ActionError> {
+        if let Some(h) = sha256 {
+            let found = self.store.indicators(Some(now_ms())).await?.into_iter().find(|i| i.sha256 == h);
+            match found.map(|i| i.action) {
+                Some(IndicatorAction::Allow) => return Ok((None, "allow indicator".into())),
+                Some(IndicatorAction::Block) => return Ok((Some(Severity::Malicious), "block indicator".into())),
+                None => {}
+            }
+        }
+        let (Some(namespace), Some(rule)) = (subject["namespace"].as_str(), subject["rule"].as_str()) else {
+            return Ok((None, "no rule or indicator matched".into()));
+        };
+        Ok(match self.center.gateway.content.rule_severity(namespace, rule) {
+            Some(Severity::Informational) => (None, format!("rule {rule} is informational")),
+            Some(s) => (Some(s), format!("rule {rule} ({s})")),
+            None => (
+                Some(Severity::Suspicious),
+                format!(
+                    "rule {rule} ({namespace}) is not one the coordinator distributes; the device's own severity ({}) is not trusted",
+                    subject["reported_severity"].as_str().unwrap_or("none")
+                ),
+            ),
+        })
+    }
+
+    /// The automation level of a device's group.
+    async fn level_of(&self, device: Uuid) -> Result<(String, Level), ActionError> {
+        let group = self.store.device(device).await?.map(|d| d.group).unwrap_or_else(|| "default".into());
+        let level = match self.store.device_group(&group).await? {
+            Some(g) => Level::parse(&g.automation_level).unwrap_or(Level::SemiAny),
+            None => Level::SemiAny,
+        };
+        Ok((group, level))
+    }
+
+    /// Open the investigations an approved expansion asks for: the same
+    /// SHA-256 looked for on each device.
+    async fn expand(&self, parent: &Investigation, devices: &[Uuid], actor: &str) -> Result<(), ActionError> {
+        let sha256 = parent.subject["sha256"].as_str().or(parent.evidence["items"][0]["sha256"].as_str());
         for device in devices {
             let subject = json!({
                 "path": parent.subject["path"],
-                "sha256": parent.evidence["items"][0]["sha256"].as_str().or(parent.subject["sha256"].as_str()),
+                "sha256": sha256,
+                "size": parent.subject["size"],
                 "rule": parent.subject["rule"],
-                "severity": verdict,
+                "namespace": parent.subject["namespace"],
+                "reported_severity": parent.subject["reported_severity"],
                 "expanded_from": parent.id,
             });
-            let title = format!("expansion of {}: {}", parent.id, parent.subject["path"].as_str().unwrap_or(""));
+            let title = format!("expansion of {}: SHA-256 {}", parent.id, sha256.unwrap_or("?"));
             if let Err(error) = self.start(*device, None, title, subject, actor).await {
                 tracing::warn!(%error, %device, "could not expand an investigation");
             }
@@ -249,10 +300,11 @@ impl Investigations {
         Ok(())
     }
 
-    /// Approve a pending expansion (approver).
+    /// Approve a pending expansion (approver): one device's report acts on
+    /// the others only this way.
     pub async fn approve_expansion(&self, id: Uuid, who: &Requestor<'_>) -> Result<Investigation, ActionError> {
         if who.role < Role::Approver {
-            return Err(ActionError::Forbidden("expanding to many devices needs the approver role".into()));
+            return Err(ActionError::Forbidden("expanding to other devices needs the approver role".into()));
         }
         let inv = self
             .store
@@ -272,8 +324,7 @@ impl Investigations {
         evidence["expansion"]["status"] = json!("approved");
         evidence["expansion"]["approved_by"] = json!(who.name);
         self.store.update_investigation(id, &[], &inv.status, Some(&evidence)).await?;
-        let verdict = inv.evidence["verdict"].as_str().unwrap_or("malicious").to_string();
-        self.expand(&inv, &devices, &verdict, who.name).await?;
+        self.expand(&inv, &devices, who.name).await?;
         let inv = self.store.investigation(id).await?.unwrap_or(inv);
         Box::pin(self.follow(&inv)).await?;
         Ok(self.store.investigation(id).await?.unwrap_or(inv))
@@ -304,9 +355,21 @@ impl Investigations {
         };
         self.store.insert_investigation(&inv).await?;
         self.store.investigation_event(inv.id, actor, "opened", &inv.title).await?;
+        // The threat's own file first: its remediation does not wait for
+        // the search for copies.
+        if inv.subject["expanded_from"].is_null() {
+            self.remediate_first(&inv).await?;
+        }
         let id = inv.id.to_string();
-        let params = json!({ "path": path, "sha256": sha256, "search_paths": self.config.copy_search_paths,
-            "temp_folders": self.config.temp_folders });
+        let params = json!({
+            "path": path,
+            "sha256": sha256,
+            "size": inv.subject["size"],
+            "search_paths": self.config.copy_search_paths,
+            "temp_folders": self.config.temp_folders,
+            "budget_secs": self.config.copy_search_budget_secs,
+            "budget_bytes": self.config.copy_search_budget_bytes,
+        });
         let created = self
             .center
             .create(
@@ -328,10 +391,34 @@ impl Investigations {
             self.store
                 .investigation_event(inv.id, "automation", "failed", &format!("cannot ask for evidence: {e}"))
                 .await?;
+            self.settle_alert(&inv).await?;
             return Err(e);
         }
         tracing::info!(investigation = %inv.id, %device, %path, "investigation opened");
         Ok(inv)
+    }
+
+    /// Quarantine (or propose quarantining) the investigated file itself
+    /// at once when the coordinator's verdict is a threat.
+    async fn remediate_first(&self, inv: &Investigation) -> Result<(), ActionError> {
+        let (Some(path), Some(sha)) = (inv.subject["path"].as_str(), inv.subject["sha256"].as_str()) else {
+            return Ok(());
+        };
+        let (Some(verdict), why) = self.verdict(&inv.subject, Some(sha)).await? else { return Ok(()) };
+        let (_, level) = self.level_of(inv.device_id).await?;
+        let decision = decide(level, verdict, self.config.class_of(path));
+        if decision == Decision::NoResponse {
+            return Ok(());
+        }
+        let mut entry = Value::Null;
+        let params = json!({ "path": path, "expected_sha256": sha });
+        let comment = format!("{verdict}: {why}");
+        if self.propose(inv, ActionKind::StopAndQuarantine, params, decision, &comment, &mut entry).await {
+            let what =
+                format!("stop_and_quarantine {path} ({}) before the evidence", format!("{decision:?}").to_lowercase());
+            self.store.investigation_event(inv.id, "automation", "file first", &what).await?;
+        }
+        Ok(())
     }
 
     /// Cancel what has not run and end the investigation.
@@ -360,6 +447,7 @@ impl Investigations {
         }
         self.store.update_investigation(id, &LIVE, "terminated_by_user", None).await?;
         self.store.investigation_event(id, who.name, "terminated_by_user", comment).await?;
+        self.settle_alert(&inv).await?;
         Ok(self.store.investigation(id).await?.unwrap_or(inv))
     }
 
@@ -440,22 +528,29 @@ impl Investigations {
     }
 
     pub async fn step(&self) -> Result<(), ActionError> {
-        let new = if self.config.automatic {
-            self.store
-                .alerts(&AlertFilter { status: Some(AlertStatus::New), ..Default::default() }, None, 100)
-                .await?
-                .items
-        } else {
-            Vec::new()
-        };
-        for alert in new.iter().filter(|a| a.severity != Severity::Informational) {
-            self.store
-                .set_alert_status(alert.id, AlertStatus::InProgress, "automation", "investigation opened")
-                .await?;
-            if let Err(error) =
-                self.open(alert.device_id, Some(alert), &alert.path, Some(&alert.sha256), "automation").await
-            {
-                tracing::warn!(%error, alert = %alert.id, "could not open an investigation");
+        if self.config.automatic {
+            for (alert, path) in self.store.uninvestigated_alert_paths(100).await? {
+                // Informational by the coordinator's own rules — or, for a
+                // rule it does not know, by the device's own account (which
+                // only spares that device) — needs no investigation.
+                let known = self.center.gateway.content.rule_severity(&alert.namespace, &alert.rule);
+                if known.unwrap_or(alert.severity) == Severity::Informational {
+                    self.store.skip_alert_path(alert.id, &path).await?;
+                    continue;
+                }
+                let opened = self.open(alert.device_id, Some(&alert), &path, Some(&alert.sha256), "automation").await;
+                match opened {
+                    Ok(inv) => self.store.assign_alert_path(alert.id, &path, inv.id).await?,
+                    Err(error) => {
+                        tracing::warn!(%error, alert = %alert.id, %path, "could not open an investigation");
+                        // Recorded as handled (by the failed investigation),
+                        // so the loop does not retry it every second.
+                        let failed = self.store.investigations_of_alert(alert.id).await?;
+                        if let Some(inv) = failed.iter().rev().find(|i| i.subject["path"] == path.as_str()) {
+                            self.store.assign_alert_path(alert.id, &path, inv.id).await?;
+                        }
+                    }
+                }
             }
         }
         for status in LIVE {
@@ -468,6 +563,7 @@ impl Investigations {
 
     async fn follow(&self, inv: &Investigation) -> Result<(), ActionError> {
         let actions = self.store.investigation_actions(inv.id).await?;
+        let remediation: Vec<_> = actions.iter().filter(|a| a.kind != ActionKind::CollectEvidence.as_str()).collect();
         if inv.evidence.is_null() {
             let Some(ev) = actions.iter().find(|a| a.kind == ActionKind::CollectEvidence.as_str()) else {
                 return Ok(());
@@ -476,24 +572,28 @@ impl Investigations {
                 ActionStatus::Succeeded => {
                     let result: Value =
                         ev.result.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
-                    self.evaluate(inv, &result).await?;
+                    return self.evaluate(inv, &result).await;
                 }
                 s if !ActionStatus::LIVE.contains(&s) => {
-                    self.store.update_investigation(inv.id, &LIVE, "failed", None).await?;
                     let why = ev.error.clone().unwrap_or_else(|| s.as_str().to_string());
                     self.store
-                        .investigation_event(inv.id, "automation", "failed", &format!("no evidence: {why}"))
+                        .investigation_event(inv.id, "automation", "no evidence", &format!("no evidence: {why}"))
                         .await?;
+                    if remediation.is_empty() {
+                        self.store.update_investigation(inv.id, &LIVE, "failed", None).await?;
+                        return self.settle_alert(inv).await;
+                    }
+                    // What was done first still counts.
+                    let evidence = json!({ "evidence_error": why, "items": [], "remediation": [] });
+                    self.store.update_investigation(inv.id, &LIVE, &inv.status, Some(&evidence)).await?;
                 }
-                _ => {}
+                _ => return Ok(()),
             }
-            return Ok(());
         }
         if inv.evidence["no_response"] == true {
             return Ok(());
         }
         let expansion_waits = inv.evidence["expansion"]["status"] == "pending_approval";
-        let remediation: Vec<_> = actions.iter().filter(|a| a.kind != ActionKind::CollectEvidence.as_str()).collect();
         if remediation.is_empty() && !expansion_waits {
             return Ok(());
         }
@@ -514,6 +614,27 @@ impl Investigations {
         if status != inv.status && self.store.update_investigation(inv.id, &LIVE, status, None).await? {
             self.store.investigation_event(inv.id, "automation", status, "").await?;
             tracing::info!(investigation = %inv.id, status, "investigation status");
+            self.settle_alert(inv).await?;
+        }
+        Ok(())
+    }
+
+    /// The alert follows its investigations: in progress while any is live
+    /// or a path waits for one; resolved when every one ended remediated,
+    /// with no threats found or terminated by a person; otherwise it stays
+    /// in progress for a person to look at.
+    async fn settle_alert(&self, inv: &Investigation) -> Result<(), ActionError> {
+        let Some(alert) = inv.alert_id.as_deref().and_then(|a| a.parse::<Uuid>().ok()) else { return Ok(()) };
+        let waiting = self.store.alert_paths(alert).await?.iter().any(|p| p.investigation_id.is_none());
+        let all = self.store.investigations_of_alert(alert).await?;
+        if waiting || all.iter().any(|i| LIVE.contains(&i.status.as_str())) {
+            return Ok(());
+        }
+        let settled = ["remediated", "no_threats_found", "terminated_by_user"];
+        if all.iter().all(|i| settled.contains(&i.status.as_str())) {
+            let why = format!("{} investigation(s) ended", all.len());
+            self.store.set_alert_status(alert, AlertStatus::Resolved, "automation", &why).await?;
+            self.center.gateway.events.changed();
         }
         Ok(())
     }
@@ -552,47 +673,42 @@ impl Investigations {
         }
     }
 
-    /// Give verdicts and decide the remediation.
+    /// Give verdicts and decide the remediation of what the evidence found.
     async fn evaluate(&self, inv: &Investigation, result: &Value) -> Result<(), ActionError> {
         let file = &result["file"];
-        let sha = file["sha256"].as_str().or(inv.subject["sha256"].as_str()).map(str::to_string);
-        let indicator = match &sha {
-            Some(h) => {
-                self.store.indicators(Some(now_ms())).await?.into_iter().find(|i| i.sha256 == *h).map(|i| i.action)
-            }
-            None => None,
-        };
-        let rule_verdict = inv.subject["severity"].as_str().and_then(Severity::parse);
-        let verdict = match indicator {
-            Some(IndicatorAction::Allow) => None,
-            Some(IndicatorAction::Block) => Some(Severity::Malicious),
-            None => rule_verdict.filter(|v| *v != Severity::Informational),
-        };
-        let why = match (indicator, rule_verdict) {
-            (Some(IndicatorAction::Allow), _) => "allow indicator".to_string(),
-            (Some(IndicatorAction::Block), _) => "block indicator".to_string(),
-            (None, Some(v)) => format!("rule {} ({v})", inv.subject["rule"].as_str().unwrap_or("?")),
-            (None, None) => "no rule or indicator matched".to_string(),
-        };
-        let device = self.store.device(inv.device_id).await?;
-        let group = device.as_ref().map(|d| d.group.clone()).unwrap_or_else(|| "default".into());
-        let level = match self.store.device_group(&group).await? {
-            Some(g) => Level::parse(&g.automation_level).unwrap_or(Level::SemiAny),
-            None => Level::SemiAny,
-        };
-        let mut paths: Vec<String> = Vec::new();
-        if file["exists"] == true {
-            paths.extend(file["path"].as_str().map(str::to_string));
-        }
-        paths.extend(result["copies"].as_array().into_iter().flatten().filter_map(|c| c.as_str().map(str::to_string)));
+        let subject_sha = inv.subject["sha256"].as_str();
+        let sha = subject_sha.or(file["sha256"].as_str()).map(str::to_string);
+        let (verdict, why) = self.verdict(&inv.subject, sha.as_deref()).await?;
+        let (group, level) = self.level_of(inv.device_id).await?;
+        let actions = self.store.investigation_actions(inv.id).await?;
+        // Paths a quarantine of this investigation already covers (the file
+        // first), with how it was decided.
+        let first: Vec<(String, &crate::store::Action)> = actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::StopAndQuarantine.as_str())
+            .filter_map(|a| Some((serde_json::from_str::<Value>(&a.params).ok()?["path"].as_str()?.to_string(), a)))
+            .collect();
+        let covered: Vec<String> = first.iter().map(|(p, _)| p.clone()).collect();
         let v = verdict_name(verdict);
-        let mut items = vec![json!({ "type": "file", "path": file["path"], "sha256": sha, "verdict": v, "why": why })];
-        items.extend(
-            paths
-                .iter()
-                .skip(usize::from(file["exists"] == true))
-                .map(|p| json!({ "type": "copy", "path": p, "sha256": sha, "verdict": v })),
-        );
+        let mut items =
+            vec![json!({ "type": "file", "path": file["path"], "sha256": file["sha256"], "verdict": v, "why": why })];
+        let mut paths: Vec<String> = Vec::new();
+        let here = file["path"].as_str().unwrap_or_default().to_string();
+        let same_content = file["sha256"].as_str().is_some() && file["sha256"].as_str() == sha.as_deref();
+        if file["exists"] == true && !covered.contains(&here) {
+            if same_content {
+                paths.push(here.clone());
+            } else {
+                items.push(json!({ "type": "note", "path": here, "verdict": "no_threats_found",
+                    "why": "the file at this path has another SHA-256: it is not the one investigated and is left alone" }));
+            }
+        }
+        for c in result["copies"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            items.push(json!({ "type": "copy", "path": c, "sha256": sha, "verdict": v }));
+            if !covered.iter().any(|p| p == c) && !paths.iter().any(|p| p == c) {
+                paths.push(c.to_string());
+            }
+        }
         for p in result["processes"].as_array().into_iter().flatten() {
             items.push(json!({ "type": "process", "pid": p["pid"], "executable": p["executable"], "parent": p["parent_executable"],
                 "connections": p["connections"], "verdict": v, "remediation": "killed by the file's quarantine" }));
@@ -600,10 +716,19 @@ impl Investigations {
         for p in result["persistence"].as_array().into_iter().flatten() {
             items.push(json!({ "type": "persistence", "what": p["what"], "verdict": v, "remediation": "removed by the file's quarantine" }));
         }
-        let mut remediation = Vec::new();
-        let mut any_action = false;
+        let mut remediation: Vec<Value> = first
+            .iter()
+            .map(|(p, a)| {
+                let class = self.config.class_of(p);
+                let decision = verdict.map(|v| decide(level, v, class));
+                json!({ "kind": "stop_and_quarantine", "path": p, "action_id": a.id,
+                    "folder_class": format!("{class:?}").to_lowercase(),
+                    "decision": decision.map(|d| format!("{d:?}").to_lowercase()), "first": true })
+            })
+            .collect();
+        let mut any_action = !covered.is_empty();
         let mut no_response = false;
-        if let Some(verdict) = verdict {
+        if let (Some(verdict), Some(sha)) = (verdict, &sha) {
             for path in &paths {
                 let class = self.config.class_of(path);
                 let decision = decide(level, verdict, class);
@@ -614,13 +739,15 @@ impl Investigations {
                     remediation.push(entry);
                     continue;
                 }
-                let params = json!({ "path": path });
+                // The agent refuses if the file no longer has this hash.
+                let params = json!({ "path": path, "expected_sha256": sha });
                 any_action |= self
                     .propose(inv, ActionKind::StopAndQuarantine, params, decision, &format!("{v}: {why}"), &mut entry)
                     .await;
                 remediation.push(entry);
             }
         }
+        let threat_count = remediation.len();
         // Heuristics (suspicious): a non-package executable running from a
         // temp folder with network sockets → kill_process; persistence that
         // points into a temp folder → remove_persistence.
@@ -650,12 +777,12 @@ impl Investigations {
             any_action |= self.propose(inv, kind, params, decision, &format!("suspicious: {why}"), &mut entry).await;
             remediation.push(entry);
         }
-        let heuristics_found = remediation.len() > paths.len() * usize::from(verdict.is_some());
-        // Across the fleet: the same file on the other devices (not from an
-        // expansion itself, and only for a threat found here).
+        let heuristics_found = remediation.len() > threat_count;
+        let threat_here = verdict.is_some() && (!paths.is_empty() || !covered.is_empty());
+        // Across the fleet: the same SHA-256 on the other devices, proposed
+        // for an approver (never from an expansion itself).
         let mut expansion = Value::Null;
-        let mut expand_now = Vec::new();
-        if verdict.is_some() && !paths.is_empty() && inv.subject["expanded_from"].is_null() {
+        if threat_here && inv.subject["expanded_from"].is_null() {
             let others: Vec<Uuid> = self
                 .store
                 .devices(None, 1000)
@@ -666,13 +793,10 @@ impl Investigations {
                 .map(|d| d.id)
                 .collect();
             if !others.is_empty() {
-                let waits = others.len() >= self.config.expansion_approval_threshold;
-                expansion = json!({ "devices": others, "status": if waits { "pending_approval" } else { "expanded" } });
-                if !waits {
-                    expand_now = others;
-                }
+                expansion = json!({ "devices": others, "sha256": sha, "status": "pending_approval" });
             }
         }
+        let copies_search = &result["copies_search"];
         let evidence = json!({
             "automation_level": format!("{level:?}"),
             "group": group,
@@ -681,8 +805,9 @@ impl Investigations {
             "remediation": remediation,
             "no_response": no_response && !any_action,
             "expansion": expansion,
+            "copies_search": copies_search,
         });
-        let status = if (verdict.is_none() || paths.is_empty()) && !heuristics_found {
+        let status = if !threat_here && !heuristics_found {
             "no_threats_found"
         } else if expansion["status"] == "pending_approval" {
             "pending_approval"
@@ -696,19 +821,15 @@ impl Investigations {
         self.store.update_investigation(inv.id, &LIVE, status, Some(&evidence)).await?;
         let detail = format!("verdict {v} ({why}); {} remediation actions; automation {level:?}", remediation.len());
         self.store.investigation_event(inv.id, "automation", "evidence evaluated", &detail).await?;
-        if !expand_now.is_empty() {
-            if let Some(fresh) = self.store.investigation(inv.id).await? {
-                self.expand(&fresh, &expand_now, v, "automation").await?;
-            }
-        }
-        if let Some(alert) = inv.alert_id.as_deref().and_then(|a| a.parse().ok()) {
-            if verdict.is_none() && !heuristics_found {
-                self.store.set_alert_status(alert, AlertStatus::Resolved, "automation", "no threats found").await?;
-            }
+        if copies_search["complete"] == false {
+            let why = copies_search["stopped"].as_str().unwrap_or("stopped early");
+            self.store.investigation_event(inv.id, "automation", "copies search incomplete", why).await?;
         }
         // The next step follows the actions just created.
-        if let Some(inv) = self.store.investigation(inv.id).await? {
-            Box::pin(self.follow(&inv)).await?;
+        match self.store.investigation(inv.id).await? {
+            Some(inv) if LIVE.contains(&inv.status.as_str()) => Box::pin(self.follow(&inv)).await?,
+            Some(inv) => self.settle_alert(&inv).await?,
+            None => {}
         }
         Ok(())
     }

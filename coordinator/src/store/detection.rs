@@ -4,9 +4,15 @@
 //!   most recently activated (uploading a bundle again re-activates it).
 //! - Indicators: one row per SHA-256, `block` or `allow`, optional expiry.
 //! - Alerts: one per (device, SHA-256, rule). A report seen again bumps
-//!   `count` and `last_seen`; a resolved alert seen again is reopened.
-//!   Reports are recorded by id, so a report the agent resends (it resends
-//!   until acknowledged) is counted once.
+//!   `count` and `last_seen`. Every path the detection was seen at is kept
+//!   (`alert_paths`), each with the investigation that handles it: a path
+//!   seen for the first time, or again after its investigation ended, needs
+//!   a new one (a resolved alert is reopened for it), so the same malware
+//!   dropped at another path is never merged away. Reports are recorded by
+//!   id, so a report the agent resends (it resends until acknowledged) is
+//!   counted once.
+
+use std::collections::BTreeMap;
 
 use picket_common::detection::{AlertReport, IndicatorAction, RuleFile, Severity};
 use serde::Serialize;
@@ -100,6 +106,8 @@ pub struct NewBundle<'a> {
     pub version: &'a str,
     pub files: &'a [RuleFile],
     pub rule_count: i64,
+    /// `namespace:rule` → severity, as the coordinator's check compiled them.
+    pub severities: &'a BTreeMap<String, Severity>,
     /// JSON array of `{file, error}`.
     pub errors: &'a serde_json::Value,
     pub created_by: &'a str,
@@ -116,6 +124,20 @@ pub struct Bundle {
     pub activated_at: i64,
     #[serde(skip)]
     pub files: Vec<RuleFile>,
+    /// `namespace:rule` → severity (empty for bundles stored before the
+    /// coordinator kept them).
+    #[serde(skip)]
+    pub severities: BTreeMap<String, Severity>,
+}
+
+/// One path an alert covers, and the investigation handling it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertPath {
+    pub path: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// `None`: waits for one; empty: none needed (informational).
+    pub investigation_id: Option<String>,
 }
 
 const ALERT_COLUMNS: &str =
@@ -172,11 +194,15 @@ fn indicator_from_row(row: &sqlx::any::AnyRow) -> Result<Indicator, StoreError> 
 
 fn bundle_from_row(row: &sqlx::any::AnyRow, with_files: bool) -> Result<Bundle, StoreError> {
     let errors: String = row.try_get("errors")?;
-    let files = if with_files {
+    let (files, severities) = if with_files {
         let text: String = row.try_get("files")?;
-        serde_json::from_str(&text).map_err(|e| corrupt("rule_bundles", format!("files: {e}")))?
+        let sev: String = row.try_get("severities")?;
+        (
+            serde_json::from_str(&text).map_err(|e| corrupt("rule_bundles", format!("files: {e}")))?,
+            serde_json::from_str(&sev).map_err(|e| corrupt("rule_bundles", format!("severities: {e}")))?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), BTreeMap::new())
     };
     Ok(Bundle {
         version: row.try_get("version")?,
@@ -187,6 +213,7 @@ fn bundle_from_row(row: &sqlx::any::AnyRow, with_files: bool) -> Result<Bundle, 
         created_at: row.try_get("created_at")?,
         activated_at: row.try_get("activated_at")?,
         files,
+        severities,
     })
 }
 
@@ -253,7 +280,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             let size = i64::try_from(d.size).unwrap_or(i64::MAX);
-            match existing {
+            let id = match existing {
                 None => {
                     let id = Uuid::new_v4();
                     sqlx::query(&format!(
@@ -273,15 +300,14 @@ impl Store {
                     .await?;
                     insert_alert_event(&mut tx, id, "created", AlertStatus::New, now, "agent", &report.source).await?;
                     raised.push(id);
+                    id
                 }
                 Some(row) => {
                     let id: String = row.try_get("id")?;
                     let id: Uuid = id.parse().map_err(|_| corrupt("alerts", format!("id {id:?}")))?;
-                    let status: String = row.try_get("status")?;
-                    let reopen = status == AlertStatus::Resolved.as_str();
                     sqlx::query(
                         "UPDATE alerts SET count = count + 1, last_seen = $1, path = $2, size = $3, source = $4, \
-                         severity = $5, status = CASE WHEN status = 'resolved' THEN 'new' ELSE status END WHERE id = $6",
+                         severity = $5 WHERE id = $6",
                     )
                     .bind(now)
                     .bind(&d.path)
@@ -291,16 +317,127 @@ impl Store {
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await?;
-                    if reopen {
-                        insert_alert_event(&mut tx, id, "reopened", AlertStatus::New, now, "agent", &report.source)
-                            .await?;
-                        raised.push(id);
-                    }
+                    id
+                }
+            };
+            // The path: new, or seen again after its investigation ended,
+            // needs an investigation of its own.
+            sqlx::query(
+                "INSERT INTO alert_paths (alert_id, path, first_seen, last_seen) VALUES ($1, $2, $3, $3) \
+                 ON CONFLICT (alert_id, path) DO UPDATE SET last_seen = excluded.last_seen, \
+                 investigation_id = CASE WHEN EXISTS (SELECT 1 FROM investigations i \
+                   WHERE i.id = alert_paths.investigation_id AND i.status IN ('running', 'pending_approval')) \
+                 THEN alert_paths.investigation_id ELSE NULL END",
+            )
+            .bind(id.to_string())
+            .bind(&d.path)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let pending = sqlx::query(
+                "SELECT 1 AS x FROM alert_paths WHERE alert_id = $1 AND path = $2 AND investigation_id IS NULL",
+            )
+            .bind(id.to_string())
+            .bind(&d.path)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+            if pending {
+                let reopened = sqlx::query("UPDATE alerts SET status = 'new' WHERE id = $1 AND status = 'resolved'")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if reopened > 0 {
+                    let why = format!("{} at {}", report.source, d.path);
+                    insert_alert_event(&mut tx, id, "reopened", AlertStatus::New, now, "agent", &why).await?;
+                    raised.push(id);
                 }
             }
         }
         tx.commit().await?;
         Ok(raised)
+    }
+
+    /// Alert paths no investigation handles yet, oldest first, of alerts
+    /// not resolved.
+    pub async fn uninvestigated_alert_paths(&self, limit: u32) -> Result<Vec<(Alert, String)>, StoreError> {
+        let columns: Vec<String> = ALERT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {}, p.path AS covered_path FROM alert_paths p JOIN alerts a ON a.id = p.alert_id \
+             WHERE p.investigation_id IS NULL AND a.status <> 'resolved' \
+             ORDER BY p.first_seen, p.alert_id LIMIT $1",
+            columns.join(", ")
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((alert_from_row(r)?, r.try_get("covered_path")?))).collect()
+    }
+
+    /// Record that an alert's path needs no investigation (informational).
+    pub async fn skip_alert_path(&self, alert: Uuid, path: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE alert_paths SET investigation_id = '' WHERE alert_id = $1 AND path = $2")
+            .bind(alert.to_string())
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Record which investigation handles an alert's path; the alert is in
+    /// progress from then on.
+    pub async fn assign_alert_path(&self, alert: Uuid, path: &str, investigation: Uuid) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE alert_paths SET investigation_id = $1 WHERE alert_id = $2 AND path = $3")
+            .bind(investigation.to_string())
+            .bind(alert.to_string())
+            .bind(path)
+            .execute(&mut *tx)
+            .await?;
+        let moved = sqlx::query("UPDATE alerts SET status = 'in_progress' WHERE id = $1 AND status <> 'in_progress'")
+            .bind(alert.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved > 0 {
+            let why = format!("investigation {investigation} of {path}");
+            insert_alert_event(&mut tx, alert, "status", AlertStatus::InProgress, now, "automation", &why).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every path an alert covers.
+    pub async fn alert_paths(&self, alert: Uuid) -> Result<Vec<AlertPath>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT path, first_seen, last_seen, investigation_id FROM alert_paths WHERE alert_id = $1 \
+             ORDER BY first_seen, path",
+        )
+        .bind(alert.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertPath {
+                    path: r.try_get("path")?,
+                    first_seen: r.try_get("first_seen")?,
+                    last_seen: r.try_get("last_seen")?,
+                    investigation_id: r.try_get("investigation_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Count detections a device sent past its rate (not stored).
+    pub async fn add_alerts_dropped(&self, device: Uuid, n: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET alerts_dropped = alerts_dropped + $1 WHERE id = $2")
+            .bind(i64::try_from(n).unwrap_or(i64::MAX))
+            .bind(device.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError> {
@@ -423,10 +560,11 @@ impl Store {
     pub async fn put_bundle(&self, b: &NewBundle<'_>) -> Result<(), StoreError> {
         let now = now_ms();
         let files = serde_json::to_string(b.files).map_err(|e| corrupt("rule_bundles", e.to_string()))?;
+        let severities = serde_json::to_string(b.severities).map_err(|e| corrupt("rule_bundles", e.to_string()))?;
         sqlx::query(
             "INSERT INTO rule_bundles (version, files, file_count, rule_count, errors, created_by, created_at, \
-             activated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-             ON CONFLICT (version) DO UPDATE SET activated_at = excluded.activated_at",
+             activated_at, severities) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
+             ON CONFLICT (version) DO UPDATE SET activated_at = excluded.activated_at, severities = excluded.severities",
         )
         .bind(b.version)
         .bind(files)
@@ -435,15 +573,31 @@ impl Store {
         .bind(b.errors.to_string())
         .bind(b.created_by)
         .bind(now)
+        .bind(severities)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Record the rule severities of a bundle stored without them.
+    pub async fn set_bundle_severities(
+        &self,
+        version: &str,
+        severities: &BTreeMap<String, Severity>,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(severities).map_err(|e| corrupt("rule_bundles", e.to_string()))?;
+        sqlx::query("UPDATE rule_bundles SET severities = $1 WHERE version = $2")
+            .bind(text)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// The bundle agents should hold, with its files.
     pub async fn current_bundle(&self) -> Result<Option<Bundle>, StoreError> {
         let row = sqlx::query(
-            "SELECT version, files, file_count, rule_count, errors, created_by, created_at, activated_at \
+            "SELECT version, files, file_count, rule_count, errors, created_by, created_at, activated_at, severities \
              FROM rule_bundles ORDER BY activated_at DESC, version LIMIT 1",
         )
         .fetch_optional(&self.pool)

@@ -57,6 +57,8 @@ pub struct Device {
     pub indicators_version: String,
     /// Why the agent refused the last bundle, if it did.
     pub rules_error: Option<String>,
+    /// Detections it sent past its rate (counted, not stored).
+    pub alerts_dropped: i64,
 }
 
 pub struct NewDevice<'a> {
@@ -81,7 +83,7 @@ pub struct HelloInfo<'a> {
 
 const COLUMNS: &str = "id, hostname, os, kernel, agent_version, group_name, ip, cert_serial, cert_not_after, \
                        status, enrolled_at, first_seen, last_seen, capabilities, rules_version, \
-                       indicators_version, rules_error";
+                       indicators_version, rules_error, alerts_dropped";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
     let id: String = row.try_get("id")?;
@@ -107,6 +109,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
         rules_version: row.try_get("rules_version")?,
         indicators_version: row.try_get("indicators_version")?,
         rules_error: row.try_get("rules_error")?,
+        alerts_dropped: row.try_get("alerts_dropped")?,
     })
 }
 

@@ -25,7 +25,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, ActionStatus, Changes, NewAction};
 pub use audit::{AuditEntry, NewAudit};
-pub use detection::{Alert, AlertEvent, AlertFilter, AlertStatus, Bundle, Indicator, NewBundle};
+pub use detection::{Alert, AlertEvent, AlertFilter, AlertPath, AlertStatus, Bundle, Indicator, NewBundle};
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use samples::Sample;
@@ -135,6 +135,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "investigations", include_str!("../../migrations/sqlite/0006_investigations.sql")),
     (7, "classification", include_str!("../../migrations/sqlite/0007_classification.sql")),
     (8, "credentials", include_str!("../../migrations/sqlite/0008_credentials.sql")),
+    (9, "verdicts", include_str!("../../migrations/sqlite/0009_verdicts.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -145,6 +146,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "investigations", include_str!("../../migrations/postgres/0006_investigations.sql")),
     (7, "classification", include_str!("../../migrations/postgres/0007_classification.sql")),
     (8, "credentials", include_str!("../../migrations/postgres/0008_credentials.sql")),
+    (9, "verdicts", include_str!("../../migrations/postgres/0009_verdicts.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {
