@@ -27,6 +27,12 @@ pub struct Config {
     pub max_frame_bytes: u32,
     /// Detections one device may report a minute; more are counted, not stored.
     pub max_alerts_per_minute: u32,
+    /// Unauthenticated connections one source address may hold open.
+    pub max_unauthenticated_per_ip: usize,
+    /// Frames one session may send a second (twice that at once).
+    pub max_frames_per_sec: u32,
+    /// Seconds a device may take to accept a frame before it is cut off.
+    pub write_timeout_secs: u64,
     /// Days an offboarded device's history is kept before it is purged.
     pub offboard_retention_days: u64,
     /// Largest file `request_sample` may upload, in bytes.
@@ -89,6 +95,9 @@ impl Default for Config {
             max_connections: 15_000,
             max_frame_bytes: picket_common::limits::DEFAULT_MAX_FRAME,
             max_alerts_per_minute: 600,
+            max_unauthenticated_per_ip: 256,
+            max_frames_per_sec: 200,
+            write_timeout_secs: 30,
             offboard_retention_days: 180,
             max_sample_bytes: 512 * 1024 * 1024,
             actions: ActionPolicy::default(),
@@ -128,6 +137,12 @@ impl Config {
         }
         if self.max_alerts_per_minute == 0 {
             return bad("max_alerts_per_minute must be at least 1");
+        }
+        if self.max_unauthenticated_per_ip == 0 || self.max_frames_per_sec == 0 {
+            return bad("max_unauthenticated_per_ip and max_frames_per_sec must be at least 1");
+        }
+        if !(1..=3600).contains(&self.write_timeout_secs) {
+            return bad("write_timeout_secs must be 1..=3600");
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
@@ -182,6 +197,9 @@ impl Config {
             max_connections: self.max_connections,
             max_frame: self.max_frame_bytes,
             max_alerts_per_minute: self.max_alerts_per_minute,
+            max_unauthenticated_per_ip: self.max_unauthenticated_per_ip,
+            max_frames_per_sec: self.max_frames_per_sec,
+            write_timeout: Duration::from_secs(self.write_timeout_secs),
         }
     }
 }

@@ -15,16 +15,6 @@ use uuid::Uuid;
 
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
-/// Open the rogue's session: Hello, Welcome.
-async fn session(env: &TestEnv, state: &std::path::Path) -> Tls {
-    let mut tls = raw::connect(env.agent_addr(), raw::agent_config(state)).await.expect("handshake");
-    write_frame(&mut tls, &raw::hello(), DEFAULT_MAX_FRAME).await.expect("hello");
-    match read_frame::<_, CoordMsg>(&mut tls, DEFAULT_MAX_FRAME).await {
-        Ok(Some(CoordMsg::Welcome(_))) => tls,
-        other => panic!("no welcome: {other:?}"),
-    }
-}
-
 /// Send a report and wait for its acknowledgement (other frames skipped).
 async fn report(tls: &mut Tls, detections: Vec<Detection>) {
     let r = AlertReport { report_id: Uuid::new_v4(), source: "realtime".into(), observed_ms: 0, detections };
@@ -68,7 +58,7 @@ async fn a_made_up_severity_buys_no_automatic_remediation_and_no_reach_into_othe
         let env = TestEnv::start_with(&db, |c| c.investigations.automatic = true).await;
         let (rogue, state) = env.enroll("rogue").await;
         let (other, _other_state) = env.enroll("bystander").await;
-        let mut tls = session(&env, &state).await;
+        let mut tls = raw::session(env.agent_addr(), &state).await;
         let sha = "ab".repeat(32);
         // A rule no bundle of this coordinator has, claimed malicious, in a
         // temp folder under `full` automation.
@@ -118,7 +108,7 @@ async fn a_made_up_severity_buys_no_automatic_remediation_and_no_reach_into_othe
 async fn a_device_flooding_detections_is_capped_and_the_excess_counted_not_stored() {
     let env = TestEnv::start_with(&Db::Sqlite, |c| c.max_alerts_per_minute = 50).await;
     let (rogue, state) = env.enroll("flooder").await;
-    let mut tls = session(&env, &state).await;
+    let mut tls = raw::session(env.agent_addr(), &state).await;
     let flood: Vec<Detection> = (0..200)
         .map(|i| {
             detection(
@@ -138,7 +128,7 @@ async fn a_device_flooding_detections_is_capped_and_the_excess_counted_not_store
     assert!(metrics.contains("picket_alerts_dropped_total 150"), "{metrics}");
     // A reconnect does not refill the bucket.
     drop(tls);
-    let mut tls = session(&env, &state).await;
+    let mut tls = raw::session(env.agent_addr(), &state).await;
     report(
         &mut tls,
         vec![detection("/tmp/again", &"ee".repeat(32), "EICAR_Test_File", "builtin", Severity::Malicious)],

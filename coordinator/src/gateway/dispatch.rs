@@ -61,6 +61,7 @@ impl Gateway {
                 }
             }
         };
+        let mut frames = Vec::with_capacity(actions.len());
         for action in actions {
             // Queued ones that did not move were cancelled or taken meanwhile.
             if action.status == ActionStatus::Queued && !sent.contains(&action.id) {
@@ -70,14 +71,9 @@ impl Gateway {
                 tracing::error!(action = %action.id, kind = %action.kind, "stored action of unknown kind");
                 continue;
             };
-            let request = ActionRequest { action_id: action.id, kind, params_json: action.params };
-            if self.sessions.send(&action.device_id, CoordMsg::Action(request)).await {
-                tracing::debug!(action = %action.id, device = %action.device_id, "action sent");
-            } else {
-                // Still `sent`: it goes again on the next connect.
-                tracing::info!(action = %action.id, device = %action.device_id, "session ended before delivery; will resend on reconnect");
-            }
+            frames.push((action.device_id, ActionRequest { action_id: action.id, kind, params_json: action.params }));
         }
+        self.send_actions(frames).await;
     }
 
     /// The device is offboarded: refuse its certificate from now on. Its
@@ -97,14 +93,29 @@ impl Gateway {
     }
 
     /// Frame actions already marked `sent` to their devices' sessions; one
-    /// whose session is gone goes again on the next connect.
-    pub async fn send_actions(&self, frames: Vec<(Uuid, ActionRequest)>) {
+    /// whose session is gone goes again on the next connect. Each device's
+    /// frames go in order, the devices side by side: a device that does not
+    /// read (cut off after the send timeout) delays no other.
+    pub async fn send_actions(self: &Arc<Self>, frames: Vec<(Uuid, ActionRequest)>) {
+        let mut by_device: std::collections::HashMap<Uuid, Vec<ActionRequest>> = std::collections::HashMap::new();
         for (device, request) in frames {
-            let id = request.action_id;
-            if !self.sessions.send(&device, CoordMsg::Action(request)).await {
-                tracing::info!(action = %id, %device, "session ended before delivery; will resend on reconnect");
-            }
+            by_device.entry(device).or_default().push(request);
         }
+        let mut sends = tokio::task::JoinSet::new();
+        for (device, requests) in by_device {
+            let gateway = self.clone();
+            sends.spawn(async move {
+                for request in requests {
+                    let id = request.action_id;
+                    if !gateway.sessions.send(&device, CoordMsg::Action(request)).await {
+                        tracing::info!(action = %id, %device, "session ended before delivery; will resend on reconnect");
+                        return;
+                    }
+                    tracing::debug!(action = %id, %device, "action sent");
+                }
+            });
+        }
+        while sends.join_next().await.is_some() {}
     }
 
     /// Ask the device to drop an action it has not started.

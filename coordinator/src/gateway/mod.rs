@@ -1,9 +1,13 @@
 //! The agent gateway: the mutual-TLS listener, one task per connection, the
 //! registry of live sessions, and enrollment.
 //!
-//! Accept loop: a semaphore caps connections; each accepted socket gets a
-//! task with its own span; the TLS handshake has a deadline; the client
-//! certificate is checked in the handshake by [`verifier::DeviceCertVerifier`].
+//! Accept loop: a semaphore caps connections; each source address may hold
+//! only so many unauthenticated ones (the rest are closed at once); each
+//! accepted socket gets a task with its own span; the TLS handshake has a
+//! deadline; the client certificate is checked in the handshake by
+//! [`verifier::DeviceCertVerifier`]. Sessions are limited too: frames per
+//! second (the reader waits), detections per minute (the excess counted),
+//! and a device that stops reading is cut off ([`limits`]).
 //! A session costs two small tasks (reader loop, writer) and no thread.
 
 mod content;
@@ -41,6 +45,14 @@ pub struct GatewayConfig {
     pub max_frame: u32,
     /// Detections a device may report a minute; the rest are counted, not stored.
     pub max_alerts_per_minute: u32,
+    /// Unauthenticated connections (handshakes, enrollments) one source
+    /// address may hold open; more are closed at once.
+    pub max_unauthenticated_per_ip: usize,
+    /// Frames a session may send a second (twice that at once); past it its
+    /// reader waits.
+    pub max_frames_per_sec: u32,
+    /// A device that takes no frame for this long is cut off.
+    pub write_timeout: Duration,
 }
 
 pub struct Gateway {
@@ -57,6 +69,8 @@ pub struct Gateway {
     pub metrics: metrics::Metrics,
     /// Detections per device per minute.
     pub alert_limit: limits::PerDevice,
+    /// Unauthenticated connections per source address.
+    pub pre_auth: Arc<limits::PreAuth>,
     acceptor: TlsAcceptor,
 }
 
@@ -77,13 +91,15 @@ impl Gateway {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(Arc::new(verifier))
             .with_single_cert(chain, key)?;
+        let write_timeout = config.write_timeout;
         Ok(Arc::new(Self {
             alert_limit: limits::PerDevice::per_minute(config.max_alerts_per_minute),
+            pre_auth: limits::PreAuth::new(config.max_unauthenticated_per_ip),
             config,
             store,
             ca,
             directory,
-            sessions: Sessions::default(),
+            sessions: Sessions::new(write_timeout),
             events,
             content,
             uploads,
@@ -117,13 +133,23 @@ impl Gateway {
                     continue;
                 }
             };
+            let Some(pre_auth) = self.pre_auth.admit(peer.ip()) else {
+                // Over its address's share of unauthenticated connections:
+                // closed at once, holding nothing (counted, logged rarely).
+                let refused = self.pre_auth.refused.load(std::sync::atomic::Ordering::Relaxed);
+                if refused.is_power_of_two() {
+                    tracing::warn!(%peer, refused, "too many unauthenticated connections from one address; closing new ones");
+                }
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let gw = self.clone();
             let shutdown = shutdown.clone();
             let span = tracing::info_span!("agent_conn", %peer, device = tracing::field::Empty);
             tokio::spawn(
                 async move {
-                    gw.handle(tcp, peer, shutdown).await;
+                    gw.handle(tcp, peer, pre_auth, shutdown).await;
                     drop(permit);
                 }
                 .instrument(span),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use picket_common::proto::{CoordMsg, RefusalReason};
 use tokio::sync::{mpsc, oneshot};
@@ -44,13 +45,26 @@ pub struct SessionInfo {
     pub last_seen: i64,
 }
 
-#[derive(Default)]
 pub struct Sessions {
     by_device: Mutex<HashMap<Uuid, SessionHandle>>,
     next_conn: AtomicU64,
+    /// How long a frame may wait for room in a session's queue: a device
+    /// that stops reading is cut off after this, instead of holding up
+    /// whoever is sending to it.
+    send_timeout: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30))
+    }
 }
 
 impl Sessions {
+    pub fn new(send_timeout: Duration) -> Self {
+        Self { by_device: Mutex::default(), next_conn: AtomicU64::new(0), send_timeout }
+    }
+
     /// Register a session and get its connection id and stop signal. An
     /// existing session of the same device is stopped with `Replaced`.
     pub(crate) fn register(
@@ -88,22 +102,36 @@ impl Sessions {
     }
 
     /// Queue a frame to the device's live session. Waits while the session's
-    /// queue is full (control messages are never dropped); false when the
-    /// device has no live session or it ended meanwhile.
+    /// queue is full (control messages are never dropped), up to the send
+    /// timeout: a session still full then is cut off (its device stopped
+    /// reading; what it was sent goes again on its next connect). False when
+    /// the device has no live session or it ended.
     pub async fn send(&self, device: &Uuid, msg: CoordMsg) -> bool {
-        let outbox = self.lock().get(device).map(|h| h.outbox.clone());
-        match outbox {
-            Some(outbox) => outbox.send(Outgoing::Frame(msg)).await.is_ok(),
-            None => false,
-        }
+        self.queue(device, Outgoing::Frame(msg)).await
     }
 
     /// Queue a shared frame to the device's live session (see [`Self::send`]).
     pub(crate) async fn send_shared(&self, device: &Uuid, msg: Arc<CoordMsg>) -> bool {
-        let outbox = self.lock().get(device).map(|h| h.outbox.clone());
-        match outbox {
-            Some(outbox) => outbox.send(Outgoing::Shared(msg)).await.is_ok(),
-            None => false,
+        self.queue(device, Outgoing::Shared(msg)).await
+    }
+
+    async fn queue(&self, device: &Uuid, out: Outgoing) -> bool {
+        let session = self.lock().get(device).map(|h| (h.outbox.clone(), h.conn_id));
+        let Some((outbox, conn_id)) = session else { return false };
+        match outbox.send_timeout(out, self.send_timeout).await {
+            Ok(()) => true,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                tracing::warn!(%device, timeout_secs = self.send_timeout.as_secs(),
+                    "the device stopped reading its session; cutting it off");
+                let mut map = self.lock();
+                if map.get(device).is_some_and(|h| h.conn_id == conn_id) {
+                    if let Some(h) = map.remove(device) {
+                        h.stop(RefusalReason::ProtocolViolation);
+                    }
+                }
+                false
+            }
         }
     }
 

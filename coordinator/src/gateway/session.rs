@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket_common::io::{read_frame, write_frame, FrameError};
-use picket_common::limits::PROTOCOL_VERSION;
+use picket_common::limits::{PRE_AUTH_MAX_FRAME, PROTOCOL_VERSION};
 use picket_common::proto::{AgentMsg, CoordMsg, EnrollRequest, Enrolled, Hello, Refusal, RefusalReason, Welcome};
 use tokio::io::{AsyncWrite, WriteHalf};
 use tokio::net::TcpStream;
@@ -18,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::limits::{FrameRate, PreAuthGuard};
 use super::registry::Outgoing;
 use super::verifier::device_id_from_cert;
 use super::Gateway;
-use crate::store::{now_ms, DeviceStatus, HelloInfo, NewAudit, NewDeviceOwned, TokenRefusal};
+use crate::store::{now_ms, DeviceStatus, HelloInfo, NewAudit, NewDeviceOwned, Refused, TokenRefusal};
 
 /// How long an agent has to send its first frame after the handshake.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +33,16 @@ const OUTBOX_DEPTH: usize = 16;
 type Tls = TlsStream<TcpStream>;
 
 impl Gateway {
-    pub(super) async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    /// One accepted connection. `pre_auth` holds its place among the
+    /// unauthenticated connections of its address until it authenticates
+    /// (a certificate and an accepted Hello) or ends.
+    pub(super) async fn handle(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        pre_auth: PreAuthGuard,
+        shutdown: CancellationToken,
+    ) {
         let tls = match tokio::time::timeout(self.config.handshake_timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
@@ -48,15 +58,19 @@ impl Gateway {
         match device {
             Some(id) => {
                 tracing::Span::current().record("device", tracing::field::display(id));
-                self.run_session(tls, id, peer, shutdown).await;
+                self.run_session(tls, id, peer, pre_auth, shutdown).await;
             }
-            None => self.enroll(tls, peer).await,
+            None => {
+                self.enroll(tls, peer).await;
+                drop(pre_auth);
+            }
         }
     }
 
-    /// A connection without a client certificate may enroll, and do nothing else.
+    /// A connection without a client certificate may enroll, and do nothing
+    /// else; its frames are capped at [`PRE_AUTH_MAX_FRAME`].
     async fn enroll(&self, mut tls: Tls, peer: SocketAddr) {
-        let max = self.config.max_frame;
+        let max = PRE_AUTH_MAX_FRAME;
         let request = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, read_frame::<_, AgentMsg>(&mut tls, max)).await {
             Ok(Ok(Some(AgentMsg::Enroll(req)))) => req,
             Ok(Ok(Some(other))) => {
@@ -117,18 +131,27 @@ impl Gateway {
         }
         let id = Uuid::new_v4();
         let hostname: String = req.hostname.chars().take(253).collect();
-        let issued =
-            self.ca.sign_device_csr(&req.csr_der, id, &hostname).map_err(|e| (RefusalReason::BadCsr, e.to_string()))?;
-        let new = NewDeviceOwned {
-            id,
-            hostname,
-            ip: Gateway::peer_ip(&peer),
-            cert_serial: issued.serial_hex,
-            cert_not_after: issued.not_after_ms,
-        };
-        let grant = match self.store.enroll_device(&req.token, &new).await {
-            Ok(Ok(grant)) => grant,
-            Ok(Err(refusal)) => {
+        let ip = Gateway::peer_ip(&peer);
+        // The token is checked (and a use taken) before the CSR is parsed:
+        // without a valid token, nothing of the request reaches a parser.
+        let made = self
+            .store
+            .enroll_device_with(&req.token, |_| {
+                let issued = self.ca.sign_device_csr(&req.csr_der, id, &hostname).map_err(|e| e.to_string())?;
+                let new = NewDeviceOwned {
+                    id,
+                    hostname: hostname.clone(),
+                    ip,
+                    cert_serial: issued.serial_hex.clone(),
+                    cert_not_after: issued.not_after_ms,
+                };
+                Ok::<_, String>((new, issued))
+            })
+            .await;
+        let (grant, issued) = match made {
+            Ok(Ok(done)) => done,
+            Ok(Err(Refused::Request(why))) => return Err((RefusalReason::BadCsr, why)),
+            Ok(Err(Refused::Token(refusal))) => {
                 let (reason, message) = match refusal {
                     TokenRefusal::Unknown => (RefusalReason::TokenInvalid, "enrollment token not recognised"),
                     TokenRefusal::Expired => (RefusalReason::TokenExpired, "enrollment token has expired"),
@@ -155,7 +178,14 @@ impl Gateway {
         })
     }
 
-    async fn run_session(self: &Arc<Self>, tls: Tls, id: Uuid, peer: SocketAddr, shutdown: CancellationToken) {
+    async fn run_session(
+        self: &Arc<Self>,
+        tls: Tls,
+        id: Uuid,
+        peer: SocketAddr,
+        pre_auth: PreAuthGuard,
+        shutdown: CancellationToken,
+    ) {
         let max = self.config.max_frame;
         let (mut rd, mut wr) = tokio::io::split(tls);
         let hello = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, read_frame::<_, AgentMsg>(&mut rd, max)).await {
@@ -201,7 +231,9 @@ impl Gateway {
             refuse(&mut wr, RefusalReason::Revoked, "device revoked", max).await;
             return;
         }
-        let writer = tokio::spawn(write_loop(wr, out_rx, max));
+        // Authenticated: no longer counted against the address.
+        drop(pre_auth);
+        let writer = tokio::spawn(write_loop(wr, out_rx, max, self.config.write_timeout));
         let welcome = Welcome {
             device_id: id,
             heartbeat_secs: self.config.heartbeat.as_secs().try_into().unwrap_or(u32::MAX),
@@ -214,7 +246,9 @@ impl Gateway {
         tokio::spawn(async move { gateway.deliver(id).await }.in_current_span());
 
         let idle = self.config.heartbeat * 3;
+        let mut rate = FrameRate::new(self.config.max_frames_per_sec);
         let end = loop {
+            rate.wait().await;
             tokio::select! {
                 _ = shutdown.cancelled() => break End::Refuse(RefusalReason::ShuttingDown),
                 reason = &mut stop => break End::Refuse(reason.unwrap_or(RefusalReason::Internal)),
@@ -290,18 +324,24 @@ impl Gateway {
             }
         };
         self.sessions.unregister(id, conn_id);
+        // The writer may be stuck on a device that stopped reading: nothing
+        // here waits on it for long.
+        let last = |msg| out_tx.send_timeout(msg, Duration::from_secs(5));
         match end {
             End::Refuse(reason) => {
                 tracing::info!(%reason, "session closed by coordinator");
                 let refusal = Refusal { reason, message: reason.to_string() };
-                let _ = out_tx.send(Outgoing::Frame(CoordMsg::Refused(refusal))).await;
+                let _ = last(Outgoing::Frame(CoordMsg::Refused(refusal))).await;
             }
             End::Log(why) => tracing::info!(why, "session closed"),
             End::Quiet => {}
         }
-        let _ = out_tx.send(Outgoing::Close).await;
+        let _ = last(Outgoing::Close).await;
         drop(out_tx);
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        let mut writer = writer;
+        if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
+            writer.abort();
+        }
         if let Err(error) = self.store.record_last_seen(&[(id, last_seen.load(Ordering::Relaxed))]).await {
             tracing::warn!(%error, "could not record last-seen time");
         }
@@ -332,25 +372,28 @@ enum End {
     Quiet,
 }
 
-async fn write_loop(mut wr: WriteHalf<Tls>, mut rx: mpsc::Receiver<Outgoing>, max: u32) {
+/// Write the session's frames; a frame the device does not take within
+/// `timeout` (it stopped reading) ends the session.
+async fn write_loop(mut wr: WriteHalf<Tls>, mut rx: mpsc::Receiver<Outgoing>, max: u32, timeout: Duration) {
     while let Some(out) = rx.recv().await {
-        match out {
-            Outgoing::Frame(msg) => {
-                if let Err(error) = write_frame(&mut wr, &msg, max).await {
-                    tracing::debug!(%error, "write failed");
-                    return;
-                }
-            }
-            Outgoing::Shared(msg) => {
-                if let Err(error) = write_frame(&mut wr, msg.as_ref(), max).await {
-                    tracing::warn!(%error, "write of a shared frame failed");
-                    return;
-                }
-            }
+        let written = match &out {
+            Outgoing::Frame(msg) => tokio::time::timeout(timeout, write_frame(&mut wr, msg, max)).await,
+            Outgoing::Shared(msg) => tokio::time::timeout(timeout, write_frame(&mut wr, msg.as_ref(), max)).await,
             Outgoing::Close => break,
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(timeout_secs = timeout.as_secs(), "the device takes no frames; closing its session");
+                return;
+            }
         }
     }
-    let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncWriteExt::shutdown(&mut wr)).await;
 }
 
 async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, reason: RefusalReason, message: &str, max: u32) {

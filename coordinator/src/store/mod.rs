@@ -30,7 +30,7 @@ pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use samples::Sample;
 pub use tokens::{
-    ApiToken, EnrollmentToken, NewApiToken, NewDeviceOwned, NewEnrollmentToken, Role, TokenGrant, TokenKind,
+    ApiToken, EnrollmentToken, NewApiToken, NewDeviceOwned, NewEnrollmentToken, Refused, Role, TokenGrant, TokenKind,
     TokenRefusal,
 };
 

@@ -84,6 +84,14 @@ pub enum TokenRefusal {
     Suspended,
 }
 
+/// Why [`Store::enroll_device_with`] registered nothing.
+#[derive(Debug)]
+pub enum Refused<E> {
+    Token(TokenRefusal),
+    /// The request itself (the CSR) was refused; no use was taken.
+    Request(E),
+}
+
 /// A consumed token use: the device row is written in the same transaction.
 pub struct TokenGrant {
     pub token_id: String,
@@ -302,6 +310,24 @@ impl Store {
         secret: &str,
         new: &NewDeviceOwned,
     ) -> Result<Result<TokenGrant, TokenRefusal>, StoreError> {
+        let made = self.enroll_device_with(secret, |_| Ok::<_, std::convert::Infallible>((new.clone(), ()))).await?;
+        Ok(match made {
+            Ok((grant, ())) => Ok(grant),
+            Err(Refused::Token(t)) => Err(t),
+            Err(Refused::Request(never)) => match never {},
+        })
+    }
+
+    /// Enrollment in the order that keeps unauthenticated input away from
+    /// the parsers: in one transaction, check the token `secret` and take
+    /// one use; only then call `make` (which parses and signs the CSR) to
+    /// get the device to register; then register it. If the token is
+    /// refused, `make` never runs; if `make` fails, nothing is used.
+    pub async fn enroll_device_with<T, E>(
+        &self,
+        secret: &str,
+        make: impl FnOnce(&TokenGrant) -> Result<(NewDeviceOwned, T), E>,
+    ) -> Result<Result<(TokenGrant, T), Refused<E>>, StoreError> {
         let hash = hash_secret(secret);
         let now = now_ms();
         let mut tx = self.begin_write().await?;
@@ -312,18 +338,18 @@ impl Store {
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(Err(TokenRefusal::Unknown)) };
+        let Some(row) = row else { return Ok(Err(Refused::Token(TokenRefusal::Unknown))) };
         let token_id: String = row.try_get("id")?;
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         let expires_at: i64 = row.try_get("expires_at")?;
         if revoked_at.is_some() {
-            return Ok(Err(TokenRefusal::Revoked));
+            return Ok(Err(Refused::Token(TokenRefusal::Revoked)));
         }
         if row.try_get::<Option<i64>, _>("suspended_at")?.is_some() {
-            return Ok(Err(TokenRefusal::Suspended));
+            return Ok(Err(Refused::Token(TokenRefusal::Suspended)));
         }
         if expires_at <= now {
-            return Ok(Err(TokenRefusal::Expired));
+            return Ok(Err(Refused::Token(TokenRefusal::Expired)));
         }
         // The guard in WHERE makes concurrent enrollments race safely.
         let used =
@@ -332,9 +358,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         if used.rows_affected() == 0 {
-            return Ok(Err(TokenRefusal::UsedUp));
+            return Ok(Err(Refused::Token(TokenRefusal::UsedUp)));
         }
         let grant = TokenGrant { token_id, group: row.try_get("group_name")? };
+        // Dropping the transaction rolls the use back.
+        let (new, extra) = match make(&grant) {
+            Ok(made) => made,
+            Err(e) => return Ok(Err(Refused::Request(e))),
+        };
         Store::insert_device(
             &mut *tx,
             &NewDevice {
@@ -349,7 +380,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(Ok(grant))
+        Ok(Ok((grant, extra)))
     }
 
     /// Create an API token; returns it and its secret (shown once).
