@@ -33,6 +33,11 @@ pub struct Config {
     pub max_frames_per_sec: u32,
     /// Seconds a device may take to accept a frame before it is cut off.
     pub write_timeout_secs: u64,
+    /// Seconds an API client has to send each request head (also the
+    /// keep-alive idle limit).
+    pub api_header_timeout_secs: u64,
+    /// API connections open at once.
+    pub api_max_connections: usize,
     /// Days an offboarded device's history is kept before it is purged.
     pub offboard_retention_days: u64,
     /// Largest file `request_sample` may upload, in bytes.
@@ -98,6 +103,8 @@ impl Default for Config {
             max_unauthenticated_per_ip: 256,
             max_frames_per_sec: 200,
             write_timeout_secs: 30,
+            api_header_timeout_secs: 30,
+            api_max_connections: 1024,
             offboard_retention_days: 180,
             max_sample_bytes: 512 * 1024 * 1024,
             actions: ActionPolicy::default(),
@@ -144,6 +151,9 @@ impl Config {
         if !(1..=3600).contains(&self.write_timeout_secs) {
             return bad("write_timeout_secs must be 1..=3600");
         }
+        if !(1..=3600).contains(&self.api_header_timeout_secs) || self.api_max_connections == 0 {
+            return bad("api_header_timeout_secs must be 1..=3600 and api_max_connections at least 1");
+        }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
@@ -188,6 +198,13 @@ impl Config {
             return format!("{host}:{}", bound.port());
         }
         bound.to_string()
+    }
+
+    pub fn http_limits(&self) -> crate::api::server::HttpLimits {
+        crate::api::server::HttpLimits {
+            header_timeout: Duration::from_secs(self.api_header_timeout_secs),
+            max_connections: self.api_max_connections,
+        }
     }
 
     pub fn gateway(&self) -> GatewayConfig {

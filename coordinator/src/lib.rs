@@ -184,7 +184,7 @@ impl Coordinator {
             }),
             metrics: Arc::default(),
         });
-        tasks.spawn(api::server::serve(api_listener, app, api::server::HttpLimits::default(), shutdown.clone()));
+        tasks.spawn(api::server::serve(api_listener, app, config.http_limits(), shutdown.clone()));
         tracing::info!(agents = %agent_addr, api = %api_addr, database = ?store.backend(), "coordinator serving");
         Ok(Self {
             agent_addr,

@@ -87,3 +87,38 @@ async fn openapi_lists_exactly_the_routes_that_exist() {
     let health = env.api("", |c| c.get("/health")).await.expect("health");
     assert_eq!(health["status"], "ok");
 }
+
+/// A client that trickles its request head (slowloris) or sits idle on a
+/// keep-alive connection is closed after the header timeout, and requests
+/// without a valid token leave no audit rows: they are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_and_unauthenticated_clients_cost_nothing_lasting() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = TestEnv::start_with(&Db::Sqlite, |c| c.api_header_timeout_secs = 2).await;
+    let addr = env.coordinator().api_addr;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.expect("partial head");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a trickling client is closed");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "not before the timeout");
+
+    let before = env.admin(|c| c.get("/api/v1/audit")).await.expect("audit")["items"].as_array().map(Vec::len);
+    for _ in 0..20 {
+        let r = env.api("pka_not-a-token", |c| c.post("/api/v1/api-tokens", &serde_json::json!({}))).await;
+        assert_eq!(status(r), 401);
+    }
+    let after = env.admin(|c| c.get("/api/v1/audit")).await.expect("audit")["items"].as_array().map(Vec::len);
+    assert_eq!(before, after, "refused requests write no audit rows");
+    let metrics = env.api("", |c| c.get_text("/metrics")).await.expect("metrics");
+    assert!(metrics.contains("picket_api_unauthenticated_total 20"), "{metrics}");
+}

@@ -30,12 +30,6 @@ pub struct HttpLimits {
     pub max_connections: usize,
 }
 
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self { header_timeout: Duration::from_secs(30), max_connections: 1024 }
-    }
-}
-
 /// How long a request (its body and its handling) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Rule uploads compile on the coordinator (the checker's own limit is 300 s).
