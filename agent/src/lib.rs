@@ -21,6 +21,7 @@
 //! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
 //! - [`upload`]: chunked, resumable uploads over the session (samples).
 //! - [`session`]: connect, Hello, heartbeat, reconnect.
+//! - [`renew`]: certificate renewal over the session (new key, checked, stored crash-safely).
 //! - [`sysinfo`]: what the agent reports about its host.
 //!
 //! `main.rs` parses arguments and calls [`enroll::enroll`] or [`session::run`];
@@ -40,6 +41,7 @@ pub mod platform;
 pub mod protected;
 pub mod quarantine;
 pub mod realtime;
+pub mod renew;
 pub mod scan;
 pub mod session;
 pub mod state;

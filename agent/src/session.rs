@@ -7,6 +7,8 @@
 //! shutdown the agent waits an exponentially growing, jittered delay (1 s up
 //! to 60 s) and reconnects; a refusal that only an operator can lift
 //! (revoked, unknown device, version mismatch) goes straight to the cap.
+//! At two thirds of its certificate's life the session renews it
+//! ([`crate::renew`]) and reconnects at once with the new one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +94,8 @@ enum Ended {
     Closed(&'static str),
     /// The coordinator acknowledged this device's offboarding.
     Offboarded,
+    /// The certificate was renewed: reconnect at once with the new one.
+    Renewed,
 }
 
 /// Exponential backoff with jitter: each delay is uniformly drawn from
@@ -202,7 +206,6 @@ pub async fn run_with(
     } else {
         config.coordinator.clone()
     };
-    let connector = TlsConnector::from(Arc::new(tls::session_config(identity.ca, identity.cert, identity.key)?));
     let mut status = Status {
         pid: std::process::id(),
         device_id,
@@ -215,6 +218,11 @@ pub async fn run_with(
     let mut backoff = Backoff::new(MAX_BACKOFF);
     tracing::info!(device = %device_id, %coordinator, "agent starting");
     loop {
+        // The identity is read for every connection: a renewal replaces it.
+        let identity = state.identity()?;
+        let cert = identity.cert.clone();
+        let ca = identity.ca.clone();
+        let connector = TlsConnector::from(Arc::new(tls::session_config(identity.ca, identity.cert, identity.key)?));
         let span = tracing::info_span!("session", %coordinator);
         let mut link = Link {
             state: &state,
@@ -225,6 +233,9 @@ pub async fn run_with(
             content: &content,
             alerts: &alerts,
             uploader: &uploader,
+            cert: &cert,
+            ca: &ca,
+            device_id,
         };
         let result = connect_and_serve(&connector, &coordinator, &config, &mut backoff, &shutdown, &mut link)
             .instrument(span)
@@ -248,6 +259,11 @@ pub async fn run_with(
             Ok(Ended::Closed(why)) => {
                 tracing::warn!(why, "session ended");
                 status.last_error = Some(why.to_string());
+            }
+            Ok(Ended::Renewed) => {
+                tracing::info!("reconnecting with the renewed certificate");
+                save_status(&state, &status);
+                continue;
             }
             Err(error) => {
                 if error.is_final() {
@@ -335,9 +351,26 @@ async fn connect_and_serve(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     let mut last_frame = Instant::now();
+    // Certificate renewal: when due, and the key waiting for its certificate.
+    let mut renew_at = match crate::renew::due(link.cert) {
+        Some(at) => Instant::now() + at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO),
+        None => Instant::now() + Duration::from_secs(24 * 3600),
+    };
+    let mut pending: Option<crate::renew::Pending> = None;
     loop {
         let idle_deadline = last_frame + heartbeat * 3;
         tokio::select! {
+            _ = tokio::time::sleep_until(renew_at) => {
+                renew_at = Instant::now() + crate::renew::ANSWER_WAIT;
+                match crate::renew::start(&crate::sysinfo::hostname()) {
+                    Ok(p) => {
+                        tracing::info!("certificate due for renewal; asking the coordinator");
+                        write_frame(&mut wr, &AgentMsg::RenewCertificate { csr_der: p.csr_der.clone() }, max).await?;
+                        pending = Some(p);
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot start a certificate renewal; trying again later"),
+                }
+            }
             _ = shutdown.cancelled() => {
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
                 return Ok(Ended::Shutdown);
@@ -369,6 +402,26 @@ async fn connect_and_serve(
                     }
                     Some(CoordMsg::AlertAck { report_id }) => link.alerts.acked(report_id),
                     Some(CoordMsg::UploadAck(ack)) => link.uploader.deliver(ack),
+                    Some(CoordMsg::CertificateRenewed { certificate_der }) => {
+                        let Some(p) = pending.take() else {
+                            tracing::warn!("a renewed certificate nobody asked for was ignored");
+                            continue;
+                        };
+                        let (ca, device, state) = (link.ca.clone(), link.device_id, link.state.clone());
+                        let stored = tokio::task::spawn_blocking(move || {
+                            crate::renew::finish(p, certificate_der, &ca, device, &state)
+                        })
+                        .await;
+                        match stored {
+                            Ok(Ok(())) => {
+                                tracing::info!("certificate renewed and stored");
+                                let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
+                                return Ok(Ended::Renewed);
+                            }
+                            Ok(Err(error)) => tracing::error!(%error, "renewed certificate refused; keeping the current one"),
+                            Err(error) => tracing::error!(%error, "renewal task failed; keeping the current certificate"),
+                        }
+                    }
                     Some(CoordMsg::Rules(bundle)) => {
                         tracing::info!(version = %bundle.version, files = bundle.files.len(), "rule bundle received");
                         let (content, out) = (link.content.clone(), link.out_tx.clone());
@@ -403,6 +456,10 @@ struct Link<'a> {
     content: &'a Arc<Content>,
     alerts: &'a Arc<AlertQueue>,
     uploader: &'a Arc<crate::upload::Uploader>,
+    /// The certificate of this session, and the pinned CA.
+    cert: &'a rustls::pki_types::CertificateDer<'static>,
+    ca: &'a rustls::pki_types::CertificateDer<'static>,
+    device_id: uuid::Uuid,
 }
 
 /// Frames queued for the session; beyond this the executor drops started /

@@ -110,7 +110,34 @@ impl StateDir {
         serde_json::from_slice(&bytes).map_err(|e| self.corrupt("enrollment.json", e))
     }
 
+    /// Store a renewed key and certificate: both written beside the current
+    /// ones, then renamed over them, the certificate last (see
+    /// [`Self::finish_renewal`]).
+    pub fn save_renewed(&self, key_pem: &str, cert_der: &[u8]) -> Result<(), StateError> {
+        self.write("device.next.key", key_pem.as_bytes())?;
+        self.write("device.next.pem", pem::encode(&pem::Pem::new("CERTIFICATE", cert_der)).as_bytes())?;
+        self.finish_renewal()
+    }
+
+    /// Complete a renewal a crash interrupted: `device.next.pem` present
+    /// means the pair is written; the key goes into place (if not yet),
+    /// then the certificate.
+    fn finish_renewal(&self) -> Result<(), StateError> {
+        let next_pem = self.file("device.next.pem");
+        if !next_pem.exists() {
+            return Ok(());
+        }
+        let io = |path: PathBuf| move |source| StateError::Io { path, source };
+        let next_key = self.file("device.next.key");
+        if next_key.exists() {
+            std::fs::rename(&next_key, self.file("device.key")).map_err(io(next_key))?;
+        }
+        std::fs::rename(&next_pem, self.file("device.pem")).map_err(io(next_pem))?;
+        std::fs::File::open(&self.root).and_then(|d| d.sync_all()).map_err(io(self.root.clone()))
+    }
+
     pub fn identity(&self) -> Result<Identity, StateError> {
+        self.finish_renewal()?;
         let enrollment = self.enrollment()?;
         let cert = CertificateDer::from_pem_file(self.file("device.pem")).map_err(|e| self.corrupt("device.pem", e))?;
         let key = PrivateKeyDer::from_pem_file(self.file("device.key")).map_err(|e| self.corrupt("device.key", e))?;
@@ -134,7 +161,15 @@ impl StateDir {
 
     /// Remove a previous enrollment (for `enroll --force`).
     pub fn clear(&self) -> Result<(), StateError> {
-        for name in ["enrollment.json", "device.pem", "device.key", "ca.pem", "status.json"] {
+        for name in [
+            "enrollment.json",
+            "device.pem",
+            "device.key",
+            "device.next.pem",
+            "device.next.key",
+            "ca.pem",
+            "status.json",
+        ] {
             let path = self.file(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}

@@ -146,6 +146,7 @@ mod tests {
                 outcome: ActionOutcome::Failed { reason: FailureReason::Interrupted, error: "agent restarted".into() },
             }),
             AgentMsg::ActionResult(ActionResult { action_id: uuid::Uuid::new_v4(), outcome: ActionOutcome::Cancelled }),
+            AgentMsg::RenewCertificate { csr_der: vec![0x30, 0x82, 3, 4] },
         ]
     }
 
@@ -167,6 +168,7 @@ mod tests {
             }),
             CoordMsg::Cancel { action_id: uuid::Uuid::new_v4() },
             CoordMsg::ResultAck { action_id: uuid::Uuid::new_v4() },
+            CoordMsg::CertificateRenewed { certificate_der: vec![5; 300] },
         ]
     }
 

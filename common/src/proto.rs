@@ -42,6 +42,10 @@ pub enum AgentMsg {
     UploadBegin(UploadBegin),
     /// Bytes `[offset, offset + data.len())` of an upload.
     UploadChunk(UploadChunk),
+    /// Renew this device's certificate: a CSR for a key made on the device
+    /// just now. Answered by `CertificateRenewed`. (New in this version: an
+    /// older coordinator does not know it; older agents never send it.)
+    RenewCertificate { csr_der: Vec<u8> },
 }
 
 /// Frames the coordinator sends.
@@ -70,6 +74,9 @@ pub enum CoordMsg {
     Indicators(IndicatorSet),
     /// How much of an upload the coordinator holds, durably.
     UploadAck(UploadAck),
+    /// The renewed certificate, for the key of the `RenewCertificate` CSR;
+    /// the one before it stops working once this one is used.
+    CertificateRenewed { certificate_der: Vec<u8> },
 }
 
 /// An upload: the file an action sends (a sample, an investigation package).

@@ -40,6 +40,8 @@ pub struct Config {
     pub api_max_connections: usize,
     /// Days an offboarded device's history is kept before it is purged.
     pub offboard_retention_days: u64,
+    /// Lifetime of device certificates in seconds; agents renew at two thirds.
+    pub device_cert_lifetime_secs: u64,
     /// Largest file `request_sample` may upload, in bytes.
     pub max_sample_bytes: u64,
     /// Approval policy and expiries (`[actions]`).
@@ -106,6 +108,7 @@ impl Default for Config {
             api_header_timeout_secs: 30,
             api_max_connections: 1024,
             offboard_retention_days: 180,
+            device_cert_lifetime_secs: 90 * 86_400,
             max_sample_bytes: 512 * 1024 * 1024,
             actions: ActionPolicy::default(),
             events: EventsConfig::default(),
@@ -147,6 +150,9 @@ impl Config {
         }
         if self.max_unauthenticated_per_ip == 0 || self.max_frames_per_sec == 0 {
             return bad("max_unauthenticated_per_ip and max_frames_per_sec must be at least 1");
+        }
+        if !(60..=5 * 365 * 86_400).contains(&self.device_cert_lifetime_secs) {
+            return bad("device_cert_lifetime_secs must be between 60 and 157680000 (5 years)");
         }
         if !(1..=3600).contains(&self.write_timeout_secs) {
             return bad("write_timeout_secs must be 1..=3600");
@@ -217,6 +223,9 @@ impl Config {
             max_unauthenticated_per_ip: self.max_unauthenticated_per_ip,
             max_frames_per_sec: self.max_frames_per_sec,
             write_timeout: Duration::from_secs(self.write_timeout_secs),
+            device_cert_lifetime: time::Duration::seconds(
+                i64::try_from(self.device_cert_lifetime_secs).unwrap_or(90 * 86_400),
+            ),
         }
     }
 }

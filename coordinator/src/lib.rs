@@ -105,6 +105,9 @@ impl Coordinator {
             tracing::info!(path = %admin_token_path.display(), "created the first admin API token");
         }
         let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
+        for (id, current, previous) in store.device_serials().await? {
+            directory.set_serials(id, gateway::verifier::Serials { current, previous });
+        }
         let events = Arc::new(events::Events::default());
         let content = Arc::new(detection::Content::load(&store).await?);
         let checker = detection::checker::resolve(&config.rules.checker);

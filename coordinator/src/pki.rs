@@ -18,7 +18,9 @@ use uuid::Uuid;
 use crate::fsutil::{read_secret, write_file_0600};
 
 /// How long a device certificate is valid.
-pub const DEVICE_CERT_VALIDITY: Duration = Duration::days(365);
+/// Device certificates live this long by default; agents renew them over
+/// their session at two thirds of their life.
+pub const DEVICE_CERT_VALIDITY: Duration = Duration::days(90);
 const CA_VALIDITY: Duration = Duration::days(3650);
 const SERVER_CERT_VALIDITY: Duration = Duration::days(397);
 /// Reissue the server certificate at start when it has less than this left.
@@ -111,7 +113,13 @@ impl Ca {
     /// Sign a device certificate for the key in `csr`. Everything the CSR
     /// asks for besides its public key is ignored: the coordinator decides
     /// the identity (`urn:uuid:<device_id>`), usage and validity.
-    pub fn sign_device_csr(&self, csr_der: &[u8], device_id: Uuid, hostname: &str) -> Result<IssuedCert, PkiError> {
+    pub fn sign_device_csr(
+        &self,
+        csr_der: &[u8],
+        device_id: Uuid,
+        hostname: &str,
+        lifetime: Duration,
+    ) -> Result<IssuedCert, PkiError> {
         let csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
             .map_err(|e| PkiError::BadCsr(e.to_string()))?;
         if csr.public_key.algorithm() != &PKCS_ECDSA_P256_SHA256 {
@@ -127,8 +135,9 @@ impl Ca {
         let serial = random_serial();
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::minutes(5);
-        params.not_after = now + DEVICE_CERT_VALIDITY;
+        // Room for clock skew: 5 minutes, or a tenth of a short lifetime.
+        params.not_before = now - std::cmp::min(lifetime / 10_i32, Duration::minutes(5));
+        params.not_after = now + lifetime;
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         Ok(IssuedCert {
             der: cert.der().clone(),
@@ -217,7 +226,7 @@ mod tests {
         let params = CertificateParams::new(vec!["evil.example".to_string()]).expect("params");
         let csr = params.serialize_request(&key).expect("csr");
         let id = Uuid::new_v4();
-        let issued = ca.sign_device_csr(csr.der(), id, "host1").expect("sign");
+        let issued = ca.sign_device_csr(csr.der(), id, "host1", DEVICE_CERT_VALIDITY).expect("sign");
         let (_, cert) = x509_parser::parse_x509_certificate(&issued.der).expect("parse");
         let san = cert.subject_alternative_name().expect("san").expect("present");
         let uris: Vec<String> = san.value.general_names.iter().map(|n| format!("{n}")).collect();
@@ -229,6 +238,9 @@ mod tests {
     fn garbage_csr_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("ca");
-        assert!(matches!(ca.sign_device_csr(b"not a csr", Uuid::new_v4(), "h"), Err(PkiError::BadCsr(_))));
+        assert!(matches!(
+            ca.sign_device_csr(b"not a csr", Uuid::new_v4(), "h", DEVICE_CERT_VALIDITY),
+            Err(PkiError::BadCsr(_))
+        ));
     }
 }

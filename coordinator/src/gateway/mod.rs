@@ -53,6 +53,8 @@ pub struct GatewayConfig {
     pub max_frames_per_sec: u32,
     /// A device that takes no frame for this long is cut off.
     pub write_timeout: Duration,
+    /// Lifetime of the device certificates this gateway issues.
+    pub device_cert_lifetime: time::Duration,
 }
 
 pub struct Gateway {

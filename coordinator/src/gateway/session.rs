@@ -54,11 +54,13 @@ impl Gateway {
                 return;
             }
         };
-        let device = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(device_id_from_cert);
+        let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
+        let device = cert.as_ref().and_then(device_id_from_cert);
         match device {
             Some(id) => {
                 tracing::Span::current().record("device", tracing::field::display(id));
-                self.run_session(tls, id, peer, pre_auth, shutdown).await;
+                let serial = cert.as_ref().and_then(super::verifier::serial_of).unwrap_or_default();
+                self.run_session(tls, id, &serial, peer, pre_auth, shutdown).await;
             }
             None => {
                 self.enroll(tls, peer).await;
@@ -137,7 +139,10 @@ impl Gateway {
         let made = self
             .store
             .enroll_device_with(&req.token, |_| {
-                let issued = self.ca.sign_device_csr(&req.csr_der, id, &hostname).map_err(|e| e.to_string())?;
+                let issued = self
+                    .ca
+                    .sign_device_csr(&req.csr_der, id, &hostname, self.config.device_cert_lifetime)
+                    .map_err(|e| e.to_string())?;
                 let new = NewDeviceOwned {
                     id,
                     hostname: hostname.clone(),
@@ -170,6 +175,8 @@ impl Gateway {
             }
         };
         self.directory.set(id, DeviceStatus::Active);
+        let serial = super::verifier::serial_of(&issued.der).unwrap_or_default();
+        self.directory.set_serials(id, super::verifier::Serials { current: serial, previous: None });
         Ok(Enrolled {
             device_id: id,
             certificate_der: issued.der.to_vec(),
@@ -182,6 +189,7 @@ impl Gateway {
         self: &Arc<Self>,
         tls: Tls,
         id: Uuid,
+        serial: &str,
         peer: SocketAddr,
         pre_auth: PreAuthGuard,
         shutdown: CancellationToken,
@@ -233,6 +241,7 @@ impl Gateway {
         }
         // Authenticated: no longer counted against the address.
         drop(pre_auth);
+        self.settle_serial(id, serial).await;
         let writer = tokio::spawn(write_loop(wr, out_rx, max, self.config.write_timeout));
         let welcome = Welcome {
             device_id: id,
@@ -310,6 +319,13 @@ impl Gateway {
                                     break End::Log("writer closed");
                                 }
                             }
+                            AgentMsg::RenewCertificate { csr_der } => {
+                                if let Some(reply) = self.renew_certificate(id, &hello.hostname, &csr_der).await {
+                                    if out_tx.send(Outgoing::Frame(reply)).await.is_err() {
+                                        break End::Log("writer closed");
+                                    }
+                                }
+                            }
                             AgentMsg::ContentState(state) => {
                                 let gateway = self.clone();
                                 tokio::spawn(async move { gateway.on_content_state(id, state).await }.in_current_span());
@@ -345,6 +361,52 @@ impl Gateway {
         if let Err(error) = self.store.record_last_seen(&[(id, last_seen.load(Ordering::Relaxed))]).await {
             tracing::warn!(%error, "could not record last-seen time");
         }
+    }
+
+    /// A session that authenticated with the device's current certificate
+    /// makes the one its last renewal replaced void.
+    async fn settle_serial(&self, id: Uuid, serial: &str) {
+        let Some(serials) = self.directory.serials(&id) else { return };
+        if serials.previous.is_some() && serials.current == serial {
+            if let Err(error) = self.store.forget_previous_serial(id).await {
+                tracing::warn!(%error, "cannot record that the renewed certificate is in use");
+                return;
+            }
+            self.directory.set_serials(id, super::verifier::Serials { current: serials.current, previous: None });
+            tracing::info!("renewed certificate in use; the previous one is void");
+        }
+    }
+
+    /// Renew the session's device certificate for the key of `csr_der`. The
+    /// identity is the session's, never anything in the request.
+    async fn renew_certificate(&self, id: Uuid, hostname: &str, csr_der: &[u8]) -> Option<CoordMsg> {
+        let hostname: String = hostname.chars().take(253).collect();
+        let issued = match self.ca.sign_device_csr(csr_der, id, &hostname, self.config.device_cert_lifetime) {
+            Ok(i) => i,
+            Err(error) => {
+                tracing::warn!(%error, "certificate renewal refused");
+                return None;
+            }
+        };
+        let serial = super::verifier::serial_of(&issued.der).unwrap_or_default();
+        if let Err(error) = self.store.record_renewal(id, &serial, issued.not_after_ms).await {
+            tracing::error!(%error, "cannot record a renewed certificate; the agent will ask again");
+            return None;
+        }
+        let current = self.directory.serials(&id).map(|s| s.current);
+        self.directory.set_serials(id, super::verifier::Serials { current: serial.clone(), previous: current });
+        let audit = NewAudit {
+            actor: "device",
+            action: "device.renew_certificate",
+            target: &id.to_string(),
+            result: "ok",
+            detail: &format!("serial={serial} not_after={}", crate::api::rfc3339(issued.not_after_ms)),
+        };
+        if let Err(error) = self.store.audit(&audit).await {
+            tracing::error!(%error, "could not write audit entry");
+        }
+        tracing::info!(%serial, "device certificate renewed");
+        Some(CoordMsg::CertificateRenewed { certificate_der: issued.der.to_vec() })
     }
 
     fn check_hello(&self, id: &Uuid, hello: &Hello) -> Result<(), (RefusalReason, String)> {
@@ -414,5 +476,6 @@ fn frame_name(msg: &AgentMsg) -> &'static str {
         AgentMsg::ContentState(_) => "ContentState",
         AgentMsg::UploadBegin(_) => "UploadBegin",
         AgentMsg::UploadChunk(_) => "UploadChunk",
+        AgentMsg::RenewCertificate { .. } => "RenewCertificate",
     }
 }

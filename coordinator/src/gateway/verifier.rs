@@ -1,9 +1,10 @@
 //! The client-certificate check run inside the TLS handshake.
 //!
 //! A client certificate must chain to the Picket CA and be within its
-//! validity (webpki does both), carry a device id in its SAN, and name a
-//! device the registry knows and has not revoked or offboarded. Anything else
-//! fails the handshake. A client with no certificate is let through the
+//! validity (webpki does both), carry a device id in its SAN, name a device
+//! the registry knows and has not revoked or offboarded, and be that
+//! device's current certificate (or the one its last renewal replaced,
+//! until the renewed one is used). Anything else fails the handshake. A client with no certificate is let through the
 //! handshake only to enroll: the session code refuses every other frame.
 
 use std::collections::HashMap;
@@ -19,16 +20,42 @@ use uuid::Uuid;
 
 use crate::store::DeviceStatus;
 
-/// Every device's status, kept in memory for the synchronous verifier and
-/// updated by enrollment, revocation and offboarding.
+/// Every device's status and certificate serials, kept in memory for the
+/// synchronous verifier and updated by enrollment, renewal, revocation and
+/// offboarding.
 #[derive(Debug, Default)]
 pub struct DeviceDirectory {
     statuses: RwLock<HashMap<Uuid, DeviceStatus>>,
+    serials: RwLock<HashMap<Uuid, Serials>>,
+}
+
+/// The certificate serials a device may use (lowercase hex): its current
+/// one, and the one before its last renewal until it has used the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serials {
+    pub current: String,
+    pub previous: Option<String>,
 }
 
 impl DeviceDirectory {
     pub fn new(entries: impl IntoIterator<Item = (Uuid, DeviceStatus)>) -> Self {
-        Self { statuses: RwLock::new(entries.into_iter().collect()) }
+        Self { statuses: RwLock::new(entries.into_iter().collect()), serials: RwLock::default() }
+    }
+
+    pub fn set_serials(&self, id: Uuid, serials: Serials) {
+        self.serials.write().unwrap_or_else(|p| p.into_inner()).insert(id, serials);
+    }
+
+    pub fn serials(&self, id: &Uuid) -> Option<Serials> {
+        self.serials.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Whether `serial` is one `id` may use now.
+    fn serial_ok(&self, id: &Uuid, serial: &str) -> bool {
+        match self.serials(id) {
+            Some(s) => s.current == serial || s.previous.as_deref() == Some(serial),
+            None => true,
+        }
     }
 
     pub fn set(&self, id: Uuid, status: DeviceStatus) {
@@ -38,6 +65,12 @@ impl DeviceDirectory {
     pub fn status(&self, id: &Uuid) -> Option<DeviceStatus> {
         self.statuses.read().unwrap_or_else(|p| p.into_inner()).get(id).copied()
     }
+}
+
+/// A certificate's serial number, lowercase hex.
+pub fn serial_of(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(hex::encode(cert.tbs_certificate.raw_serial()))
 }
 
 /// The device id in a certificate's `urn:uuid:` URI SAN, if exactly one.
@@ -99,7 +132,15 @@ impl ClientCertVerifier for DeviceCertVerifier {
             return Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure));
         };
         match self.directory.status(&id) {
-            Some(DeviceStatus::Active) => Ok(verified),
+            Some(DeviceStatus::Active) => {
+                let serial = serial_of(end_entity).unwrap_or_default();
+                if self.directory.serial_ok(&id, &serial) {
+                    Ok(verified)
+                } else {
+                    tracing::warn!(device = %id, %serial, "handshake refused: a certificate replaced by a renewal");
+                    Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+                }
+            }
             Some(status @ (DeviceStatus::Revoked | DeviceStatus::Offboarded)) => {
                 tracing::warn!(device = %id, ?status, "handshake refused: device is no longer trusted");
                 Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))

@@ -171,6 +171,41 @@ impl Store {
     }
 
     /// Every device's id and status: what the TLS verifier consults.
+    /// Every device's certificate serials: (id, current, previous).
+    pub async fn device_serials(&self) -> Result<Vec<(Uuid, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT id, cert_serial, prev_cert_serial FROM devices").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let id =
+                    id.parse().map_err(|_| StoreError::Corrupt { table: "devices", detail: format!("id {id:?}") })?;
+                Ok((id, row.try_get("cert_serial")?, row.try_get("prev_cert_serial")?))
+            })
+            .collect()
+    }
+
+    /// A renewed certificate: the current serial becomes the previous one.
+    pub async fn record_renewal(&self, id: Uuid, serial: &str, not_after: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET prev_cert_serial = cert_serial, cert_serial = $1, cert_not_after = $2 WHERE id = $3",
+        )
+        .bind(serial)
+        .bind(not_after)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The device used its current certificate: the previous one is void.
+    pub async fn forget_previous_serial(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET prev_cert_serial = NULL WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn device_statuses(&self) -> Result<Vec<(Uuid, DeviceStatus)>, StoreError> {
         let rows = sqlx::query("SELECT id, status FROM devices").fetch_all(&self.pool).await?;
         rows.iter()

@@ -136,6 +136,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "classification", include_str!("../../migrations/sqlite/0007_classification.sql")),
     (8, "credentials", include_str!("../../migrations/sqlite/0008_credentials.sql")),
     (9, "verdicts", include_str!("../../migrations/sqlite/0009_verdicts.sql")),
+    (10, "renewal", include_str!("../../migrations/sqlite/0010_renewal.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -147,6 +148,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "classification", include_str!("../../migrations/postgres/0007_classification.sql")),
     (8, "credentials", include_str!("../../migrations/postgres/0008_credentials.sql")),
     (9, "verdicts", include_str!("../../migrations/postgres/0009_verdicts.sql")),
+    (10, "renewal", include_str!("../../migrations/postgres/0010_renewal.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {
