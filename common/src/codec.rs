@@ -172,6 +172,31 @@ mod tests {
         ]
     }
 
+    /// Seeds for the fuzz corpus (`fuzz/corpus`): every message as a frame.
+    #[test]
+    #[ignore = "writes fuzz seeds: PICKET_FUZZ_CORPUS=fuzz/corpus cargo test -p picket-common write_fuzz_seeds -- --ignored"]
+    fn write_fuzz_seeds() {
+        let dir = std::path::PathBuf::from(std::env::var("PICKET_FUZZ_CORPUS").expect("PICKET_FUZZ_CORPUS"));
+        let mut frames: Vec<(String, Vec<u8>)> = Vec::new();
+        for (i, m) in every_agent_msg().iter().enumerate() {
+            frames.push((format!("agent-{i}"), encode(m, DEFAULT_MAX_FRAME).expect("encode")));
+        }
+        for (i, m) in every_coord_msg().iter().enumerate() {
+            frames.push((format!("coord-{i}"), encode(m, DEFAULT_MAX_FRAME).expect("encode")));
+        }
+        for (name, frame) in frames {
+            std::fs::create_dir_all(dir.join("messages")).expect("mkdir");
+            std::fs::write(dir.join("messages").join(format!("seed-{name}")), &frame).expect("write");
+            // frame_stream: a cap/direction byte, then two frames back to back.
+            let pick = if name.starts_with("agent") { 1u8 } else { 3u8 };
+            let mut stream = vec![pick];
+            stream.extend_from_slice(&frame);
+            stream.extend_from_slice(&frame);
+            std::fs::create_dir_all(dir.join("frame_stream")).expect("mkdir");
+            std::fs::write(dir.join("frame_stream").join(format!("seed-{name}")), stream).expect("write");
+        }
+    }
+
     #[test]
     fn every_message_round_trips() {
         for msg in every_agent_msg() {

@@ -6,12 +6,14 @@
 //! files live in the agent and coordinator crates.
 //!
 //! Layout:
-//! - [`actions`]: action kinds, undo pairs, re-runnable kinds, results.
+//! - [`actions`]: action kinds, undo pairs, re-runnable kinds, results;
+//!   [`actions::params`]: each kind's parameters, checked by both ends.
 //! - [`proto`]: the two message enums (`AgentMsg`, `CoordMsg`), `Hello`, refusals.
 //! - [`codec`]: `u32` big-endian length prefix + bincode 2 (serde) body, with limits.
 //! - `io` (feature `io`): async `read_frame`/`write_frame` over a stream the caller owns.
 //! - [`detection`]: severities, detections, alert reports, rule bundles, indicators.
-//! - [`offboarding`]: the local offboarding token format.
+//! - [`offboarding`]: the local offboarding token: format and verification.
+//! - [`persistence`]: reading persistence lines (which paths a line names).
 //! - [`limits`]: protocol version, default frame cap, timing defaults, names.
 
 pub mod actions;
@@ -21,6 +23,7 @@ pub mod detection;
 pub mod io;
 pub mod limits;
 pub mod offboarding;
+pub mod persistence;
 pub mod proto;
 
 pub use uuid::Uuid;

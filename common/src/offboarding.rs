@@ -3,8 +3,8 @@
 //! The payload is `<device id>:<expiry, Unix ms>`; the signature is ECDSA
 //! P-256 / SHA-256 (ASN.1 DER) by the Picket CA's key, so an agent that
 //! cannot reach the coordinator checks it against the CA it pinned at
-//! enrollment. Signing and verifying live in the coordinator and agent; this
-//! module only builds and splits the string.
+//! enrollment. Signing lives in the coordinator; this module builds, splits
+//! and verifies the string (the agent reads the pinned CA's key).
 
 use uuid::Uuid;
 
@@ -44,6 +44,23 @@ pub fn decode(token: &str) -> Result<(Claims, Vec<u8>, Vec<u8>), TokenFormatErro
         expires_at_ms: exp.parse().map_err(|_| TokenFormatError("bad expiry"))?,
     };
     Ok((claims, payload, signature))
+}
+
+/// Verify `token` for `device` at `now_ms` against the CA's public key
+/// (`ca_key`: the uncompressed P-256 point of its certificate). Returns the
+/// claims, or why the token is refused.
+pub fn verify(token: &str, ca_key: &[u8], device: Uuid, now_ms: i64) -> Result<Claims, String> {
+    let (claims, payload, signature) = decode(token).map_err(|e| e.to_string())?;
+    if claims.device_id != device {
+        return Err(format!("the token is for device {}, this is {device}", claims.device_id));
+    }
+    if claims.expires_at_ms <= now_ms {
+        return Err("the token has expired; ask for a new one".into());
+    }
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, ca_key)
+        .verify(&payload, &signature)
+        .map_err(|_| "the token's signature is not from this device's coordinator".to_string())?;
+    Ok(claims)
 }
 
 #[cfg(test)]

@@ -33,11 +33,39 @@ pub const SAMPLE_PASSWORD: &str = "infected";
 /// Largest chunk accepted.
 pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PartMeta {
-    size: u64,
-    sha256: String,
-    verified: u64,
+/// Where an upload stands: announced size and SHA-256, bytes verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartMeta {
+    pub size: u64,
+    pub sha256: String,
+    pub verified: u64,
+}
+
+/// What to do with a chunk (the upload's state machine, without the files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkVerdict {
+    /// Write it at its offset; `verified` becomes the new end.
+    Take { verified: u64 },
+    /// Not at the verified offset, empty, too big or corrupted in transit:
+    /// answer with the verified offset so the agent resends from there.
+    Resync,
+    /// The upload cannot go on.
+    Refuse(String),
+}
+
+/// Judge chunk `c` against `meta`. Pure: the caller writes and records.
+pub fn judge_chunk(meta: &PartMeta, c: &UploadChunk) -> ChunkVerdict {
+    if c.offset != meta.verified || c.data.is_empty() || c.data.len() > MAX_CHUNK {
+        return ChunkVerdict::Resync;
+    }
+    let Some(end) = c.offset.checked_add(c.data.len() as u64).filter(|end| *end <= meta.size) else {
+        return ChunkVerdict::Refuse("chunk goes past the announced size".into());
+    };
+    if sha256_hex(&c.data) != c.sha256 {
+        tracing::warn!(action = %c.action_id, offset = c.offset, "chunk refused: its SHA-256 does not match");
+        return ChunkVerdict::Resync;
+    }
+    ChunkVerdict::Take { verified: end }
 }
 
 pub struct Uploads {
@@ -182,22 +210,17 @@ impl Uploads {
         let written = tokio::task::spawn_blocking(move || -> Result<(PartMeta, bool), String> {
             let bytes = std::fs::read(&meta_path).map_err(|_| "no upload in progress: send UploadBegin".to_string())?;
             let mut meta: PartMeta = serde_json::from_slice(&bytes).map_err(|e| format!("upload record: {e}"))?;
-            if c.offset != meta.verified || c.data.is_empty() || c.data.len() > MAX_CHUNK {
-                return Ok((meta, false));
-            }
-            if c.offset + c.data.len() as u64 > meta.size {
-                return Err("chunk goes past the announced size".into());
-            }
-            if sha256_hex(&c.data) != c.sha256 {
-                tracing::warn!(action = %c.action_id, offset = c.offset, "chunk refused: its SHA-256 does not match");
-                return Ok((meta, false));
-            }
+            let verified = match judge_chunk(&meta, &c) {
+                ChunkVerdict::Take { verified } => verified,
+                ChunkVerdict::Resync => return Ok((meta, false)),
+                ChunkVerdict::Refuse(why) => return Err(why),
+            };
             let io = |e: std::io::Error| format!("coordinator cannot store the upload: {e}");
             let mut f = std::fs::OpenOptions::new().write(true).open(&part).map_err(io)?;
             f.seek(SeekFrom::Start(c.offset)).map_err(io)?;
             f.write_all(&c.data).map_err(io)?;
             f.sync_data().map_err(io)?;
-            meta.verified += c.data.len() as u64;
+            meta.verified = verified;
             write_durably(&meta_path, &serde_json::to_vec(&meta).map_err(|e| e.to_string())?).map_err(io)?;
             Ok((meta, true))
         })

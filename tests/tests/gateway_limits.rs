@@ -182,7 +182,7 @@ async fn a_device_flooding_frames_is_slowed_to_its_rate() {
 async fn a_device_that_stops_reading_is_cut_off_and_the_others_in_the_batch_still_get_their_actions() {
     let mut env = TestEnv::start_with(&Db::Sqlite, |c| {
         c.write_timeout_secs = 2;
-        c.actions.approval_required_kinds = vec!["kill_process".into()];
+        c.actions.approval_required_kinds = vec!["kill_process".into(), "request_sample".into()];
     })
     .await;
     let (rogue, rogue_state) = env.enroll("deaf").await;
@@ -206,7 +206,8 @@ async fn a_device_that_stops_reading_is_cut_off_and_the_others_in_the_batch_stil
     let responder = env.token("resp", "responder").await;
     let mut ids = Vec::new();
     for i in 0..120 {
-        let body = json!({ "kind": "kill_process", "params": { "pid": 1_000_000 + i, "pad": "x".repeat(60_000) }, "comment": "fill" });
+        let path = format!("/{i}-{}", "x".repeat(60_000));
+        let body = json!({ "kind": "request_sample", "params": { "path": path }, "comment": "fill" });
         let a: Value = env
             .api(&responder, move |c| c.post(&format!("/api/v1/devices/{rogue}/actions"), &body))
             .await

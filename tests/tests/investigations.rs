@@ -288,6 +288,12 @@ async fn the_same_malware_at_another_path_is_remediated_or_pending_too() {
         let q = q.expect("a quarantine of the second path");
         assert_eq!(q["params"]["path"], two.to_str().expect("utf-8"));
         let alert_id = inv2["alert_id"].as_str().expect("alert").to_string();
+        let want_alert = if level == "full" { "resolved" } else { "in_progress" };
+        let a_id = alert_id.clone();
+        eventually!(10, format!("alert {want_alert}"), {
+            let a_id = a_id.clone();
+            env.admin(move |c| c.get(&format!("/api/v1/alerts/{a_id}"))).await.expect("alert")["status"] == want_alert
+        });
         let alert = env.admin(move |c| c.get(&format!("/api/v1/alerts/{alert_id}"))).await.expect("alert");
         let paths: Vec<&str> =
             alert["paths"].as_array().expect("paths").iter().filter_map(|p| p["path"].as_str()).collect();

@@ -117,9 +117,15 @@ async fn directories_special_files_links_and_proc_are_refused() {
         (files.path().join("proc-link/status").display().to_string(), "pseudo-file"),
         ("/proc/self/status".to_string(), "pseudo-file"),
         ("/dev/null".to_string(), "pseudo-file"),
-        ("relative/file".to_string(), "absolute"),
         (files.path().join("missing").display().to_string(), "no such file"),
     ];
+    // A relative path is refused when requested.
+    let body = json!({ "kind": "request_sample", "params": { "path": "relative/file" }, "comment": "e2e" });
+    let refused = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await;
+    assert!(
+        matches!(&refused, Err(picket_coordinator::client::ClientError::Api { status: 400, message, .. }) if message.contains("absolute")),
+        "{refused:?}"
+    );
     for (path, why) in cases {
         let id = request(&env, device, &path).await;
         eventually!(20, format!("{path} refused"), env.action_status(&id).await == "failed");

@@ -11,41 +11,14 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use picket_common::actions::params as wire;
+use picket_common::actions::ActionKind;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context, Progress};
 use crate::fsutil::{Dir, Owners};
 use crate::platform::Platform;
 use crate::quarantine::persistence;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    path: PathBuf,
-    #[serde(default)]
-    sha256: Option<String>,
-    #[serde(default)]
-    search_paths: Vec<PathBuf>,
-    /// The coordinator's temp folders, for the heuristics.
-    #[serde(default)]
-    temp_folders: Vec<String>,
-    /// Search for other copies (investigations ask separately, after the
-    /// file itself is dealt with).
-    #[serde(default = "yes")]
-    copies: bool,
-    /// The file's size, when known (only files of that size are read).
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    budget_secs: Option<u64>,
-    #[serde(default)]
-    budget_bytes: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
-}
 
 fn exe_of(pid: i32) -> Option<String> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string())
@@ -57,7 +30,7 @@ fn ppid_of(pid: i32) -> Option<i32> {
 }
 
 pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let p: Params = serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    let p: wire::CollectEvidence = wire::parse(ActionKind::CollectEvidence, params).map_err(ActionFailure::invalid)?;
     if !p.path.is_absolute() {
         return Err(ActionFailure::invalid("path must be absolute"));
     }
@@ -143,13 +116,7 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
 /// Processes (other than `skip`) running a non-package executable from a
 /// temp folder while holding network sockets: suspicious by heuristic.
 fn temp_processes(platform: &dyn Platform, sockets: &[Value], temp: &[String], skip: &[i32]) -> Vec<Value> {
-    let inside = |p: &str| {
-        let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
-        temp.iter().any(|f| {
-            let fp: Vec<&str> = f.split('/').filter(|s| !s.is_empty()).collect();
-            parts.len() > fp.len() && fp.iter().zip(&parts).all(|(a, b)| *a == "*" || a == b)
-        })
-    };
+    let inside = |p: &str| temp.iter().any(|f| picket_common::persistence::inside(p, f));
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else { return out };
     for e in rd.flatten() {

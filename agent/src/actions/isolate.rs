@@ -8,33 +8,17 @@
 use std::net::ToSocketAddrs;
 use std::path::Path;
 
-use serde::Deserialize;
+use picket_common::actions::params as wire;
+use picket_common::actions::ActionKind;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context};
-use crate::platform::{Exclusion, IsolationMode, IsolationPolicy, Platform};
+use crate::platform::{IsolationMode, IsolationPolicy, Platform};
 
 const STATE_FILE: &str = "isolation.json";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default = "full")]
-    mode: IsolationMode,
-    #[serde(default)]
-    exclusions: Vec<Exclusion>,
-    #[serde(default)]
-    allow_dns: bool,
-    #[serde(default)]
-    allow_dhcp: bool,
-}
-
-fn full() -> IsolationMode {
-    IsolationMode::Full
-}
-
 pub fn isolate(platform: &dyn Platform, ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
-    let p: Params = serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("isolate params: {e}")))?;
+    let p: wire::Isolate = wire::parse(ActionKind::Isolate, params).map_err(ActionFailure::invalid)?;
     if p.mode == IsolationMode::Full && (!p.exclusions.is_empty() || p.allow_dns || p.allow_dhcp) {
         return Err(ActionFailure::invalid("exclusions, allow_dns and allow_dhcp need mode \"selective\""));
     }
@@ -57,18 +41,8 @@ pub fn isolate(platform: &dyn Platform, ctx: &Context, params: &str) -> Result<V
     )
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReleaseParams {
-    /// Set when this release undoes an isolate action.
-    #[serde(default)]
-    #[allow(dead_code)]
-    undo_of: Option<String>,
-}
-
 pub fn release(platform: &dyn Platform, ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
-    let _: ReleaseParams =
-        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("release_isolation params: {e}")))?;
+    let _: wire::Release = wire::parse(ActionKind::ReleaseIsolation, params).map_err(ActionFailure::invalid)?;
     let removed = platform.release_isolation()?;
     match std::fs::remove_file(ctx.state_dir.join(STATE_FILE)) {
         Ok(()) => {}

@@ -5,28 +5,15 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use picket_common::actions::params as wire;
+use picket_common::actions::ActionKind;
 use serde_json::{json, Value};
 
 use super::ActionFailure;
 use crate::platform::{KillRequest, Platform};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default)]
-    pid: Option<i32>,
-    /// Executable SHA-256 the process must have (protects against pid reuse).
-    #[serde(default)]
-    sha256: Option<String>,
-    /// Seconds between SIGTERM and SIGKILL (0: SIGKILL at once; at most 300).
-    #[serde(default)]
-    grace_secs: u64,
-}
-
 pub fn run(platform: &dyn Platform, params: &str) -> Result<Value, ActionFailure> {
-    let p: Params =
-        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("kill_process params: {e}")))?;
+    let p: wire::KillProcess = wire::parse(ActionKind::KillProcess, params).map_err(ActionFailure::invalid)?;
     if p.grace_secs > 300 {
         return Err(ActionFailure::invalid("grace_secs must be at most 300"));
     }

@@ -116,6 +116,10 @@ fn execute(
             reason: FailureReason::Unsupported,
             message: format!("{kind} is not available on this agent"),
         })
+    } else if let Err(why) = picket_common::actions::params::check(kind, params) {
+        // The same check the coordinator makes: whatever sent this, nothing
+        // malformed reaches a handler.
+        Err(ActionFailure::invalid(why))
     } else {
         match kind {
             ActionKind::KillProcess => kill_process::run(platform, params),

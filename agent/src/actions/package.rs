@@ -10,8 +10,9 @@ use crate::collect::{Caps, Collector};
 use crate::fsutil::create_private_dir;
 
 pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let _: serde_json::Map<String, Value> =
-        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("collect_package params: {e}")))?;
+    let _: picket_common::actions::params::Nothing =
+        picket_common::actions::params::parse(picket_common::actions::ActionKind::CollectPackage, params)
+            .map_err(ActionFailure::invalid)?;
     let dir = ctx.state_dir.join("packages");
     create_private_dir(&dir).map_err(|e| ActionFailure::error(format!("{}: {e}", dir.display())))?;
     let id = progress.action_id();

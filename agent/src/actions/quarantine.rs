@@ -14,7 +14,8 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use picket_common::actions::params as wire;
+use picket_common::actions::ActionKind;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -31,24 +32,6 @@ impl From<QuarantineError> for ActionFailure {
             QuarantineError::Failed(m) => ActionFailure::error(m),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuarantineParams {
-    #[serde(default)]
-    path: Option<PathBuf>,
-    #[serde(default)]
-    sha256: Option<String>,
-    /// Where to look for copies by SHA-256 (default: the quick-scan places).
-    #[serde(default)]
-    paths: Vec<PathBuf>,
-    #[serde(default)]
-    force: bool,
-    /// With `path`: only quarantine the file if it has this SHA-256 (the
-    /// coordinator's investigations always send it).
-    #[serde(default)]
-    expected_sha256: Option<String>,
 }
 
 fn entry_json(e: &Entry) -> Value {
@@ -78,8 +61,8 @@ pub fn stop_and_quarantine(
     progress: &Progress,
     kill: bool,
 ) -> Result<Value, ActionFailure> {
-    let p: QuarantineParams =
-        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    let kind = if kill { ActionKind::StopAndQuarantine } else { ActionKind::DeleteFile };
+    let p: wire::Quarantine = wire::parse(kind, params).map_err(ActionFailure::invalid)?;
     if let Some(e) = &p.expected_sha256 {
         if !picket_common::detection::is_sha256_hex(&e.to_ascii_lowercase()) {
             return Err(ActionFailure::invalid("expected_sha256 must be 64 hex digits"));
@@ -152,26 +135,10 @@ pub(super) fn copies(
     scan::copies::find(&scan::copies::Query { roots: &roots, sha256, size, skip: &skip, budget }, progress)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReleaseParams {
-    quarantine_id: Value,
-    /// Set by the coordinator's undo.
-    #[serde(default)]
-    undo_of: Option<String>,
-}
-
 pub fn release(ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
-    let p: ReleaseParams = serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
-    let ids: Vec<Uuid> = match &p.quarantine_id {
-        Value::String(s) => vec![s.parse().map_err(|_| ActionFailure::invalid("quarantine_id is not a UUID"))?],
-        Value::Array(list) => list
-            .iter()
-            .map(|v| v.as_str().and_then(|s| s.parse().ok()))
-            .collect::<Option<Vec<Uuid>>>()
-            .ok_or_else(|| ActionFailure::invalid("quarantine_id: a UUID or a list of UUIDs"))?,
-        _ => return Err(ActionFailure::invalid("quarantine_id: a UUID or a list of UUIDs")),
-    };
+    let p: wire::ReleaseFromQuarantine = wire::parse(ActionKind::ReleaseFromQuarantine, params)
+        .map_err(|e| ActionFailure::invalid(format!("{e} (quarantine_id: a UUID or a list of UUIDs)")))?;
+    let ids = p.quarantine_id.ids();
     let mut released = Vec::new();
     for id in ids {
         let e = quarantine::release(&ctx.vault, id)?;
@@ -181,15 +148,9 @@ pub fn release(ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
     Ok(json!({ "released": released, "undo_of": p.undo_of }))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PersistenceParams {
-    path: PathBuf,
-}
-
 pub fn remove_persistence(ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
-    let p: PersistenceParams =
-        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    let p: wire::RemovePersistence =
+        wire::parse(ActionKind::RemovePersistence, params).map_err(ActionFailure::invalid)?;
     if !p.path.is_absolute() {
         return Err(ActionFailure::invalid("path must be absolute"));
     }

@@ -9,8 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use picket_common::actions::params as wire;
+use picket_common::actions::ActionKind;
 use picket_common::detection::{Detection, Severity};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context};
@@ -19,15 +20,6 @@ use crate::fsutil::write_atomic;
 use crate::platform::{BlockedExec, Platform, RestrictPolicy};
 
 const STATE_FILE: &str = "restriction.json";
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default)]
-    allow_sha256: Vec<String>,
-    #[serde(default)]
-    allow_paths: Vec<std::path::PathBuf>,
-}
 
 fn reporter(alerts: Arc<AlertQueue>) -> Arc<dyn Fn(BlockedExec) + Send + Sync> {
     Arc::new(move |b: BlockedExec| {
@@ -45,7 +37,7 @@ fn reporter(alerts: Arc<AlertQueue>) -> Arc<dyn Fn(BlockedExec) + Send + Sync> {
 }
 
 pub fn restrict(platform: &dyn Platform, ctx: &Context, params: &str) -> Result<Value, ActionFailure> {
-    let p: Params = serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("params: {e}")))?;
+    let p: wire::RestrictCode = wire::parse(ActionKind::RestrictCode, params).map_err(ActionFailure::invalid)?;
     if let Some(bad) = p.allow_sha256.iter().find(|h| !picket_common::detection::is_sha256_hex(&h.to_ascii_lowercase()))
     {
         return Err(ActionFailure::invalid(format!("allow_sha256: {bad:?} is not a SHA-256")));

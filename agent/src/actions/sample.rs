@@ -8,21 +8,14 @@
 //! keys — by real path and by inode (`protected.rs`). Re-runnable: a re-run
 //! resumes the upload.
 
-use std::path::PathBuf;
-
-use serde::Deserialize;
+use picket_common::actions::params as wire;
+use picket_common::actions::ActionKind;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context, Progress};
 use crate::fsutil::dir::real_path;
 use crate::fsutil::{Dir, Owners, SafeError};
 use crate::protected::Protected;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    path: PathBuf,
-}
 
 const PSEUDO: [&str; 3] = ["/proc", "/sys", "/dev"];
 
@@ -35,8 +28,7 @@ fn safe_failure(e: SafeError) -> ActionFailure {
 }
 
 pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let p: Params =
-        serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("request_sample params: {e}")))?;
+    let p: wire::RequestSample = wire::parse(ActionKind::RequestSample, params).map_err(ActionFailure::invalid)?;
     let path = p.path;
     if !path.is_absolute() {
         return Err(ActionFailure::invalid("path must be absolute"));

@@ -6,41 +6,16 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ActionFailure, Context, Progress};
 use crate::scan::{self, targets, ScanOptions, ScanProgress};
 
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum Mode {
-    Quick,
-    Full,
-    Paths,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    #[serde(default)]
-    mode: Option<Mode>,
-    #[serde(default)]
-    paths: Vec<PathBuf>,
-    /// Share of the cores to use, in percent (default 50).
-    #[serde(default = "half")]
-    cpu_percent: u8,
-    /// Skip files larger than this many bytes (default 256 MiB).
-    #[serde(default)]
-    max_file_size: Option<u64>,
-}
-
-fn half() -> u8 {
-    50
-}
+use picket_common::actions::params::{self as wire, ScanMode as Mode};
+use picket_common::actions::ActionKind;
 
 pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let p: Params = serde_json::from_str(params).map_err(|e| ActionFailure::invalid(format!("scan params: {e}")))?;
+    let p: wire::Scan = wire::parse(ActionKind::Scan, params).map_err(ActionFailure::invalid)?;
     let mode = match (&p.mode, p.paths.is_empty()) {
         (Some(Mode::Paths) | None, false) => Mode::Paths,
         (Some(Mode::Paths) | None, true) => {

@@ -45,56 +45,7 @@ pub struct KillReport {
     pub exited: bool,
 }
 
-/// How the device is cut off the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IsolationMode {
-    /// Only the coordinator stays reachable.
-    Full,
-    /// The coordinator, the exclusions, and optionally DNS and DHCP.
-    Selective,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Any,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// The device may open connections to the remote.
-    Outbound,
-    /// The remote may open connections to the device.
-    Inbound,
-    Both,
-}
-
-/// Traffic a selective isolation still lets through.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Exclusion {
-    /// Remote network, e.g. `10.20.0.0/16` or `2001:db8::/48`.
-    pub cidr: String,
-    #[serde(default = "any_protocol")]
-    pub protocol: Protocol,
-    /// Remote port (outbound) or local port (inbound); needs tcp or udp.
-    #[serde(default)]
-    pub port: Option<u16>,
-    #[serde(default = "both_directions")]
-    pub direction: Direction,
-}
-
-fn any_protocol() -> Protocol {
-    Protocol::Any
-}
-
-fn both_directions() -> Direction {
-    Direction::Both
-}
+pub use picket_common::actions::params::{Direction, Exclusion, IsolationMode, Protocol};
 
 /// Everything needed to (re)apply isolation, persisted in the state dir.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

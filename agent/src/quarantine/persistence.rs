@@ -140,32 +140,12 @@ fn file_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Whether `line` runs or names `target` (as a whole path).
-pub fn references(line: &str, target: &str) -> bool {
-    let mut from = 0;
-    while let Some(i) = line[from..].find(target) {
-        let start = from + i;
-        let end = start + target.len();
-        let before_ok = start == 0 || !line.as_bytes()[start - 1].is_ascii_alphanumeric();
-        let after_ok = line[end..].chars().next().is_none_or(|c| c.is_whitespace() || "\"';&|)".contains(c));
-        if before_ok && after_ok && !line.trim_start().starts_with('#') {
-            return true;
-        }
-        from = end;
-    }
-    false
-}
+pub use picket_common::persistence::references;
 
 /// Absolute paths inside one of `folders` (`*` matches one component) that
 /// persistence under `root` runs or names: `(path, where it is named)`.
 pub fn pointing_into(root: &Path, folders: &[String]) -> Vec<(String, String)> {
-    let inside = |p: &str| {
-        let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
-        folders.iter().any(|f| {
-            let fp: Vec<&str> = f.split('/').filter(|s| !s.is_empty()).collect();
-            parts.len() > fp.len() && fp.iter().zip(&parts).all(|(a, b)| *a == "*" || a == b)
-        })
-    };
+    let inside = |p: &str| folders.iter().any(|f| picket_common::persistence::inside(p, f));
     let mut out = Vec::new();
     let mut files = line_files(root);
     for dir in file_dirs(root) {
@@ -173,9 +153,9 @@ pub fn pointing_into(root: &Path, folders: &[String]) -> Vec<(String, String)> {
     }
     for file in files {
         let Some((text, _)) = read_text(&file) else { continue };
-        for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
-            for token in line.split(|c: char| c.is_whitespace() || "\"'=;&|()".contains(c)) {
-                if token.starts_with('/') && inside(token) && !out.iter().any(|(p, _): &(String, String)| p == token) {
+        for line in text.lines() {
+            for token in picket_common::persistence::named_paths(line) {
+                if inside(token) && !out.iter().any(|(p, _): &(String, String)| p == token) {
                     out.push((token.to_string(), file.display().to_string()));
                 }
             }
@@ -372,15 +352,6 @@ fn replace_same(dir: &Dir, name: &OsStr, data: &[u8], st: &EntryStat) -> Result<
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    #[test]
-    fn references_match_whole_paths_only() {
-        assert!(references("* * * * * root /opt/evil/run --now", "/opt/evil/run"));
-        assert!(references("ExecStart=/opt/evil/run", "/opt/evil/run"));
-        assert!(references("command=\"/opt/evil/run\" ssh-ed25519 AAAA", "/opt/evil/run"));
-        assert!(!references("* * * * * root /opt/evil/runner", "/opt/evil/run"));
-        assert!(!references("# /opt/evil/run", "/opt/evil/run"));
-    }
 
     #[test]
     fn lines_units_and_links_are_removed_and_restored_exactly() {

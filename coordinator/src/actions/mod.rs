@@ -114,6 +114,7 @@ impl ActionCenter {
         if params.len() > MAX_PARAMS_BYTES {
             return Err(ActionError::Invalid(format!("params larger than {MAX_PARAMS_BYTES} bytes")));
         }
+        picket_common::actions::params::check(req.kind, &params).map_err(ActionError::Invalid)?;
         if !req.source.is_automated() && req.comment.trim().is_empty() {
             return Err(ActionError::Invalid("a comment is required on manual actions".into()));
         }

@@ -15,6 +15,7 @@ mod error;
 mod investigations;
 mod metrics;
 mod openapi;
+pub mod range;
 mod samples;
 pub mod server;
 

@@ -7,6 +7,7 @@ use axum::Json;
 use picket_common::detection::is_sha256_hex;
 use serde_json::{json, Value};
 
+use super::range::parse_range;
 use super::{rfc3339, ApiError, AppState, Caller};
 use crate::store::{Role, Sample};
 
@@ -129,39 +130,4 @@ pub async fn package(
         response.headers_mut().insert(header::CONTENT_RANGE, value.parse().map_err(ApiError::internal)?);
     }
     Ok(response)
-}
-
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive (first, last); None when
-/// unsatisfiable or not understood (one range only).
-fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = header.strip_prefix("bytes=")?;
-    if spec.contains(',') || size == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (first, last) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (size.saturating_sub(n), size - 1)
-        }
-        (a, "") => (a.parse().ok()?, size - 1),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
-    };
-    (first <= last && first < size).then_some((first, last))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-1", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-    }
 }

@@ -53,6 +53,7 @@ use std::time::Duration;
 
 use picket_common::actions::ActionKind;
 use picket_common::detection::{IndicatorAction, Severity};
+use picket_common::persistence::inside;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -169,13 +170,6 @@ impl Default for InvestigationConfig {
             expansion_approval_threshold: None,
         }
     }
-}
-
-/// Whether `path` is inside `folder` (`*` matches one component).
-fn inside(path: &str, folder: &str) -> bool {
-    let p: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let f: Vec<&str> = folder.split('/').filter(|s| !s.is_empty()).collect();
-    p.len() > f.len() && f.iter().zip(&p).all(|(a, b)| *a == "*" || a == b)
 }
 
 impl InvestigationConfig {

@@ -1,8 +1,11 @@
 //! Remediation action kinds and what travels on the wire about them.
 //!
-//! Parameters cross the wire as a JSON string (`params_json`): each kind's
-//! parameter struct lives with its implementation, and the coordinator stores
-//! and shows them as JSON. Kinds are the snake_case names of DESIGN.md.
+//! Parameters cross the wire as a JSON string (`params_json`); their types
+//! are in [`params`], shared by the coordinator (which checks a request
+//! before queueing it) and the agent (which checks again before acting).
+//! Kinds are the snake_case names of DESIGN.md.
+
+pub mod params;
 
 use serde::{Deserialize, Serialize};
 
