@@ -276,3 +276,24 @@ fn a_quarantine_for_another_hash_changes_nothing() {
     quarantine::quarantine(&vault, &Linux, &req).expect("the right hash goes through");
     let _ = child.wait();
 }
+
+#[test]
+fn persistence_naming_the_file_through_a_root_owned_link_is_removed_too() {
+    // /bin/x and /usr/bin/x are one file: a crontab may name either.
+    let lab = lab();
+    let link = lab.dir.path().join("optlink");
+    std::os::unix::fs::symlink(lab.dir.path().join("opt"), &link).expect("link");
+    let via_link = link.join("evil-sleep");
+    std::fs::write(lab.root().join("etc/crontab"), format!("*/5 * * * * root {} 60\n", via_link.display()))
+        .expect("crontab");
+    let vault = Vault::open(&lab.state()).expect("vault");
+    let root = lab.root();
+    let own = lab.protected();
+    let req = Request { path: &via_link, ..request(&lab, &root, &own) };
+    let entry = quarantine::quarantine(&vault, &Linux, &req).expect("quarantine");
+    assert_eq!(entry.path, lab.bin, "recorded at its real path");
+    assert!(!lab.crontab().contains("evil-sleep"), "the line naming the link path is gone");
+    assert!(!lab.unit().exists(), "and the unit naming the real path");
+    quarantine::release(&vault, entry.id).expect("release");
+    assert!(lab.crontab().contains(&via_link.display().to_string()));
+}

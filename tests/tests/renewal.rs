@@ -57,3 +57,31 @@ async fn an_agent_renews_its_certificate_with_a_new_key_and_loses_no_action() {
         assert!(matches!(outcome, Outcome::Failed(_)), "the old certificate is refused: {outcome:?}");
     }
 }
+
+/// Renewal answers that never reach the device (asked twice, both lost):
+/// the certificate it renewed from still opens its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_renewal_answers_never_lock_a_device_out() {
+    use picket_common::io::{read_frame, write_frame};
+    use picket_common::limits::DEFAULT_MAX_FRAME;
+    use picket_common::proto::{AgentMsg, CoordMsg};
+    let env = TestEnv::start(&picket_e2e::Db::Sqlite).await;
+    let (_device, dir) = env.enroll("unlucky").await;
+    let mut tls = raw::session(env.agent_addr(), &dir).await;
+    for _ in 0..2 {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let csr =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("params").serialize_request(&key).expect("csr");
+        let ask = AgentMsg::RenewCertificate { csr_der: csr.der().to_vec() };
+        write_frame(&mut tls, &ask, DEFAULT_MAX_FRAME).await.expect("ask");
+        loop {
+            match read_frame::<_, CoordMsg>(&mut tls, DEFAULT_MAX_FRAME).await.expect("read").expect("open") {
+                CoordMsg::CertificateRenewed { .. } => break,
+                _ => continue,
+            }
+        }
+    }
+    drop(tls);
+    let outcome = raw::try_session(env.agent_addr(), raw::agent_config(&dir)).await;
+    assert_eq!(outcome, Outcome::Welcome, "the certificate in use still works");
+}

@@ -160,7 +160,7 @@ pub fn quarantine(vault: &Vault, platform: &dyn Platform, req: &Request<'_>) -> 
         atime: time_pair(meta.atime(), meta.atime_nsec()),
         mtime: time_pair(meta.mtime(), meta.mtime_nsec()),
         killed_pids: killed,
-        persistence: persistence::find(req.root, &real),
+        persistence: persistence_of(req.root, path, &real),
         state: EntryState::Copying,
         action_id: req.action_id,
         quarantined_at: crate::enroll::now_rfc3339(),
@@ -222,6 +222,20 @@ pub fn quarantine(vault: &Vault, platform: &dyn Platform, req: &Request<'_>) -> 
     tracing::warn!(id = %entry.id, path = %real.display(), sha256 = %entry.sha256, killed = ?entry.killed_pids,
         persistence = entry.persistence.len(), "file quarantined");
     Ok(entry)
+}
+
+/// The persistence that names the file by the path asked for or by its
+/// real path (`/bin/x` and `/usr/bin/x` are one file).
+fn persistence_of(root: &Path, asked: &Path, real: &Path) -> Vec<persistence::Removal> {
+    let mut found = persistence::find(root, real);
+    if asked != real {
+        for r in persistence::find(root, asked) {
+            if !found.contains(&r) {
+                found.push(r);
+            }
+        }
+    }
+    found
 }
 
 /// Undo a quarantine that did not finish: persistence back, copy dropped.

@@ -38,6 +38,10 @@ use crate::fsutil::{Dir, Owners, SafeError};
 /// Largest persistence file read (a user could point us at a huge one).
 const MAX_FILE: u64 = 4 * 1024 * 1024;
 
+/// Edits are read-modify-write of shared files (one crontab may hold lines
+/// of two files quarantined at once): one at a time in this process.
+static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One removed piece of persistence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -219,6 +223,7 @@ fn links_to(dir: &Path, name: &str) -> Vec<Removal> {
 /// file may have changed since), files and links only if still present.
 pub fn remove(removals: &[Removal]) -> Result<(), String> {
     use std::collections::BTreeMap;
+    let _one_at_a_time = EDITS.lock().unwrap_or_else(|p| p.into_inner());
     let mut lines: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();
     for r in removals {
         match r {
@@ -248,6 +253,7 @@ pub fn remove(removals: &[Removal]) -> Result<(), String> {
 
 /// Put removals back as they were.
 pub fn restore(removals: &[Removal]) -> Result<(), String> {
+    let _one_at_a_time = EDITS.lock().unwrap_or_else(|p| p.into_inner());
     for r in removals {
         match r {
             Removal::File { path, content, mode, uid, gid } => {

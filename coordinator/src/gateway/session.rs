@@ -320,7 +320,7 @@ impl Gateway {
                                 }
                             }
                             AgentMsg::RenewCertificate { csr_der } => {
-                                if let Some(reply) = self.renew_certificate(id, &hello.hostname, &csr_der).await {
+                                if let Some(reply) = self.renew_certificate(id, serial, &hello.hostname, &csr_der).await {
                                     if out_tx.send(Outgoing::Frame(reply)).await.is_err() {
                                         break End::Log("writer closed");
                                     }
@@ -378,8 +378,11 @@ impl Gateway {
     }
 
     /// Renew the session's device certificate for the key of `csr_der`. The
-    /// identity is the session's, never anything in the request.
-    async fn renew_certificate(&self, id: Uuid, hostname: &str, csr_der: &[u8]) -> Option<CoordMsg> {
+    /// identity is the session's, never anything in the request. The
+    /// certificate this session uses (`serial`) stays valid until the new
+    /// one is used — whatever earlier renewals it asked for and never
+    /// received.
+    async fn renew_certificate(&self, id: Uuid, serial: &str, hostname: &str, csr_der: &[u8]) -> Option<CoordMsg> {
         let hostname: String = hostname.chars().take(253).collect();
         let issued = match self.ca.sign_device_csr(csr_der, id, &hostname, self.config.device_cert_lifetime) {
             Ok(i) => i,
@@ -388,13 +391,14 @@ impl Gateway {
                 return None;
             }
         };
+        let in_use = serial;
         let serial = super::verifier::serial_of(&issued.der).unwrap_or_default();
-        if let Err(error) = self.store.record_renewal(id, &serial, issued.not_after_ms).await {
+        if let Err(error) = self.store.record_renewal(id, &serial, in_use, issued.not_after_ms).await {
             tracing::error!(%error, "cannot record a renewed certificate; the agent will ask again");
             return None;
         }
-        let current = self.directory.serials(&id).map(|s| s.current);
-        self.directory.set_serials(id, super::verifier::Serials { current: serial.clone(), previous: current });
+        let previous = Some(in_use.to_string());
+        self.directory.set_serials(id, super::verifier::Serials { current: serial.clone(), previous });
         let audit = NewAudit {
             actor: "device",
             action: "device.renew_certificate",

@@ -184,16 +184,16 @@ impl Store {
             .collect()
     }
 
-    /// A renewed certificate: the current serial becomes the previous one.
-    pub async fn record_renewal(&self, id: Uuid, serial: &str, not_after: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE devices SET prev_cert_serial = cert_serial, cert_serial = $1, cert_not_after = $2 WHERE id = $3",
-        )
-        .bind(serial)
-        .bind(not_after)
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
+    /// A renewed certificate: `serial` is current; `in_use` (the certificate
+    /// the device renewed from) stays valid until the new one is used.
+    pub async fn record_renewal(&self, id: Uuid, serial: &str, in_use: &str, not_after: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET prev_cert_serial = $1, cert_serial = $2, cert_not_after = $3 WHERE id = $4")
+            .bind(in_use)
+            .bind(serial)
+            .bind(not_after)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
