@@ -35,7 +35,9 @@ struct Args {
     runs: usize,
 }
 
-/// Fill `dir` with `gib` GiB: 1 GiB files plus 4,000 small ones.
+/// Fill `dir` with `gib` GiB: 32 MiB files (below the scanners' 256 MiB
+/// size cap, as in a home directory: every one of them is a candidate)
+/// plus 4,000 small ones.
 fn make_data(dir: &Path, gib: u64) -> anyhow::Result<u64> {
     use std::io::Write;
     std::fs::create_dir_all(dir.join("small"))?;
@@ -50,17 +52,17 @@ fn make_data(dir: &Path, gib: u64) -> anyhow::Result<u64> {
         }
     };
     let mut buf = vec![0u8; 1 << 20];
-    for i in 0..gib {
-        let path = dir.join(format!("big-{i}.bin"));
-        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) != 1 << 30 {
+    for i in 0..gib * 32 {
+        let path = dir.join(format!("medium-{i}.bin"));
+        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) != 32 << 20 {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-            for _ in 0..1024 {
+            for _ in 0..32 {
                 fill(&mut buf);
                 f.write_all(&buf)?;
             }
             f.flush()?;
         }
-        total += 1 << 30;
+        total += 32 << 20;
     }
     for i in 0..4000u64 {
         let path = dir.join("small").join(format!("f{i}.dat"));
@@ -143,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
         "search place: {} ({:.2} GiB in {} files)",
         args.data.display(),
         bytes as f64 / (1u64 << 30) as f64,
-        args.gib + 4000
+        args.gib * 32 + 4000
     );
     let mut latencies = Vec::new();
     for run in 0..args.runs {
