@@ -32,6 +32,7 @@ use sha2::Digest;
 
 use crate::fsutil::{Dir, Owners, SafeError};
 use crate::protected::Protected;
+use picket_common::actions::results::Socket;
 
 /// Caps: one item, and the whole package (before compression).
 #[derive(Debug, Clone, Copy)]
@@ -405,14 +406,13 @@ impl Collector {
     fn network(&mut self) {
         let sockets = sockets();
         for s in &sockets {
-            let p = s["protocol"].as_str().unwrap_or("");
-            let listening = (p.starts_with("tcp") && s["state"] == "LISTEN")
-                || (p.starts_with("udp") && s["remote"].as_str().is_some_and(|r| r.ends_with(":0")));
+            let listening = (s.protocol.starts_with("tcp") && s.state == "LISTEN")
+                || (s.protocol.starts_with("udp") && s.remote.ends_with(":0"));
             if listening {
-                self.highlights.listening.push(s.clone());
+                self.highlights.listening.push(json!(s));
             }
         }
-        self.add_json("network/sockets.json", "/proc/net/{tcp,tcp6,udp,udp6} + /proc/<pid>/fd", &Value::Array(sockets));
+        self.add_json("network/sockets.json", "/proc/net/{tcp,tcp6,udp,udp6} + /proc/<pid>/fd", &json!(sockets));
         let listening = Value::Array(self.highlights.listening.clone());
         self.add_json("network/listening.json", "/proc/net/{tcp,tcp6,udp,udp6}", &listening);
         self.add_command("network/interfaces.json", &["ip", "-j", "address"]);
@@ -753,7 +753,7 @@ impl Collector {
 }
 
 /// TCP and UDP sockets (IPv4 and IPv6) with the pid that holds each.
-pub(crate) fn sockets() -> Vec<Value> {
+pub(crate) fn sockets() -> Vec<Socket> {
     let mut owners: HashMap<u64, i32> = HashMap::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
@@ -779,14 +779,14 @@ pub(crate) fn sockets() -> Vec<Value> {
                 continue;
             }
             let inode: u64 = f[9].parse().unwrap_or(0);
-            sockets.push(json!({
-                "protocol": proto,
-                "local": addr(f[1]),
-                "remote": addr(f[2]),
-                "state": if proto.starts_with("udp") { "-" } else { tcp_state(f[3]) },
-                "uid": f[7].parse::<u32>().ok(),
-                "pid": owners.get(&inode),
-            }));
+            sockets.push(Socket {
+                protocol: proto.to_string(),
+                local: addr(f[1]),
+                remote: addr(f[2]),
+                state: if proto.starts_with("udp") { "-" } else { tcp_state(f[3]) }.to_string(),
+                uid: f[7].parse::<u32>().ok(),
+                pid: owners.get(&inode).copied(),
+            });
         }
     }
     sockets

@@ -168,7 +168,7 @@ fn main() -> ExitCode {
                 Ok(report) => {
                     println!(
                         "offboarded device {}; identity and state removed from {}",
-                        report["device_id"],
+                        report.device_id,
                         state_dir.display()
                     );
                     if std::process::Command::new("systemctl")

@@ -9,10 +9,11 @@
 
 use std::path::Path;
 
+use picket_common::actions::results::OffboardOutput;
 use picket_common::offboarding;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::platform::{Platform, PlatformError};
 use crate::state::StateDir;
@@ -31,7 +32,7 @@ pub enum OffboardError {
 
 /// Undo what the agent imposed, as its state records it (isolation; later
 /// code restriction). Nothing recorded, nothing touched.
-pub fn release_all(platform: &dyn Platform, state_dir: &Path) -> Result<Value, OffboardError> {
+pub fn release_all(platform: &dyn Platform, state_dir: &Path) -> Result<OffboardOutput, OffboardError> {
     let isolation = state_dir.join("isolation.json");
     let released = if isolation.exists() {
         platform.release_isolation().map_err(OffboardError::Release)?;
@@ -48,7 +49,7 @@ pub fn release_all(platform: &dyn Platform, state_dir: &Path) -> Result<Value, O
     } else {
         false
     };
-    Ok(json!({ "isolation_released": released, "restriction_released": unrestricted }))
+    Ok(OffboardOutput { isolation_released: released, restriction_released: unrestricted })
 }
 
 /// Remove the identity, journal and state files, then disable the service
@@ -100,13 +101,23 @@ pub fn verify_token(state: &StateDir, token: &str, now_ms: i64) -> Result<(), Of
     offboarding::verify(token, &key, enrollment.device_id, now_ms).map(|_| ()).map_err(bad)
 }
 
+/// What `picket-agent offboard --token` did.
+#[derive(Debug)]
+pub struct LocalOffboard {
+    pub device_id: Uuid,
+    pub released: OffboardOutput,
+}
+
 /// `picket-agent offboard --token`: verify, release, wipe.
-pub fn offboard_locally(platform: &dyn Platform, state: &StateDir, token: &str) -> Result<Value, OffboardError> {
+pub fn offboard_locally(
+    platform: &dyn Platform,
+    state: &StateDir,
+    token: &str,
+) -> Result<LocalOffboard, OffboardError> {
     let now = crate::enroll::now_ms();
     verify_token(state, token, now)?;
-    let device = state.enrollment()?.device_id;
-    let mut report = release_all(platform, state.path())?;
+    let device_id = state.enrollment()?.device_id;
+    let released = release_all(platform, state.path())?;
     wipe(state)?;
-    report["device_id"] = json!(device);
-    Ok(report)
+    Ok(LocalOffboard { device_id, released })
 }

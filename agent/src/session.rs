@@ -176,7 +176,8 @@ pub async fn run_with(
     // Code restriction survives restarts too.
     let restricted = {
         let (platform, dir, alerts) = (platform.clone(), state.path().to_path_buf(), alerts.clone());
-        tokio::task::spawn_blocking(move || crate::actions::restrict::reapply(platform.as_ref(), &dir, alerts)).await
+        tokio::task::spawn_blocking(move || crate::actions::restrict_code::reapply(platform.as_ref(), &dir, alerts))
+            .await
     };
     match restricted {
         Ok(Ok(true)) => tracing::warn!("code execution is restricted on this device"),

@@ -115,7 +115,7 @@ fn restrict_helper() {
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let alerts = Arc::new(picket_agent::alerts::AlertQueue::open(&state, tx).expect("alerts"));
     let platform = picket_agent::platform::linux::Linux;
-    assert!(picket_agent::actions::restrict::reapply(&platform, &state, alerts.clone()).expect("reapply"));
+    assert!(picket_agent::actions::restrict_code::reapply(&platform, &state, alerts.clone()).expect("reapply"));
     assert!(refused(&copy), "restricted again after a restart");
     wait_for("the refusal became an alert", || alerts.pending() == 1);
     assert!(restrict::release());

@@ -1,7 +1,34 @@
-//! Reading persistence lines (no I/O): whether a line of a crontab, unit,
-//! profile or `authorized_keys` runs or names a file, which absolute paths
-//! it names, and folder matching with `*` components. The agent reads the
-//! files; these functions only look at the text.
+//! Persistence (no I/O): whether a line of a crontab, unit, profile or
+//! `authorized_keys` runs or names a file, which absolute paths it names,
+//! folder matching with `*` components, and [`Removal`], the record of one
+//! removed piece (enough to put it back exactly). The agent reads and
+//! writes the files; this module only looks at text and data.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One removed piece of persistence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Removal {
+    /// A line taken out of a file (0-based line number at removal).
+    Line { file: PathBuf, line_no: usize, line: String },
+    /// A whole file removed (unit, timer, autostart entry, cron script).
+    File { path: PathBuf, content: String, mode: u32, uid: u32, gid: u32 },
+    /// A symlink removed (a unit's `*.wants/` link).
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+impl Removal {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Line { file, line, .. } => format!("line {:?} of {}", line, file.display()),
+            Self::File { path, .. } => format!("file {}", path.display()),
+            Self::Symlink { path, .. } => format!("link {}", path.display()),
+        }
+    }
+}
 
 /// Whether `line` runs or names `target` as a whole path: preceded by the
 /// start or a non-alphanumeric byte, followed by the end, whitespace, a

@@ -20,7 +20,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use picket_common::actions::ActionKind;
+use picket_common::actions::{params, ActionKind};
 use picket_common::detection::{is_sha256_hex, sha256_hex};
 use picket_common::proto::{UploadAck, UploadBegin, UploadChunk};
 use serde::{Deserialize, Serialize};
@@ -138,15 +138,18 @@ impl Uploads {
         if a.device_id != device {
             return Err(format!("action {action} belongs to another device"));
         }
-        let kind = match ActionKind::parse(&a.kind) {
-            Some(k @ (ActionKind::RequestSample | ActionKind::CollectPackage)) => k,
-            _ => return Err(format!("action {action} ({}) does not upload", a.kind)),
-        };
+        if !matches!(a.kind, ActionKind::RequestSample | ActionKind::CollectPackage) {
+            return Err(format!("action {action} ({}) does not upload", a.kind));
+        }
         if !matches!(a.status, ActionStatus::Sent | ActionStatus::Running) {
             return Err(format!("action {action} is {}, not running", a.status.as_str()));
         }
-        let params: serde_json::Value = serde_json::from_str(&a.params).unwrap_or_default();
-        Ok((kind, params["path"].as_str().unwrap_or_default().to_string()))
+        // The sample's path, as the coordinator itself stored it.
+        let path = match a.kind {
+            ActionKind::RequestSample => params::parse::<params::RequestSample>(a.kind, &a.params)?.path,
+            _ => Default::default(),
+        };
+        Ok((a.kind, path.to_string_lossy().into_owned()))
     }
 
     /// Start or resume an upload.
@@ -352,7 +355,7 @@ mod tests {
         let device = store.test_device().await;
         let params = serde_json::json!({ "path": path }).to_string();
         let new = NewAction {
-            kind: "request_sample",
+            kind: ActionKind::RequestSample,
             params: &params,
             device_id: device,
             source: ActionSource::ManualDeviceAction,

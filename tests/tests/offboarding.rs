@@ -66,7 +66,7 @@ async fn a_local_offboarding_token_works_offline_for_its_device_only() {
     assert!(matches!(verify_token(&state, &expired, now), Err(OffboardError::Token(m)) if m.contains("expired")));
 
     let report = offboard_locally(&Unsupported, &state, &token).expect("offboard");
-    assert_eq!(report["device_id"], device.to_string());
+    assert_eq!(report.device_id, device);
     assert!(!dir.join("device.key").exists() && !dir.join("enrollment.json").exists());
     assert!(other_dir.join("device.key").exists(), "the other device is untouched");
 }

@@ -39,13 +39,18 @@ fn detection(path: &str, sha: &str, rule: &str, namespace: &str, severity: Sever
     }
 }
 
+/// The investigation of `path`, once its first action exists (it is
+/// created just after the investigation).
 async fn investigation_for(env: &TestEnv, device: Uuid, path: &str) -> Value {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let list = env.admin(move |c| c.get(&format!("/api/v1/investigations?device={device}"))).await.expect("list");
         if let Some(i) = list["items"].as_array().into_iter().flatten().find(|i| i["subject"]["path"] == path) {
             let id = i["id"].as_str().expect("id").to_string();
-            return env.admin(move |c| c.get(&format!("/api/v1/investigations/{id}"))).await.expect("show");
+            let shown = env.admin(move |c| c.get(&format!("/api/v1/investigations/{id}"))).await.expect("show");
+            if shown["actions"].as_array().is_some_and(|a| !a.is_empty()) {
+                return shown;
+            }
         }
         assert!(tokio::time::Instant::now() < deadline, "no investigation of {path}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -1,5 +1,12 @@
 //! Running actions: the executor ties the journal, the platform and the
-//! session together. One file per action kind.
+//! session together.
+//!
+//! Each kind is one file implementing [`Action`] — its typed parameters
+//! and output (from `picket_common::actions::{params, results}`), the
+//! platform [`Feature`]s it needs, how it runs — registered by one row in
+//! [`table::TABLE`]. The kinds advertised in `Hello` are the table's rows
+//! whose needs the platform meets; the executor looks a kind up there and
+//! has no per-kind code.
 //!
 //! Life of an action on the device:
 //! 1. `CoordMsg::Action` arrives → known id? resend its result if finished,
@@ -12,14 +19,21 @@
 //! `Cancel` succeeds only in step 1 (received, not running). At start,
 //! [`Executor::recover`] finishes what a crash interrupted.
 
-mod evidence;
+mod collect_evidence;
+mod collect_package;
+mod delete_file;
 pub mod isolate;
 mod kill_process;
-mod package;
-mod quarantine;
-pub mod restrict;
-mod sample;
+mod offboard;
+mod release_code;
+mod release_from_quarantine;
+mod release_isolation;
+mod remove_persistence;
+mod request_sample;
+pub mod restrict_code;
 mod scan;
+mod stop_and_quarantine;
+pub mod table;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -30,7 +44,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::enroll::now_rfc3339;
 use crate::journal::{Entry, EntryState, Journal, JournalError};
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{Feature, Platform, PlatformError};
 
 /// Actions that may run at the same time.
 pub const MAX_CONCURRENT: usize = 4;
@@ -103,6 +117,61 @@ impl Progress {
     }
 }
 
+/// What an action gets to run: the platform, the agent's context, and its
+/// progress reporter.
+pub struct Run<'a> {
+    pub platform: &'a dyn Platform,
+    pub ctx: &'a Context,
+    pub progress: &'a Progress,
+}
+
+/// One action kind on the agent.
+pub trait Action: Sync + 'static {
+    const KIND: ActionKind;
+    /// What the platform must offer for the kind to be advertised and run.
+    const NEEDS: &'static [Feature];
+    type Params: serde::de::DeserializeOwned;
+    type Output: serde::Serialize;
+    /// Run it, on a blocking thread. The parameters passed the same
+    /// `params::check` the coordinator made.
+    fn run(&self, params: Self::Params, run: &Run<'_>) -> Result<Self::Output, ActionFailure>;
+}
+
+/// The table's face of an [`Action`]: parameters in and output out as JSON.
+pub trait Registered: Sync {
+    fn kind(&self) -> ActionKind;
+    fn needs(&self) -> &'static [Feature];
+    fn execute(&self, params: &str, run: &Run<'_>) -> Result<String, ActionFailure>;
+}
+
+impl<A: Action> Registered for A {
+    fn kind(&self) -> ActionKind {
+        A::KIND
+    }
+
+    fn needs(&self) -> &'static [Feature] {
+        A::NEEDS
+    }
+
+    fn execute(&self, params: &str, run: &Run<'_>) -> Result<String, ActionFailure> {
+        // The same check the coordinator makes: whatever sent this, nothing
+        // malformed reaches a handler.
+        picket_common::actions::params::check(A::KIND, params).map_err(ActionFailure::invalid)?;
+        let p = picket_common::actions::params::parse(A::KIND, params).map_err(ActionFailure::invalid)?;
+        let output = self.run(p, run)?;
+        serde_json::to_string(&output).map_err(|e| ActionFailure::error(format!("cannot encode the result: {e}")))
+    }
+}
+
+/// Remove a persisted policy file; a missing one is no error.
+fn forget(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Run one action of `kind` (on a blocking thread).
 fn execute(
     platform: &dyn Platform,
@@ -111,37 +180,18 @@ fn execute(
     params: &str,
     progress: &Progress,
 ) -> ActionOutcome {
-    let result = if !platform.capabilities().contains(&kind) {
-        Err(ActionFailure {
+    let features = platform.features();
+    let result = match table::find(kind) {
+        Some(action) if action.needs().iter().all(|f| features.contains(f)) => {
+            action.execute(params, &Run { platform, ctx, progress })
+        }
+        _ => Err(ActionFailure {
             reason: FailureReason::Unsupported,
             message: format!("{kind} is not available on this agent"),
-        })
-    } else if let Err(why) = picket_common::actions::params::check(kind, params) {
-        // The same check the coordinator makes: whatever sent this, nothing
-        // malformed reaches a handler.
-        Err(ActionFailure::invalid(why))
-    } else {
-        match kind {
-            ActionKind::KillProcess => kill_process::run(platform, params),
-            ActionKind::Scan => scan::run(ctx, params, progress),
-            ActionKind::RequestSample => sample::run(ctx, params, progress),
-            ActionKind::CollectPackage => package::run(ctx, params, progress),
-            ActionKind::CollectEvidence => evidence::run(platform, ctx, params, progress),
-            ActionKind::StopAndQuarantine => quarantine::stop_and_quarantine(platform, ctx, params, progress, true),
-            ActionKind::DeleteFile => quarantine::stop_and_quarantine(platform, ctx, params, progress, false),
-            ActionKind::ReleaseFromQuarantine => quarantine::release(ctx, params),
-            ActionKind::RemovePersistence => quarantine::remove_persistence(ctx, params),
-            ActionKind::RestrictCode => restrict::restrict(platform, ctx, params),
-            ActionKind::ReleaseCode => restrict::release(platform, ctx),
-            ActionKind::Isolate => isolate::isolate(platform, ctx, params),
-            ActionKind::ReleaseIsolation => isolate::release(platform, ctx, params),
-            ActionKind::Offboard => {
-                crate::offboard::release_all(platform, &ctx.state_dir).map_err(|e| ActionFailure::error(e.to_string()))
-            }
-        }
+        }),
     };
     match result {
-        Ok(output) => ActionOutcome::Succeeded { output_json: output.to_string() },
+        Ok(output_json) => ActionOutcome::Succeeded { output_json },
         Err(f) => ActionOutcome::Failed { reason: f.reason, error: f.message },
     }
 }
@@ -180,7 +230,7 @@ impl Executor {
     }
 
     pub fn capabilities(&self) -> Vec<String> {
-        self.platform.capabilities().iter().map(|k| k.as_str().to_string()).collect()
+        table::capabilities(&self.platform.features()).iter().map(|k| k.as_str().to_string()).collect()
     }
 
     /// Finish what a crash interrupted: `running` entries become `failed:

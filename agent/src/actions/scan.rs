@@ -6,16 +6,29 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
-
-use super::{ActionFailure, Context, Progress};
-use crate::scan::{self, targets, ScanOptions, ScanProgress};
-
-use picket_common::actions::params::{self as wire, ScanMode as Mode};
+use picket_common::actions::params::{self, ScanMode as Mode};
+use picket_common::actions::results::ScanOutput;
 use picket_common::actions::ActionKind;
 
-pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let p: wire::Scan = wire::parse(ActionKind::Scan, params).map_err(ActionFailure::invalid)?;
+use super::{Action, ActionFailure, Run};
+use crate::platform::Feature;
+use crate::scan::{self, targets, ScanOptions, ScanProgress};
+
+pub struct Scan;
+
+impl Action for Scan {
+    const KIND: ActionKind = ActionKind::Scan;
+    const NEEDS: &'static [Feature] = &[Feature::Files];
+    type Params = params::Scan;
+    type Output = ScanOutput;
+
+    fn run(&self, p: params::Scan, run: &Run<'_>) -> Result<ScanOutput, ActionFailure> {
+        scan_with(p, run)
+    }
+}
+
+fn scan_with(p: params::Scan, run: &Run<'_>) -> Result<ScanOutput, ActionFailure> {
+    let (ctx, progress) = (run.ctx, run.progress);
     let mode = match (&p.mode, p.paths.is_empty()) {
         (Some(Mode::Paths) | None, false) => Mode::Paths,
         (Some(Mode::Paths) | None, true) => {
@@ -62,9 +75,10 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
     });
     let phase = format!("scanned {} files, {} detections", summary.files, summary.detections.len());
     progress.report(&phase, 100);
-    let mut out = serde_json::to_value(&summary).map_err(|e| ActionFailure::error(e.to_string()))?;
-    out["mode"] = json!(format!("{mode:?}").to_lowercase());
-    out["rules_loaded"] = json!(engine.rule_count);
-    out["rules_version"] = json!(ctx.content.state().rules_version);
-    Ok(out)
+    Ok(ScanOutput {
+        summary,
+        mode: format!("{mode:?}").to_lowercase(),
+        rules_loaded: engine.rule_count,
+        rules_version: ctx.content.state().rules_version,
+    })
 }

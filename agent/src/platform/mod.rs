@@ -11,7 +11,6 @@ pub use linux::priority::lower_current_thread;
 
 use std::time::Duration;
 
-use picket_common::actions::ActionKind;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,20 +58,7 @@ pub struct IsolationPolicy {
     pub allow_dhcp: bool,
 }
 
-/// What code restriction lets run, and where it looks.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestrictPolicy {
-    /// SHA-256 (hex) of executables allowed anyway.
-    #[serde(default)]
-    pub allow_sha256: Vec<String>,
-    /// Path prefixes whose executables are allowed.
-    #[serde(default)]
-    pub allow_paths: Vec<std::path::PathBuf>,
-    /// Mount points to watch; empty: every local file system.
-    #[serde(default)]
-    pub scope: Vec<std::path::PathBuf>,
-}
+pub use picket_common::actions::results::RestrictPolicy;
 
 /// An execution restriction refused.
 #[derive(Debug, Clone, Serialize)]
@@ -84,9 +70,24 @@ pub struct BlockedExec {
     pub uid: Option<u32>,
 }
 
+/// What a platform offers that action kinds need (each kind declares its
+/// own in the actions table; the kinds advertised in `Hello` are those
+/// whose needs the platform meets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// List and signal processes.
+    Processes,
+    /// Read, move and write files as root.
+    Files,
+    /// Cut the device off the network (nftables on Linux).
+    Firewall,
+    /// Allow or refuse each program execution (fanotify on Linux).
+    ExecControl,
+}
+
 pub trait Platform: Send + Sync + 'static {
-    /// Action kinds this platform can perform (reported in `Hello`).
-    fn capabilities(&self) -> Vec<ActionKind>;
+    /// What this platform can do.
+    fn features(&self) -> Vec<Feature>;
 
     fn kill_process(&self, req: &KillRequest) -> Result<KillReport, PlatformError>;
 
@@ -123,7 +124,7 @@ pub trait Platform: Send + Sync + 'static {
 pub struct Unsupported;
 
 impl Platform for Unsupported {
-    fn capabilities(&self) -> Vec<ActionKind> {
+    fn features(&self) -> Vec<Feature> {
         Vec::new()
     }
 

@@ -30,8 +30,6 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::fsutil::dir::EntryStat;
 use crate::fsutil::{Dir, Owners, SafeError};
 
@@ -42,27 +40,7 @@ const MAX_FILE: u64 = 4 * 1024 * 1024;
 /// of two files quarantined at once): one at a time in this process.
 static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// One removed piece of persistence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Removal {
-    /// A line taken out of a file (0-based line number at removal).
-    Line { file: PathBuf, line_no: usize, line: String },
-    /// A whole file removed (unit, timer, autostart entry, cron script).
-    File { path: PathBuf, content: String, mode: u32, uid: u32, gid: u32 },
-    /// A symlink removed (a unit's `*.wants/` link).
-    Symlink { path: PathBuf, target: PathBuf },
-}
-
-impl Removal {
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Line { file, line, .. } => format!("line {:?} of {}", line, file.display()),
-            Self::File { path, .. } => format!("file {}", path.display()),
-            Self::Symlink { path, .. } => format!("link {}", path.display()),
-        }
-    }
-}
+pub use picket_common::persistence::Removal;
 
 /// `root` joined with an absolute path.
 fn under(root: &Path, abs: &str) -> PathBuf {

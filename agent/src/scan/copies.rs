@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ignore::WalkBuilder;
-use serde::Serialize;
 
 /// How far a search may go.
 #[derive(Debug, Clone, Copy)]
@@ -29,20 +28,7 @@ impl Default for Budget {
 }
 
 /// What a search found, and how much of the places it covered.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Copies {
-    pub paths: Vec<PathBuf>,
-    /// Regular files looked at.
-    pub files_seen: u64,
-    /// Files read and hashed (those of the right size).
-    pub files_hashed: u64,
-    pub bytes_hashed: u64,
-    /// Every place was searched.
-    pub complete: bool,
-    /// Why the search stopped early, when it did.
-    pub stopped: Option<String>,
-    pub seconds: f64,
-}
+pub use picket_common::actions::results::CopiesSearch as Copies;
 
 /// What to look for, and where.
 pub struct Query<'a> {

@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use ignore::WalkBuilder;
-use serde::Serialize;
 
 use super::engine::{Detection, Engine};
 
@@ -76,18 +75,7 @@ impl ScanProgress {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ScanSummary {
-    pub files: u64,
-    pub bytes: u64,
-    pub detections: Vec<Detection>,
-    pub errors: u64,
-    /// Special files, symlinks and files over the size cap.
-    pub skipped: u64,
-    pub seconds: f64,
-    /// The first few errors, for the report.
-    pub error_samples: Vec<String>,
-}
+pub use picket_common::actions::results::ScanSummary;
 
 const ERROR_SAMPLES: usize = 20;
 

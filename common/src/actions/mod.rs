@@ -3,9 +3,12 @@
 //! Parameters cross the wire as a JSON string (`params_json`); their types
 //! are in [`params`], shared by the coordinator (which checks a request
 //! before queueing it) and the agent (which checks again before acting).
+//! What each kind reports when it succeeds (`output_json`) is typed in
+//! [`results`].
 //! Kinds are the snake_case names of DESIGN.md.
 
 pub mod params;
+pub mod results;
 
 use serde::{Deserialize, Serialize};
 

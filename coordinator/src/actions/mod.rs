@@ -16,7 +16,8 @@ pub mod policy;
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_common::actions::{ActionKind, ActionRequest};
+use picket_common::actions::results::QuarantineOutput;
+use picket_common::actions::{params, ActionKind, ActionRequest};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -156,7 +157,7 @@ impl ActionCenter {
         let (action, created) = self
             .store
             .insert_action(&NewAction {
-                kind: req.kind.as_str(),
+                kind: req.kind,
                 params: &params,
                 device_id: device.id,
                 source: req.source,
@@ -247,10 +248,7 @@ impl ActionCenter {
             let frames: Vec<(Uuid, ActionRequest)> = sent
                 .iter()
                 .filter_map(|id| found.get(id))
-                .filter_map(|a| {
-                    let kind = ActionKind::parse(&a.kind)?;
-                    Some((a.device_id, ActionRequest { action_id: a.id, kind, params_json: a.params.clone() }))
-                })
+                .map(|a| (a.device_id, ActionRequest { action_id: a.id, kind: a.kind, params_json: a.params.clone() }))
                 .collect();
             // A device that connected while this ran gets its queued ones too.
             let mut arrived: Vec<Uuid> = offline
@@ -324,8 +322,7 @@ impl ActionCenter {
     pub async fn undo(&self, who: &Requestor<'_>, id: Uuid, comment: &str) -> Result<(Action, bool), ActionError> {
         require(who, Role::Responder)?;
         let original = self.get(id).await?;
-        let kind = ActionKind::parse(&original.kind)
-            .ok_or_else(|| ActionError::Conflict(format!("unknown kind {}", original.kind)))?;
+        let kind = original.kind;
         let undo_kind = kind.undo().ok_or_else(|| {
             ActionError::Conflict(format!(
                 "{kind} cannot be undone: only isolate, restrict_code and stop_and_quarantine have an inverse"
@@ -491,17 +488,16 @@ pub fn dedupe_key(kind: ActionKind, device: Uuid, canonical_params: &str) -> Str
 
 /// Parameters of the inverse action.
 fn undo_params(kind: ActionKind, original: &Action) -> Result<Value, ActionError> {
-    let mut params = json!({ "undo_of": original.id.to_string() });
-    if kind == ActionKind::StopAndQuarantine {
-        let result: Value =
-            original.result.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
-        let quarantine_id = result
-            .get("quarantine_id")
-            .cloned()
-            .ok_or_else(|| ActionError::Conflict("the quarantine result has no quarantine_id to release".into()))?;
-        params["quarantine_id"] = quarantine_id;
-    }
-    Ok(params)
+    let undo_of = Some(original.id.to_string());
+    let params = match kind {
+        ActionKind::StopAndQuarantine => {
+            let result: QuarantineOutput = serde_json::from_str(original.result.as_deref().unwrap_or_default())
+                .map_err(|e| ActionError::Conflict(format!("the quarantine's result is unreadable: {e}")))?;
+            serde_json::to_value(params::ReleaseFromQuarantine { quarantine_id: result.quarantine_id, undo_of })
+        }
+        _ => serde_json::to_value(params::Release { undo_of }),
+    };
+    params.map_err(|e| ActionError::Conflict(format!("cannot build the undo: {e}")))
 }
 
 fn time(ms: i64) -> String {

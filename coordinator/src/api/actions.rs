@@ -125,12 +125,11 @@ impl ListActions {
             investigation: self.investigation.as_deref().map(parse_uuid).transpose()?.map(|u| u.to_string()),
             statuses,
             device: self.device.as_deref().map(parse_uuid).transpose()?,
-            kind: match &self.kind {
-                Some(k) if ActionKind::parse(k).is_none() => {
-                    return Err(ApiError::BadRequest(format!("unknown kind {k:?}")))
-                }
-                k => k.clone(),
-            },
+            kind: self
+                .kind
+                .as_deref()
+                .map(|k| ActionKind::parse(k).ok_or_else(|| ApiError::BadRequest(format!("unknown kind {k:?}"))))
+                .transpose()?,
             source: self
                 .source
                 .as_deref()
@@ -297,7 +296,7 @@ pub async fn export_csv(
         for a in &page.items {
             let fields = [
                 a.id.to_string(),
-                a.kind.clone(),
+                a.kind.to_string(),
                 a.device_id.to_string(),
                 a.source.as_str().to_string(),
                 a.status.as_str().to_string(),

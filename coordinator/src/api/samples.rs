@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use picket_common::actions::ActionKind;
 use picket_common::detection::is_sha256_hex;
 use serde_json::{json, Value};
 
@@ -85,7 +86,7 @@ pub async fn package(
     caller.require(Role::Responder)?;
     let id = super::parse_uuid(&id)?;
     let action = state.store.action(id).await?.ok_or_else(|| ApiError::NotFound(format!("no action {id}")))?;
-    if action.kind != "collect_package" {
+    if action.kind != ActionKind::CollectPackage {
         return Err(ApiError::BadRequest(format!("action {id} is {}, not collect_package", action.kind)));
     }
     let path = state.gateway.uploads.package_path(id);

@@ -67,11 +67,8 @@ impl Gateway {
             if action.status == ActionStatus::Queued && !sent.contains(&action.id) {
                 continue;
             }
-            let Some(kind) = ActionKind::parse(&action.kind) else {
-                tracing::error!(action = %action.id, kind = %action.kind, "stored action of unknown kind");
-                continue;
-            };
-            frames.push((action.device_id, ActionRequest { action_id: action.id, kind, params_json: action.params }));
+            let request = ActionRequest { action_id: action.id, kind: action.kind, params_json: action.params };
+            frames.push((action.device_id, request));
         }
         self.send_actions(frames).await;
     }
@@ -214,7 +211,7 @@ impl Gateway {
         match outcome {
             Ok(Some(a)) => {
                 tracing::info!(action = %id, status = a.status.as_str(), "action result stored");
-                if a.kind == ActionKind::Offboard.as_str() && a.status == ActionStatus::Succeeded {
+                if a.kind == ActionKind::Offboard && a.status == ActionStatus::Succeeded {
                     return self.mark_offboarded(device).await;
                 }
                 self.events.changed();

@@ -51,7 +51,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_common::actions::ActionKind;
+use picket_common::actions::results::EvidenceOutput;
+use picket_common::actions::{params, ActionKind};
 use picket_common::detection::{IndicatorAction, Severity};
 use picket_common::persistence::inside;
 use serde::Deserialize;
@@ -478,7 +479,7 @@ impl Investigations {
                     self.terminate(inv.id, who, &why).await?;
                 }
                 for a in self.store.investigation_actions(inv.id).await? {
-                    let undoable = ActionKind::parse(&a.kind).and_then(ActionKind::undo).is_some();
+                    let undoable = a.kind.undo().is_some();
                     if undoable && a.status == ActionStatus::Succeeded && a.undone_by.is_none() {
                         let (undo, _) = self.center.undo(who, a.id, &why).await?;
                         undone.push(json!({ "action": a.id, "undo": undo.id, "kind": undo.kind }));
@@ -557,32 +558,30 @@ impl Investigations {
 
     async fn follow(&self, inv: &Investigation) -> Result<(), ActionError> {
         let actions = self.store.investigation_actions(inv.id).await?;
-        let remediation: Vec<_> = actions.iter().filter(|a| a.kind != ActionKind::CollectEvidence.as_str()).collect();
+        let remediation: Vec<_> = actions.iter().filter(|a| a.kind != ActionKind::CollectEvidence).collect();
         if inv.evidence.is_null() {
-            let Some(ev) = actions.iter().find(|a| a.kind == ActionKind::CollectEvidence.as_str()) else {
+            let Some(ev) = actions.iter().find(|a| a.kind == ActionKind::CollectEvidence) else {
                 return Ok(());
             };
-            match ev.status {
+            let why = match ev.status {
                 ActionStatus::Succeeded => {
-                    let result: Value =
-                        ev.result.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
-                    return self.evaluate(inv, &result).await;
-                }
-                s if !ActionStatus::LIVE.contains(&s) => {
-                    let why = ev.error.clone().unwrap_or_else(|| s.as_str().to_string());
-                    self.store
-                        .investigation_event(inv.id, "automation", "no evidence", &format!("no evidence: {why}"))
-                        .await?;
-                    if remediation.is_empty() {
-                        self.store.update_investigation(inv.id, &LIVE, "failed", None).await?;
-                        return self.settle_alert(inv).await;
+                    match serde_json::from_str::<EvidenceOutput>(ev.result.as_deref().unwrap_or_default()) {
+                        Ok(evidence) => return self.evaluate(inv, &evidence).await,
+                        // Never read as "nothing found".
+                        Err(e) => format!("the device's evidence is unreadable: {e}"),
                     }
-                    // What was done first still counts.
-                    let evidence = json!({ "evidence_error": why, "items": [], "remediation": [] });
-                    self.store.update_investigation(inv.id, &LIVE, &inv.status, Some(&evidence)).await?;
                 }
+                s if !ActionStatus::LIVE.contains(&s) => ev.error.clone().unwrap_or_else(|| s.as_str().to_string()),
                 _ => return Ok(()),
+            };
+            self.store.investigation_event(inv.id, "automation", "no evidence", &format!("no evidence: {why}")).await?;
+            if remediation.is_empty() {
+                self.store.update_investigation(inv.id, &LIVE, "failed", None).await?;
+                return self.settle_alert(inv).await;
             }
+            // What was done first still counts.
+            let evidence = json!({ "evidence_error": why, "items": [], "remediation": [] });
+            self.store.update_investigation(inv.id, &LIVE, &inv.status, Some(&evidence)).await?;
         }
         if inv.evidence["no_response"] == true {
             return Ok(());
@@ -668,10 +667,10 @@ impl Investigations {
     }
 
     /// Give verdicts and decide the remediation of what the evidence found.
-    async fn evaluate(&self, inv: &Investigation, result: &Value) -> Result<(), ActionError> {
-        let file = &result["file"];
+    async fn evaluate(&self, inv: &Investigation, result: &EvidenceOutput) -> Result<(), ActionError> {
+        let file = &result.file;
         let subject_sha = inv.subject["sha256"].as_str();
-        let sha = subject_sha.or(file["sha256"].as_str()).map(str::to_string);
+        let sha = subject_sha.or(file.sha256.as_deref()).map(str::to_string);
         let (verdict, why) = self.verdict(&inv.subject, sha.as_deref()).await?;
         let (group, level) = self.level_of(inv.device_id).await?;
         let actions = self.store.investigation_actions(inv.id).await?;
@@ -679,17 +678,20 @@ impl Investigations {
         // first), with how it was decided.
         let first: Vec<(String, &crate::store::Action)> = actions
             .iter()
-            .filter(|a| a.kind == ActionKind::StopAndQuarantine.as_str())
-            .filter_map(|a| Some((serde_json::from_str::<Value>(&a.params).ok()?["path"].as_str()?.to_string(), a)))
+            .filter(|a| a.kind == ActionKind::StopAndQuarantine)
+            .filter_map(|a| {
+                let path = params::parse::<params::Quarantine>(a.kind, &a.params).ok()?.path?;
+                Some((path.to_string_lossy().into_owned(), a))
+            })
             .collect();
         let covered: Vec<String> = first.iter().map(|(p, _)| p.clone()).collect();
         let v = verdict_name(verdict);
         let mut items =
-            vec![json!({ "type": "file", "path": file["path"], "sha256": file["sha256"], "verdict": v, "why": why })];
+            vec![json!({ "type": "file", "path": file.path, "sha256": file.sha256, "verdict": v, "why": why })];
         let mut paths: Vec<String> = Vec::new();
-        let here = file["path"].as_str().unwrap_or_default().to_string();
-        let same_content = file["sha256"].as_str().is_some() && file["sha256"].as_str() == sha.as_deref();
-        if file["exists"] == true && !covered.contains(&here) {
+        let here = file.path.to_string_lossy().into_owned();
+        let same_content = file.sha256.is_some() && file.sha256 == sha;
+        if file.exists && !covered.contains(&here) {
             if same_content {
                 paths.push(here.clone());
             } else {
@@ -697,18 +699,20 @@ impl Investigations {
                     "why": "the file at this path has another SHA-256: it is not the one investigated and is left alone" }));
             }
         }
-        for c in result["copies"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for c in result.copies.iter().map(|c| c.to_string_lossy()) {
             items.push(json!({ "type": "copy", "path": c, "sha256": sha, "verdict": v }));
-            if !covered.iter().any(|p| p == c) && !paths.iter().any(|p| p == c) {
-                paths.push(c.to_string());
+            if !covered.iter().any(|p| *p == c) && !paths.iter().any(|p| *p == c) {
+                paths.push(c.into_owned());
             }
         }
-        for p in result["processes"].as_array().into_iter().flatten() {
-            items.push(json!({ "type": "process", "pid": p["pid"], "executable": p["executable"], "parent": p["parent_executable"],
-                "connections": p["connections"], "verdict": v, "remediation": "killed by the file's quarantine" }));
+        for p in &result.processes {
+            items.push(
+                json!({ "type": "process", "pid": p.pid, "executable": p.executable, "parent": p.parent_executable,
+                "connections": p.connections, "verdict": v, "remediation": "killed by the file's quarantine" }),
+            );
         }
-        for p in result["persistence"].as_array().into_iter().flatten() {
-            items.push(json!({ "type": "persistence", "what": p["what"], "verdict": v, "remediation": "removed by the file's quarantine" }));
+        for p in &result.persistence {
+            items.push(json!({ "type": "persistence", "what": p.what, "verdict": v, "remediation": "removed by the file's quarantine" }));
         }
         let mut remediation: Vec<Value> = first
             .iter()
@@ -746,18 +750,21 @@ impl Investigations {
         // temp folder with network sockets → kill_process; persistence that
         // points into a temp folder → remove_persistence.
         let mut heuristic: Vec<(ActionKind, Value, String)> = Vec::new();
-        for p in result["temp_processes"].as_array().into_iter().flatten() {
+        for p in &result.temp_processes {
             let why = "a non-package executable in a temp folder with network connections".to_string();
-            items.push(
-                json!({ "type": "process", "pid": p["pid"], "executable": p["executable"], "sha256": p["sha256"],
-                "connections": p["connections"], "verdict": "suspicious", "why": why }),
-            );
-            heuristic.push((ActionKind::KillProcess, json!({ "pid": p["pid"], "sha256": p["sha256"] }), why));
+            items.push(json!({ "type": "process", "pid": p.pid, "executable": p.executable, "sha256": p.sha256,
+                "connections": p.connections, "verdict": "suspicious", "why": why }));
+            let kill = params::KillProcess { pid: Some(p.pid), sha256: p.sha256.clone(), grace_secs: 0 };
+            heuristic.push((ActionKind::KillProcess, json!(kill), why));
         }
-        for p in result["temp_persistence"].as_array().into_iter().flatten() {
-            let why = format!("persistence in {} points into a temp folder", p["named_in"].as_str().unwrap_or("?"));
-            items.push(json!({ "type": "persistence", "path": p["path"], "named_in": p["named_in"], "verdict": "suspicious", "why": why }));
-            heuristic.push((ActionKind::RemovePersistence, json!({ "path": p["path"] }), why));
+        for p in &result.temp_persistence {
+            let why = format!("persistence in {} points into a temp folder", p.named_in);
+            items.push(json!({ "type": "persistence", "path": p.path, "named_in": p.named_in, "verdict": "suspicious", "why": why }));
+            heuristic.push((
+                ActionKind::RemovePersistence,
+                json!(params::RemovePersistence { path: p.path.clone().into() }),
+                why,
+            ));
         }
         for (kind, params, why) in heuristic {
             let decision = decide(level, Severity::Suspicious, FolderClass::Temp);
@@ -790,7 +797,7 @@ impl Investigations {
                 expansion = json!({ "devices": others, "sha256": sha, "status": "pending_approval" });
             }
         }
-        let copies_search = &result["copies_search"];
+        let copies_search = &result.copies_search;
         let evidence = json!({
             "automation_level": format!("{level:?}"),
             "group": group,
@@ -815,8 +822,8 @@ impl Investigations {
         self.store.update_investigation(inv.id, &LIVE, status, Some(&evidence)).await?;
         let detail = format!("verdict {v} ({why}); {} remediation actions; automation {level:?}", remediation.len());
         self.store.investigation_event(inv.id, "automation", "evidence evaluated", &detail).await?;
-        if copies_search["complete"] == false {
-            let why = copies_search["stopped"].as_str().unwrap_or("stopped early");
+        if let Some(search) = copies_search.as_ref().filter(|s| !s.complete) {
+            let why = search.stopped.as_deref().unwrap_or("stopped early");
             self.store.investigation_event(inv.id, "automation", "copies search incomplete", why).await?;
         }
         // The next step follows the actions just created.

@@ -5,6 +5,7 @@
 //! `action_events` row in the same transaction: the event log is complete
 //! by construction, and two racing deciders cannot both win.
 
+use picket_common::actions::ActionKind;
 use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
@@ -113,7 +114,7 @@ impl ActionSource {
 #[derive(Debug, Clone)]
 pub struct Action {
     pub id: Uuid,
-    pub kind: String,
+    pub kind: ActionKind,
     pub params: String,
     pub device_id: Uuid,
     pub source: ActionSource,
@@ -141,7 +142,7 @@ pub struct Action {
 
 /// A new action to insert.
 pub struct NewAction<'a> {
-    pub kind: &'a str,
+    pub kind: ActionKind,
     pub params: &'a str,
     pub device_id: Uuid,
     pub source: ActionSource,
@@ -191,7 +192,7 @@ pub struct Changes<'a> {
 pub struct ActionFilter {
     pub statuses: Vec<ActionStatus>,
     pub device: Option<Uuid>,
-    pub kind: Option<String>,
+    pub kind: Option<ActionKind>,
     pub source: Option<ActionSource>,
     pub since: Option<i64>,
     pub until: Option<i64>,
@@ -221,9 +222,10 @@ fn opt_uuid_col(row: &sqlx::any::AnyRow, col: &str) -> Result<Option<Uuid>, Stor
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Action, StoreError> {
     let status: String = row.try_get("status")?;
     let source: String = row.try_get("source")?;
+    let kind: String = row.try_get("kind")?;
     Ok(Action {
         id: uuid_col(row, "id")?,
-        kind: row.try_get("kind")?,
+        kind: ActionKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?,
         params: row.try_get("params")?,
         device_id: uuid_col(row, "device_id")?,
         source: ActionSource::parse(&source).ok_or_else(|| corrupt(format!("source {source:?}")))?,
@@ -277,7 +279,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15)",
         )
         .bind(id.to_string())
-        .bind(new.kind)
+        .bind(new.kind.as_str())
         .bind(new.params)
         .bind(new.device_id.to_string())
         .bind(new.source.as_str())
@@ -507,7 +509,7 @@ impl Store {
             status_list(&statuses)
         ))
         .bind(f.device.map(|d| d.to_string()).unwrap_or_default())
-        .bind(f.kind.clone().unwrap_or_default())
+        .bind(f.kind.map(ActionKind::as_str).unwrap_or_default())
         .bind(f.source.map(|s| s.as_str()).unwrap_or_default())
         .bind(f.since.unwrap_or(i64::MIN))
         .bind(f.until.unwrap_or(i64::MAX))

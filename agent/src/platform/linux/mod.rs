@@ -11,33 +11,18 @@ pub mod priority;
 mod process;
 pub mod restrict;
 
-use picket_common::actions::ActionKind;
-
-use super::{IsolationPolicy, KillReport, KillRequest, Platform, PlatformError};
+use super::{Feature, IsolationPolicy, KillReport, KillRequest, Platform, PlatformError};
 
 #[derive(Default)]
 pub struct Linux;
 
 impl Platform for Linux {
-    fn capabilities(&self) -> Vec<ActionKind> {
-        let mut kinds = vec![
-            ActionKind::KillProcess,
-            ActionKind::Offboard,
-            ActionKind::Scan,
-            ActionKind::RequestSample,
-            ActionKind::CollectPackage,
-            ActionKind::CollectEvidence,
-            ActionKind::StopAndQuarantine,
-            ActionKind::ReleaseFromQuarantine,
-            ActionKind::DeleteFile,
-            ActionKind::RemovePersistence,
-            ActionKind::RestrictCode,
-            ActionKind::ReleaseCode,
-        ];
+    fn features(&self) -> Vec<Feature> {
+        let mut features = vec![Feature::Processes, Feature::Files, Feature::ExecControl];
         if isolation::find_nft().is_some() {
-            kinds.extend([ActionKind::Isolate, ActionKind::ReleaseIsolation]);
+            features.push(Feature::Firewall);
         }
-        kinds
+        features
     }
 
     fn kill_process(&self, req: &KillRequest) -> Result<KillReport, PlatformError> {

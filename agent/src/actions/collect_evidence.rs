@@ -11,13 +11,15 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use picket_common::actions::params as wire;
+use picket_common::actions::params;
+use picket_common::actions::results::{
+    EvidenceFile, EvidenceOutput, EvidencePersistence, EvidenceProcess, Socket, TempPersistence, TempProcess,
+};
 use picket_common::actions::ActionKind;
-use serde_json::{json, Value};
 
-use super::{ActionFailure, Context, Progress};
+use super::{Action, ActionFailure, Run};
 use crate::fsutil::{Dir, Owners};
-use crate::platform::Platform;
+use crate::platform::{Feature, Platform};
 use crate::quarantine::persistence;
 
 fn exe_of(pid: i32) -> Option<String> {
@@ -29,27 +31,42 @@ fn ppid_of(pid: i32) -> Option<i32> {
     status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
 }
 
-pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let p: wire::CollectEvidence = wire::parse(ActionKind::CollectEvidence, params).map_err(ActionFailure::invalid)?;
-    if !p.path.is_absolute() {
-        return Err(ActionFailure::invalid("path must be absolute"));
+pub struct CollectEvidence;
+
+impl Action for CollectEvidence {
+    const KIND: ActionKind = ActionKind::CollectEvidence;
+    const NEEDS: &'static [Feature] = &[Feature::Files, Feature::Processes];
+    type Params = params::CollectEvidence;
+    type Output = EvidenceOutput;
+
+    fn run(&self, p: params::CollectEvidence, run: &Run<'_>) -> Result<EvidenceOutput, ActionFailure> {
+        Ok(evidence(p, run))
     }
+}
+
+/// The sockets `pid` holds.
+fn held_by(sockets: &[Socket], pid: i32) -> Vec<Socket> {
+    sockets.iter().filter(|s| s.pid == Some(pid)).cloned().collect()
+}
+
+fn evidence(p: params::CollectEvidence, run: &Run<'_>) -> EvidenceOutput {
+    let (platform, ctx, progress) = (run.platform, run.ctx, run.progress);
     progress.report("examining the file", 10);
     // Opened as quarantine would open it: no untrusted link on the way.
     let opened = Dir::open_parent(&p.path, Owners::Any).ok().and_then(|(dir, name)| dir.open_file(&name).ok());
     let meta = opened.as_ref().and_then(|f| f.metadata().ok());
     let actual = opened.as_ref().and_then(|f| crate::quarantine::hash_open(f).ok());
     let sha256 = p.sha256.clone().map(|s| s.to_ascii_lowercase()).or_else(|| actual.clone());
-    let file = json!({
-        "path": p.path,
-        "exists": meta.is_some(),
-        "sha256": actual,
-        "size": meta.as_ref().map(|m| m.len()),
-        "uid": meta.as_ref().map(|m| m.uid()),
-        "mode": meta.as_ref().map(|m| format!("{:o}", m.mode() & 0o7777)),
-        "mtime": meta.as_ref().map(|m| m.mtime()),
-        "package": platform.package_owner(&p.path).ok().flatten(),
-    });
+    let file = EvidenceFile {
+        path: p.path.clone(),
+        exists: meta.is_some(),
+        sha256: actual,
+        size: meta.as_ref().map(|m| m.len()),
+        uid: meta.as_ref().map(|m| m.uid()),
+        mode: meta.as_ref().map(|m| format!("{:o}", m.mode() & 0o7777)),
+        mtime: meta.as_ref().map(|m| m.mtime()),
+        package: platform.package_owner(&p.path).ok().flatten(),
+    };
     progress.report("processes", 30);
     let mut pids = match &sha256 {
         Some(h) => platform.processes_running(h).unwrap_or_default(),
@@ -57,27 +74,26 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
     };
     pids.sort_unstable();
     let sockets = crate::collect::sockets();
-    let processes: Vec<Value> = pids
+    let processes = pids
         .iter()
-        .map(|pid| {
-            let parent = ppid_of(*pid);
-            let connections: Vec<&Value> = sockets.iter().filter(|s| s["pid"] == json!(pid)).collect();
-            json!({
-                "pid": pid,
-                "executable": exe_of(*pid),
-                "ppid": parent,
-                "parent_executable": parent.and_then(exe_of),
-                "connections": connections,
-            })
+        .map(|&pid| {
+            let parent = ppid_of(pid);
+            EvidenceProcess {
+                pid,
+                executable: exe_of(pid),
+                ppid: parent,
+                parent_executable: parent.and_then(exe_of),
+                connections: held_by(&sockets, pid),
+            }
         })
         .collect();
     progress.report("persistence", 50);
-    let persistence: Vec<Value> = persistence::find(&ctx.persistence_root, &p.path)
-        .iter()
-        .map(|r| json!({ "what": r.describe(), "removal": r }))
+    let persistence = persistence::find(&ctx.persistence_root, &p.path)
+        .into_iter()
+        .map(|r| EvidencePersistence { what: r.describe(), removal: r })
         .collect();
     let size = p.size.or(meta.as_ref().map(|m| m.len()));
-    let mut search = Value::Null;
+    let mut copies_search = None;
     let copies: Vec<PathBuf> = match &sha256 {
         Some(h) if p.copies => {
             progress.report("other copies", 70);
@@ -90,32 +106,32 @@ pub fn run(platform: &dyn Platform, ctx: &Context, params: &str, progress: &Prog
             let report = |files: u64, bytes: u64| {
                 progress.report(&format!("other copies: {files} files looked at, {} MiB read", bytes >> 20), 70)
             };
-            let found = super::quarantine::copies(ctx, h, size, scope, budget, &report);
+            let found = super::stop_and_quarantine::copies(ctx, h, size, scope, budget, &report);
             let paths = found.paths.iter().filter(|c| **c != p.path).cloned().collect();
-            search = json!(found);
+            copies_search = Some(found);
             paths
         }
         _ => Vec::new(),
     };
     progress.report("heuristics", 90);
-    Ok(json!({
-        "file": file,
-        "processes": processes,
-        "persistence": persistence,
-        "copies": copies,
-        "copies_search": search,
-        "temp_processes": temp_processes(platform, &sockets, &p.temp_folders, &pids),
-        "temp_persistence": persistence::pointing_into(&ctx.persistence_root, &p.temp_folders)
+    EvidenceOutput {
+        file,
+        processes,
+        persistence,
+        copies,
+        copies_search,
+        temp_processes: temp_processes(platform, &sockets, &p.temp_folders, &pids),
+        temp_persistence: persistence::pointing_into(&ctx.persistence_root, &p.temp_folders)
             .into_iter()
             .filter(|(path, _)| Path::new(path) != p.path)
-            .map(|(path, named_in)| json!({ "path": path, "named_in": named_in }))
-            .collect::<Vec<_>>(),
-    }))
+            .map(|(path, named_in)| TempPersistence { path, named_in })
+            .collect(),
+    }
 }
 
 /// Processes (other than `skip`) running a non-package executable from a
 /// temp folder while holding network sockets: suspicious by heuristic.
-fn temp_processes(platform: &dyn Platform, sockets: &[Value], temp: &[String], skip: &[i32]) -> Vec<Value> {
+fn temp_processes(platform: &dyn Platform, sockets: &[Socket], temp: &[String], skip: &[i32]) -> Vec<TempProcess> {
     let inside = |p: &str| temp.iter().any(|f| picket_common::persistence::inside(p, f));
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else { return out };
@@ -129,7 +145,7 @@ fn temp_processes(platform: &dyn Platform, sockets: &[Value], temp: &[String], s
         if !inside(&exe) {
             continue;
         }
-        let connections: Vec<&Value> = sockets.iter().filter(|s| s["pid"] == json!(pid)).collect();
+        let connections = held_by(sockets, pid);
         if connections.is_empty() || platform.package_owner(Path::new(&exe)).ok().flatten().is_some() {
             continue;
         }
@@ -139,7 +155,7 @@ fn temp_processes(platform: &dyn Platform, sockets: &[Value], temp: &[String], s
             std::io::copy(&mut f, &mut h).ok()?;
             Some(hex::encode(h.finalize()))
         });
-        out.push(json!({ "pid": pid, "executable": exe, "sha256": sha256, "connections": connections }));
+        out.push(TempProcess { pid, executable: exe, sha256, connections });
     }
     out
 }

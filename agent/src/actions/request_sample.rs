@@ -8,13 +8,14 @@
 //! keys — by real path and by inode (`protected.rs`). Re-runnable: a re-run
 //! resumes the upload.
 
-use picket_common::actions::params as wire;
+use picket_common::actions::params;
+use picket_common::actions::results::SampleOutput;
 use picket_common::actions::ActionKind;
-use serde_json::{json, Value};
 
-use super::{ActionFailure, Context, Progress};
+use super::{Action, ActionFailure, Run};
 use crate::fsutil::dir::real_path;
 use crate::fsutil::{Dir, Owners, SafeError};
+use crate::platform::Feature;
 use crate::protected::Protected;
 
 const PSEUDO: [&str; 3] = ["/proc", "/sys", "/dev"];
@@ -27,8 +28,21 @@ fn safe_failure(e: SafeError) -> ActionFailure {
     }
 }
 
-pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let p: wire::RequestSample = wire::parse(ActionKind::RequestSample, params).map_err(ActionFailure::invalid)?;
+pub struct RequestSample;
+
+impl Action for RequestSample {
+    const KIND: ActionKind = ActionKind::RequestSample;
+    const NEEDS: &'static [Feature] = &[Feature::Files];
+    type Params = params::RequestSample;
+    type Output = SampleOutput;
+
+    fn run(&self, p: params::RequestSample, run: &Run<'_>) -> Result<SampleOutput, ActionFailure> {
+        sample(p, run)
+    }
+}
+
+fn sample(p: params::RequestSample, run: &Run<'_>) -> Result<SampleOutput, ActionFailure> {
+    let (ctx, progress) = (run.ctx, run.progress);
     let path = p.path;
     if !path.is_absolute() {
         return Err(ActionFailure::invalid("path must be absolute"));
@@ -62,7 +76,7 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
         progress.report(&format!("uploaded {} of {} KiB", held / 1024, size / 1024), u8::try_from(pct).unwrap_or(100));
     };
     ctx.uploader.upload(progress.action_id(), &file, size, &sha256, &report).map_err(ActionFailure::error)?;
-    Ok(json!({ "path": path, "sha256": sha256, "size": size }))
+    Ok(SampleOutput { path, sha256, size })
 }
 
 fn hash(file: &std::fs::File) -> std::io::Result<(String, u64)> {

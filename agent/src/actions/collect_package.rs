@@ -3,22 +3,37 @@
 //! `<state dir>/packages/` until the coordinator has it, so a re-run after a
 //! restart uploads the same file and resumes instead of collecting again.
 
-use serde_json::{json, Value};
+use picket_common::actions::params;
+use picket_common::actions::results::PackageOutput;
+use picket_common::actions::ActionKind;
+use serde_json::Value;
 
-use super::{ActionFailure, Context, Progress};
+use super::{Action, ActionFailure, Context, Run};
 use crate::collect::{Caps, Collector};
 use crate::fsutil::create_private_dir;
+use crate::platform::Feature;
 
-pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, ActionFailure> {
-    let _: picket_common::actions::params::Nothing =
-        picket_common::actions::params::parse(picket_common::actions::ActionKind::CollectPackage, params)
-            .map_err(ActionFailure::invalid)?;
+pub struct CollectPackage;
+
+impl Action for CollectPackage {
+    const KIND: ActionKind = ActionKind::CollectPackage;
+    const NEEDS: &'static [Feature] = &[Feature::Files];
+    type Params = params::Nothing;
+    type Output = PackageOutput;
+
+    fn run(&self, _: params::Nothing, run: &Run<'_>) -> Result<PackageOutput, ActionFailure> {
+        package(run)
+    }
+}
+
+fn package(run: &Run<'_>) -> Result<PackageOutput, ActionFailure> {
+    let (ctx, progress) = (run.ctx, run.progress);
     let dir = ctx.state_dir.join("packages");
     create_private_dir(&dir).map_err(|e| ActionFailure::error(format!("{}: {e}", dir.display())))?;
     let id = progress.action_id();
     let archive = dir.join(format!("{id}.tar.gz"));
     let done = dir.join(format!("{id}.done.json"));
-    let info: Value = match std::fs::read(&done).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+    let mut out: PackageOutput = match std::fs::read(&done).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
         Some(info) if archive.is_file() => info,
         _ => {
             progress.report("collecting", 5);
@@ -27,8 +42,15 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
             let info = collector
                 .collect_all(&picket_files(ctx))
                 .map_err(|e| ActionFailure::error(format!("cannot write the package: {e}")))?;
-            let info = serde_json::to_value(&info).map_err(|e| ActionFailure::error(e.to_string()))?;
-            crate::fsutil::write_atomic(&done, info.to_string().as_bytes())
+            let info = PackageOutput {
+                items: info.items,
+                errors: info.errors,
+                bytes_uncompressed: info.bytes_uncompressed,
+                seconds: info.seconds,
+                ..PackageOutput::default()
+            };
+            let json = serde_json::to_vec(&info).map_err(|e| ActionFailure::error(e.to_string()))?;
+            crate::fsutil::write_atomic(&done, &json)
                 .map_err(|e| ActionFailure::error(format!("cannot record the package: {e}")))?;
             info
         }
@@ -44,12 +66,8 @@ pub fn run(ctx: &Context, params: &str, progress: &Progress) -> Result<Value, Ac
     ctx.uploader.upload(id, &file, size, &sha256, &report).map_err(ActionFailure::error)?;
     let _ = std::fs::remove_file(&archive);
     let _ = std::fs::remove_file(&done);
-    let mut out = json!({ "sha256": sha256, "size": size });
-    if let Value::Object(m) = info {
-        for (k, v) in m {
-            out[k] = v;
-        }
-    }
+    out.sha256 = sha256;
+    out.size = size;
     Ok(out)
 }
 
