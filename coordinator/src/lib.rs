@@ -108,22 +108,13 @@ impl Coordinator {
         for (id, current, previous) in store.device_serials().await? {
             directory.set_serials(id, gateway::verifier::Serials { current, previous });
         }
-        let events = Arc::new(events::Events::default());
         let content = Arc::new(detection::Content::load(&store).await?);
         let checker = detection::checker::resolve(&config.rules.checker);
         let uploads = Arc::new(
             uploads::Uploads::new(data_dir, config.max_sample_bytes, store.clone())
                 .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?,
         );
-        let gateway = Gateway::new(
-            config.gateway(),
-            store.clone(),
-            ca.clone(),
-            directory,
-            events.clone(),
-            content.clone(),
-            uploads,
-        )?;
+        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, content.clone(), uploads)?;
 
         let agent_listener = TcpListener::bind(config.agent_listen).await.map_err(|source| StartError::Bind {
             what: "agents",
@@ -172,7 +163,7 @@ impl Coordinator {
             sinks.push(Arc::new(events::syslog::Syslog::new(&target.address, target.transport)));
         }
         for sink in sinks {
-            tasks.spawn(events::sink::run(store.clone(), events.clone(), sink, shutdown.clone()));
+            tasks.spawn(events::sink::run(store.clone(), sink, shutdown.clone()));
         }
         let app = api::router(api::AppState {
             store: store.clone(),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket_common::actions::results::QuarantineOutput;
-use picket_common::actions::{params, ActionKind, ActionRequest};
+use picket_common::actions::{params, ActionKind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,7 @@ pub use policy::ActionPolicy;
 
 use crate::gateway::Gateway;
 use crate::store::{
-    now_ms, Action, ActionSource, ActionStatus, Changes, DeviceStatus, NewAction, Role, Store, StoreError,
+    now_ms, Action, ActionSource, ActionStatus, Changes, DeviceStatus, Move, NewAction, Role, Step, Store, StoreError,
 };
 
 /// Why a request about an action was refused (maps to 400 / 403 / 404 / 409).
@@ -180,7 +180,6 @@ impl ActionCenter {
         }
         if created {
             tracing::info!(action = %action.id, kind = %action.kind, device = %device.id, status = action.status.as_str(), by = who.name, "action created");
-            self.gateway.events.changed();
             if action.status == ActionStatus::Queued {
                 self.dispatch(action.device_id);
             }
@@ -216,54 +215,29 @@ impl ActionCenter {
             .copied()
             .filter(|id| found.get(id).is_some_and(|a| a.status == ActionStatus::PendingApproval && !self_approval(a)))
             .collect();
-        // Actions of connected devices go straight on to `sent` in the same
-        // transaction and are framed right after the commit; the others wait
-        // `queued` for their device.
-        let (online, offline): (Vec<Uuid>, Vec<Uuid>) =
-            eligible.iter().partition(|id| found.get(id).is_some_and(|a| self.gateway.session(&a.device_id).is_some()));
         let now = now_ms();
-        let approved = (ActionStatus::Approved, who.name, comment);
-        let queued_step = (ActionStatus::Queued, "coordinator", "");
-        let base = Changes {
+        let path = [
+            Move { step: Step::Approve, actor: who.name, comment },
+            Move { step: Step::Queue, actor: "coordinator", comment: "" },
+        ];
+        let changes = Changes {
             decided_by: Some(who.name),
             decision_comment: Some(comment),
             queued_at: Some(now),
             expires_at: Some(Some(now + self.policy.queued_expiry_ms())),
             ..Changes::default()
         };
-        let pending = [ActionStatus::PendingApproval];
-        let to_queue = Changes { via: &[approved], ..base };
-        let mut done: std::collections::HashSet<Uuid> = self
-            .store
-            .transition_many(&offline, &pending, ActionStatus::Queued, "coordinator", "", &to_queue)
-            .await?
-            .into_iter()
-            .collect();
-        let to_send = Changes { via: &[approved, queued_step], ..base };
-        let sent =
-            self.store.transition_many(&online, &pending, ActionStatus::Sent, "coordinator", "", &to_send).await?;
-        done.extend(sent.iter().copied());
-        if !done.is_empty() {
-            self.gateway.events.changed();
-            let frames: Vec<(Uuid, ActionRequest)> = sent
-                .iter()
-                .filter_map(|id| found.get(id))
-                .map(|a| (a.device_id, ActionRequest { action_id: a.id, kind: a.kind, params_json: a.params.clone() }))
-                .collect();
-            // A device that connected while this ran gets its queued ones too.
-            let mut arrived: Vec<Uuid> = offline
-                .iter()
-                .filter_map(|id| found.get(id))
-                .map(|a| a.device_id)
-                .filter(|d| self.gateway.session(d).is_some())
-                .collect();
-            arrived.sort();
-            arrived.dedup();
+        let done: std::collections::HashSet<Uuid> =
+            self.store.transition_many(&eligible, &path, &changes).await?.into_iter().collect();
+        // Connected devices get theirs at once: they are marked `sent` before
+        // this returns, and framed right after.
+        let mut devices: Vec<Uuid> = done.iter().filter_map(|id| found.get(id)).map(|a| a.device_id).collect();
+        devices.sort();
+        devices.dedup();
+        let frames = self.gateway.claim_deliveries(&devices).await;
+        if !frames.is_empty() {
             let gateway = self.gateway.clone();
-            tokio::spawn(async move {
-                gateway.send_actions(frames).await;
-                gateway.deliver_many(&arrived).await;
-            });
+            tokio::spawn(async move { gateway.send_actions(frames).await });
         }
         let queued = done;
         Ok(ids
@@ -281,17 +255,9 @@ impl ActionCenter {
         let action = self.decidable(who, id).await?;
         let rejected = self
             .store
-            .transition(
-                id,
-                &[ActionStatus::PendingApproval],
-                ActionStatus::Rejected,
-                who.name,
-                comment,
-                &closing_decision(who, comment),
-            )
+            .transition(id, Step::Reject, who.name, comment, &closing_decision(who, comment))
             .await?
             .ok_or_else(|| self.not_in(&action, "pending approval"))?;
-        self.gateway.events.changed();
         Ok(rejected)
     }
 
@@ -301,20 +267,12 @@ impl ActionCenter {
         let action = self.get(id).await?;
         let cancelled = self
             .store
-            .transition(
-                id,
-                &[ActionStatus::Queued, ActionStatus::Sent],
-                ActionStatus::Cancelled,
-                who.name,
-                comment,
-                &closing_decision(who, comment),
-            )
+            .transition(id, Step::Cancel, who.name, comment, &closing_decision(who, comment))
             .await?
             .ok_or_else(|| self.not_in(&action, "queued or sent (the agent has not started it)"))?;
         if action.status == ActionStatus::Sent {
             self.gateway.cancel_on_device(action.device_id, id).await;
         }
-        self.gateway.events.changed();
         Ok(cancelled)
     }
 
@@ -409,8 +367,7 @@ impl ActionCenter {
                 .store
                 .transition(
                     a.id,
-                    &[ActionStatus::PendingApproval],
-                    ActionStatus::Expired,
+                    Step::Expire,
                     "coordinator",
                     "nobody decided before the deadline",
                     &Changes { expires_at: Some(None), ..Changes::default() },
@@ -426,8 +383,7 @@ impl ActionCenter {
                 .store
                 .transition(
                     a.id,
-                    &[ActionStatus::Queued, ActionStatus::Sent],
-                    ActionStatus::TimedOut,
+                    Step::TimeOut,
                     "coordinator",
                     "the device stayed offline past the deadline",
                     &Changes { expires_at: Some(None), ..Changes::default() },
@@ -437,7 +393,6 @@ impl ActionCenter {
         }
         if changed > 0 {
             tracing::info!(changed, "actions expired or timed out");
-            self.gateway.events.changed();
         }
         Ok(changed)
     }

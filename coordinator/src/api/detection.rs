@@ -370,7 +370,6 @@ pub async fn update_alert(
         .set_alert_status(id, status, &caller.name, &body.comment)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
-    state.gateway.events.changed();
     let mut response = Json(alert_json(&alert)).into_response();
     response.extensions_mut().insert(AuditDetail(format!("status {}", status.as_str())));
     Ok(response)

@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::Events;
 use crate::store::{ActionEvent, AlertEvent, Store, StoreError};
 
 /// A destination for events. `deliver` blocks (it runs on a blocking thread).
@@ -63,16 +62,16 @@ impl Log {
 }
 
 /// Deliver both logs to `sink` until `shutdown`.
-pub async fn run(store: Store, events: Arc<Events>, sink: Arc<dyn Sink>, shutdown: CancellationToken) {
+pub async fn run(store: Store, sink: Arc<dyn Sink>, shutdown: CancellationToken) {
     tokio::join!(
-        follow(Log::Actions, store.clone(), events.clone(), sink.clone(), shutdown.clone()),
-        follow(Log::Alerts, store, events, sink, shutdown),
+        follow(Log::Actions, store.clone(), sink.clone(), shutdown.clone()),
+        follow(Log::Alerts, store, sink, shutdown),
     );
 }
 
-async fn follow(log: Log, store: Store, events: Arc<Events>, sink: Arc<dyn Sink>, shutdown: CancellationToken) {
+async fn follow(log: Log, store: Store, sink: Arc<dyn Sink>, shutdown: CancellationToken) {
     let name = log.cursor_name(sink.name());
-    let mut wake = events.subscribe();
+    let mut wake = store.logged().subscribe();
     let mut cursor = loop {
         let start = match store.sink_cursor(&name).await {
             Ok(Some(c)) => Ok(c),

@@ -44,9 +44,6 @@ impl Gateway {
                 for alert in &raised {
                     tracing::warn!(%alert, source = %report.source, "alert raised");
                 }
-                if !raised.is_empty() {
-                    self.events.changed();
-                }
                 true
             }
             Err(error) => {

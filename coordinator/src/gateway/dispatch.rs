@@ -12,7 +12,7 @@ use picket_common::proto::CoordMsg;
 use uuid::Uuid;
 
 use super::Gateway;
-use crate::store::{ActionStatus, Changes, DeviceStatus};
+use crate::store::{ActionStatus, Changes, DeviceStatus, Move, Step};
 
 impl Gateway {
     /// Frame every queued or sent action of `device` to its live session.
@@ -21,56 +21,47 @@ impl Gateway {
     }
 
     /// Frame every queued or sent action of these devices to their live
-    /// sessions: one query, one transaction marking the queued ones `sent`,
-    /// then one frame each.
+    /// sessions.
     pub async fn deliver_many(self: &Arc<Self>, devices: &[Uuid]) {
+        let frames = self.claim_deliveries(devices).await;
+        self.send_actions(frames).await;
+    }
+
+    /// The frames owed to the live sessions of these devices: every queued
+    /// or sent action (one query), the queued ones marked `sent` in one
+    /// transaction. Only the gateway builds action frames; send them with
+    /// [`Gateway::send_actions`].
+    pub async fn claim_deliveries(&self, devices: &[Uuid]) -> Vec<(Uuid, ActionRequest)> {
         let online: Vec<Uuid> = devices.iter().copied().filter(|d| self.sessions.info(d).is_some()).collect();
         if online.is_empty() {
-            return;
+            return Vec::new();
         }
         let actions = match self.store.actions_to_deliver_many(&online).await {
             Ok(a) => a,
             Err(error) => {
                 tracing::error!(%error, devices = online.len(), "cannot load actions to deliver");
-                return;
+                return Vec::new();
             }
         };
         let queued: Vec<Uuid> = actions.iter().filter(|a| a.status == ActionStatus::Queued).map(|a| a.id).collect();
         let sent: std::collections::HashSet<Uuid> = if queued.is_empty() {
             Default::default()
         } else {
-            match self
-                .store
-                .transition_many(
-                    &queued,
-                    &[ActionStatus::Queued],
-                    ActionStatus::Sent,
-                    "coordinator",
-                    "",
-                    &Changes::default(),
-                )
-                .await
-            {
-                Ok(moved) => {
-                    self.events.changed();
-                    moved.into_iter().collect()
-                }
+            let send = [Move { step: Step::Send, actor: "coordinator", comment: "" }];
+            match self.store.transition_many(&queued, &send, &Changes::default()).await {
+                Ok(moved) => moved.into_iter().collect(),
                 Err(error) => {
                     tracing::error!(%error, "cannot mark actions sent");
-                    return;
+                    return Vec::new();
                 }
             }
         };
-        let mut frames = Vec::with_capacity(actions.len());
-        for action in actions {
+        actions
+            .into_iter()
             // Queued ones that did not move were cancelled or taken meanwhile.
-            if action.status == ActionStatus::Queued && !sent.contains(&action.id) {
-                continue;
-            }
-            let request = ActionRequest { action_id: action.id, kind: action.kind, params_json: action.params };
-            frames.push((action.device_id, request));
-        }
-        self.send_actions(frames).await;
+            .filter(|a| a.status != ActionStatus::Queued || sent.contains(&a.id))
+            .map(|a| (a.device_id, ActionRequest { action_id: a.id, kind: a.kind, params_json: a.params }))
+            .collect()
     }
 
     /// The device is offboarded: refuse its certificate from now on. Its
@@ -121,16 +112,13 @@ impl Gateway {
     }
 
     pub(super) async fn on_action_started(&self, device: Uuid, action: Uuid) {
-        let from = [ActionStatus::Queued, ActionStatus::Sent, ActionStatus::Cancelled];
-        let comment = "agent started the action";
         match self
             .store
             .transition(
                 action,
-                &from,
-                ActionStatus::Running,
+                Step::Start,
                 "agent",
-                comment,
+                "agent started the action",
                 &Changes { device: Some(device), ..Changes::default() },
             )
             .await
@@ -139,7 +127,6 @@ impl Gateway {
                 if let Some(queued_at) = a.queued_at {
                     self.metrics.observe_dispatch(a.updated_at - queued_at);
                 }
-                self.events.changed();
             }
             Ok(None) => tracing::warn!(%action, "start reported for an action not waiting to run"),
             Err(error) => tracing::error!(%error, %action, "cannot record action start"),
@@ -151,21 +138,14 @@ impl Gateway {
     pub(super) async fn on_action_result(&self, device: Uuid, result: &ActionResult) -> bool {
         let id = result.action_id;
         // The agent is the authority on what ran: a result also lands on an
-        // action the coordinator had marked cancelled or timed out meanwhile.
-        let from = [
-            ActionStatus::Queued,
-            ActionStatus::Sent,
-            ActionStatus::Running,
-            ActionStatus::Cancelled,
-            ActionStatus::TimedOut,
-        ];
+        // action the coordinator had marked cancelled or timed out meanwhile
+        // (see the step table in `store::lifecycle`).
         let outcome = match &result.outcome {
             ActionOutcome::Succeeded { output_json } => {
                 self.store
                     .transition(
                         id,
-                        &from,
-                        ActionStatus::Succeeded,
+                        Step::Succeed,
                         "agent",
                         "",
                         &Changes {
@@ -181,8 +161,7 @@ impl Gateway {
                 self.store
                     .transition(
                         id,
-                        &from,
-                        ActionStatus::Failed,
+                        Step::Fail,
                         "agent",
                         reason.as_str(),
                         &Changes {
@@ -199,8 +178,7 @@ impl Gateway {
                 self.store
                     .transition(
                         id,
-                        &[ActionStatus::Queued, ActionStatus::Sent],
-                        ActionStatus::Cancelled,
+                        Step::Cancel,
                         "agent",
                         "cancelled on the device before it started",
                         &Changes { device: Some(device), expires_at: Some(None), ..Changes::default() },
@@ -214,7 +192,6 @@ impl Gateway {
                 if a.kind == ActionKind::Offboard && a.status == ActionStatus::Succeeded {
                     return self.mark_offboarded(device).await;
                 }
-                self.events.changed();
                 true
             }
             Ok(None) => {

@@ -32,7 +32,6 @@ pub use registry::{SessionInfo, Sessions};
 pub use verifier::DeviceDirectory;
 
 use crate::detection::Content;
-use crate::events::Events;
 use crate::pki::Ca;
 use crate::store::Store;
 
@@ -63,7 +62,6 @@ pub struct Gateway {
     pub ca: Arc<Ca>,
     pub directory: Arc<DeviceDirectory>,
     pub sessions: Sessions,
-    pub events: Arc<Events>,
     /// Rule bundle and indicators agents should hold.
     pub content: Arc<Content>,
     /// Files agents upload (samples).
@@ -82,7 +80,6 @@ impl Gateway {
         store: Store,
         ca: Arc<Ca>,
         directory: Arc<DeviceDirectory>,
-        events: Arc<Events>,
         content: Arc<Content>,
         uploads: Arc<crate::uploads::Uploads>,
     ) -> Result<Arc<Self>, rustls::Error> {
@@ -102,7 +99,6 @@ impl Gateway {
             ca,
             directory,
             sessions: Sessions::new(write_timeout),
-            events,
             content,
             uploads,
             metrics: metrics::Metrics::default(),

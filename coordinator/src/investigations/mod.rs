@@ -502,7 +502,6 @@ impl Investigations {
             indicator = json!({ "sha256": alert.sha256, "action": "allow" });
         }
         self.store.classify_alert(&alert, classification, who.name, comment).await?;
-        self.center.gateway.events.changed();
         Ok(json!({ "alert_id": alert_id, "classification": classification, "undone": undone, "indicator": indicator,
             "suppressed": classification == "false_positive" }))
     }
@@ -627,7 +626,6 @@ impl Investigations {
         if all.iter().all(|i| settled.contains(&i.status.as_str())) {
             let why = format!("{} investigation(s) ended", all.len());
             self.store.set_alert_status(alert, AlertStatus::Resolved, "automation", &why).await?;
-            self.center.gateway.events.changed();
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Action rows, their transitions and the event log the sinks read.
 //!
-//! Every status change goes through [`Store::transition`], which updates the
-//! row only if it is still in one of the expected statuses and appends an
+//! Every status change goes through [`Store::transition`] with a
+//! [`Step`] of the lifecycle table (`lifecycle.rs`): it updates the row
+//! only if it is still in one of the step's `from` statuses and appends an
 //! `action_events` row in the same transaction: the event log is complete
 //! by construction, and two racing deciders cannot both win.
 
@@ -10,62 +11,8 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::lifecycle::{ActionStatus, Move, Step};
 use super::{now_ms, Page, Store, StoreError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionStatus {
-    PendingApproval,
-    Approved,
-    Queued,
-    Sent,
-    Running,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Rejected,
-    Expired,
-    Cancelled,
-}
-
-impl ActionStatus {
-    pub const ALL: [ActionStatus; 11] = [
-        Self::PendingApproval,
-        Self::Approved,
-        Self::Queued,
-        Self::Sent,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::TimedOut,
-        Self::Rejected,
-        Self::Expired,
-        Self::Cancelled,
-    ];
-    /// Statuses in which an action is still live (the dedupe set).
-    pub const LIVE: [ActionStatus; 5] =
-        [Self::PendingApproval, Self::Approved, Self::Queued, Self::Sent, Self::Running];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PendingApproval => "pending_approval",
-            Self::Approved => "approved",
-            Self::Queued => "queued",
-            Self::Sent => "sent",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::TimedOut => "timed_out",
-            Self::Rejected => "rejected",
-            Self::Expired => "expired",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,9 +130,6 @@ pub struct Changes<'a> {
     pub queued_at: Option<i64>,
     /// `Some(None)` clears the deadline.
     pub expires_at: Option<Option<i64>>,
-    /// Statuses passed through on the way, each logged as its own event
-    /// first: (status, actor, comment) — e.g. `approved` on the way to `queued`.
-    pub via: &'a [(ActionStatus, &'a str, &'a str)],
 }
 
 #[derive(Default)]
@@ -304,7 +248,7 @@ impl Store {
                 .await?;
         }
         insert_event(&mut tx, id, None, new.status, now, new.requestor, new.comment).await?;
-        tx.commit().await?;
+        self.commit_logged(tx).await?;
         let action = self.action(id).await?.ok_or_else(|| corrupt(format!("inserted action {id} vanished")))?;
         Ok((action, true))
     }
@@ -317,20 +261,18 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// Move `id` from one of `from` to `to`, with `changes`, and log it.
-    /// Returns the updated action, or `None` when it was not in `from`
-    /// (someone else decided first), does not exist, or is not
-    /// `changes.device`'s.
+    /// Take `step` on `id`, with `changes`, and log it. Returns the updated
+    /// action, or `None` when it was not where the step starts (someone
+    /// else decided first), does not exist, or is not `changes.device`'s.
     pub async fn transition(
         &self,
         id: Uuid,
-        from: &[ActionStatus],
-        to: ActionStatus,
+        step: Step,
         actor: &str,
         comment: &str,
         changes: &Changes<'_>,
     ) -> Result<Option<Action>, StoreError> {
-        let moved = self.transition_many(&[id], from, to, actor, comment, changes).await?;
+        let moved = self.transition_many(&[id], &[Move { step, actor, comment }], changes).await?;
         if moved.is_empty() {
             Ok(None)
         } else {
@@ -339,18 +281,22 @@ impl Store {
     }
 
     /// [`Store::transition`] for many actions in one transaction (bulk
-    /// approval, dispatch to many devices), set-based: per 500 ids one
-    /// SELECT, one UPDATE and one multi-row INSERT of events. Returns the ids
-    /// that moved.
+    /// approval, dispatch to many devices), through one or more chained
+    /// steps (`approve` then `queue`), each logged as its own event;
+    /// set-based: per 500 ids one SELECT, one UPDATE and one multi-row
+    /// INSERT of events. Returns the ids that moved.
     pub async fn transition_many(
         &self,
         ids: &[Uuid],
-        from: &[ActionStatus],
-        to: ActionStatus,
-        actor: &str,
-        comment: &str,
+        path: &[Move<'_>],
         changes: &Changes<'_>,
     ) -> Result<Vec<Uuid>, StoreError> {
+        let steps: Vec<Step> = path.iter().map(|m| m.step).collect();
+        let (Some(first), Some(last)) = (path.first(), path.last()) else { return Ok(Vec::new()) };
+        if !Step::chain(&steps) {
+            return Err(StoreError::Corrupt { table: "actions", detail: format!("steps {steps:?} do not chain") });
+        }
+        let (from, to) = (first.step.from(), last.step.to());
         let now = now_ms();
         let (set_expires, expires) = match changes.expires_at {
             Some(v) => (1i64, v),
@@ -398,19 +344,19 @@ impl Store {
             .bind(expires)
             .execute(&mut *tx)
             .await?;
-            // One row per step: old → via… → to. $1 = time, $2/$3 = the final
-            // step's actor/comment, then two parameters per intermediate step.
+            // One row per step: old → … → to. $1 = time, then each step's
+            // actor and comment.
             let values = these
                 .iter()
                 .map(|(id, old)| {
                     let mut from = old.to_string();
-                    let mut rows = Vec::with_capacity(changes.via.len() + 1);
-                    for (n, (mid, _, _)) in changes.via.iter().enumerate() {
-                        let (a, c) = (4 + 2 * n, 5 + 2 * n);
-                        rows.push(format!("('{id}', '{from}', '{}', $1, ${a}, ${c})", mid.as_str()));
-                        from = mid.as_str().to_string();
+                    let mut rows = Vec::with_capacity(path.len());
+                    for (n, m) in path.iter().enumerate() {
+                        let (a, c) = (2 + 2 * n, 3 + 2 * n);
+                        let to = m.step.to().as_str();
+                        rows.push(format!("('{id}', '{from}', '{to}', $1, ${a}, ${c})"));
+                        from = to.to_string();
                     }
-                    rows.push(format!("('{id}', '{from}', '{}', $1, $2, $3)", to.as_str()));
                     rows.join(", ")
                 })
                 .collect::<Vec<_>>()
@@ -418,14 +364,18 @@ impl Store {
             let insert = format!(
                 "INSERT INTO action_events (action_id, from_status, status, at, actor, comment) VALUES {values}"
             );
-            let mut query = sqlx::query(&insert).bind(now).bind(actor).bind(comment);
-            for (_, via_actor, via_comment) in changes.via {
-                query = query.bind(*via_actor).bind(*via_comment);
+            let mut query = sqlx::query(&insert).bind(now);
+            for m in path {
+                query = query.bind(m.actor).bind(m.comment);
             }
             query.execute(&mut *tx).await?;
             moved.extend(these.into_iter().map(|(id, _)| id));
         }
-        tx.commit().await?;
+        if moved.is_empty() {
+            tx.commit().await?;
+        } else {
+            self.commit_logged(tx).await?;
+        }
         Ok(moved)
     }
 

@@ -355,7 +355,7 @@ impl Store {
                 }
             }
         }
-        tx.commit().await?;
+        self.commit_logged(tx).await?;
         Ok(raised)
     }
 
@@ -405,7 +405,7 @@ impl Store {
             let why = format!("investigation {investigation} of {path}");
             insert_alert_event(&mut tx, alert, "status", AlertStatus::InProgress, now, "automation", &why).await?;
         }
-        tx.commit().await?;
+        self.commit_logged(tx).await?;
         Ok(())
     }
 
@@ -489,7 +489,7 @@ impl Store {
         if done > 0 {
             insert_alert_event(&mut tx, id, "status", status, now_ms(), actor, comment).await?;
         }
-        tx.commit().await?;
+        self.commit_logged(tx).await?;
         self.alert(id).await
     }
 
@@ -647,7 +647,7 @@ impl Store {
         let detail =
             if comment.is_empty() { classification.to_string() } else { format!("{classification}: {comment}") };
         insert_alert_event(&mut tx, alert.id, "classified", AlertStatus::Resolved, now, actor, &detail).await?;
-        tx.commit().await?;
+        self.commit_logged(tx).await?;
         Ok(())
     }
 

@@ -12,22 +12,25 @@ mod audit;
 mod detection;
 mod devices;
 mod investigations;
+mod lifecycle;
 mod samples;
 mod tokens;
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, ActionStatus, Changes, NewAction};
+pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, Changes, NewAction};
 pub use audit::{AuditEntry, NewAudit};
 pub use detection::{Alert, AlertEvent, AlertFilter, AlertPath, AlertStatus, Bundle, Indicator, NewBundle};
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
+pub use lifecycle::{ActionStatus, Move, Step};
 pub use samples::Sample;
 pub use tokens::{
     ApiToken, EnrollmentToken, NewApiToken, NewDeviceOwned, NewEnrollmentToken, Refused, Role, TokenGrant, TokenKind,
@@ -56,6 +59,27 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Pulsed after every commit that appended to an event log.
+    logged: Arc<Logged>,
+}
+
+/// The wake-up signal of the event logs (`action_events`, `alert_events`):
+/// the store pulses it after each commit that appended to one, so event
+/// sinks and the console stream never miss a change and no caller has to
+/// remember to raise it.
+#[derive(Debug)]
+pub struct Logged {
+    tx: tokio::sync::watch::Sender<u64>,
+}
+
+impl Logged {
+    fn pulse(&self) {
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
 }
 
 impl Store {
@@ -90,7 +114,8 @@ impl Store {
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect_with(options).await?,
         };
-        let store = Self { pool, backend };
+        let logged = Arc::new(Logged { tx: tokio::sync::watch::channel(0).0 });
+        let store = Self { pool, backend, logged };
         store.migrate().await?;
         Ok(store)
     }
@@ -105,6 +130,19 @@ impl Store {
             Backend::Postgres => "BEGIN",
         };
         Ok(self.pool.begin_with(statement).await?)
+    }
+
+    /// Commit a transaction that appended to an event log, then wake the
+    /// readers of the logs.
+    pub(crate) async fn commit_logged(&self, tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), StoreError> {
+        tx.commit().await?;
+        self.logged.pulse();
+        Ok(())
+    }
+
+    /// What event-log readers wait on.
+    pub fn logged(&self) -> Arc<Logged> {
+        self.logged.clone()
     }
 
     pub fn backend(&self) -> Backend {
