@@ -357,15 +357,7 @@ impl Collector {
             let deleted = exe.as_deref().is_some_and(|p| p.ends_with(" (deleted)"));
             let in_temp = exe.as_deref().is_some_and(|p| TEMP_DIRS.iter().any(|t| p.starts_with(&format!("{t}/"))));
             let sha256 = std::fs::metadata(format!("{base}/exe")).ok().and_then(|m| {
-                hashes
-                    .entry((m.dev(), m.ino()))
-                    .or_insert_with(|| {
-                        let mut f = std::fs::File::open(format!("{base}/exe")).ok()?;
-                        let mut h = sha2::Sha256::new();
-                        std::io::copy(&mut f, &mut h).ok()?;
-                        Some(hex::encode(h.finalize()))
-                    })
-                    .clone()
+                hashes.entry((m.dev(), m.ino())).or_insert_with(|| crate::platform::linux::exe_sha256(pid)).clone()
             });
             let cmdline = std::fs::read(format!("{base}/cmdline"))
                 .map(|b| {
@@ -836,40 +828,7 @@ fn addr(s: &str) -> String {
 
 /// Run `argv` with [`COMMAND_TIMEOUT`]; stdout, or why not.
 fn run(argv: &[&str]) -> Result<Vec<u8>, String> {
-    let mut child = std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        out
-    });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no answer within {} s; killed", COMMAND_TIMEOUT.as_secs()));
-            }
-        }
-    };
-    let out = reader.join().unwrap_or_default();
-    if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        return Err(format!("exited with {status}: {}", err.trim()));
-    }
-    Ok(out)
+    crate::platform::linux::command::run(argv, COMMAND_TIMEOUT)
 }
 
 fn esc(s: &str) -> String {

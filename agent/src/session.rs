@@ -198,6 +198,7 @@ pub async fn run_with(
         persistence_root: config.persistence_root.clone(),
         restrict_scope: config.restrict_scope.clone(),
         evidence_search_paths: config.evidence_search_paths.clone(),
+        device_id: identity.enrollment.device_id,
     };
     let executor = Executor::new(journal, platform, context, out_tx.clone());
     executor.recover().await?;

@@ -60,7 +60,7 @@ fn lab() -> Lab {
     .expect("unit");
     std::os::unix::fs::symlink("../evil.service", root.join("etc/systemd/system/multi-user.target.wants/evil.service"))
         .expect("link");
-    let sha256 = quarantine::hash_file(&bin).expect("hash");
+    let sha256 = picket_agent::fsutil::hash::sha256_path(&bin).expect("hash");
     Lab { dir, bin, sha256 }
 }
 
@@ -102,7 +102,7 @@ fn a_running_copy_is_stopped_quarantined_and_released_exactly_as_it_was() {
     let released = quarantine::release(&vault, entry.id).expect("release");
     assert_eq!(released.state, EntryState::Released);
     let after = std::fs::metadata(&lab.bin).expect("back");
-    assert_eq!(quarantine::hash_file(&lab.bin).expect("hash"), lab.sha256);
+    assert_eq!(picket_agent::fsutil::hash::sha256_path(&lab.bin).expect("hash"), lab.sha256);
     assert_eq!((after.mode() & 0o7777, after.uid(), after.gid()), (0o750, before.uid(), before.gid()));
     assert_eq!((after.mtime(), after.mtime_nsec()), (1_600_000_000, 123_456_789));
     assert!(lab.crontab().contains(&format!("root {} 60", lab.bin.display())), "cron line back");
@@ -200,7 +200,7 @@ fn crash_at(lab: &Lab, mode: &str, point: &str) {
 /// The file is at its path (with its persistence) or in the vault (without
 /// it) — exactly one of the two.
 fn assert_never_lost(lab: &Lab, vault: &Vault, point: &str) {
-    let at_path = lab.bin.exists() && quarantine::hash_file(&lab.bin).is_ok_and(|h| h == lab.sha256);
+    let at_path = lab.bin.exists() && picket_agent::fsutil::hash::sha256_path(&lab.bin).is_ok_and(|h| h == lab.sha256);
     let vaulted: Vec<_> = vault.entries().into_iter().filter(|e| e.state == EntryState::Quarantined).collect();
     let in_vault = vaulted.iter().any(|e| {
         let mut sink = std::io::sink();
@@ -240,7 +240,7 @@ fn a_crash_at_any_step_leaves_the_file_in_place_or_in_the_vault() {
         }
         let id = vault.entries().into_iter().find(|e| e.state == EntryState::Quarantined).expect("entry").id;
         quarantine::release(&vault, id).expect("release after recovery");
-        assert_eq!(quarantine::hash_file(&lab.bin).expect("hash"), lab.sha256, "{point}");
+        assert_eq!(picket_agent::fsutil::hash::sha256_path(&lab.bin).expect("hash"), lab.sha256, "{point}");
     }
     for point in ["release.after_write", "release.after_rename"] {
         let lab = lab();

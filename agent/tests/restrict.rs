@@ -90,11 +90,11 @@ fn restrict_helper() {
         let b = blocked.lock().expect("lock");
         assert_eq!(b[0].path, copy);
         assert_eq!(b[0].uid, Some(0));
-        assert_eq!(b[0].sha256, picket_agent::quarantine::hash_file(&copy).expect("hash"));
+        assert_eq!(b[0].sha256, picket_agent::fsutil::hash::sha256_path(&copy).expect("hash"));
     }
 
     // An allowed hash runs; a changed file is judged again.
-    let sha = picket_agent::quarantine::hash_file(&copy).expect("hash");
+    let sha = picket_agent::fsutil::hash::sha256_path(&copy).expect("hash");
     let allowed = RestrictPolicy { allow_sha256: vec![sha], scope: scope.clone(), ..RestrictPolicy::default() };
     restrict::apply(&allowed, on_block.clone()).expect("restrict with an allowed hash");
     assert!(run(&copy).expect("allowed").success());

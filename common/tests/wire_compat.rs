@@ -16,7 +16,7 @@
 
 use picket_common::actions::results::{
     EvidenceOutput, IsolateOutput, KillProcessOutput, OffboardOutput, PackageOutput, PersistenceOutput,
-    QuarantineOutput, ReleaseOutput, Released, RestrictOutput, SampleOutput, ScanOutput,
+    QuarantineOutput, ReleaseOutput, Released, RestoreOutput, RestrictOutput, SampleOutput, ScanOutput,
 };
 use picket_common::actions::{ActionKind, ActionOutcome, ActionRequest, ActionResult, FailureReason};
 use picket_common::codec::{decode, encode};
@@ -35,6 +35,26 @@ const FIXTURE: &str = include_str!("fixtures/wire-protocol-1.txt");
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(0x6b1a6f9e_4a7c_4a44_9a38_000000000000 | n)
 }
+
+/// The kinds protocol 1 had (Picket 0.1), in their order. Kinds added
+/// since come after them; an older agent never advertises them, so the
+/// coordinator never sends them to it.
+const PROTOCOL_1_KINDS: [ActionKind; 14] = [
+    ActionKind::Isolate,
+    ActionKind::ReleaseIsolation,
+    ActionKind::RestrictCode,
+    ActionKind::ReleaseCode,
+    ActionKind::Scan,
+    ActionKind::StopAndQuarantine,
+    ActionKind::ReleaseFromQuarantine,
+    ActionKind::CollectPackage,
+    ActionKind::RequestSample,
+    ActionKind::Offboard,
+    ActionKind::KillProcess,
+    ActionKind::RemovePersistence,
+    ActionKind::DeleteFile,
+    ActionKind::CollectEvidence,
+];
 
 const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
@@ -68,6 +88,7 @@ fn output_of(kind: ActionKind) -> String {
         ActionKind::RemovePersistence => {
             r#"{"path":"/tmp/x","removed":["line 3 of /etc/crontab"],"removals":[{"kind":"line","file":"/etc/crontab","line_no":3,"line":"* * * * * root /tmp/x"}]}"#
         }
+        ActionKind::RestorePersistence => unreachable!("not in protocol 1"),
         ActionKind::CollectEvidence => {
             r#"{"file":{"path":"/tmp/x","exists":true,"sha256":"ab","size":5,"uid":1000,"mode":"755","mtime":1700000000,"package":null},"processes":[{"pid":42,"executable":"/tmp/x","ppid":1,"parent_executable":"/usr/lib/systemd/systemd","connections":[{"protocol":"tcp","local":"127.0.0.1:4444","remote":"0.0.0.0:0","state":"LISTEN","uid":1000,"pid":42}]}],"persistence":[{"what":"line 3 of /etc/crontab","removal":{"kind":"line","file":"/etc/crontab","line_no":3,"line":"* * * * * root /tmp/x"}}],"copies":["/home/ann/x"],"copies_search":{"paths":["/home","/tmp"],"files_seen":100,"files_hashed":3,"bytes_hashed":15,"complete":true,"stopped":null,"seconds":0.1},"temp_processes":[{"pid":43,"executable":"/tmp/y","sha256":"cd","connections":[]}],"temp_persistence":[{"path":"/tmp/z","named_in":"/etc/crontab"}]}"#
         }
@@ -93,6 +114,7 @@ fn read_result(kind: ActionKind, json: &str) -> Result<(), serde_json::Error> {
         ActionKind::KillProcess => read::<KillProcessOutput>(json),
         ActionKind::RemovePersistence => read::<PersistenceOutput>(json),
         ActionKind::CollectEvidence => read::<EvidenceOutput>(json),
+        ActionKind::RestorePersistence => read::<RestoreOutput>(json),
     }
 }
 
@@ -106,7 +128,7 @@ fn agent_samples() -> Vec<(String, AgentMsg)> {
                 hostname: "web-1".into(),
                 os: "Debian GNU/Linux 12".into(),
                 kernel: "6.1.0".into(),
-                capabilities: ActionKind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
+                capabilities: PROTOCOL_1_KINDS.iter().map(|k| k.as_str().to_string()).collect(),
             }),
         ),
         ("heartbeat".into(), AgentMsg::Heartbeat { seq: 300 }),
@@ -155,7 +177,7 @@ fn agent_samples() -> Vec<(String, AgentMsg)> {
         ),
         ("renew_certificate".into(), AgentMsg::RenewCertificate { csr_der: vec![0x30, 1] }),
     ];
-    for (n, kind) in ActionKind::ALL.into_iter().enumerate() {
+    for (n, kind) in PROTOCOL_1_KINDS.into_iter().enumerate() {
         let outcome = ActionOutcome::Succeeded { output_json: output_of(kind) };
         out.push((
             format!("result_{kind}"),
@@ -236,7 +258,7 @@ fn coordinator_samples() -> Vec<(String, CoordMsg)> {
         let name = format!("refused_{reason:?}");
         out.push((name, CoordMsg::Refused(Refusal { reason, message: reason.to_string() })));
     }
-    for (n, kind) in ActionKind::ALL.into_iter().enumerate() {
+    for (n, kind) in PROTOCOL_1_KINDS.into_iter().enumerate() {
         let request = ActionRequest { action_id: id(10 + n as u128), kind, params_json: "{}".into() };
         out.push((format!("action_{kind}"), CoordMsg::Action(request)));
     }
@@ -302,6 +324,11 @@ fn frames_of_the_previous_version_decode_and_encode_identically() {
         };
         assert!(matches, "{name}: this version reads or writes it differently");
     }
+}
+
+#[test]
+fn kinds_added_since_come_after_protocol_1s() {
+    assert_eq!(ActionKind::ALL[..PROTOCOL_1_KINDS.len()], PROTOCOL_1_KINDS, "a kind was inserted or reordered");
 }
 
 #[test]

@@ -93,3 +93,110 @@ async fn quarantine_undo_delete_and_persistence_removal_through_the_pipeline() {
     let a = act(&env, device, "stop_and_quarantine", json!({ "path": dir.join("device.key") })).await;
     assert!(a["result"]["error"].as_str().is_some_and(|e| e.contains("agent itself")), "{a}");
 }
+
+/// Everything under `root`, as `(relative path, what it is)`: a file's
+/// bytes, owner and mode (and times when `times`), a link's target.
+fn snapshot(root: &Path, times: bool) -> Vec<(PathBuf, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).expect("lstat");
+            let what = if m.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).expect("readlink").display())
+            } else if m.is_dir() {
+                todo.push(p.clone());
+                format!("dir {:o} {}:{}", m.mode(), m.uid(), m.gid())
+            } else {
+                let t = if times { format!(" mtime {}.{}", m.mtime(), m.mtime_nsec()) } else { String::new() };
+                format!("file {:o} {}:{} {}{t}", m.mode(), m.uid(), m.gid(), sha(&p))
+            };
+            out.push((p.strip_prefix(root).expect("inside").to_path_buf(), what));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn undo(env: &TestEnv, action: &Value) -> Value {
+    let id = action["id"].as_str().expect("id").to_string();
+    let u = env
+        .admin(move |c| c.post(&format!("/api/v1/actions/{id}/undo"), &json!({ "comment": "false positive" })))
+        .await
+        .expect("undo");
+    let undo_id = u["id"].as_str().expect("id").to_string();
+    eventually!(30, "undo finished", matches!(env.action_status(&undo_id).await.as_str(), "succeeded" | "failed"));
+    env.action(&undo_id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn undoing_delete_file_and_remove_persistence_restores_byte_identical_state() {
+    use std::os::unix::fs::{chown, symlink};
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("undo").await;
+    let lab = tempfile::tempdir().expect("tempdir");
+    let root = lab.path().join("root");
+    let root_for_agent = root.clone();
+    let _agent = env.start_agent_with(device, &dir, move |c| c.persistence_root = root_for_agent);
+    eventually!(10, "online", env.device_status(device).await == "online");
+
+    // The file, owned by nobody, 0640, with old times.
+    let files = lab.path().join("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    let bin = files.join("dropper");
+    std::fs::write(&bin, b"#!/bin/sh\necho pwned\n").expect("write");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    chown(&bin, Some(65534), Some(65534)).expect("chown");
+    let old = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 123_456_789);
+    let times = std::fs::FileTimes::new().set_accessed(old).set_modified(old);
+    std::fs::File::options().write(true).open(&bin).and_then(|f| f.set_times(times)).expect("times");
+    let b = bin.display();
+
+    // Its persistence: a crontab line between others, a unit with its
+    // timer and enablement link, a line in a user's .bashrc.
+    let sys = root.join("etc/systemd/system");
+    std::fs::create_dir_all(sys.join("timers.target.wants")).expect("mkdir");
+    std::fs::write(root.join("etc/crontab"), format!("SHELL=/bin/sh\n*/5 * * * * root {b}\n0 3 * * * root true\n"))
+        .expect("crontab");
+    std::fs::set_permissions(root.join("etc/crontab"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(sys.join("dropper.service"), format!("[Service]\nExecStart={b} --quiet\n")).expect("unit");
+    std::fs::write(sys.join("dropper.timer"), "[Timer]\nOnCalendar=hourly\n").expect("timer");
+    symlink("../dropper.timer", sys.join("timers.target.wants/dropper.timer")).expect("link");
+    let home = root.join("home/ann");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(home.join(".bashrc"), format!("alias ll='ls -l'\n{b} &\nexport EDITOR=vi\n")).expect("bashrc");
+    std::fs::set_permissions(home.join(".bashrc"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    chown(&home, Some(65534), Some(65534)).expect("chown");
+    chown(home.join(".bashrc"), Some(65534), Some(65534)).expect("chown");
+
+    let persistence_before = snapshot(&root, false);
+    let files_before = snapshot(&files, true);
+
+    let removed = act(&env, device, "remove_persistence", json!({ "path": bin })).await;
+    assert_eq!(removed["status"], "succeeded", "{removed}");
+    assert_eq!(removed["result"]["output"]["removed"].as_array().map(Vec::len), Some(5), "{removed}");
+    assert_ne!(snapshot(&root, false), persistence_before, "nothing was removed");
+    let restored = undo(&env, &removed).await;
+    assert_eq!(
+        (restored["kind"].as_str(), restored["status"].as_str()),
+        (Some("restore_persistence"), Some("succeeded"))
+    );
+    assert_eq!(snapshot(&root, false), persistence_before, "persistence put back byte for byte");
+    let id = removed["id"].as_str().expect("id").to_string();
+    let again = env.admin(move |c| c.post(&format!("/api/v1/actions/{id}/undo"), &json!({ "comment": "again" }))).await;
+    let refused = again.expect_err("an undone removal is undone once").to_string();
+    assert!(refused.contains("already undone"), "{refused}");
+
+    let deleted = act(&env, device, "delete_file", json!({ "path": bin })).await;
+    assert_eq!(deleted["status"], "succeeded", "{deleted}");
+    assert!(!bin.exists());
+    let released = undo(&env, &deleted).await;
+    assert_eq!(
+        (released["kind"].as_str(), released["status"].as_str()),
+        (Some("release_from_quarantine"), Some("succeeded"))
+    );
+    assert_eq!(snapshot(&files, true), files_before, "the file is back with its bytes, owner, mode and times");
+    assert_eq!(snapshot(&root, false), persistence_before, "and so is its persistence");
+}

@@ -55,7 +55,7 @@ fn evidence(p: params::CollectEvidence, run: &Run<'_>) -> EvidenceOutput {
     // Opened as quarantine would open it: no untrusted link on the way.
     let opened = Dir::open_parent(&p.path, Owners::Any).ok().and_then(|(dir, name)| dir.open_file(&name).ok());
     let meta = opened.as_ref().and_then(|f| f.metadata().ok());
-    let actual = opened.as_ref().and_then(|f| crate::quarantine::hash_open(f).ok());
+    let actual = opened.as_ref().and_then(|f| crate::fsutil::hash::sha256_open(f).ok().map(|(h, _)| h));
     let sha256 = p.sha256.clone().map(|s| s.to_ascii_lowercase()).or_else(|| actual.clone());
     let file = EvidenceFile {
         path: p.path.clone(),
@@ -149,12 +149,7 @@ fn temp_processes(platform: &dyn Platform, sockets: &[Socket], temp: &[String], 
         if connections.is_empty() || platform.package_owner(Path::new(&exe)).ok().flatten().is_some() {
             continue;
         }
-        let sha256 = std::fs::File::open(format!("/proc/{pid}/exe")).ok().and_then(|mut f| {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            std::io::copy(&mut f, &mut h).ok()?;
-            Some(hex::encode(h.finalize()))
-        });
+        let sha256 = crate::platform::linux::exe_sha256(pid);
         out.push(TempProcess { pid, executable: exe, sha256, connections });
     }
     out

@@ -58,7 +58,7 @@ fn package(run: &Run<'_>) -> Result<PackageOutput, ActionFailure> {
     let file =
         std::fs::File::open(&archive).map_err(|e| ActionFailure::error(format!("{}: {e}", archive.display())))?;
     let size = file.metadata().map_err(|e| ActionFailure::error(e.to_string()))?.len();
-    let sha256 = crate::quarantine::hash_file(&archive).map_err(|e| ActionFailure::error(e.to_string()))?;
+    let sha256 = crate::fsutil::hash::sha256_path(&archive).map_err(|e| ActionFailure::error(e.to_string()))?;
     let report = |held: u64| {
         let pct = 50 + held.saturating_mul(50).checked_div(size).unwrap_or(50);
         progress.report(&format!("uploaded {} of {} KiB", held / 1024, size / 1024), u8::try_from(pct).unwrap_or(100));

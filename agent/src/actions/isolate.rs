@@ -15,7 +15,7 @@ use picket_common::actions::ActionKind;
 use super::{Action, ActionFailure, Run};
 use crate::platform::{Feature, IsolationPolicy, Platform};
 
-pub(super) const STATE_FILE: &str = "isolation.json";
+pub(super) static POLICY: super::Persisted<IsolationPolicy> = super::Persisted::new("isolation.json");
 
 pub struct Isolate;
 
@@ -40,11 +40,9 @@ impl Action for Isolate {
             allow_dhcp: p.allow_dhcp,
         };
         let rules = run.platform.isolate(&policy)?;
-        crate::fsutil::write_atomic(
-            &ctx.state_dir.join(STATE_FILE),
-            &serde_json::to_vec_pretty(&policy).map_err(|e| ActionFailure::error(e.to_string()))?,
-        )
-        .map_err(|e| ActionFailure::error(format!("isolated, but cannot persist it: {e}")))?;
+        POLICY
+            .save(&ctx.state_dir, &policy)
+            .map_err(|e| ActionFailure::error(format!("isolated, but cannot persist it: {e}")))?;
         Ok(IsolateOutput { mode: policy.mode, coordinator: policy.coordinator, exclusions: policy.exclusions, rules })
     }
 }
@@ -52,13 +50,7 @@ impl Action for Isolate {
 /// Re-apply a persisted isolation (at agent start, before connecting).
 /// Returns whether the device is isolated.
 pub fn reapply(platform: &dyn Platform, state_dir: &Path) -> Result<bool, String> {
-    let path = state_dir.join(STATE_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let policy: IsolationPolicy = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some(policy) = POLICY.load(state_dir)? else { return Ok(false) };
     platform.isolate(&policy).map_err(|e| e.to_string())?;
     Ok(true)
 }

@@ -30,6 +30,7 @@ mod release_from_quarantine;
 mod release_isolation;
 mod remove_persistence;
 mod request_sample;
+mod restore_persistence;
 pub mod restrict_code;
 mod scan;
 mod stop_and_quarantine;
@@ -41,6 +42,7 @@ use std::sync::{Arc, Mutex};
 use picket_common::actions::{ActionKind, ActionOutcome, ActionRequest, ActionResult, FailureReason};
 use picket_common::proto::AgentMsg;
 use tokio::sync::{mpsc, Semaphore};
+use tracing::Instrument;
 
 use crate::enroll::now_rfc3339;
 use crate::journal::{Entry, EntryState, Journal, JournalError};
@@ -97,6 +99,8 @@ pub struct Context {
     pub restrict_scope: Vec<std::path::PathBuf>,
     /// This device's own search scope for copies (overrides the coordinator's).
     pub evidence_search_paths: Vec<std::path::PathBuf>,
+    /// This device (named in every action's log span).
+    pub device_id: uuid::Uuid,
 }
 
 /// Progress reports of one running action (dropped while offline).
@@ -163,12 +167,40 @@ impl<A: Action> Registered for A {
     }
 }
 
-/// Remove a persisted policy file; a missing one is no error.
-fn forget(path: &std::path::Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// A policy an action applied that must outlive the agent process
+/// (isolation, code restriction): `<state dir>/<file>`, JSON, written
+/// atomically (0600, fsync), re-applied at start, forgotten on release.
+pub struct Persisted<T> {
+    file: &'static str,
+    policy: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Persisted<T> {
+    pub const fn new(file: &'static str) -> Self {
+        Self { file, policy: std::marker::PhantomData }
+    }
+
+    pub fn save(&self, state_dir: &std::path::Path, policy: &T) -> Result<(), String> {
+        let json = serde_json::to_vec_pretty(policy).map_err(|e| e.to_string())?;
+        crate::fsutil::write_atomic(&state_dir.join(self.file), &json).map_err(|e| e.to_string())
+    }
+
+    /// The persisted policy; `None` when there is none.
+    pub fn load(&self, state_dir: &std::path::Path) -> Result<Option<T>, String> {
+        let path = state_dir.join(self.file);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Remove it; a missing one is no error.
+    pub fn forget(&self, state_dir: &std::path::Path) -> Result<(), String> {
+        match std::fs::remove_file(state_dir.join(self.file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -229,6 +261,12 @@ impl Executor {
         })
     }
 
+    /// The span every log line about one action is written in: its id,
+    /// kind and device (the coordinator's span has the same fields).
+    fn span(&self, id: uuid::Uuid, kind: ActionKind) -> tracing::Span {
+        tracing::info_span!("action", id = %id, kind = %kind, device = %self.context.device_id)
+    }
+
     pub fn capabilities(&self) -> Vec<String> {
         table::capabilities(&self.platform.features()).iter().map(|k| k.as_str().to_string()).collect()
     }
@@ -244,16 +282,18 @@ impl Executor {
                 EntryState::Finished => {}
                 EntryState::Received => self.start(entry),
                 EntryState::Running if entry.kind.rerunnable() => {
-                    tracing::warn!(action = %entry.action_id, kind = %entry.kind, "re-running an action a restart interrupted");
+                    self.span(entry.action_id, entry.kind)
+                        .in_scope(|| tracing::warn!("re-running an action a restart interrupted"));
                     self.start(entry);
                 }
                 EntryState::Running => {
-                    tracing::warn!(action = %entry.action_id, kind = %entry.kind, "an action was interrupted by a restart; reporting it failed");
+                    let span = self.span(entry.action_id, entry.kind);
+                    span.in_scope(|| tracing::warn!("an action was interrupted by a restart; reporting it failed"));
                     let outcome = ActionOutcome::Failed {
                         reason: FailureReason::Interrupted,
                         error: "the agent stopped while the action ran; it was not run again".into(),
                     };
-                    self.finish(entry, outcome).await;
+                    self.finish(entry, outcome).instrument(span).await;
                 }
             }
         }
@@ -283,7 +323,7 @@ impl Executor {
                     updated_at: now_rfc3339(),
                 };
                 if self.write(entry.clone()).await {
-                    tracing::info!(action = %id, kind = %entry.kind, "action received");
+                    self.span(id, entry.kind).in_scope(|| tracing::info!("action received"));
                     self.start(entry);
                 }
             }
@@ -305,11 +345,12 @@ impl Executor {
             // Claim it so the runner cannot start it meanwhile.
             entry.state == EntryState::Received && in_flight.remove(&id)
         };
+        let span = self.span(id, entry.kind);
         if cancellable {
-            tracing::info!(action = %id, "action cancelled before it started");
-            self.finish(entry, ActionOutcome::Cancelled).await;
+            span.in_scope(|| tracing::info!("action cancelled before it started"));
+            self.finish(entry, ActionOutcome::Cancelled).instrument(span).await;
         } else {
-            tracing::info!(action = %id, state = ?entry.state, "too late to cancel");
+            span.in_scope(|| tracing::info!(state = ?entry.state, "too late to cancel"));
         }
     }
 
@@ -355,8 +396,9 @@ impl Executor {
 
     fn start(self: &Arc<Self>, entry: Entry) {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(entry.action_id);
+        let span = self.span(entry.action_id, entry.kind);
         let this = self.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let Ok(_slot) = this.slots.clone().acquire_owned().await else { return };
             let id = entry.action_id;
             // Still ours? (a cancel may have claimed it while it waited)
@@ -368,26 +410,29 @@ impl Executor {
                 return;
             }
             let _ = this.out.try_send(AgentMsg::ActionStarted { action_id: id });
-            tracing::info!(action = %id, kind = %running.kind, "action running");
+            tracing::info!("action running");
             let (platform, ctx) = (this.platform.clone(), this.context.clone());
             let (kind, params) = (running.kind, running.params_json.clone());
             let progress = Progress { action_id: id, out: this.out.clone() };
-            let outcome =
-                tokio::task::spawn_blocking(move || execute(platform.as_ref(), &ctx, kind, &params, &progress))
-                    .await
-                    .unwrap_or_else(|e| ActionOutcome::Failed {
-                        reason: FailureReason::Error,
-                        error: format!("the action panicked: {e}"),
-                    });
+            let span = tracing::Span::current();
+            let outcome = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| execute(platform.as_ref(), &ctx, kind, &params, &progress))
+            })
+            .await
+            .unwrap_or_else(|e| ActionOutcome::Failed {
+                reason: FailureReason::Error,
+                error: format!("the action panicked: {e}"),
+            });
             this.finish(running, outcome).await;
-        });
+        };
+        tokio::spawn(task.instrument(span));
     }
 
     async fn finish(&self, entry: Entry, outcome: ActionOutcome) {
         let finished =
             Entry { state: EntryState::Finished, outcome: Some(outcome), updated_at: now_rfc3339(), ..entry };
         if self.write(finished.clone()).await {
-            tracing::info!(action = %finished.action_id, outcome = ?finished.outcome, "action finished");
+            tracing::info!(outcome = ?finished.outcome, "action finished");
             self.send_result(&finished);
         }
     }

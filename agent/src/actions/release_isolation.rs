@@ -5,7 +5,7 @@ use picket_common::actions::params;
 use picket_common::actions::results::Released;
 use picket_common::actions::ActionKind;
 
-use super::isolate::STATE_FILE;
+use super::isolate::POLICY;
 use super::{Action, ActionFailure, Run};
 use crate::platform::Feature;
 
@@ -19,7 +19,8 @@ impl Action for ReleaseIsolation {
 
     fn run(&self, _: params::Release, run: &Run<'_>) -> Result<Released, ActionFailure> {
         let released = run.platform.release_isolation()?;
-        super::forget(&run.ctx.state_dir.join(STATE_FILE))
+        POLICY
+            .forget(&run.ctx.state_dir)
             .map_err(|e| ActionFailure::error(format!("released, but cannot clear the persisted isolation: {e}")))?;
         Ok(Released { released })
     }

@@ -67,7 +67,8 @@ fn sample(p: params::RequestSample, run: &Run<'_>) -> Result<SampleOutput, Actio
         return Err(ActionFailure::invalid(format!("refused: {why}")));
     }
     progress.report("hashing", 0);
-    let (sha256, size) = hash(&file).map_err(|e| ActionFailure::error(format!("reading {}: {e}", path.display())))?;
+    let (sha256, size) = crate::fsutil::hash::sha256_open(&file)
+        .map_err(|e| ActionFailure::error(format!("reading {}: {e}", path.display())))?;
     if size != meta.len() {
         return Err(ActionFailure::error(format!("{} changed while it was read", path.display())));
     }
@@ -77,21 +78,4 @@ fn sample(p: params::RequestSample, run: &Run<'_>) -> Result<SampleOutput, Actio
     };
     ctx.uploader.upload(progress.action_id(), &file, size, &sha256, &report).map_err(ActionFailure::error)?;
     Ok(SampleOutput { path, sha256, size })
-}
-
-fn hash(file: &std::fs::File) -> std::io::Result<(String, u64)> {
-    use sha2::Digest;
-    use std::os::unix::fs::FileExt;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut at = 0u64;
-    loop {
-        let n = file.read_at(&mut buf, at)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), at))
 }

@@ -16,10 +16,9 @@ use picket_common::detection::{Detection, Severity};
 
 use super::{Action, ActionFailure, Run};
 use crate::alerts::AlertQueue;
-use crate::fsutil::write_atomic;
 use crate::platform::{BlockedExec, Feature, Platform, RestrictPolicy};
 
-pub(super) const STATE_FILE: &str = "restriction.json";
+pub(super) static POLICY: super::Persisted<RestrictPolicy> = super::Persisted::new("restriction.json");
 
 fn reporter(alerts: Arc<AlertQueue>) -> Arc<dyn Fn(BlockedExec) + Send + Sync> {
     Arc::new(move |b: BlockedExec| {
@@ -52,8 +51,8 @@ impl Action for RestrictCode {
             scope: ctx.restrict_scope.clone(),
         };
         let applied = run.platform.restrict_code(&policy, reporter(ctx.alerts.clone()))?;
-        let json = serde_json::to_vec_pretty(&policy).map_err(|e| ActionFailure::error(e.to_string()))?;
-        write_atomic(&ctx.state_dir.join(STATE_FILE), &json)
+        POLICY
+            .save(&ctx.state_dir, &policy)
             .map_err(|e| ActionFailure::error(format!("restricted, but cannot persist it: {e}")))?;
         Ok(RestrictOutput { applied, policy })
     }
@@ -62,13 +61,7 @@ impl Action for RestrictCode {
 /// Re-apply a persisted restriction (at agent start). Returns whether code
 /// is restricted.
 pub fn reapply(platform: &dyn Platform, state_dir: &Path, alerts: Arc<AlertQueue>) -> Result<bool, String> {
-    let path = state_dir.join(STATE_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
-    let policy: RestrictPolicy = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some(policy) = POLICY.load(state_dir)? else { return Ok(false) };
     platform.restrict_code(&policy, reporter(alerts)).map_err(|e| e.to_string())?;
     Ok(true)
 }

@@ -18,6 +18,7 @@ pub static TABLE: &[&dyn Registered] = &[
     &super::delete_file::DeleteFile,
     &super::release_from_quarantine::ReleaseFromQuarantine,
     &super::remove_persistence::RemovePersistence,
+    &super::restore_persistence::RestorePersistence,
     &super::request_sample::RequestSample,
     &super::collect_package::CollectPackage,
     &super::collect_evidence::CollectEvidence,

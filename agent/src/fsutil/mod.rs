@@ -1,7 +1,9 @@
-//! File handling: durable writes of the agent's own state, and [`dir`], the
-//! symlink-safe operations used wherever a local user could interfere.
+//! File handling: durable writes of the agent's own state, [`dir`], the
+//! symlink-safe operations used wherever a local user could interfere, and
+//! [`hash`], the one SHA-256-of-a-file helper.
 
 pub mod dir;
+pub mod hash;
 
 use std::path::Path;
 

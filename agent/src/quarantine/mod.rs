@@ -31,16 +31,21 @@
 pub mod persistence;
 pub mod vault;
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use uuid::Uuid;
 
 use crate::fault;
 use crate::fsutil::{Dir, Owners, SafeError};
+
+/// SHA-256 (hex) of an open file.
+fn hash_open(f: &std::fs::File) -> std::io::Result<String> {
+    crate::fsutil::hash::sha256_open(f).map(|(h, _)| h)
+}
 use crate::platform::Platform;
 use crate::protected::Protected;
-pub use vault::{Entry, EntryState, Vault};
+pub use vault::{Entry, EntryState, PersistenceRecord, Vault};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
@@ -334,30 +339,6 @@ fn set_times(file: &std::fs::File, atime: (i64, i64), mtime: (i64, i64)) -> Resu
     let ts = |(s, ns): (i64, i64)| TimeSpec::new(s, ns);
     nix::sys::stat::futimens(file, &ts(atime), &ts(mtime))
         .map_err(|e| failed(format!("cannot restore the timestamps: {e}")))
-}
-
-/// SHA-256 of a file by path (not followed through a symlink at the end).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
-    hash_open(&f)
-}
-
-/// SHA-256 of an open file's whole content (read from offset 0).
-pub fn hash_open(f: &std::fs::File) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::os::unix::fs::FileExt;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut at = 0u64;
-    loop {
-        let n = f.read_at(&mut buf, at)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// Finish or roll back what a crash interrupted (called at agent start).

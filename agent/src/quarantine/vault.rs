@@ -11,6 +11,10 @@
 //!   reordered, dropped or truncated unnoticed. Encrypted, the file can
 //!   neither run nor match another scanner's signatures.
 //!
+//! - `persistence/<id>.json`: a [`PersistenceRecord`], what one
+//!   `remove_persistence` removed, kept so `restore_persistence` can put it
+//!   back from the device's own copy.
+//!
 //! `PKVAULT1` blobs (written before: the master key itself, nonce = a
 //! 4-byte random prefix ‖ segment number, which two blobs could share) are
 //! still read, never written.
@@ -68,6 +72,20 @@ pub struct Entry {
     /// The action that quarantined it, if any.
     pub action_id: Option<Uuid>,
     pub quarantined_at: String,
+}
+
+/// What one `remove_persistence` removed, exactly enough to put it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistenceRecord {
+    pub id: Uuid,
+    /// The file the removed persistence ran or named.
+    pub path: PathBuf,
+    pub removals: Vec<Removal>,
+    /// Put back already.
+    pub restored: bool,
+    /// The action that removed it, if any.
+    pub action_id: Option<Uuid>,
+    pub removed_at: String,
 }
 
 pub struct Vault {
@@ -133,22 +151,11 @@ impl Vault {
 
     /// Write (fsync) an entry's metadata.
     pub fn save(&self, entry: &Entry) -> Result<(), VaultError> {
-        let dir = self.entry_dir(entry.id);
-        create_private_dir(&dir).map_err(io(&dir))?;
-        let path = dir.join("meta.json");
-        let json = serde_json::to_vec_pretty(entry).map_err(|e| VaultError::Corrupt(e.to_string()))?;
-        write_atomic(&path, &json).map_err(io(&path))
+        write_json(&self.entry_dir(entry.id), "meta.json", entry)
     }
 
     pub fn load(&self, id: Uuid) -> Result<Option<Entry>, VaultError> {
-        let path = self.entry_dir(id).join("meta.json");
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| VaultError::Corrupt(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(VaultError::Io { path, source: e }),
-        }
+        read_json(self.entry_dir(id).join("meta.json"))
     }
 
     /// Every entry (unreadable ones are logged and skipped).
@@ -164,6 +171,24 @@ impl Vault {
             }
         }
         out
+    }
+
+    fn records(&self) -> PathBuf {
+        self.dir.join("persistence")
+    }
+
+    /// Write (fsync) a persistence record.
+    pub fn save_record(&self, record: &PersistenceRecord) -> Result<(), VaultError> {
+        write_json(&self.records(), &format!("{}.json", record.id), record)
+    }
+
+    pub fn load_record(&self, id: Uuid) -> Result<Option<PersistenceRecord>, VaultError> {
+        read_json(self.records().join(format!("{id}.json")))
+    }
+
+    /// Drop a persistence record (its removal was rolled back).
+    pub fn remove_record(&self, id: Uuid) {
+        let _ = std::fs::remove_file(self.records().join(format!("{id}.json")));
     }
 
     /// Remove an entry entirely.
@@ -284,6 +309,25 @@ impl Vault {
             n += 1;
         }
         Ok((hex::encode(hasher.finalize()), size))
+    }
+}
+
+/// Write `value` as `dir/name` (the directory made private first), fsync'd.
+fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), VaultError> {
+    create_private_dir(dir).map_err(io(dir))?;
+    let path = dir.join(name);
+    let json = serde_json::to_vec_pretty(value).map_err(|e| VaultError::Corrupt(e.to_string()))?;
+    write_atomic(&path, &json).map_err(io(&path))
+}
+
+/// Read what [`write_json`] wrote; `None` when there is no such file.
+fn read_json<T: serde::de::DeserializeOwned>(path: PathBuf) -> Result<Option<T>, VaultError> {
+    match std::fs::read(&path) {
+        Ok(b) => {
+            serde_json::from_slice(&b).map(Some).map_err(|e| VaultError::Corrupt(format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(VaultError::Io { path, source: e }),
     }
 }
 

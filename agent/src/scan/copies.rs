@@ -7,8 +7,7 @@
 //! result), runs at lowered CPU and I/O priority, never follows a link,
 //! and skips pseudo and network file systems and the agent's own state.
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ignore::WalkBuilder;
@@ -98,7 +97,7 @@ fn search(q: &Query<'_>, progress: &(dyn Fn(u64, u64) + Sync)) -> Copies {
             out.complete = false;
             break;
         }
-        let Ok(hash) = hash_path(entry.path()) else { continue };
+        let Ok(hash) = crate::fsutil::hash::sha256_path(entry.path()) else { continue };
         out.files_hashed += 1;
         out.bytes_hashed += meta.len();
         if hash == sha256 {
@@ -108,11 +107,6 @@ fn search(q: &Query<'_>, progress: &(dyn Fn(u64, u64) + Sync)) -> Copies {
     out.paths.sort();
     out.seconds = started.elapsed().as_secs_f64();
     out
-}
-
-fn hash_path(path: &Path) -> std::io::Result<String> {
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
-    crate::quarantine::hash_open(&f)
 }
 
 #[cfg(test)]

@@ -169,23 +169,16 @@ impl Engine {
         owner: &str,
     ) -> Result<Vec<Detection>, String> {
         use sha2::Digest;
-        use std::io::Read;
-        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
         let mut head = Vec::new();
-        let mut size = 0u64;
-        loop {
-            let n = file.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
+        let size = crate::fsutil::hash::read_all(&file, |b| {
             if head.len() < 16 {
-                head.extend_from_slice(&buf[..n.min(16 - head.len())]);
+                head.extend_from_slice(&b[..b.len().min(16 - head.len())]);
             }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
+            hasher.update(b);
+        })
+        .map_err(|e| e.to_string())?;
         let sha256 = hex::encode(hasher.finalize());
         self.detect(scanner, path, &sha256, size, &head, owner, Source::File)
     }

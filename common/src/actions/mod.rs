@@ -12,6 +12,7 @@ pub mod results;
 
 use serde::{Deserialize, Serialize};
 
+/// Every kind. New kinds go at the end: on the wire a kind is its position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
@@ -30,78 +31,130 @@ pub enum ActionKind {
     DeleteFile,
     /// Read-only: what an investigation needs to know about a file.
     CollectEvidence,
+    /// The undo of `remove_persistence`.
+    RestorePersistence,
+}
+
+/// What the rest of Picket needs to know about a kind, declared in its row
+/// of [`ActionKind::SPECS`].
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub kind: ActionKind,
+    /// The snake_case name of DESIGN.md (the JSON and database spelling).
+    pub name: &'static str,
+    /// Whether an action of this kind that a crash cut off may simply run
+    /// again on restart: only kinds whose effect is idempotent or
+    /// read-only. Killing a pid (it may have been reused), moving files,
+    /// removing persistence and offboarding are reported `interrupted`
+    /// instead, so a person decides.
+    pub rerunnable: bool,
+    /// How a succeeded action of this kind is undone, if it can be.
+    pub undo: Option<Undo>,
+}
+
+/// The inverse of a kind: the action that undoes it, with parameters built
+/// from the original's typed result.
+#[derive(Debug, Clone, Copy)]
+pub struct Undo {
+    pub kind: ActionKind,
+    /// `(id of the action undone, its output JSON)` → the inverse's params.
+    pub params: fn(&str, &str) -> Result<String, String>,
+}
+
+use ActionKind as K;
+
+const fn spec(kind: ActionKind, name: &'static str, rerunnable: bool, undo: Option<Undo>) -> Spec {
+    Spec { kind, name, rerunnable, undo }
+}
+
+const fn undo(kind: ActionKind, params: fn(&str, &str) -> Result<String, String>) -> Option<Undo> {
+    Some(Undo { kind, params })
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 14] = [
-        Self::Isolate,
-        Self::ReleaseIsolation,
-        Self::RestrictCode,
-        Self::ReleaseCode,
-        Self::Scan,
-        Self::StopAndQuarantine,
-        Self::ReleaseFromQuarantine,
-        Self::CollectPackage,
-        Self::RequestSample,
-        Self::Offboard,
-        Self::KillProcess,
-        Self::RemovePersistence,
-        Self::DeleteFile,
-        Self::CollectEvidence,
+    /// One row per kind, in declaration order.
+    pub const SPECS: [Spec; 15] = [
+        spec(K::Isolate, "isolate", true, undo(K::ReleaseIsolation, undo::release)),
+        spec(K::ReleaseIsolation, "release_isolation", true, None),
+        spec(K::RestrictCode, "restrict_code", true, undo(K::ReleaseCode, undo::release)),
+        spec(K::ReleaseCode, "release_code", true, None),
+        spec(K::Scan, "scan", true, None),
+        spec(K::StopAndQuarantine, "stop_and_quarantine", false, undo(K::ReleaseFromQuarantine, undo::from_vault)),
+        spec(K::ReleaseFromQuarantine, "release_from_quarantine", false, None),
+        spec(K::CollectPackage, "collect_package", true, None),
+        spec(K::RequestSample, "request_sample", true, None),
+        spec(K::Offboard, "offboard", false, None),
+        spec(K::KillProcess, "kill_process", false, None),
+        spec(K::RemovePersistence, "remove_persistence", false, undo(K::RestorePersistence, undo::persistence)),
+        spec(K::DeleteFile, "delete_file", false, undo(K::ReleaseFromQuarantine, undo::from_vault)),
+        spec(K::CollectEvidence, "collect_evidence", true, None),
+        // Putting back is idempotent: a line or file already there is kept.
+        spec(K::RestorePersistence, "restore_persistence", true, None),
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Isolate => "isolate",
-            Self::ReleaseIsolation => "release_isolation",
-            Self::RestrictCode => "restrict_code",
-            Self::ReleaseCode => "release_code",
-            Self::Scan => "scan",
-            Self::StopAndQuarantine => "stop_and_quarantine",
-            Self::ReleaseFromQuarantine => "release_from_quarantine",
-            Self::CollectPackage => "collect_package",
-            Self::RequestSample => "request_sample",
-            Self::Offboard => "offboard",
-            Self::KillProcess => "kill_process",
-            Self::RemovePersistence => "remove_persistence",
-            Self::DeleteFile => "delete_file",
-            Self::CollectEvidence => "collect_evidence",
+    pub const ALL: [ActionKind; 15] = {
+        let mut all = [K::Isolate; 15];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Self::SPECS[i].kind;
+            i += 1;
         }
+        all
+    };
+
+    /// This kind's row.
+    pub fn spec(self) -> &'static Spec {
+        &Self::SPECS[self as usize]
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+        Self::SPECS.iter().find(|k| k.name == s).map(|k| k.kind)
     }
 
     /// The kind that undoes this one, if it can be undone.
     pub fn undo(self) -> Option<Self> {
-        match self {
-            Self::Isolate => Some(Self::ReleaseIsolation),
-            Self::RestrictCode => Some(Self::ReleaseCode),
-            Self::StopAndQuarantine => Some(Self::ReleaseFromQuarantine),
-            _ => None,
-        }
+        self.spec().undo.map(|u| u.kind)
     }
 
-    /// Whether an action of this kind that a crash cut off may simply run
-    /// again on restart. Only kinds whose effect is idempotent or read-only:
-    /// applying (or removing) the isolation table or the exec restriction
-    /// again gives the same state; a scan, a package collection or a sample
-    /// upload only read. Killing a pid (it may have been reused), moving
-    /// files, removing persistence and offboarding are reported `interrupted`
-    /// instead, so a person decides.
+    /// See [`Spec::rerunnable`].
     pub fn rerunnable(self) -> bool {
-        matches!(
-            self,
-            Self::Isolate
-                | Self::ReleaseIsolation
-                | Self::RestrictCode
-                | Self::ReleaseCode
-                | Self::Scan
-                | Self::CollectPackage
-                | Self::RequestSample
-                | Self::CollectEvidence
-        )
+        self.spec().rerunnable
+    }
+}
+
+/// How each inverse's parameters come from what the original did.
+mod undo {
+    use super::{params, results};
+
+    fn json<T: serde::Serialize>(p: &T) -> Result<String, String> {
+        serde_json::to_string(p).map_err(|e| e.to_string())
+    }
+
+    /// `release_isolation`, `release_code`: nothing but the link.
+    pub fn release(undo_of: &str, _output: &str) -> Result<String, String> {
+        json(&params::Release { undo_of: Some(undo_of.to_string()) })
+    }
+
+    /// `release_from_quarantine` of what went into the vault.
+    pub fn from_vault(undo_of: &str, output: &str) -> Result<String, String> {
+        let done: results::QuarantineOutput =
+            serde_json::from_str(output).map_err(|e| format!("the quarantine's result is unreadable: {e}"))?;
+        json(&params::ReleaseFromQuarantine { quarantine_id: done.quarantine_id, undo_of: Some(undo_of.to_string()) })
+    }
+
+    /// `restore_persistence` of what the agent kept of the removal.
+    pub fn persistence(undo_of: &str, output: &str) -> Result<String, String> {
+        let done: results::PersistenceOutput =
+            serde_json::from_str(output).map_err(|e| format!("the removal's result is unreadable: {e}"))?;
+        let record = done.record_id.ok_or(
+            "this removal was made by an agent that kept no record of it (Picket 0.1); \
+             the removed entries are listed in its result",
+        )?;
+        json(&params::RestorePersistence { record_id: record, undo_of: Some(undo_of.to_string()) })
     }
 }
 
@@ -173,8 +226,46 @@ mod tests {
         for k in ActionKind::ALL {
             assert_eq!(ActionKind::parse(k.as_str()), Some(k));
         }
+        for (i, spec) in ActionKind::SPECS.iter().enumerate() {
+            assert_eq!(spec.kind as usize, i, "{} is not in declaration order", spec.name);
+        }
         let undoable: Vec<_> = ActionKind::ALL.into_iter().filter(|k| k.undo().is_some()).collect();
-        assert_eq!(undoable, vec![ActionKind::Isolate, ActionKind::RestrictCode, ActionKind::StopAndQuarantine]);
+        assert_eq!(
+            undoable,
+            vec![
+                ActionKind::Isolate,
+                ActionKind::RestrictCode,
+                ActionKind::StopAndQuarantine,
+                ActionKind::RemovePersistence,
+                ActionKind::DeleteFile
+            ]
+        );
         assert!(!ActionKind::KillProcess.rerunnable());
+    }
+
+    #[test]
+    fn every_undo_builds_parameters_its_inverse_accepts() {
+        let id = "6b1a6f9e-4a7c-4a44-9a38-000000000001";
+        let outputs = [
+            (ActionKind::Isolate, r#"{"mode":"full"}"#),
+            (ActionKind::RestrictCode, "{}"),
+            (ActionKind::StopAndQuarantine, r#"{"quarantine_id":"6b1a6f9e-4a7c-4a44-9a38-000000000007"}"#),
+            (ActionKind::DeleteFile, r#"{"quarantine_id":["6b1a6f9e-4a7c-4a44-9a38-000000000007"]}"#),
+            (
+                ActionKind::RemovePersistence,
+                r#"{"path":"/x","removed":[],"removals":[],"record_id":"6b1a6f9e-4a7c-4a44-9a38-000000000009"}"#,
+            ),
+        ];
+        for (kind, output) in outputs {
+            let undo = kind.spec().undo.expect("undoable");
+            let p = (undo.params)(id, output).expect("params");
+            assert_eq!(params::check(undo.kind, &p), Ok(()), "{kind}: {p}");
+            assert!(p.contains(id), "{kind}: the inverse names what it undoes");
+        }
+        let old = r#"{"path":"/x","removed":["line"],"removals":[]}"#;
+        let refused = (ActionKind::RemovePersistence.spec().undo.expect("undoable").params)(id, old);
+        assert!(refused.expect_err("no record").contains("kept no record"));
+        let garbage = (ActionKind::StopAndQuarantine.spec().undo.expect("undoable").params)(id, "{}");
+        assert!(garbage.expect_err("unreadable").contains("unreadable"));
     }
 }

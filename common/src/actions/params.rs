@@ -230,6 +230,18 @@ pub struct RemovePersistence {
     pub path: PathBuf,
 }
 
+/// `restore_persistence`: put back what a `remove_persistence` on this
+/// device removed. Only the agent's own record of that removal is named —
+/// what goes back comes from the device, never from these parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestorePersistence {
+    pub record_id: Uuid,
+    /// Set by the coordinator's undo.
+    #[serde(default)]
+    pub undo_of: Option<String>,
+}
+
 /// `restrict_code`: what may run besides unchanged packaged executables.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -318,6 +330,7 @@ pub fn check(kind: ActionKind, json: &str) -> Result<(), String> {
             Ok(())
         }
         ActionKind::RemovePersistence => absolute("path", &parse::<RemovePersistence>(kind, json)?.path),
+        ActionKind::RestorePersistence => parse::<RestorePersistence>(kind, json).map(|_| ()),
         ActionKind::RestrictCode => {
             let p: RestrictCode = parse(kind, json)?;
             p.allow_sha256.iter().try_for_each(|h| sha256_ok("every allow_sha256", h))?;

@@ -224,6 +224,20 @@ pub struct PersistenceOutput {
     /// In words.
     pub removed: Vec<String>,
     pub removals: Vec<Removal>,
+    /// The agent's own record of the removal, which `restore_persistence`
+    /// puts back (absent from agents before Picket 0.2: no undo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<Uuid>,
+}
+
+/// `restore_persistence`: what was put back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestoreOutput {
+    pub record_id: Uuid,
+    /// In words.
+    pub restored: Vec<String>,
+    pub undo_of: Option<String>,
 }
 
 /// `offboard`: what the agent released before it went.

@@ -16,8 +16,7 @@ pub mod policy;
 use std::sync::Arc;
 use std::time::Duration;
 
-use picket_common::actions::results::QuarantineOutput;
-use picket_common::actions::{params, ActionKind};
+use picket_common::actions::ActionKind;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -281,10 +280,9 @@ impl ActionCenter {
         require(who, Role::Responder)?;
         let original = self.get(id).await?;
         let kind = original.kind;
-        let undo_kind = kind.undo().ok_or_else(|| {
-            ActionError::Conflict(format!(
-                "{kind} cannot be undone: only isolate, restrict_code and stop_and_quarantine have an inverse"
-            ))
+        let undo = kind.spec().undo.ok_or_else(|| {
+            let undoable: Vec<&str> = ActionKind::SPECS.iter().filter(|s| s.undo.is_some()).map(|s| s.name).collect();
+            ActionError::Conflict(format!("{kind} cannot be undone; these can: {}", undoable.join(", ")))
         })?;
         if original.status != ActionStatus::Succeeded {
             return Err(ActionError::Conflict(format!(
@@ -295,7 +293,11 @@ impl ActionCenter {
         if let Some(by) = original.undone_by {
             return Err(ActionError::Conflict(format!("already undone by action {by}")));
         }
-        let params = undo_params(kind, &original)?;
+        let params = (undo.params)(&id.to_string(), original.result.as_deref().unwrap_or_default())
+            .map_err(|e| ActionError::Conflict(format!("cannot undo {id}: {e}")))?;
+        let params: Value =
+            serde_json::from_str(&params).map_err(|e| ActionError::Conflict(format!("cannot build the undo: {e}")))?;
+        let undo_kind = undo.kind;
         let source = who.source_for(undo_kind);
         let comment = if comment.trim().is_empty() { format!("undo of {id}") } else { comment.to_string() };
         self.create(
@@ -442,19 +444,6 @@ pub fn dedupe_key(kind: ActionKind, device: Uuid, canonical_params: &str) -> Str
 }
 
 /// Parameters of the inverse action.
-fn undo_params(kind: ActionKind, original: &Action) -> Result<Value, ActionError> {
-    let undo_of = Some(original.id.to_string());
-    let params = match kind {
-        ActionKind::StopAndQuarantine => {
-            let result: QuarantineOutput = serde_json::from_str(original.result.as_deref().unwrap_or_default())
-                .map_err(|e| ActionError::Conflict(format!("the quarantine's result is unreadable: {e}")))?;
-            serde_json::to_value(params::ReleaseFromQuarantine { quarantine_id: result.quarantine_id, undo_of })
-        }
-        _ => serde_json::to_value(params::Release { undo_of }),
-    };
-    params.map_err(|e| ActionError::Conflict(format!("cannot build the undo: {e}")))
-}
-
 fn time(ms: i64) -> String {
     crate::api::rfc3339(ms)
 }

@@ -57,7 +57,7 @@ pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
     (
         "post",
         "/api/v1/actions/{id}/undo",
-        "Undo a succeeded isolate, restrict_code or stop_and_quarantine",
+        "Undo a succeeded action whose kind has an inverse (isolate, restrict_code, stop_and_quarantine, delete_file, remove_persistence)",
         "responder",
         201,
     ),

@@ -305,7 +305,7 @@ enum ActionsCmd {
         #[arg(long, default_value = "")]
         comment: String,
     },
-    /// Undo a succeeded isolate, restrict_code or stop_and_quarantine.
+    /// Undo a succeeded isolate, restrict_code, stop_and_quarantine, delete_file or remove_persistence.
     Undo {
         id: String,
         #[arg(long, default_value = "")]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use picket_common::actions::{ActionKind, ActionOutcome, ActionRequest, ActionResult};
 use picket_common::proto::CoordMsg;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::Gateway;
@@ -94,12 +95,19 @@ impl Gateway {
             let gateway = self.clone();
             sends.spawn(async move {
                 for request in requests {
-                    let id = request.action_id;
-                    if !gateway.sessions.send(&device, CoordMsg::Action(request)).await {
-                        tracing::info!(action = %id, %device, "session ended before delivery; will resend on reconnect");
+                    let span =
+                        tracing::info_span!("action", id = %request.action_id, kind = %request.kind, device = %device);
+                    let sent = async {
+                        let sent = gateway.sessions.send(&device, CoordMsg::Action(request)).await;
+                        match sent {
+                            true => tracing::debug!("action sent"),
+                            false => tracing::info!("session ended before delivery; will resend on reconnect"),
+                        }
+                        sent
+                    };
+                    if !sent.instrument(span).await {
                         return;
                     }
-                    tracing::debug!(action = %id, %device, "action sent");
                 }
             });
         }
@@ -111,6 +119,7 @@ impl Gateway {
         self.sessions.send(&device, CoordMsg::Cancel { action_id: action }).await;
     }
 
+    #[tracing::instrument(name = "action", skip_all, fields(id = %action, kind = tracing::field::Empty, device = %device))]
     pub(super) async fn on_action_started(&self, device: Uuid, action: Uuid) {
         match self
             .store
@@ -124,17 +133,21 @@ impl Gateway {
             .await
         {
             Ok(Some(a)) => {
+                tracing::Span::current().record("kind", tracing::field::display(a.kind));
+                tracing::info!("action running on the device");
                 if let Some(queued_at) = a.queued_at {
                     self.metrics.observe_dispatch(a.updated_at - queued_at);
                 }
             }
-            Ok(None) => tracing::warn!(%action, "start reported for an action not waiting to run"),
-            Err(error) => tracing::error!(%error, %action, "cannot record action start"),
+            Ok(None) => tracing::warn!("start reported for an action not waiting to run"),
+            Err(error) => tracing::error!(%error, "cannot record action start"),
         }
     }
 
     /// Store a result. Returns true when it is stored (or was already), so the
     /// agent may forget it; false on a storage error (the agent resends).
+    #[tracing::instrument(name = "action", skip_all,
+        fields(id = %result.action_id, kind = tracing::field::Empty, device = %device))]
     pub(super) async fn on_action_result(&self, device: Uuid, result: &ActionResult) -> bool {
         let id = result.action_id;
         // The agent is the authority on what ran: a result also lands on an
@@ -188,18 +201,19 @@ impl Gateway {
         };
         match outcome {
             Ok(Some(a)) => {
-                tracing::info!(action = %id, status = a.status.as_str(), "action result stored");
+                tracing::Span::current().record("kind", tracing::field::display(a.kind));
+                tracing::info!(status = a.status.as_str(), "action result stored");
                 if a.kind == ActionKind::Offboard && a.status == ActionStatus::Succeeded {
                     return self.mark_offboarded(device).await;
                 }
                 true
             }
             Ok(None) => {
-                tracing::info!(action = %id, "result for an action already final or not this device's; acknowledged");
+                tracing::info!("result for an action already final or not this device's; acknowledged");
                 true
             }
             Err(error) => {
-                tracing::error!(%error, action = %id, "cannot store action result; the agent will resend");
+                tracing::error!(%error, "cannot store action result; the agent will resend");
                 false
             }
         }

@@ -1,15 +1,21 @@
 //! The Linux platform adapter.
 //!
-//! - [`process`]: terminate processes (kill_process).
+//! - [`command`]: run a system tool with a deadline.
+//! - [`packages`]: which installed package owns a file; the merged-/usr aliases.
+//! - [`process`]: terminate processes (kill_process); an executable's hash.
 //! - [`isolation`]: the `inet picket` nftables table (isolate, release_isolation).
 //! - [`priority`]: lower a thread's CPU and I/O priority (background scans).
 //! - [`restrict`]: fanotify exec permission (restrict_code, release_code).
 
+pub mod command;
 mod fanotify;
 pub mod isolation;
+pub mod packages;
 pub mod priority;
 mod process;
 pub mod restrict;
+
+pub use process::exe_sha256;
 
 use super::{Feature, IsolationPolicy, KillReport, KillRequest, Platform, PlatformError};
 
@@ -46,7 +52,7 @@ impl Platform for Linux {
     }
 
     fn package_owner(&self, path: &std::path::Path) -> Result<Option<String>, PlatformError> {
-        Ok(process::package_owner(path))
+        Ok(packages::package_owner(path))
     }
 
     fn processes_running(&self, sha256: &str) -> Result<Vec<i32>, PlatformError> {

@@ -5,12 +5,10 @@
 //! changes, the pid was reused and nothing more is sent. Optionally the
 //! executable's SHA-256 must match too.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use sha2::{Digest, Sha256};
 
 use crate::platform::{KillReport, KillRequest, PlatformError};
 
@@ -25,7 +23,7 @@ pub fn kill(req: &KillRequest) -> Result<KillReport, PlatformError> {
     let exe = std::fs::read_link(format!("/proc/{}/exe", req.pid)).map(|p| p.to_string_lossy().into_owned()).map_err(
         |e| PlatformError::Failed(format!("cannot read the executable of {}: {e} (kernel thread?)", req.pid)),
     )?;
-    let exe_hash = hash_exe(req.pid);
+    let exe_hash = exe_sha256(req.pid);
     if let Some(want) = &req.sha256 {
         match &exe_hash {
             Some(h) if h.eq_ignore_ascii_case(want) => {}
@@ -70,7 +68,7 @@ pub fn running(sha256: &str) -> Vec<i32> {
             continue;
         }
         let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/exe")) else { continue };
-        let hash = hashes.entry((meta.dev(), meta.ino())).or_insert_with(|| hash_exe(pid));
+        let hash = hashes.entry((meta.dev(), meta.ino())).or_insert_with(|| exe_sha256(pid));
         if hash.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(sha256)) {
             out.push(pid);
         }
@@ -109,54 +107,6 @@ pub fn kill_executable(dev: u64, ino: u64) -> Result<Vec<i32>, PlatformError> {
     Ok(killed)
 }
 
-/// The package that owns `path` (dpkg, else rpm), if any. On merged-/usr
-/// systems dpkg records `/bin/x` for what is `/usr/bin/x`, so both
-/// spellings are asked.
-pub fn package_owner(path: &std::path::Path) -> Option<String> {
-    let mut candidates = vec![path.to_path_buf()];
-    for (merged, legacy) in
-        [("/usr/bin", "/bin"), ("/usr/sbin", "/sbin"), ("/usr/lib", "/lib"), ("/usr/lib64", "/lib64")]
-    {
-        if let Ok(rest) = path.strip_prefix(merged) {
-            candidates.push(std::path::Path::new(legacy).join(rest));
-        } else if let Ok(rest) = path.strip_prefix(legacy) {
-            candidates.push(std::path::Path::new(merged).join(rest));
-        }
-    }
-    candidates.iter().find_map(|p| owner_of(p))
-}
-
-fn owner_of(path: &std::path::Path) -> Option<String> {
-    let run = |cmd: &str, args: &[&str]| -> Option<String> {
-        let mut child = std::process::Command::new(cmd)
-            .args(args)
-            .arg(path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => break,
-                Ok(Some(_)) => return None,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return None;
-                }
-            }
-        }
-        let mut out = String::new();
-        child.stdout.take()?.read_to_string(&mut out).ok()?;
-        // dpkg-query -S: "pkg[, pkg]: /path"; rpm -qf: "pkg-version".
-        Some(out.lines().next()?.split(": ").next()?.trim().to_string()).filter(|s| !s.is_empty())
-    };
-    run("dpkg-query", &["-S"]).or_else(|| run("rpm", &["-qf"]))
-}
-
 /// Start time in clock ticks since boot (field 22 of /proc/<pid>/stat).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -172,18 +122,11 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn hash_exe(pid: i32) -> Option<String> {
-    let mut f = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Some(hex::encode(h.finalize()))
+/// SHA-256 of what process `pid` runs (through `/proc/<pid>/exe`, which
+/// reaches the executable even when it was deleted or replaced).
+pub fn exe_sha256(pid: i32) -> Option<String> {
+    let f = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
+    crate::fsutil::hash::sha256_open(&f).ok().map(|(h, _)| h)
 }
 
 #[cfg(test)]
@@ -234,7 +177,7 @@ mod tests {
         let copy = dir.path().join("sleeper");
         std::fs::copy("/bin/sleep", &copy).expect("copy sleep");
         let mut child = std::process::Command::new(&copy).arg("30").spawn().expect("spawn copy");
-        let sha = hash_exe(child.id() as i32).expect("hash");
+        let sha = exe_sha256(child.id() as i32).expect("hash");
         assert!(running(&sha).contains(&(child.id() as i32)));
         let _ = child.kill();
         let _ = child.wait();

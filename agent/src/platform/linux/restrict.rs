@@ -143,18 +143,6 @@ fn package_md5s() -> HashMap<String, String> {
     out
 }
 
-fn merged_alias(path: &str) -> Option<String> {
-    for (merged, legacy) in [("/usr/bin/", "/bin/"), ("/usr/sbin/", "/sbin/"), ("/usr/lib/", "/lib/")] {
-        if let Some(rest) = path.strip_prefix(merged) {
-            return Some(format!("{legacy}{rest}"));
-        }
-        if let Some(rest) = path.strip_prefix(legacy) {
-            return Some(format!("{merged}{rest}"));
-        }
-    }
-    None
-}
-
 struct Judge {
     policy: RestrictPolicy,
     allow_sha: HashSet<String>,
@@ -204,11 +192,10 @@ impl Judge {
                 return (false, None);
             }
         };
-        let p = path.display().to_string();
-        let packaged = [Some(p.clone()), merged_alias(&p)]
-            .into_iter()
-            .flatten()
-            .any(|candidate| self.packages.get(&candidate).is_some_and(|m| *m == md5));
+        let alias = super::packages::merged_usr_alias(&path);
+        let packaged = std::iter::once(path.as_path())
+            .chain(alias.as_deref())
+            .any(|candidate| self.packages.get(&candidate.display().to_string()).is_some_and(|m| *m == md5));
         if packaged || self.allow_sha.contains(&sha256) {
             self.cache.insert(key, None);
             return (true, None);
@@ -223,22 +210,14 @@ fn uid_of(pid: i32) -> Option<u32> {
     status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// SHA-256 and MD5 (what dpkg records) of the file, in one read.
 fn digests(fd: &std::os::fd::OwnedFd) -> std::io::Result<(String, String)> {
-    use std::os::unix::fs::FileExt;
     let file = std::fs::File::from(fd.try_clone()?);
-    let mut sha = sha2::Sha256::new();
-    let mut md5 = md5::Md5::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut at = 0u64;
-    loop {
-        let n = file.read_at(&mut buf, at)?;
-        if n == 0 {
-            break;
-        }
-        sha.update(&buf[..n]);
-        md5.update(&buf[..n]);
-        at += n as u64;
-    }
+    let (mut sha, mut md5) = (sha2::Sha256::new(), md5::Md5::new());
+    crate::fsutil::hash::read_all(&file, |b| {
+        sha.update(b);
+        md5.update(b);
+    })?;
     Ok((hex::encode(sha.finalize()), hex::encode(md5.finalize())))
 }
 
@@ -331,10 +310,8 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn mountinfo_escapes_and_aliases() {
+    fn mountinfo_escapes() {
         assert_eq!(unescape("/mnt/with\\040space"), "/mnt/with space");
-        assert_eq!(merged_alias("/usr/bin/true").as_deref(), Some("/bin/true"));
-        assert_eq!(merged_alias("/sbin/init").as_deref(), Some("/usr/sbin/init"));
         assert!(mounts().iter().any(|(p, _)| p == Path::new("/")));
         assert!(scope_mounts(&[PathBuf::from("/")]).is_ok());
         assert!(scope_mounts(&[PathBuf::from("/definitely/not/a/mount")]).is_err());
