@@ -42,7 +42,7 @@ impl AlertQueue {
         let report = AlertReport {
             report_id: Uuid::new_v4(),
             source: source.to_string(),
-            observed_ms: crate::enroll::now_ms(),
+            observed_ms: crate::clock::now_ms(),
             detections,
         };
         for d in &report.detections {

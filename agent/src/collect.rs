@@ -292,7 +292,7 @@ impl Collector {
             seconds: self.started.elapsed().as_secs_f64(),
         };
         let manifest = json!({
-            "generated_at": crate::enroll::now_rfc3339(),
+            "generated_at": crate::clock::now_rfc3339(),
             "hostname": crate::sysinfo::hostname(),
             "items": self.items,
             "not_collected": self.not_collected,
@@ -843,7 +843,7 @@ fn summary_html(h: &Highlights, items: &[Item], not: &[NotCollected]) -> String 
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}.warn{{color:#a00}}</style>\
          </head><body><h1>Investigation package: {host}</h1><p>Generated {at}.</p><h2>Highlights</h2><ul>",
         host = esc(&crate::sysinfo::hostname()),
-        at = esc(&crate::enroll::now_rfc3339())
+        at = esc(&crate::clock::now_rfc3339())
     );
     let mut line = |warn: bool, text: String| {
         let _ = write!(out, "<li{}>{}</li>", if warn { " class=\"warn\"" } else { "" }, text);

@@ -70,7 +70,7 @@ pub async fn enroll(opts: EnrollOptions) -> Result<Enrollment, EnrollError> {
         coordinator: opts.coordinator,
         group: issued.enrolled.group.clone(),
         ca_fingerprint: pinned,
-        enrolled_at: now_rfc3339(),
+        enrolled_at: crate::clock::now_rfc3339(),
     };
     if opts.force {
         opts.state.clear()?;
@@ -150,13 +150,4 @@ pub async fn request_certificate(
         return Err(EnrollError::Protocol("the returned CA is not the pinned one".into()));
     }
     Ok(Issued { enrolled, key_pem: key.serialize_pem() })
-}
-
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

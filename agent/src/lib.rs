@@ -15,9 +15,10 @@
 //! - [`content`]: the rule bundle and indicators from the coordinator, compiled once and cached.
 //! - [`alerts`]: the durable queue of alert reports (kept until acknowledged).
 //! - [`realtime`]: real-time protection (inotify through notify, debounced scans).
-//! - [`fsutil`]: durable writes, and symlink-safe file operations through directory descriptors.
+//! - [`fsutil`]: durable writes, symlink-safe file operations through directory descriptors, the one file hash.
+//! - [`clock`]: the time now.
 //! - [`protected`]: files never handed out or moved (agent state, shadow files, private keys).
-//! - [`quarantine`]: the encrypted vault, persistence removal, quarantine and release.
+//! - [`quarantine`]: the encrypted vault (files and persistence records), persistence removal, quarantine and release.
 //! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
 //! - [`upload`]: chunked, resumable uploads over the session (samples).
 //! - [`session`]: connect, Hello, heartbeat, reconnect.
@@ -29,6 +30,7 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod content;

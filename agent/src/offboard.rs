@@ -114,7 +114,7 @@ pub fn offboard_locally(
     state: &StateDir,
     token: &str,
 ) -> Result<LocalOffboard, OffboardError> {
-    let now = crate::enroll::now_ms();
+    let now = crate::clock::now_ms();
     verify_token(state, token, now)?;
     let device_id = state.enrollment()?.device_id;
     let released = release_all(platform, state.path())?;

@@ -26,9 +26,9 @@ use tracing::Instrument;
 
 use crate::actions::Executor;
 use crate::alerts::AlertQueue;
+use crate::clock::now_rfc3339;
 use crate::config::AgentConfig;
 use crate::content::Content;
-use crate::enroll::now_rfc3339;
 use crate::journal::{Journal, JournalError};
 use crate::platform::Platform;
 use crate::state::{StateDir, StateError, Status};

@@ -9,7 +9,9 @@
 //! - [`gateway`]: agent listener, TLS verifier, sessions, enrollment.
 //! - [`detection`]: rule bundles and indicators for agents, rule validation.
 //! - [`api`]: axum routes under `/api/v1`, auth and roles, audit, OpenAPI.
+//! - [`views`]: the JSON of actions and alerts (API and events alike).
 //! - [`client`]: a blocking API client (used by `picketctl` and tests).
+//! - [`clock`]: the time now, and times as the API writes them.
 //!
 //! [`Coordinator::start`] binds both listeners and spawns the tasks;
 //! `main.rs` and the tests call the same function.
@@ -17,6 +19,7 @@
 pub mod actions;
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod detection;
 pub mod events;
@@ -28,6 +31,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testdb;
 pub mod uploads;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

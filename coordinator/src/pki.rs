@@ -142,7 +142,7 @@ impl Ca {
         Ok(IssuedCert {
             der: cert.der().clone(),
             serial_hex: hex::encode(serial),
-            not_after_ms: unix_ms(params.not_after),
+            not_after_ms: crate::clock::unix_ms(params.not_after),
         })
     }
 }
@@ -195,10 +195,6 @@ pub fn fingerprint(der: &[u8]) -> String {
 fn not_after(cert: &CertificateDer<'_>) -> Option<OffsetDateTime> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     Some(parsed.validity().not_after.to_datetime())
-}
-
-pub fn unix_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]

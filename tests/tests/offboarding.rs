@@ -52,7 +52,7 @@ async fn a_local_offboarding_token_works_offline_for_its_device_only() {
     assert_eq!(env.device_status(device).await, "offboarded", "offboarded on the coordinator at once");
     assert_eq!(env.device_status(other).await, "offline");
 
-    let now = picket_agent::enroll::now_ms();
+    let now = picket_agent::clock::now_ms();
     let state = StateDir::new(&dir);
     let other_state = StateDir::new(&other_dir);
     assert!(

@@ -29,7 +29,7 @@ impl Action for RemovePersistence {
             removals: found.clone(),
             restored: false,
             action_id: Some(run.progress.action_id()),
-            removed_at: crate::enroll::now_rfc3339(),
+            removed_at: crate::clock::now_rfc3339(),
         };
         let vault = &run.ctx.vault;
         vault.save_record(&record).map_err(|e| ActionFailure::error(e.to_string()))?;

@@ -168,7 +168,7 @@ pub fn quarantine(vault: &Vault, platform: &dyn Platform, req: &Request<'_>) -> 
         persistence: persistence_of(req.root, path, &real),
         state: EntryState::Copying,
         action_id: req.action_id,
-        quarantined_at: crate::enroll::now_rfc3339(),
+        quarantined_at: crate::clock::now_rfc3339(),
     };
     vault.save(&entry)?;
     fault::point("quarantine.after_record");

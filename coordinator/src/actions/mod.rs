@@ -17,16 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket_common::actions::ActionKind;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use policy::ActionPolicy;
 
+use crate::clock::now_ms;
 use crate::gateway::Gateway;
 use crate::store::{
-    now_ms, Action, ActionSource, ActionStatus, Changes, DeviceStatus, Move, NewAction, Role, Step, Store, StoreError,
+    Action, ActionSource, ActionStatus, Changes, DeviceStatus, Move, NewAction, Role, Step, Store, StoreError,
 };
 
 /// Why a request about an action was refused (maps to 400 / 403 / 404 / 409).
@@ -441,39 +442,4 @@ pub fn dedupe_key(kind: ActionKind, device: Uuid, canonical_params: &str) -> Str
     h.update([0]);
     h.update(canonical_params);
     hex::encode(h.finalize())
-}
-
-/// Parameters of the inverse action.
-fn time(ms: i64) -> String {
-    crate::api::rfc3339(ms)
-}
-
-/// The API (and event) shape of an action.
-pub fn action_json(a: &Action) -> Value {
-    let params: Value = serde_json::from_str(&a.params).unwrap_or(Value::Null);
-    let result: Value = match (&a.result, &a.error) {
-        (Some(r), _) => json!({ "output": serde_json::from_str::<Value>(r).unwrap_or(Value::String(r.clone())) }),
-        (None, Some(e)) => json!({ "error": e, "reason": a.failure_reason }),
-        (None, None) => Value::Null,
-    };
-    json!({
-        "id": a.id,
-        "kind": a.kind,
-        "params": params,
-        "device_id": a.device_id,
-        "source": a.source,
-        "status": a.status,
-        "requestor": a.requestor,
-        "comment": a.comment,
-        "investigation_id": a.investigation_id,
-        "decided_by": a.decided_by,
-        "decision_comment": a.decision_comment,
-        "progress": a.progress_phase.as_ref().map(|p| json!({ "phase": p, "percent": a.progress_percent })),
-        "result": result,
-        "undoes": a.undoes,
-        "undone_by": a.undone_by,
-        "created_at": time(a.created_at),
-        "updated_at": time(a.updated_at),
-        "expires_at": a.expires_at.map(time),
-    })
 }

@@ -8,9 +8,11 @@ use picket_common::actions::ActionKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, Params};
-use crate::actions::{action_json, ActionError, Request};
+use super::{parse_uuid, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use crate::actions::{ActionError, Request};
+use crate::clock::rfc3339;
 use crate::store::{Action, ActionFilter, ActionSource, ActionStatus, Role};
+use crate::views::action_json;
 
 impl From<ActionError> for ApiError {
     fn from(e: ActionError) -> Self {
@@ -107,7 +109,7 @@ pub struct ListActions {
 fn parse_time(s: &str) -> Result<i64, ApiError> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|_| ApiError::BadRequest(format!("{s:?} is not an RFC 3339 time")))?;
-    Ok(crate::pki::unix_ms(t))
+    Ok(crate::clock::unix_ms(t))
 }
 
 impl ListActions {

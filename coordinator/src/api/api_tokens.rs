@@ -8,8 +8,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{created, rfc3339, ApiError, AppState, AuditDetail, Body, Caller};
-use crate::store::{now_ms, ApiToken, NewApiToken, Role, TokenKind};
+use super::{created, ApiError, AppState, AuditDetail, Body, Caller};
+use crate::clock::now_ms;
+use crate::clock::rfc3339;
+use crate::store::{ApiToken, NewApiToken, Role, TokenKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

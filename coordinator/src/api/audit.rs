@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{page, rfc3339, ApiError, AppState, Caller, ListQuery, Params};
+use super::{page, ApiError, AppState, Caller, ListQuery, Params};
+use crate::clock::rfc3339;
 use crate::store::Role;
 
 pub async fn list(

@@ -12,9 +12,12 @@ use picket_common::detection::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{created, page, page_limit, parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use super::{created, page, page_limit, parse_uuid, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use crate::clock::now_ms;
+use crate::clock::rfc3339;
 use crate::detection::checker::{self, CheckError};
-use crate::store::{now_ms, Alert, AlertFilter, AlertStatus, Indicator, NewBundle, Role};
+use crate::store::{AlertFilter, AlertStatus, Indicator, NewBundle, Role};
+use crate::views::alert_json;
 
 /// Where uploads are checked, and how big they may be.
 #[derive(Debug, Clone)]
@@ -178,7 +181,7 @@ pub async fn add_indicator(
         Some(t) => {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| ApiError::BadRequest(format!("expires_at {t:?}: {e} (use RFC 3339)")))?;
-            let ms = crate::pki::unix_ms(at);
+            let ms = crate::clock::unix_ms(at);
             if ms <= now_ms() {
                 return Err(ApiError::BadRequest("expires_at is in the past".into()));
             }
@@ -238,30 +241,6 @@ pub async fn delete_indicator(
     }
     push_indicators(&state).await?;
     Ok(Json(json!({ "deleted": sha256 })).into_response())
-}
-
-/// The API (and event) shape of an alert.
-pub fn alert_json(a: &Alert) -> Value {
-    json!({
-        "id": a.id,
-        "device_id": a.device_id,
-        // As the device reported it; investigations decide by the
-        // coordinator's own rules and indicators.
-        "severity": a.severity,
-        "status": a.status,
-        "title": format!("{} detected {}", a.rule, a.path),
-        "detection": {
-            "path": a.path,
-            "sha256": a.sha256,
-            "size": a.size,
-            "rule": a.rule,
-            "namespace": a.namespace,
-        },
-        "source": a.source,
-        "count": a.count,
-        "first_seen": rfc3339(a.first_seen),
-        "last_seen": rfc3339(a.last_seen),
-    })
 }
 
 #[derive(Debug, Deserialize)]

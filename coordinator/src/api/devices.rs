@@ -6,7 +6,8 @@ use axum::Json;
 use picket_common::proto::RefusalReason;
 use serde_json::{json, Value};
 
-use super::{page, parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Caller, ListQuery, Params};
+use super::{page, parse_uuid, ApiError, AppState, AuditDetail, Caller, ListQuery, Params};
+use crate::clock::rfc3339;
 use crate::store::{Device, DeviceStatus, Role};
 
 /// The API shape of a device; `status` folds the registry status and whether
@@ -124,7 +125,7 @@ pub async fn offboarding_token(
         return Err(ApiError::BadRequest("expires_in_hours must be 1..=720".into()));
     }
     let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
-    let expires_at = crate::store::now_ms() + i64::from(hours) * 3_600_000;
+    let expires_at = crate::clock::now_ms() + i64::from(hours) * 3_600_000;
     let token = state.gateway.ca.offboarding_token(id, expires_at).map_err(ApiError::internal)?;
     if !state.gateway.mark_offboarded(id).await {
         return Err(ApiError::internal("could not mark the device offboarded"));

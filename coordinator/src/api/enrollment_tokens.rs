@@ -6,8 +6,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{created, page, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, ListQuery, Params};
-use crate::store::{now_ms, EnrollmentToken, NewEnrollmentToken, Role};
+use super::{created, page, ApiError, AppState, AuditDetail, Body, Caller, ListQuery, Params};
+use crate::clock::now_ms;
+use crate::clock::rfc3339;
+use crate::store::{EnrollmentToken, NewEnrollmentToken, Role};
 
 const MAX_TTL_HOURS: u32 = 24 * 365;
 

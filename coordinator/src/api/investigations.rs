@@ -6,7 +6,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{created, parse_uuid, rfc3339, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use super::{created, parse_uuid, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use crate::clock::rfc3339;
 use crate::investigations::Level;
 use crate::store::{Investigation, Role};
 
@@ -123,7 +124,7 @@ async fn investigation_json(state: &AppState, inv: &Investigation, full: bool) -
     if full {
         out["evidence"] = inv.evidence.clone();
         let actions = state.store.investigation_actions(inv.id).await?;
-        out["actions"] = actions.iter().map(crate::actions::action_json).collect();
+        out["actions"] = actions.iter().map(crate::views::action_json).collect();
         let events = state.store.investigation_events(inv.id).await?;
         out["timeline"] = events
             .iter()

@@ -30,7 +30,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-pub use detection::{alert_json, RulesSettings};
+pub use detection::RulesSettings;
 pub use error::ApiError;
 
 use crate::gateway::Gateway;
@@ -278,14 +278,6 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 /// `{"items": [...], "next_cursor": …}`.
 pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: Option<String>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "items": items, "next_cursor": next_cursor }))
-}
-
-/// Unix milliseconds as RFC 3339 (UTC).
-pub fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, ApiError> {

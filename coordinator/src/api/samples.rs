@@ -9,7 +9,8 @@ use picket_common::detection::is_sha256_hex;
 use serde_json::{json, Value};
 
 use super::range::parse_range;
-use super::{rfc3339, ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller};
+use crate::clock::rfc3339;
 use crate::store::{Role, Sample};
 
 fn sample_json(s: &Sample) -> Value {

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use picket_common::detection::{indicator_version, rule_key, IndicatorSet, RuleBundle, Severity, BUILTIN_RULES};
 use picket_common::proto::CoordMsg;
 
-use crate::store::{now_ms, Store, StoreError};
+use crate::clock::now_ms;
+use crate::store::{Store, StoreError};
 
 #[derive(Clone)]
 struct Current {

@@ -139,13 +139,13 @@ async fn follow(log: Log, store: Store, sink: Arc<dyn Sink>, shutdown: Cancellat
 /// The JSON every sink receives for one alert event.
 pub async fn alert_payload(store: &Store, e: &AlertEvent) -> Value {
     let alert = match store.alert(e.alert_id).await {
-        Ok(Some(a)) => crate::api::alert_json(&a),
+        Ok(Some(a)) => crate::views::alert_json(&a),
         _ => Value::Null,
     };
     json!({
         "type": format!("alert.{}", e.kind),
         "event_id": e.id,
-        "at": crate::api::rfc3339(e.at),
+        "at": crate::clock::rfc3339(e.at),
         "alert_id": e.alert_id,
         "status": e.status,
         "actor": e.actor,
@@ -157,13 +157,13 @@ pub async fn alert_payload(store: &Store, e: &AlertEvent) -> Value {
 /// The JSON every sink receives for one transition.
 pub async fn payload(store: &Store, e: &ActionEvent) -> Value {
     let action = match store.action(e.action_id).await {
-        Ok(Some(a)) => crate::actions::action_json(&a),
+        Ok(Some(a)) => crate::views::action_json(&a),
         _ => Value::Null,
     };
     json!({
         "type": "action.transition",
         "event_id": e.id,
-        "at": crate::api::rfc3339(e.at),
+        "at": crate::clock::rfc3339(e.at),
         "action_id": e.action_id,
         "from": e.from_status,
         "to": e.status,

@@ -22,7 +22,8 @@ use super::limits::{FrameRate, PreAuthGuard};
 use super::registry::Outgoing;
 use super::verifier::device_id_from_cert;
 use super::Gateway;
-use crate::store::{now_ms, DeviceStatus, HelloInfo, NewAudit, NewDeviceOwned, Refused, TokenRefusal};
+use crate::clock::now_ms;
+use crate::store::{DeviceStatus, HelloInfo, NewAudit, NewDeviceOwned, Refused, TokenRefusal};
 
 /// How long an agent has to send its first frame after the handshake.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -404,7 +405,7 @@ impl Gateway {
             action: "device.renew_certificate",
             target: &id.to_string(),
             result: "ok",
-            detail: &format!("serial={serial} not_after={}", crate::api::rfc3339(issued.not_after_ms)),
+            detail: &format!("serial={serial} not_after={}", crate::clock::rfc3339(issued.not_after_ms)),
         };
         if let Err(error) = self.store.audit(&audit).await {
             tracing::error!(%error, "could not write audit entry");

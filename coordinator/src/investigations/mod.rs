@@ -61,7 +61,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::actions::{ActionCenter, ActionError, Request, Requestor};
-use crate::store::{now_ms, ActionSource, ActionStatus, Alert, AlertStatus, Investigation, Role, Store};
+use crate::clock::now_ms;
+use crate::store::{ActionSource, ActionStatus, Alert, AlertStatus, Investigation, Role, Store};
 
 /// The five automation levels of a device group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::lifecycle::{ActionStatus, Move, Step};
-use super::{now_ms, Page, Store, StoreError};
+use super::{Page, Store, StoreError};
+use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

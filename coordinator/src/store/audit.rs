@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use super::{now_ms, Page, Store, StoreError};
+use super::{Page, Store, StoreError};
+use crate::clock::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct AuditEntry {

@@ -19,7 +19,8 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{now_ms, Page, Store, StoreError};
+use super::{Page, Store, StoreError};
+use crate::clock::now_ms;
 
 fn corrupt(table: &'static str, detail: String) -> StoreError {
     StoreError::Corrupt { table, detail }

@@ -4,7 +4,8 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{now_ms, Page, Store, StoreError};
+use super::{Page, Store, StoreError};
+use crate::clock::now_ms;
 
 /// A device's standing in the registry. `online`/`offline` is not stored:
 /// the gateway's session registry knows it.

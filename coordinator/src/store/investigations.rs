@@ -4,7 +4,8 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{now_ms, Store, StoreError};
+use super::{Store, StoreError};
+use crate::clock::now_ms;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceGroup {

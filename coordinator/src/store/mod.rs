@@ -205,11 +205,6 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    crate::pki::unix_ms(time::OffsetDateTime::now_utc())
-}
-
 /// A page of a list: its items and the cursor of the next page.
 #[derive(Debug)]
 pub struct Page<T> {

@@ -6,7 +6,8 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{devices::NewDevice, now_ms, Page, Store, StoreError};
+use super::{devices::NewDevice, Page, Store, StoreError};
+use crate::clock::now_ms;
 
 /// API roles, each including the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
