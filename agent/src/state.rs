@@ -112,7 +112,7 @@ impl StateDir {
 
     /// Store a renewed key and certificate: both written beside the current
     /// ones, then renamed over them, the certificate last (see
-    /// [`Self::finish_renewal`]).
+    /// `Self::finish_renewal`).
     pub fn save_renewed(&self, key_pem: &str, cert_der: &[u8]) -> Result<(), StateError> {
         self.write("device.next.key", key_pem.as_bytes())?;
         self.write("device.next.pem", pem::encode(&pem::Pem::new("CERTIFICATE", cert_der)).as_bytes())?;

@@ -7,7 +7,8 @@
 //! - [`pki`]: the CA, the server certificate, device certificates from CSRs.
 //! - [`store`]: SQLite / PostgreSQL persistence (sqlx `Any`), migrations.
 //! - [`gateway`]: agent listener, TLS verifier, sessions, enrollment.
-//! - [`detection`]: rule bundles and indicators for agents, rule validation.
+//! - [`content`]: detection content — rule bundles and indicators for agents, rule validation
+//!   (the agent's `content` module holds the same).
 //! - [`api`]: axum routes under `/api/v1`, auth and roles, audit, OpenAPI.
 //! - [`views`]: the JSON of actions and alerts (API and events alike).
 //! - [`client`]: a blocking API client (used by `picketctl` and tests).
@@ -21,7 +22,7 @@ pub mod api;
 pub mod client;
 pub mod clock;
 pub mod config;
-pub mod detection;
+pub mod content;
 pub mod events;
 mod fsutil;
 pub mod gateway;
@@ -112,8 +113,8 @@ impl Coordinator {
         for (id, current, previous) in store.device_serials().await? {
             directory.set_serials(id, gateway::verifier::Serials { current, previous });
         }
-        let content = Arc::new(detection::Content::load(&store).await?);
-        let checker = detection::checker::resolve(&config.rules.checker);
+        let content = Arc::new(content::Content::load(&store).await?);
+        let checker = content::checker::resolve(&config.rules.checker);
         let uploads = Arc::new(
             uploads::Uploads::new(data_dir, config.max_sample_bytes, store.clone())
                 .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?,
@@ -145,7 +146,7 @@ impl Coordinator {
         let mut tasks = JoinSet::new();
         tasks.spawn(gateway.clone().serve(agent_listener, shutdown.clone()));
         tasks.spawn(gateway.clone().watch_indicators(shutdown.clone()));
-        tasks.spawn(detection::index_current_bundle(store.clone(), content, checker.clone(), data_dir.join("tmp")));
+        tasks.spawn(content::index_current_bundle(store.clone(), content, checker.clone(), data_dir.join("tmp")));
         let center = Arc::new(actions::ActionCenter {
             store: store.clone(),
             gateway: gateway.clone(),

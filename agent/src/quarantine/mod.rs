@@ -270,7 +270,7 @@ fn release_temp(entry: &Entry) -> std::ffi::OsString {
 /// Write a quarantined file back. Returns the released entry.
 ///
 /// The file is written only into its original directory, reached as
-/// [`release_dir`] says; nothing is created on the way. A different file
+/// `release_dir` says; nothing is created on the way. A different file
 /// now at the path is never overwritten.
 pub fn release(vault: &Vault, id: Uuid) -> Result<Entry, QuarantineError> {
     let mut entry = vault.load(id)?.ok_or_else(|| refuse(format!("no quarantined file {id}")))?;

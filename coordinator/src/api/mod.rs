@@ -1,17 +1,19 @@
 //! The REST API under `/api/v1` (axum), one file per resource.
 //!
 //! Authentication: `Authorization: Bearer <API token>`; roles are ordered
-//! viewer < responder < approver < admin. The [`authenticate`] middleware
+//! viewer < responder < approver < admin. The `authenticate` middleware
 //! resolves the caller and writes the audit entry for every mutating call,
 //! whatever its outcome. Errors are `{"error":{"code","message"}}`.
 
 mod actions;
+mod alerts;
 mod api_tokens;
 mod audit;
-mod detection;
+mod content;
 mod devices;
 mod enrollment_tokens;
 mod error;
+mod groups;
 mod investigations;
 mod metrics;
 mod openapi;
@@ -30,7 +32,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-pub use detection::RulesSettings;
+pub use content::RulesSettings;
 pub use error::ApiError;
 
 use crate::gateway::Gateway;
@@ -53,10 +55,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/devices", get(devices::list))
-        .route("/devices/{id}", get(devices::show).patch(investigations::update_device))
+        .route("/devices/{id}", get(devices::show).patch(groups::update_device))
         .route("/devices/{id}/investigations", post(investigations::start))
-        .route("/device-groups", get(investigations::list_groups).post(investigations::create_group))
-        .route("/device-groups/{id}", axum::routing::patch(investigations::update_group))
+        .route("/device-groups", get(groups::list_groups).post(groups::create_group))
+        .route("/device-groups/{id}", axum::routing::patch(groups::update_group))
         .route("/investigations", get(investigations::list))
         .route("/investigations/{id}", get(investigations::show))
         .route("/investigations/{id}/terminate", post(investigations::terminate))
@@ -81,18 +83,18 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(audit::list))
         .route(
             "/rules",
-            post(detection::upload)
-                .get(detection::list_rules)
+            post(content::upload)
+                .get(content::list_rules)
                 // JSON escaping can double the source; the handler enforces the real cap.
                 .layer(DefaultBodyLimit::max(state.rules.max_bundle_bytes * 2 + 64 * 1024)),
         )
-        .route("/indicators", post(detection::add_indicator).get(detection::list_indicators))
-        .route("/indicators/{sha256}", axum::routing::delete(detection::delete_indicator))
+        .route("/indicators", post(content::add_indicator).get(content::list_indicators))
+        .route("/indicators/{sha256}", axum::routing::delete(content::delete_indicator))
         .route("/samples", get(samples::list))
         .route("/samples/{sha256}", get(samples::download))
-        .route("/alerts", get(detection::list_alerts))
-        .route("/alerts/{id}", get(detection::show_alert).patch(detection::update_alert))
-        .route("/alerts/{id}/classify", post(investigations::classify))
+        .route("/alerts", get(alerts::list_alerts))
+        .route("/alerts/{id}", get(alerts::show_alert).patch(alerts::update_alert))
+        .route("/alerts/{id}/classify", post(alerts::classify))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -121,7 +123,7 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
-/// The authenticated caller, put in the request by [`authenticate`]:
+/// The authenticated caller, put in the request by `authenticate`:
 /// everything about who calls comes from the credential, nothing from the
 /// request.
 #[derive(Debug, Clone)]

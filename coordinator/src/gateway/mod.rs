@@ -31,7 +31,7 @@ use tracing::Instrument;
 pub use registry::{SessionInfo, Sessions};
 pub use verifier::DeviceDirectory;
 
-use crate::detection::Content;
+use crate::content::Content;
 use crate::pki::Ca;
 use crate::store::Store;
 

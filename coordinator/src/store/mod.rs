@@ -8,8 +8,9 @@
 //! are Unix milliseconds), so rows decode the same way on either.
 
 mod actions;
+mod alerts;
 mod audit;
-mod detection;
+mod content;
 mod devices;
 mod investigations;
 mod lifecycle;
@@ -26,8 +27,9 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use actions::{Action, ActionEvent, ActionFilter, ActionSource, Changes, NewAction};
+pub use alerts::{Alert, AlertEvent, AlertFilter, AlertPath, AlertStatus};
 pub use audit::{AuditEntry, NewAudit};
-pub use detection::{Alert, AlertEvent, AlertFilter, AlertPath, AlertStatus, Bundle, Indicator, NewBundle};
+pub use content::{Bundle, Indicator, NewBundle};
 pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use lifecycle::{ActionStatus, Move, Step};
@@ -47,6 +49,13 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+}
+
+impl StoreError {
+    /// A row of `table` this version cannot read.
+    pub(crate) fn corrupt(table: &'static str, detail: String) -> Self {
+        Self::Corrupt { table, detail }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //!
 //! - [`command`]: run a system tool with a deadline.
 //! - [`packages`]: which installed package owns a file; the merged-/usr aliases.
-//! - [`process`]: terminate processes (kill_process); an executable's hash.
+//! - `process`: terminate processes (kill_process); an executable's hash.
 //! - [`isolation`]: the `inet picket` nftables table (isolate, release_isolation).
 //! - [`priority`]: lower a thread's CPU and I/O priority (background scans).
 //! - [`restrict`]: fanotify exec permission (restrict_code, release_code).

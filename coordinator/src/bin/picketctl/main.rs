@@ -35,7 +35,7 @@ struct Cli {
     /// API token (or use --token-file / PICKET_TOKEN_FILE).
     #[arg(long, global = true, env = "PICKET_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// File holding the API token, e.g. <data-dir>/admin.token.
+    /// File holding the API token, e.g. `<data-dir>/admin.token`.
     #[arg(long, global = true, env = "PICKET_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Print the API's JSON instead of tables.

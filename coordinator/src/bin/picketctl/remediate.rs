@@ -29,7 +29,7 @@ pub enum Cmd {
         /// Keep the exclusions (and optionally DNS / DHCP) reachable.
         #[arg(long)]
         selective: bool,
-        /// cidr=NET[,protocol=tcp|udp|any][,port=N][,direction=outbound|inbound|both]; repeatable.
+        /// `cidr=NET[,protocol=tcp|udp|any][,port=N][,direction=outbound|inbound|both]`; repeatable.
         #[arg(long = "exclude", requires = "selective")]
         exclusions: Vec<String>,
         #[arg(long, requires = "selective")]

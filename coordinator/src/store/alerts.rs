@@ -1,30 +1,19 @@
-//! Detection content and alerts.
-//!
-//! - Rule bundles: every uploaded bundle is kept; the current one is the
-//!   most recently activated (uploading a bundle again re-activates it).
-//! - Indicators: one row per SHA-256, `block` or `allow`, optional expiry.
-//! - Alerts: one per (device, SHA-256, rule). A report seen again bumps
-//!   `count` and `last_seen`. Every path the detection was seen at is kept
-//!   (`alert_paths`), each with the investigation that handles it: a path
-//!   seen for the first time, or again after its investigation ended, needs
-//!   a new one (a resolved alert is reopened for it), so the same malware
-//!   dropped at another path is never merged away. Reports are recorded by
-//!   id, so a report the agent resends (it resends until acknowledged) is
-//!   counted once.
+//! Alerts: one per (device, SHA-256, rule). A report seen again bumps
+//! `count` and `last_seen`. Every path the detection was seen at is kept
+//! (`alert_paths`), each with the investigation that handles it: a path
+//! seen for the first time, or again after its investigation ended, needs a
+//! new one (a resolved alert is reopened for it), so the same malware
+//! dropped at another path is never merged away. Reports are recorded by
+//! id, so a report the agent resends (it resends until acknowledged) is
+//! counted once.
 
-use std::collections::BTreeMap;
-
-use picket_common::detection::{AlertReport, IndicatorAction, RuleFile, Severity};
+use picket_common::detection::{AlertReport, Severity};
 use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::{Page, Store, StoreError};
 use crate::clock::now_ms;
-
-fn corrupt(table: &'static str, detail: String) -> StoreError {
-    StoreError::Corrupt { table, detail }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,44 +82,6 @@ pub struct AlertFilter {
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Indicator {
-    pub sha256: String,
-    pub action: IndicatorAction,
-    pub comment: String,
-    pub created_by: String,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-}
-
-pub struct NewBundle<'a> {
-    pub version: &'a str,
-    pub files: &'a [RuleFile],
-    pub rule_count: i64,
-    /// `namespace:rule` → severity, as the coordinator's check compiled them.
-    pub severities: &'a BTreeMap<String, Severity>,
-    /// JSON array of `{file, error}`.
-    pub errors: &'a serde_json::Value,
-    pub created_by: &'a str,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Bundle {
-    pub version: String,
-    pub file_count: i64,
-    pub rule_count: i64,
-    pub errors: serde_json::Value,
-    pub created_by: String,
-    pub created_at: i64,
-    pub activated_at: i64,
-    #[serde(skip)]
-    pub files: Vec<RuleFile>,
-    /// `namespace:rule` → severity (empty for bundles stored before the
-    /// coordinator kept them).
-    #[serde(skip)]
-    pub severities: BTreeMap<String, Severity>,
-}
-
 /// One path an alert covers, and the investigation handling it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertPath {
@@ -147,7 +98,7 @@ const ALERT_COLUMNS: &str =
 fn alert_from_row(row: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
     let uuid = |col: &str| -> Result<Uuid, StoreError> {
         let s: String = row.try_get(col)?;
-        s.parse().map_err(|_| corrupt("alerts", format!("{col} {s:?}")))
+        s.parse().map_err(|_| StoreError::corrupt("alerts", format!("{col} {s:?}")))
     };
     let severity: String = row.try_get("severity")?;
     let status: String = row.try_get("status")?;
@@ -157,11 +108,13 @@ fn alert_from_row(row: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
         sha256: row.try_get("sha256")?,
         rule: row.try_get("rule")?,
         namespace: row.try_get("namespace")?,
-        severity: Severity::parse(&severity).ok_or_else(|| corrupt("alerts", format!("severity {severity:?}")))?,
+        severity: Severity::parse(&severity)
+            .ok_or_else(|| StoreError::corrupt("alerts", format!("severity {severity:?}")))?,
         path: row.try_get("path")?,
         size: row.try_get("size")?,
         source: row.try_get("source")?,
-        status: AlertStatus::parse(&status).ok_or_else(|| corrupt("alerts", format!("status {status:?}")))?,
+        status: AlertStatus::parse(&status)
+            .ok_or_else(|| StoreError::corrupt("alerts", format!("status {status:?}")))?,
         count: row.try_get("count")?,
         first_seen: row.try_get("first_seen")?,
         last_seen: row.try_get("last_seen")?,
@@ -172,49 +125,14 @@ fn alert_event_from_row(row: &sqlx::any::AnyRow) -> Result<AlertEvent, StoreErro
     let alert_id: String = row.try_get("alert_id")?;
     Ok(AlertEvent {
         id: row.try_get("id")?,
-        alert_id: alert_id.parse().map_err(|_| corrupt("alert_events", format!("alert_id {alert_id:?}")))?,
+        alert_id: alert_id
+            .parse()
+            .map_err(|_| StoreError::corrupt("alert_events", format!("alert_id {alert_id:?}")))?,
         kind: row.try_get("kind")?,
         status: row.try_get("status")?,
         at: row.try_get("at")?,
         actor: row.try_get("actor")?,
         comment: row.try_get("comment")?,
-    })
-}
-
-fn indicator_from_row(row: &sqlx::any::AnyRow) -> Result<Indicator, StoreError> {
-    let action: String = row.try_get("action")?;
-    Ok(Indicator {
-        sha256: row.try_get("sha256")?,
-        action: IndicatorAction::parse(&action).ok_or_else(|| corrupt("indicators", format!("action {action:?}")))?,
-        comment: row.try_get("comment")?,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
-fn bundle_from_row(row: &sqlx::any::AnyRow, with_files: bool) -> Result<Bundle, StoreError> {
-    let errors: String = row.try_get("errors")?;
-    let (files, severities) = if with_files {
-        let text: String = row.try_get("files")?;
-        let sev: String = row.try_get("severities")?;
-        (
-            serde_json::from_str(&text).map_err(|e| corrupt("rule_bundles", format!("files: {e}")))?,
-            serde_json::from_str(&sev).map_err(|e| corrupt("rule_bundles", format!("severities: {e}")))?,
-        )
-    } else {
-        (Vec::new(), BTreeMap::new())
-    };
-    Ok(Bundle {
-        version: row.try_get("version")?,
-        file_count: row.try_get("file_count")?,
-        rule_count: row.try_get("rule_count")?,
-        errors: serde_json::from_str(&errors).map_err(|e| corrupt("rule_bundles", format!("errors: {e}")))?,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        activated_at: row.try_get("activated_at")?,
-        files,
-        severities,
     })
 }
 
@@ -305,7 +223,7 @@ impl Store {
                 }
                 Some(row) => {
                     let id: String = row.try_get("id")?;
-                    let id: Uuid = id.parse().map_err(|_| corrupt("alerts", format!("id {id:?}")))?;
+                    let id: Uuid = id.parse().map_err(|_| StoreError::corrupt("alerts", format!("id {id:?}")))?;
                     sqlx::query(
                         "UPDATE alerts SET count = count + 1, last_seen = $1, path = $2, size = $3, source = $4, \
                          severity = $5 WHERE id = $6",
@@ -520,103 +438,6 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
-    /// Add or replace the indicator for `sha256`.
-    pub async fn put_indicator(&self, i: &Indicator) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO indicators (sha256, action, comment, created_by, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO UPDATE SET action = excluded.action, \
-             comment = excluded.comment, created_by = excluded.created_by, created_at = excluded.created_at, \
-             expires_at = excluded.expires_at",
-        )
-        .bind(&i.sha256)
-        .bind(i.action.as_str())
-        .bind(&i.comment)
-        .bind(&i.created_by)
-        .bind(i.created_at)
-        .bind(i.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn delete_indicator(&self, sha256: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM indicators WHERE sha256 = $1").bind(sha256).execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Indicators in force at `now` (or every one, expired too, with `None`).
-    pub async fn indicators(&self, now: Option<i64>) -> Result<Vec<Indicator>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT sha256, action, comment, created_by, created_at, expires_at FROM indicators \
-             WHERE $1 = 0 OR expires_at IS NULL OR expires_at > $2 ORDER BY sha256",
-        )
-        .bind(i64::from(now.is_some()))
-        .bind(now.unwrap_or(0))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(indicator_from_row).collect()
-    }
-
-    /// Store a bundle and make it current (re-activating it if it exists).
-    pub async fn put_bundle(&self, b: &NewBundle<'_>) -> Result<(), StoreError> {
-        let now = now_ms();
-        let files = serde_json::to_string(b.files).map_err(|e| corrupt("rule_bundles", e.to_string()))?;
-        let severities = serde_json::to_string(b.severities).map_err(|e| corrupt("rule_bundles", e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO rule_bundles (version, files, file_count, rule_count, errors, created_by, created_at, \
-             activated_at, severities) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
-             ON CONFLICT (version) DO UPDATE SET activated_at = excluded.activated_at, severities = excluded.severities",
-        )
-        .bind(b.version)
-        .bind(files)
-        .bind(b.files.len() as i64)
-        .bind(b.rule_count)
-        .bind(b.errors.to_string())
-        .bind(b.created_by)
-        .bind(now)
-        .bind(severities)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Record the rule severities of a bundle stored without them.
-    pub async fn set_bundle_severities(
-        &self,
-        version: &str,
-        severities: &BTreeMap<String, Severity>,
-    ) -> Result<(), StoreError> {
-        let text = serde_json::to_string(severities).map_err(|e| corrupt("rule_bundles", e.to_string()))?;
-        sqlx::query("UPDATE rule_bundles SET severities = $1 WHERE version = $2")
-            .bind(text)
-            .bind(version)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The bundle agents should hold, with its files.
-    pub async fn current_bundle(&self) -> Result<Option<Bundle>, StoreError> {
-        let row = sqlx::query(
-            "SELECT version, files, file_count, rule_count, errors, created_by, created_at, activated_at, severities \
-             FROM rule_bundles ORDER BY activated_at DESC, version LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(|r| bundle_from_row(r, true)).transpose()
-    }
-
-    /// Every bundle (without files), most recently activated first.
-    pub async fn bundles(&self) -> Result<Vec<Bundle>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT version, file_count, rule_count, errors, created_by, created_at, activated_at \
-             FROM rule_bundles ORDER BY activated_at DESC, version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| bundle_from_row(r, false)).collect()
-    }
-
     /// Record a classification; for a false positive, also suppress the
     /// (SHA-256, rule) and resolve the alert — one transaction.
     pub async fn classify_alert(
@@ -658,24 +479,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get::<Option<String>, _>("classification")).transpose()?.flatten())
-    }
-
-    /// What content a device reported holding.
-    pub async fn record_content_state(
-        &self,
-        device: Uuid,
-        rules_version: &str,
-        indicators_version: &str,
-        rules_error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE devices SET rules_version = $1, indicators_version = $2, rules_error = $3 WHERE id = $4")
-            .bind(rules_version)
-            .bind(indicators_version)
-            .bind(rules_error)
-            .bind(device.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }
 
