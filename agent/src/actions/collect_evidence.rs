@@ -22,14 +22,7 @@ use crate::fsutil::{Dir, Owners};
 use crate::platform::{Feature, Platform};
 use crate::quarantine::persistence;
 
-fn exe_of(pid: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string())
-}
-
-fn ppid_of(pid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
-}
+use crate::platform::linux::procfs::{exe_of, ppid_of};
 
 pub struct CollectEvidence;
 
@@ -73,7 +66,7 @@ fn evidence(p: params::CollectEvidence, run: &Run<'_>) -> EvidenceOutput {
         None => Vec::new(),
     };
     pids.sort_unstable();
-    let sockets = crate::collect::sockets();
+    let sockets = crate::platform::linux::procfs::sockets();
     let processes = pids
         .iter()
         .map(|&pid| {

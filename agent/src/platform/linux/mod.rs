@@ -4,6 +4,7 @@
 //! - [`packages`]: which installed package owns a file; the merged-/usr aliases.
 //! - `process`: terminate processes (kill_process); an executable's hash.
 //! - [`isolation`]: the `inet picket` nftables table (isolate, release_isolation).
+//! - [`procfs`]: the socket tables and process facts /proc alone has.
 //! - [`priority`]: lower a thread's CPU and I/O priority (background scans).
 //! - [`restrict`]: fanotify exec permission (restrict_code, release_code).
 
@@ -13,6 +14,7 @@ pub mod isolation;
 pub mod packages;
 pub mod priority;
 mod process;
+pub mod procfs;
 pub mod restrict;
 
 pub use process::exe_sha256;
