@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         ActionKind::StopAndQuarantine | ActionKind::DeleteFile => round_trip::<Quarantine>(kind, json),
         ActionKind::ReleaseFromQuarantine => round_trip::<ReleaseFromQuarantine>(kind, json),
         ActionKind::RemovePersistence => round_trip::<RemovePersistence>(kind, json),
+        ActionKind::RestorePersistence => round_trip::<RestorePersistence>(kind, json),
         ActionKind::RestrictCode => round_trip::<RestrictCode>(kind, json),
     }
 });
