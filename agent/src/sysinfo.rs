@@ -1,35 +1,25 @@
-//! What the agent tells the coordinator about its host, read from /proc and
-//! /etc. Missing files give empty strings, never an error.
+//! What the agent tells the coordinator about its host: the `sysinfo`
+//! crate's host name (gethostname), kernel release (uname) and OS name and
+//! version (os-release). A fact it cannot read is an empty string (the OS:
+//! "Linux"), never an error.
+
+use ::sysinfo::System;
 
 pub fn hostname() -> String {
-    read_trimmed("/proc/sys/kernel/hostname")
+    System::host_name().unwrap_or_default()
 }
 
 pub fn kernel() -> String {
-    read_trimmed("/proc/sys/kernel/osrelease")
+    System::kernel_version().unwrap_or_default()
 }
 
-/// `PRETTY_NAME` from os-release, else `NAME VERSION_ID`.
+/// os-release's `NAME VERSION_ID` (e.g. "Debian GNU/Linux 12").
 pub fn os() -> String {
-    let text = std::fs::read_to_string("/etc/os-release")
-        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
-        .unwrap_or_default();
-    parse_os_release(&text)
-}
-
-fn parse_os_release(text: &str) -> String {
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(|v| v.trim().trim_matches('"').to_string())
-    };
-    field("PRETTY_NAME")
-        .or_else(|| Some(format!("{} {}", field("NAME")?, field("VERSION_ID").unwrap_or_default())))
-        .unwrap_or_else(|| "Linux".to_string())
-}
-
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+    match (System::name(), System::os_version()) {
+        (Ok(name), Ok(version)) => format!("{name} {version}"),
+        (Ok(name), Err(_)) => name,
+        (Err(_), _) => "Linux".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -37,10 +27,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn os_release_pretty_name_wins() {
-        let text = "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
-        assert_eq!(parse_os_release(text), "Debian GNU/Linux 12 (bookworm)");
-        assert_eq!(parse_os_release("NAME=Alpine\nVERSION_ID=3.19\n"), "Alpine 3.19");
-        assert_eq!(parse_os_release(""), "Linux");
+    fn host_facts_match_the_kernels_own() {
+        let proc = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).expect("procfs");
+        assert_eq!(hostname(), proc("/proc/sys/kernel/hostname"));
+        assert_eq!(kernel(), proc("/proc/sys/kernel/osrelease"));
+        let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let field = |k: &str| {
+            os_release
+                .lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        if let (Some(name), Some(version)) = (field("NAME"), field("VERSION_ID")) {
+            assert_eq!(os(), format!("{name} {version}"));
+        }
     }
 }
