@@ -51,9 +51,8 @@ async fn every_log_line_of_a_quarantine_names_its_action_on_both_sides() {
     let body = json!({ "kind": "stop_and_quarantine", "params": { "path": bin }, "comment": "logs" });
     let a = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("create");
     let id = a["id"].as_str().expect("id").to_string();
+    // Every line checked below is written before the result is stored.
     eventually!(30, "quarantined", env.action_status(&id).await == "succeeded");
-    // The acknowledgement reaches the agent after the result is stored.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
     let about_actions = ["picket_agent::actions", "picket_agent::quarantine", "picket_coordinator::gateway::dispatch"];
