@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Informational,
@@ -75,8 +76,10 @@ pub struct AlertReport {
 
 /// A rule file of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleFile {
     /// Base name, `[A-Za-z0-9._-]+` ending in `.yar` or `.yara`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.yara?$", max_length = 200))]
     pub name: String,
     pub source: String,
 }
@@ -91,6 +94,7 @@ pub struct RuleBundle {
 
 /// Whether a hash is blocked (malicious) or allowed (overrides every rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IndicatorAction {
     Block,

@@ -64,6 +64,9 @@ pub enum StartError {
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot write the admin token to {path}: {source}")]
     AdminToken { path: PathBuf, source: std::io::Error },
+    /// A route without a role, or an OpenAPI document that cannot be built.
+    #[error("API routes: {0}")]
+    Routes(String),
 }
 
 /// A running coordinator.
@@ -182,7 +185,8 @@ impl Coordinator {
                 max_bundle_bytes: config.rules.max_bundle_bytes,
             }),
             metrics: Arc::default(),
-        });
+        })
+        .map_err(StartError::Routes)?;
         tasks.spawn(api::server::serve(api_listener, app, config.http_limits(), shutdown.clone()));
         tracing::info!(agents = %agent_addr, api = %api_addr, database = ?store.backend(), "coordinator serving");
         Ok(Self {

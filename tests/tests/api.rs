@@ -56,34 +56,68 @@ async fn roles_errors_and_audit() {
     assert!(!audit.to_string().contains(&viewer), "secrets never reach the audit");
 }
 
+/// The document is generated from the handlers, every API operation in it
+/// names its least role, and that role is what the coordinator enforces:
+/// one role below is refused with 403, the role itself gets past the check
+/// (to the handler's own answer), and a path no handler declared is 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn openapi_lists_exactly_the_routes_that_exist() {
+async fn every_route_has_its_role_in_the_spec_and_the_role_is_enforced() {
     let env = TestEnv::start(&Db::Sqlite).await;
     let spec = env.api("", |c| c.get("/openapi.json")).await.expect("spec without auth");
     assert_eq!(spec["openapi"], "3.1.0");
-    let paths = spec["paths"].as_object().expect("paths");
-    assert!(paths.len() >= 8);
+    let roles = ["viewer", "responder", "approver", "admin"];
+    let mut tokens = std::collections::HashMap::new();
+    for role in roles {
+        let body = json!({ "name": format!("{role}-token"), "role": role });
+        let created = env.admin(move |c| c.post("/api/v1/api-tokens", &body)).await.expect("token");
+        tokens.insert(role, created["token"].as_str().expect("secret").to_string());
+    }
     let id = uuid::Uuid::new_v4().to_string();
-    for (path, methods) in paths {
-        for method in methods.as_object().expect("methods").keys() {
-            let url = path.replace("{id}", &id).replace("{sha256}", &"0".repeat(64));
-            let result = env
-                .admin({
-                    let method = method.clone();
-                    move |c| match method.as_str() {
+    let mut checked = 0;
+    for (path, methods) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in methods.as_object().expect("methods") {
+            if !path.starts_with("/api/v1/") {
+                assert_eq!(op["security"], json!([{}]), "{method} {path} outside the API is public by declaration");
+                continue;
+            }
+            let role = op["security"][0]["bearer"][0].as_str().unwrap_or_else(|| panic!("{method} {path}: no role"));
+            let rank = roles.iter().position(|r| *r == role).unwrap_or_else(|| panic!("{method} {path}: {role}"));
+            let url = path.replace("{id}", &id).replace("{sha256}", &"0".repeat(64)).replace("{name}", "default");
+            let env = &env;
+            let call = |token: String| {
+                let (method, url) = (method.clone(), url.clone());
+                async move {
+                    env.api(&token, move |c| match method.as_str() {
                         "get" => c.get(&url),
                         "post" => c.post(&url, &json!({})),
                         "delete" => c.delete(&url),
                         "patch" => c.patch(&url, &json!({})),
                         other => panic!("unexpected method {other}"),
+                    })
+                    .await
+                }
+            };
+            if rank > 0 {
+                match call(tokens[roles[rank - 1]].clone()).await {
+                    Err(ClientError::Api { status: 403, message, .. }) => {
+                        assert!(message.contains(&format!("needs the {role} role")), "{method} {path}: {message}")
                     }
-                })
-                .await;
-            if let Err(ClientError::Api { status: 404, message, .. }) = &result {
-                assert_ne!(message, "no such route", "{method} {path} is in the spec but not routed");
+                    other => panic!("{method} {path} with {}: {other:?}", roles[rank - 1]),
+                }
             }
+            match call(tokens[role].clone()).await {
+                Err(ClientError::Api { status: 403, message, .. }) => panic!("{method} {path} as {role}: {message}"),
+                Err(ClientError::Api { status: 404, message, .. }) => {
+                    assert_ne!(message, "no such route", "{method} {path} is in the spec but not routed")
+                }
+                _ => {}
+            }
+            checked += 1;
         }
     }
+    assert!(checked >= 40, "{checked} operations");
+    let missing = env.admin(|c| c.get("/api/v1/no-such-thing")).await;
+    assert!(matches!(missing, Err(ClientError::Api { status: 404, .. })), "{missing:?}");
     let health = env.api("", |c| c.get("/health")).await.expect("health");
     assert_eq!(health["status"], "ok");
 }

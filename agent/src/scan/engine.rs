@@ -107,7 +107,7 @@ impl Engine {
             compiler.new_namespace(&namespace_of(&file));
             match compiler.add_source(source.as_slice()) {
                 Ok(_) => loaded.push(name),
-                Err(e) => errors.push(RuleFileError { file: name, error: e.to_string() }),
+                Err(e) => errors.push(RuleFileError { file: name, error: describe(&e) }),
             }
         }
         let rules = compiler.build();
@@ -286,12 +286,40 @@ fn collect_rule_files(path: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A compile error as text. YARA-X renders it with snippets of the source,
+/// and that renderer (annotate-snippets 0.12) panics on some multi-byte
+/// characters (a U+0085 in the source, found by the API's Schemathesis
+/// run). A rule file must never take the agent down, so a panic falls back
+/// to the error's code and title, which need no rendering.
+fn describe(e: &yara_x::errors::CompileError) -> String {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.to_string())).unwrap_or_else(|_| {
+        tracing::warn!(code = e.code(), "YARA-X could not render a compile error; reporting its title");
+        format!("error[{}]: {}", e.code(), e.title())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn eicar() -> Vec<u8> {
         format!("{EICAR_HEAD}{EICAR_TAIL}").into_bytes()
+    }
+
+    #[test]
+    fn a_rule_file_whose_error_yara_x_cannot_render_is_reported_not_a_crash() {
+        // Schemathesis sent this source to POST /rules: rendering its
+        // compile error panicked inside YARA-X's snippet renderer.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("bad.yar");
+        std::fs::write(&bad, "\u{85}\u{a5477}\u{9d}\u{41fb9}\u{d4}\u{b4275}\u{f},g\u{56a59}\u{9152f}").expect("write");
+        let good = dir.path().join("good.yar");
+        std::fs::write(&good, "rule ok { condition: false }").expect("write");
+        let (engine, errors) = Engine::load(&[bad.clone(), good], Indicators::default());
+        assert_eq!(engine.loaded.len(), 1, "the good file still loads");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].file, bad.display().to_string());
+        assert!(!errors[0].error.is_empty());
     }
 
     #[test]

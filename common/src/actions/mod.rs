@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every kind. New kinds go at the end: on the wire a kind is its position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Isolate,

@@ -15,24 +15,31 @@ use uuid::Uuid;
 
 use super::ActionKind;
 use crate::detection::is_sha256_hex;
+#[cfg(feature = "openapi")]
+use schema::{AbsolutePath, Sha256Hex};
 
 /// `kill_process`: one process, or every process running an executable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KillProcess {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub pid: Option<i32>,
     /// Executable SHA-256 the process must have (protects against pid reuse),
     /// or alone: every process running it.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Sha256Hex>, inline))]
     pub sha256: Option<String>,
     /// Seconds between SIGTERM and SIGKILL (0: SIGKILL at once; at most 300).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 300))]
     pub grace_secs: u64,
 }
 
 /// How the device is cut off the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IsolationMode {
     /// Only the coordinator stays reachable.
@@ -42,6 +49,7 @@ pub enum IsolationMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Tcp,
@@ -50,6 +58,7 @@ pub enum Protocol {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// The device may open connections to the remote.
@@ -61,16 +70,20 @@ pub enum Direction {
 
 /// Traffic a selective isolation still lets through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Exclusion {
     /// Remote network, e.g. `10.20.0.0/16` or `2001:db8::/48`.
     pub cidr: String,
     #[serde(default = "any_protocol")]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub protocol: Protocol,
     /// Remote port (outbound) or local port (inbound); needs tcp or udp.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 65535))]
     pub port: Option<u16>,
     #[serde(default = "both_directions")]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub direction: Direction,
 }
 
@@ -84,11 +97,14 @@ fn both_directions() -> Direction {
 
 /// `isolate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Isolate {
     #[serde(default = "full")]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub mode: IsolationMode,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub exclusions: Vec<Exclusion>,
     #[serde(default)]
     pub allow_dns: bool,
@@ -102,6 +118,7 @@ fn full() -> IsolationMode {
 
 /// `release_isolation`, `release_code`: nothing but the action they undo.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Release {
     /// Set when this release undoes an action.
@@ -111,10 +128,12 @@ pub struct Release {
 
 /// `collect_package`, `offboard`: no parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Nothing {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ScanMode {
     Quick,
@@ -124,14 +143,18 @@ pub enum ScanMode {
 
 /// `scan`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scan {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub mode: Option<ScanMode>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<AbsolutePath>, inline))]
     pub paths: Vec<PathBuf>,
     /// Share of the cores to use, in percent (default 50).
     #[serde(default = "half")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub cpu_percent: u8,
     /// Skip files larger than this many bytes (default 256 MiB).
     #[serde(default)]
@@ -144,19 +167,25 @@ fn half() -> u8 {
 
 /// `request_sample`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestSample {
+    #[cfg_attr(feature = "openapi", schema(value_type = AbsolutePath, inline))]
     pub path: PathBuf,
 }
 
 /// `collect_evidence` (investigations).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CollectEvidence {
+    #[cfg_attr(feature = "openapi", schema(value_type = AbsolutePath, inline))]
     pub path: PathBuf,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Sha256Hex>, inline))]
     pub sha256: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub search_paths: Vec<PathBuf>,
     /// The coordinator's temp folders, for the heuristics.
     #[serde(default)]
@@ -179,25 +208,31 @@ fn yes() -> bool {
 
 /// `stop_and_quarantine` (`sha256` or `path`) and `delete_file` (`path`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Quarantine {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<AbsolutePath>, inline))]
     pub path: Option<PathBuf>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Sha256Hex>, inline))]
     pub sha256: Option<String>,
     /// Where to look for copies by SHA-256 (default: the quick-scan places).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<AbsolutePath>, inline))]
     pub paths: Vec<PathBuf>,
     #[serde(default)]
     pub force: bool,
     /// With `path`: only quarantine the file if it has this SHA-256 (the
     /// coordinator's investigations always send it).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Sha256Hex>, inline))]
     pub expected_sha256: Option<String>,
 }
 
 /// One quarantine id, or several (the undo of a quarantine of copies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum QuarantineIds {
     One(Uuid),
@@ -215,8 +250,10 @@ impl QuarantineIds {
 
 /// `release_from_quarantine`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseFromQuarantine {
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub quarantine_id: QuarantineIds,
     /// Set by the coordinator's undo.
     #[serde(default)]
@@ -225,8 +262,10 @@ pub struct ReleaseFromQuarantine {
 
 /// `remove_persistence`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemovePersistence {
+    #[cfg_attr(feature = "openapi", schema(value_type = AbsolutePath, inline))]
     pub path: PathBuf,
 }
 
@@ -234,6 +273,7 @@ pub struct RemovePersistence {
 /// device removed. Only the agent's own record of that removal is named —
 /// what goes back comes from the device, never from these parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestorePersistence {
     pub record_id: Uuid,
@@ -244,11 +284,14 @@ pub struct RestorePersistence {
 
 /// `restrict_code`: what may run besides unchanged packaged executables.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestrictCode {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Sha256Hex>, inline))]
     pub allow_sha256: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<AbsolutePath>, inline))]
     pub allow_paths: Vec<PathBuf>,
 }
 
@@ -335,6 +378,98 @@ pub fn check(kind: ActionKind, json: &str) -> Result<(), String> {
             let p: RestrictCode = parse(kind, json)?;
             p.allow_sha256.iter().try_for_each(|h| sha256_ok("every allow_sha256", h))?;
             p.allow_paths.iter().try_for_each(|path| absolute("every allow_paths entry", path))
+        }
+    }
+}
+
+/// JSON Schemas of each kind's parameters for the coordinator's OpenAPI
+/// document: the shapes derived from the types above, plus the rules
+/// [`check`] enforces across fields, so a request that matches the schema
+/// is one `check` accepts.
+#[cfg(feature = "openapi")]
+pub mod schema {
+    use serde_json::{json, Value};
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    /// An absolute path (schema only).
+    pub struct AbsolutePath;
+
+    impl PartialSchema for AbsolutePath {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^/")).into()
+        }
+    }
+
+    impl utoipa::ToSchema for AbsolutePath {}
+
+    /// A SHA-256 in hex, either case (schema only).
+    pub struct Sha256Hex;
+
+    impl PartialSchema for Sha256Hex {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9a-fA-F]{64}$")).into()
+        }
+    }
+
+    impl utoipa::ToSchema for Sha256Hex {}
+
+    fn derived<T: PartialSchema>() -> Value {
+        serde_json::to_value(T::schema()).unwrap_or(Value::Null)
+    }
+
+    fn with(base: Value, rule: Value) -> Value {
+        json!({ "allOf": [base, rule] })
+    }
+
+    /// A property present with a non-null value.
+    fn given(name: &str, type_: &str) -> Value {
+        json!({ "required": [name], "properties": { name: { "type": type_ } } })
+    }
+
+    /// The schema of `kind`'s parameters.
+    pub fn of(kind: ActionKind) -> Value {
+        use ActionKind as K;
+        let absent = |name: &str| json!({ "properties": { name: { "type": "null" } } });
+        match kind {
+            K::KillProcess => {
+                with(derived::<KillProcess>(), json!({ "anyOf": [given("pid", "integer"), given("sha256", "string")] }))
+            }
+            K::Isolate => with(
+                derived::<Isolate>(),
+                json!({ "anyOf": [
+                    { "required": ["mode"], "properties": { "mode": { "const": "selective" } } },
+                    { "properties": {
+                        "exclusions": { "maxItems": 0 },
+                        "allow_dns": { "const": false },
+                        "allow_dhcp": { "const": false } } }
+                ] }),
+            ),
+            K::ReleaseIsolation | K::ReleaseCode => derived::<Release>(),
+            K::CollectPackage | K::Offboard => derived::<Nothing>(),
+            K::Scan => derived::<Scan>(),
+            K::RequestSample => derived::<RequestSample>(),
+            K::CollectEvidence => derived::<CollectEvidence>(),
+            K::StopAndQuarantine => with(
+                derived::<Quarantine>(),
+                json!({ "anyOf": [
+                    { "allOf": [given("path", "string"), absent("sha256")] },
+                    { "allOf": [given("sha256", "string"), absent("path")] }
+                ] }),
+            ),
+            K::DeleteFile => {
+                with(derived::<Quarantine>(), json!({ "allOf": [given("path", "string"), absent("sha256")] }))
+            }
+            K::ReleaseFromQuarantine => with(
+                derived::<ReleaseFromQuarantine>(),
+                json!({ "properties": { "quarantine_id": { "minItems": 1 } } }),
+            ),
+            K::RemovePersistence => derived::<RemovePersistence>(),
+            K::RestorePersistence => derived::<RestorePersistence>(),
+            K::RestrictCode => derived::<RestrictCode>(),
         }
     }
 }

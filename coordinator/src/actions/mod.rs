@@ -104,6 +104,13 @@ pub struct ActionCenter {
 /// Largest accepted `params` object, serialised.
 const MAX_PARAMS_BYTES: usize = 64 * 1024;
 
+/// Whether `s` has a character a person can see: what a required comment
+/// must have. The API's schemas say the same with the pattern
+/// `[^\s\x00-\x1f\x7f-\x9f]`.
+pub fn visible(s: &str) -> bool {
+    s.chars().any(|c| !c.is_whitespace() && !c.is_control())
+}
+
 impl ActionCenter {
     /// Create an action, or return the live one with the same kind, params and
     /// device. `Ok((action, created))`.
@@ -116,7 +123,7 @@ impl ActionCenter {
             return Err(ActionError::Invalid(format!("params larger than {MAX_PARAMS_BYTES} bytes")));
         }
         picket_common::actions::params::check(req.kind, &params).map_err(ActionError::Invalid)?;
-        if !req.source.is_automated() && req.comment.trim().is_empty() {
+        if !req.source.is_automated() && !visible(req.comment) {
             return Err(ActionError::Invalid("a comment is required on manual actions".into()));
         }
         let device = self

@@ -1,6 +1,6 @@
 //! `/devices/{id}/actions` and `/actions`: the action center.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,10 +8,12 @@ use picket_common::actions::ActionKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_uuid, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, AppState, AuditDetail, Body, Caller, Id, Params, TimeCursor};
 use crate::actions::{ActionError, Request};
 use crate::clock::rfc3339;
-use crate::store::{Action, ActionFilter, ActionSource, ActionStatus, Role};
+use crate::store::{Action, ActionFilter, ActionSource, ActionStatus};
 use crate::views::action_json;
 
 impl From<ActionError> for ApiError {
@@ -26,17 +28,51 @@ impl From<ActionError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /devices/{id}/actions`. Its schema in the document is
+/// [`create_action_schema`]: one variant per kind, with that kind's
+/// parameters.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAction {
-    pub kind: String,
+    pub kind: ActionKind,
     #[serde(default = "empty_object")]
     pub params: Value,
+    /// Why: shown in the action center and the audit trail.
     #[serde(default)]
     pub comment: String,
     /// Refused when present: the source comes from the credential.
     #[serde(default)]
     pub source: Option<Value>,
+}
+
+/// The request body's JSON Schema: one variant per kind, each with the
+/// parameter schema `picket_common` derives for that kind; `params` may be
+/// left out where an empty object is valid.
+pub fn create_action_schema() -> Value {
+    use picket_common::actions::params;
+    let variants: Vec<Value> = ActionKind::ALL
+        .iter()
+        .map(|&kind| {
+            let mut required = vec!["kind", "comment"];
+            if params::check(kind, "{}").is_err() {
+                required.push("params");
+            }
+            json!({
+                "title": kind.as_str(),
+                "type": "object",
+                "additionalProperties": false,
+                "required": required,
+                "properties": {
+                    "kind": { "const": kind.as_str() },
+                    "params": params::schema::of(kind),
+                    "comment": { "type": "string", "pattern": r"[^\s\x00-\x1f\x7f-\x9f]",
+                                 "description": "Why: shown in the action center and the audit trail" },
+                    "source": { "type": "null", "description": "Refused when given: it comes from the credential" }
+                }
+            })
+        })
+        .collect();
+    json!({ "oneOf": variants })
 }
 
 fn empty_object() -> Value {
@@ -48,18 +84,23 @@ fn with_audit(mut response: Response, detail: String) -> Response {
     response
 }
 
+/// Request an action on a device.
+///
+/// 201 with the new action, or 200 with the live one if the same action is
+/// already pending, queued or running.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/actions", tag = "actions",
+    security(("bearer" = ["responder"])),
+    params(("id" = Uuid, Path, description = "Device id")),
+    request_body = CreateAction,
+    responses((status = 201, description = "Created", body = Object),
+              (status = 200, description = "The same action is already live", body = Object)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Path(device): Path<String>,
+    Id(device): Id,
     Body(req): Body<CreateAction>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Responder)?;
-    let device = parse_uuid(&device)?;
-    let kind = ActionKind::parse(&req.kind).ok_or_else(|| {
-        let known: Vec<_> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
-        ApiError::BadRequest(format!("unknown kind {:?}; kinds: {}", req.kind, known.join(", ")))
-    })?;
+    let kind = req.kind;
     if req.source.is_some() {
         return Err(ApiError::BadRequest(
             "source is not accepted: it comes from the credential (a person's token: manual_device_action or \
@@ -90,21 +131,78 @@ pub async fn create(
     Ok(with_audit((status, Json(action_json(&action))).into_response(), detail))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The filters of `GET /actions` and `GET /actions.csv`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListActions {
+#[into_params(parameter_in = Query)]
+pub struct ActionQuery {
     /// Comma-separated statuses; `pending_approval` is the pending tab.
-    pub status: Option<String>,
-    pub device: Option<String>,
-    pub kind: Option<String>,
-    pub source: Option<String>,
-    /// RFC 3339 bounds on created_at.
+    #[param(inline)]
+    pub status: Option<Statuses>,
+    pub device: Option<uuid::Uuid>,
+    #[param(inline)]
+    pub kind: Option<ActionKind>,
+    #[param(inline)]
+    pub source: Option<ActionSource>,
+    /// Created at or after (RFC 3339).
+    #[param(format = DateTime, value_type = Option<String>)]
     pub since: Option<String>,
+    /// Created before (RFC 3339).
+    #[param(format = DateTime, value_type = Option<String>)]
     pub until: Option<String>,
-    pub investigation: Option<String>,
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
+    pub investigation: Option<uuid::Uuid>,
 }
+
+/// `GET /actions`: [`ActionQuery`] and a page (the two are separate
+/// types because the CSV export takes no page).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListActions {
+    #[param(inline)]
+    pub status: Option<Statuses>,
+    pub device: Option<uuid::Uuid>,
+    #[param(inline)]
+    pub kind: Option<ActionKind>,
+    #[param(inline)]
+    pub source: Option<ActionSource>,
+    #[param(format = DateTime, value_type = Option<String>)]
+    pub since: Option<String>,
+    #[param(format = DateTime, value_type = Option<String>)]
+    pub until: Option<String>,
+    pub investigation: Option<uuid::Uuid>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    #[param(inline)]
+    pub cursor: Option<TimeCursor>,
+}
+
+/// Comma-separated action statuses.
+#[derive(Debug, Clone, Default)]
+pub struct Statuses(Vec<ActionStatus>);
+
+impl<'de> Deserialize<'de> for Statuses {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.split(',')
+            .map(|x| ActionStatus::parse(x).ok_or_else(|| serde::de::Error::custom(format!("unknown status {x:?}"))))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl utoipa::PartialSchema for Statuses {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let one = ActionStatus::ALL.map(ActionStatus::as_str).join("|");
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(format!("^({one})(,({one}))*$")))
+            .into()
+    }
+}
+
+impl ToSchema for Statuses {}
 
 fn parse_time(s: &str) -> Result<i64, ApiError> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -112,68 +210,42 @@ fn parse_time(s: &str) -> Result<i64, ApiError> {
     Ok(crate::clock::unix_ms(t))
 }
 
-impl ListActions {
-    fn filter(&self) -> Result<ActionFilter, ApiError> {
-        let statuses = match &self.status {
-            None => Vec::new(),
-            Some(s) => s
-                .split(',')
-                .map(|x| {
-                    ActionStatus::parse(x.trim()).ok_or_else(|| ApiError::BadRequest(format!("unknown status {x:?}")))
-                })
-                .collect::<Result<_, _>>()?,
-        };
+impl ActionQuery {
+    fn filter(self) -> Result<ActionFilter, ApiError> {
         Ok(ActionFilter {
-            investigation: self.investigation.as_deref().map(parse_uuid).transpose()?.map(|u| u.to_string()),
-            statuses,
-            device: self.device.as_deref().map(parse_uuid).transpose()?,
-            kind: self
-                .kind
-                .as_deref()
-                .map(|k| ActionKind::parse(k).ok_or_else(|| ApiError::BadRequest(format!("unknown kind {k:?}"))))
-                .transpose()?,
-            source: self
-                .source
-                .as_deref()
-                .map(|s| ActionSource::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown source {s:?}"))))
-                .transpose()?,
+            investigation: self.investigation.map(|u| u.to_string()),
+            statuses: self.status.unwrap_or_default().0,
+            device: self.device,
+            kind: self.kind,
+            source: self.source,
             since: self.since.as_deref().map(parse_time).transpose()?,
             until: self.until.as_deref().map(parse_time).transpose()?,
         })
     }
+}
 
-    fn limit(&self) -> Result<u32, ApiError> {
-        super::page_limit(self.limit)
+impl ListActions {
+    fn split(self) -> (ActionQuery, Option<u32>, Option<TimeCursor>) {
+        let Self { status, device, kind, source, since, until, investigation, limit, cursor } = self;
+        (ActionQuery { status, device, kind, source, since, until, investigation }, limit, cursor)
     }
 }
 
-fn bad_cursor(c: Option<&str>) -> Result<(), ApiError> {
-    match c {
-        Some(c) if c.split_once(':').and_then(|(at, _)| at.parse::<i64>().ok()).is_none() => {
-            Err(ApiError::BadRequest(format!("bad cursor {c:?}")))
-        }
-        _ => Ok(()),
-    }
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Params(q): Params<ListActions>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    bad_cursor(q.cursor.as_deref())?;
-    let page = state.store.actions(&q.filter()?, q.cursor.as_deref(), q.limit()?).await?;
+/// List actions, newest first (`pending_approval` is the pending tab).
+#[utoipa::path(get, path = "/api/v1/actions", tag = "actions", security(("bearer" = ["viewer"])),
+    params(ListActions), responses((status = 200, description = "A page of actions", body = Object)))]
+pub async fn list(State(state): State<AppState>, Params(q): Params<ListActions>) -> Result<Json<Value>, ApiError> {
+    let (query, limit, cursor) = q.split();
+    let limit = super::page_limit(limit)?;
+    let page = state.store.actions(&query.filter()?, cursor.as_ref().map(|c| c.0.as_str()), limit).await?;
     Ok(super::page(page.items.iter().map(action_json).collect::<Vec<_>>(), page.next_cursor))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = parse_uuid(&id)?;
+/// An action with its timeline.
+#[utoipa::path(get, path = "/api/v1/actions/{id}", tag = "actions", security(("bearer" = ["viewer"])),
+    params(("id" = Uuid, Path, description = "Action id")),
+    responses((status = 200, description = "The action", body = Object)))]
+pub async fn show(State(state): State<AppState>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     let action = state.actions.get(id).await?;
     let mut body = action_json(&action);
     let timeline: Vec<Value> = state
@@ -187,7 +259,8 @@ pub async fn show(
     Ok(Json(body))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A decision on an action, with an optional comment.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     #[serde(default)]
@@ -198,76 +271,92 @@ fn decided(action: &Action, verb: &str) -> Response {
     with_audit(Json(action_json(action)).into_response(), format!("action={} {verb} kind={}", action.id, action.kind))
 }
 
+/// Approve a pending action.
+#[utoipa::path(post, path = "/api/v1/actions/{id}/approve", tag = "actions", security(("bearer" = ["approver"])),
+    params(("id" = Uuid, Path, description = "Action id")), request_body = Decision,
+    responses((status = 200, description = "The action after the decision", body = Object)))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let a = state.actions.approve(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
+    let a = state.actions.approve(&caller.requestor(), id, &d.comment).await?;
     Ok(decided(&a, "approved"))
 }
 
+/// Reject a pending action.
+#[utoipa::path(post, path = "/api/v1/actions/{id}/reject", tag = "actions", security(("bearer" = ["approver"])),
+    params(("id" = Uuid, Path, description = "Action id")), request_body = Decision,
+    responses((status = 200, description = "The action after the decision", body = Object)))]
 pub async fn reject(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let a = state.actions.reject(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
+    let a = state.actions.reject(&caller.requestor(), id, &d.comment).await?;
     Ok(decided(&a, "rejected"))
 }
 
+/// Cancel a queued or sent action.
+#[utoipa::path(post, path = "/api/v1/actions/{id}/cancel", tag = "actions", security(("bearer" = ["responder"])),
+    params(("id" = Uuid, Path, description = "Action id")), request_body = Decision,
+    responses((status = 200, description = "The action after the decision", body = Object)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let a = state.actions.cancel(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
+    let a = state.actions.cancel(&caller.requestor(), id, &d.comment).await?;
     Ok(decided(&a, "cancelled"))
 }
 
+/// Undo a succeeded action whose kind has an inverse.
+///
+/// Isolate, restrict_code, stop_and_quarantine, delete_file and
+/// remove_persistence can be undone; 201 with the undoing action, 200 if
+/// it already exists.
+#[utoipa::path(post, path = "/api/v1/actions/{id}/undo", tag = "actions", security(("bearer" = ["responder"])),
+    params(("id" = Uuid, Path, description = "Action id")), request_body = Decision,
+    responses((status = 201, description = "The undoing action", body = Object),
+              (status = 200, description = "The undoing action already exists", body = Object)))]
 pub async fn undo(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(d): Body<Decision>,
 ) -> Result<Response, ApiError> {
-    let (a, created) = state.actions.undo(&caller.requestor(), parse_uuid(&id)?, &d.comment).await?;
+    let (a, created) = state.actions.undo(&caller.requestor(), id, &d.comment).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(with_audit((status, Json(action_json(&a))).into_response(), format!("action={} undo_of={id}", a.id)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkApprove {
-    pub ids: Vec<String>,
+    #[schema(min_items = 1, max_items = 10000)]
+    pub ids: Vec<uuid::Uuid>,
     #[serde(default)]
     pub comment: String,
 }
 
-/// Approve several actions; each gets its own outcome.
+/// Approve several pending actions; each gets its own outcome.
+#[utoipa::path(post, path = "/api/v1/actions/approve", tag = "actions", security(("bearer" = ["approver"])),
+    request_body = BulkApprove, responses((status = 200, description = "One outcome per id", body = Object)))]
 pub async fn approve_many(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<BulkApprove>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Approver)?;
     if req.ids.is_empty() || req.ids.len() > 10_000 {
         return Err(ApiError::BadRequest("ids must hold 1 to 10000 action ids".into()));
     }
     let mut results = Vec::with_capacity(req.ids.len());
-    let mut valid = Vec::with_capacity(req.ids.len());
-    for raw in &req.ids {
-        match parse_uuid(raw) {
-            Ok(id) => valid.push(id),
-            Err(e) => results.push(json!({ "id": raw, "ok": false, "error": e.to_string() })),
-        }
-    }
-    let outcomes = state.actions.approve_many(&caller.requestor(), &valid, &req.comment).await?;
+    let outcomes = state.actions.approve_many(&caller.requestor(), &req.ids, &req.comment).await?;
     let mut approved = 0;
-    for (id, outcome) in valid.iter().zip(outcomes) {
+    for (id, outcome) in req.ids.iter().zip(outcomes) {
         results.push(match outcome {
             Ok(()) => {
                 approved += 1;
@@ -281,13 +370,11 @@ pub async fn approve_many(
     Ok(with_audit(Json(json!({ "items": results, "next_cursor": null })).into_response(), detail))
 }
 
-/// History export: every action matching the filters, as CSV.
-pub async fn export_csv(
-    State(state): State<AppState>,
-    caller: Caller,
-    Params(q): Params<ListActions>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Viewer)?;
+/// Export action history as CSV: every action matching the filters.
+#[utoipa::path(get, path = "/api/v1/actions.csv", tag = "actions", security(("bearer" = ["viewer"])),
+    params(ActionQuery),
+    responses((status = 200, description = "RFC 4180 CSV", content_type = "text/csv", body = String)))]
+pub async fn export_csv(State(state): State<AppState>, Params(q): Params<ActionQuery>) -> Result<Response, ApiError> {
     let filter = q.filter()?;
     let mut out = String::from(
         "id,kind,device_id,source,status,requestor,comment,decided_by,decision_comment,params,error,undoes,undone_by,created_at,updated_at\n",

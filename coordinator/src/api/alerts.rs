@@ -1,73 +1,61 @@
 //! `/alerts`: what agents found, its history, and how an analyst
 //! classifies it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use picket_common::detection::Severity;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{page, page_limit, parse_uuid, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use super::{page, page_limit, ApiError, AppState, AuditDetail, Body, Caller, Id, Params, TimeCursor};
 use crate::clock::rfc3339;
-use crate::store::{AlertFilter, AlertStatus, Role};
+use crate::store::{AlertFilter, AlertStatus};
 use crate::views::alert_json;
 
-/// Where uploads are checked, and how big they may be.
-#[derive(Debug, Deserialize)]
+/// The filters and page of `GET /alerts`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
-    status: Option<String>,
-    device: Option<String>,
-    severity: Option<String>,
+    #[param(inline)]
+    status: Option<AlertStatus>,
+    device: Option<uuid::Uuid>,
+    #[param(inline)]
+    severity: Option<Severity>,
+    /// The file's SHA-256, either case.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
     sha256: Option<String>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    cursor: Option<String>,
+    #[param(inline)]
+    cursor: Option<TimeCursor>,
 }
 
-/// `GET /alerts`: most recently seen first.
+/// List alerts, most recently seen first.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = ["viewer"])),
+    params(AlertQuery), responses((status = 200, description = "A page of alerts", body = Object)))]
 pub async fn list_alerts(
     State(state): State<AppState>,
-    caller: Caller,
     Params(q): Params<AlertQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let filter = AlertFilter {
-        status: q
-            .status
-            .as_deref()
-            .map(|s| {
-                AlertStatus::parse(s)
-                    .ok_or_else(|| ApiError::BadRequest(format!("status {s:?}: new, in_progress or resolved")))
-            })
-            .transpose()?,
-        device: q.device.as_deref().map(parse_uuid).transpose()?,
-        severity: q
-            .severity
-            .as_deref()
-            .map(|s| {
-                Severity::parse(s).ok_or_else(|| {
-                    ApiError::BadRequest(format!("severity {s:?}: malicious, suspicious or informational"))
-                })
-            })
-            .transpose()?,
-        sha256: q.sha256.map(|s| s.to_ascii_lowercase()),
-    };
-    if q.cursor.as_deref().is_some_and(|c| c.split_once(':').is_none()) {
-        return Err(ApiError::BadRequest("cursor: use next_cursor from the previous page".into()));
+    let sha256 = q.sha256.map(|s| s.to_ascii_lowercase());
+    if sha256.as_deref().is_some_and(|h| !picket_common::detection::is_sha256_hex(h)) {
+        return Err(ApiError::BadRequest("sha256 must be 64 hex digits".into()));
     }
-    let found = state.store.alerts(&filter, q.cursor.as_deref(), page_limit(q.limit)?).await?;
+    let filter = AlertFilter { status: q.status, device: q.device, severity: q.severity, sha256 };
+    let cursor = q.cursor.as_ref().map(|c| c.0.as_str());
+    let found = state.store.alerts(&filter, cursor, page_limit(q.limit)?).await?;
     Ok(page(found.items.iter().map(alert_json).collect(), found.next_cursor))
 }
 
-/// `GET /alerts/{id}`: the alert and its history.
-pub async fn show_alert(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = parse_uuid(&id)?;
+/// An alert with its history, paths and investigations.
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", security(("bearer" = ["viewer"])),
+    params(("id" = Uuid, Path, description = "Alert id")),
+    responses((status = 200, description = "The alert", body = Object)))]
+pub async fn show_alert(State(state): State<AppState>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     let alert = state.store.alert(id).await?.ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
     let history = state.store.alert_history(id).await?;
     let mut out = alert_json(&alert);
@@ -96,25 +84,25 @@ pub async fn show_alert(
     Ok(Json(out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertUpdate {
-    status: String,
+    status: AlertStatus,
     #[serde(default)]
     comment: String,
 }
 
-/// `PATCH /alerts/{id}` (responder): set the status.
+/// Set an alert's status (new, in_progress, resolved).
+#[utoipa::path(patch, path = "/api/v1/alerts/{id}", tag = "alerts", security(("bearer" = ["responder"])),
+    params(("id" = Uuid, Path, description = "Alert id")), request_body = AlertUpdate,
+    responses((status = 200, description = "The alert", body = Object)))]
 pub async fn update_alert(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(body): Body<AlertUpdate>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Responder)?;
-    let id = parse_uuid(&id)?;
-    let status = AlertStatus::parse(&body.status)
-        .ok_or_else(|| ApiError::BadRequest(format!("status {:?}: new, in_progress or resolved", body.status)))?;
+    let status = body.status;
     let alert = state
         .store
         .set_alert_status(id, status, &caller.name, &body.comment)
@@ -125,23 +113,28 @@ pub async fn update_alert(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Classify {
+    /// true_positive, informational or false_positive (approver).
+    #[schema(pattern = "^(true_positive|informational|false_positive)$")]
     classification: String,
     #[serde(default)]
     comment: String,
 }
 
-/// `POST /alerts/{id}/classify` (responder; approver for false_positive).
+/// Classify an alert.
+///
+/// false_positive undoes its actions, allows the file and suppresses it; it needs the approver role.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/classify", tag = "alerts", security(("bearer" = ["responder"])),
+    params(("id" = Uuid, Path, description = "Alert id")), request_body = Classify,
+    responses((status = 200, description = "The classification and what it did", body = Object)))]
 pub async fn classify(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(b): Body<Classify>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Responder)?;
-    let id = parse_uuid(&id)?;
     let who = caller.requestor();
     let out = state.investigations.classify(id, &b.classification, &who, &b.comment).await?;
     let mut r = Json(out).into_response();

@@ -2,36 +2,43 @@
 //! role and an optional expiry; listed without their secrets, revoked from
 //! the next request on.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{created, ApiError, AppState, AuditDetail, Body, Caller};
+use utoipa::ToSchema;
+
+use super::{created, ApiError, AppState, AuditDetail, Body, Caller, Id};
 use crate::clock::now_ms;
 use crate::clock::rfc3339;
 use crate::store::{ApiToken, NewApiToken, Role, TokenKind};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiToken {
+    /// Unique; shown in audit and as requestor (surrounding blanks dropped).
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 128)]
     pub name: String,
     pub role: Role,
     /// The person the token is for (default: its name). Two tokens of one
     /// person count as one for the two-person rule.
     #[serde(default)]
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 128)]
     pub user: Option<String>,
     /// `user` (default) or `integration` (its actions' source is `api`).
     #[serde(default)]
     pub kind: Option<TokenKind>,
     /// Days until it stops working (default: never; at most 3650).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
+/// 1 to 128 characters, no control characters, at least one visible.
 fn printable(what: &str, s: &str) -> Result<(), ApiError> {
-    if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
+    if !crate::actions::visible(s) || s.chars().count() > 128 || s.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!("{what} must be 1 to 128 printable characters")));
     }
     Ok(())
@@ -57,18 +64,21 @@ fn token_json(t: &ApiToken) -> Value {
     })
 }
 
+/// Create an API token for a person or an integration, with a role.
+#[utoipa::path(post, path = "/api/v1/api-tokens", tag = "tokens", security(("bearer" = ["admin"])),
+    request_body = CreateApiToken,
+    responses((status = 201, description = "The token with its secret (shown once)", body = Object)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<CreateApiToken>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let name = req.name.trim();
-    printable("name", name)?;
-    let user = req.user.as_deref().map(str::trim);
-    if let Some(u) = user {
+    printable("name", &req.name)?;
+    if let Some(u) = &req.user {
         printable("user", u)?;
     }
+    let name = req.name.trim();
+    let user = req.user.as_deref().map(str::trim);
     let expires_at = match req.expires_in_days {
         None => None,
         Some(d @ 1..=3650) => Some(now_ms() + i64::from(d) * 86_400_000),
@@ -99,20 +109,21 @@ pub async fn create(
     Ok(response)
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Admin)?;
+/// List API tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/api-tokens", tag = "tokens", security(("bearer" = ["admin"])),
+    responses((status = 200, description = "Tokens", body = Object)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let tokens = state.store.api_tokens().await?;
     Ok(Json(json!({ "items": tokens.iter().map(token_json).collect::<Vec<_>>(), "next_cursor": null })))
 }
 
 /// Revoke a token: refused from its next request. The last live admin
 /// token cannot be revoked (nobody could administer the coordinator).
-pub async fn revoke(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
+#[utoipa::path(delete, path = "/api/v1/api-tokens/{id}", tag = "tokens", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses((status = 200, description = "The revoked token", body = Object)))]
+pub async fn revoke(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Response, ApiError> {
+    let id = id.to_string();
     let token = state.store.api_token(&id).await?.ok_or_else(|| ApiError::NotFound(format!("no API token {id}")))?;
     let live = |t: &ApiToken| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now_ms());
     if token.role == Role::Admin && live(&token) {

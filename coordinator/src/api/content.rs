@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use picket_common::detection::{
@@ -11,11 +11,13 @@ use picket_common::detection::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{created, ApiError, AppState, AuditDetail, Body, Caller, Params};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{created, ApiError, AppState, AuditDetail, Body, Caller, Params, Sha256Path};
 use crate::clock::now_ms;
 use crate::clock::rfc3339;
 use crate::content::checker::{self, CheckError};
-use crate::store::{Indicator, NewBundle, Role};
+use crate::store::{Indicator, NewBundle};
 
 /// Where uploads are checked, and how big they may be.
 #[derive(Debug, Clone)]
@@ -25,20 +27,27 @@ pub struct RulesSettings {
     pub max_bundle_bytes: usize,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRules {
+    /// The bundle's files, each name once.
+    #[schema(min_items = 1)]
     files: Vec<RuleFile>,
 }
 
-/// `POST /rules` (admin): compile the files as agents will; store the
-/// bundle and push it to every agent if at least one file compiled.
+/// Upload a rule bundle.
+///
+/// Each file is compiled as agents will; the bundle is stored and pushed
+/// to every agent if at least one file compiled.
+#[utoipa::path(post, path = "/api/v1/rules", tag = "content", security(("bearer" = ["admin"])),
+    request_body = UploadRules,
+    responses((status = 201, description = "The bundle is stored and pushed; `errors` lists files that did not compile", body = Object),
+              (status = 422, description = "No file compiled, or a name appears twice; nothing was stored")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body<UploadRules>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     if body.files.is_empty() {
         return Err(ApiError::BadRequest("a bundle needs at least one rule file".into()));
     }
@@ -52,7 +61,10 @@ pub async fn upload(
             )));
         }
         if !names.insert(f.name.as_str()) {
-            return Err(ApiError::BadRequest(format!("file {:?} appears twice", f.name)));
+            return Err(ApiError::Unprocessable {
+                message: format!("file {:?} appears twice", f.name),
+                details: json!([{ "file": f.name, "error": "appears twice" }]),
+            });
         }
         total += f.name.len() + f.source.len();
     }
@@ -109,9 +121,10 @@ pub async fn upload(
     Ok(response)
 }
 
-/// `GET /rules`: every bundle, the current one first.
-pub async fn list_rules(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
+/// List rule bundles, the current one first.
+#[utoipa::path(get, path = "/api/v1/rules", tag = "content", security(("bearer" = ["viewer"])),
+    responses((status = 200, description = "Bundles", body = Object)))]
+pub async fn list_rules(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let bundles = state.store.bundles().await?;
     let current = bundles.first().map(|b| b.version.clone());
     let items: Vec<Value> = bundles
@@ -132,14 +145,18 @@ pub async fn list_rules(State(state): State<AppState>, caller: Caller) -> Result
     Ok(Json(json!({ "current": current, "items": items })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewIndicator {
+    /// The file's SHA-256, either case.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     sha256: String,
-    action: String,
+    action: IndicatorAction,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     comment: String,
-    /// RFC 3339; absent: never.
+    /// When it stops applying (RFC 3339, in the future); never if left out.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
 
@@ -161,19 +178,21 @@ async fn push_indicators(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /indicators` (approver): add or replace one.
+/// Add or replace a SHA-256 indicator (block or allow).
+#[utoipa::path(post, path = "/api/v1/indicators", tag = "content", security(("bearer" = ["approver"])),
+    request_body = NewIndicator,
+    responses((status = 201, description = "The indicator, pushed to every agent", body = Object),
+              (status = 422, description = "expires_at is in the past")))]
 pub async fn add_indicator(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body<NewIndicator>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Approver)?;
-    let sha256 = body.sha256.trim().to_ascii_lowercase();
+    let sha256 = body.sha256.to_ascii_lowercase();
     if !is_sha256_hex(&sha256) {
         return Err(ApiError::BadRequest(format!("{:?} is not a SHA-256 (64 hex digits)", body.sha256)));
     }
-    let action = IndicatorAction::parse(&body.action)
-        .ok_or_else(|| ApiError::BadRequest(format!("action must be block or allow, got {:?}", body.action)))?;
+    let action = body.action;
     let expires_at = match &body.expires_at {
         None => None,
         Some(t) => {
@@ -181,13 +200,16 @@ pub async fn add_indicator(
                 .map_err(|e| ApiError::BadRequest(format!("expires_at {t:?}: {e} (use RFC 3339)")))?;
             let ms = crate::clock::unix_ms(at);
             if ms <= now_ms() {
-                return Err(ApiError::BadRequest("expires_at is in the past".into()));
+                return Err(ApiError::Unprocessable {
+                    message: "expires_at is in the past".into(),
+                    details: json!({ "expires_at": t }),
+                });
             }
             Some(ms)
         }
     };
-    if body.comment.len() > 1000 {
-        return Err(ApiError::BadRequest("comment is longer than 1000 bytes".into()));
+    if body.comment.chars().count() > 1000 {
+        return Err(ApiError::BadRequest("comment is longer than 1000 characters".into()));
     }
     let indicator = Indicator {
         sha256: sha256.clone(),
@@ -204,21 +226,22 @@ pub async fn add_indicator(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct IndicatorQuery {
     /// Include expired ones too.
     #[serde(default)]
     all: bool,
 }
 
-/// `GET /indicators`: those in force (`?all=true`: expired ones too).
+/// List indicators in force (`?all=true`: expired ones too).
+#[utoipa::path(get, path = "/api/v1/indicators", tag = "content", security(("bearer" = ["viewer"])),
+    params(IndicatorQuery), responses((status = 200, description = "Indicators", body = Object)))]
 pub async fn list_indicators(
     State(state): State<AppState>,
-    caller: Caller,
     Params(q): Params<IndicatorQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
     let list = state.store.indicators(if q.all { None } else { Some(now_ms()) }).await?;
     Ok(Json(json!({
         "version": state.gateway.content.indicators_version(),
@@ -226,14 +249,14 @@ pub async fn list_indicators(
     })))
 }
 
-/// `DELETE /indicators/{sha256}` (approver).
+/// Delete an indicator.
+#[utoipa::path(delete, path = "/api/v1/indicators/{sha256}", tag = "content", security(("bearer" = ["approver"])),
+    params(("sha256" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "The file's SHA-256")),
+    responses((status = 200, description = "Deleted", body = Object)))]
 pub async fn delete_indicator(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(sha256): Path<String>,
+    Sha256Path(sha256): Sha256Path,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Approver)?;
-    let sha256 = sha256.to_ascii_lowercase();
     if !state.store.delete_indicator(&sha256).await? {
         return Err(ApiError::NotFound(format!("no indicator for {sha256}")));
     }

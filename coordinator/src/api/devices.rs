@@ -1,14 +1,14 @@
 //! `/devices`: the device registry.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use picket_common::proto::RefusalReason;
 use serde_json::{json, Value};
 
-use super::{page, parse_uuid, ApiError, AppState, AuditDetail, Caller, ListQuery, Params};
+use super::{page, ApiError, AppState, AuditDetail, Caller, Id, IdPage, Params};
 use crate::clock::rfc3339;
-use crate::store::{Device, DeviceStatus, Role};
+use crate::store::{Device, DeviceStatus};
 
 /// The API shape of a device; `status` folds the registry status and whether
 /// a session is live on this coordinator.
@@ -46,24 +46,20 @@ pub fn device_json(state: &AppState, d: &Device) -> Value {
     })
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let found = state.store.devices(q.cursor.as_deref(), q.limit()?).await?;
+/// List devices, by id.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = ["viewer"])),
+    params(IdPage), responses((status = 200, description = "A page of devices", body = Object)))]
+pub async fn list(State(state): State<AppState>, Params(q): Params<IdPage>) -> Result<Json<Value>, ApiError> {
+    let found = state.store.devices(q.cursor().as_deref(), q.limit()?).await?;
     let items = found.items.iter().map(|d| device_json(&state, d)).collect();
     Ok(page::<Value>(items, found.next_cursor))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
-    let id = parse_uuid(&id)?;
+/// Show one device.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = ["viewer"])),
+    params(("id" = Uuid, Path, description = "Device id")),
+    responses((status = 200, description = "The device", body = Object)))]
+pub async fn show(State(state): State<AppState>, Id(id): Id) -> Result<Json<Value>, ApiError> {
     let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
     Ok(Json(device_json(&state, &device)))
 }
@@ -72,13 +68,10 @@ pub async fn show(
 /// session, if any, is cut, and the enrollment token that enrolled it is
 /// suspended — whoever holds the device may hold that token too, and must
 /// not enroll a new identity with it until an admin resumes the token.
-pub async fn revoke(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let id = parse_uuid(&id)?;
+#[utoipa::path(post, path = "/api/v1/devices/{id}/revoke", tag = "devices", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path, description = "Device id")),
+    responses((status = 200, description = "The revoked device", body = Object)))]
+pub async fn revoke(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Response, ApiError> {
     let device = state.store.device(id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
     if device.status == DeviceStatus::Offboarded {
         return Err(ApiError::Conflict(format!("device {id} is offboarded")));
@@ -101,25 +94,27 @@ pub async fn revoke(
     Ok(response)
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OffboardingTokenRequest {
     /// Hours the token stays valid (default 24, at most 720).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 720)]
     pub expires_in_hours: Option<u32>,
 }
 
 /// Offboard a device that cannot reach the coordinator: the device is
 /// offboarded here at once (certificate refused, session cut) and the token
 /// lets `picket-agent offboard --token` clean the machine up offline.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/offboarding-token", tag = "devices",
+    security(("bearer" = ["admin"])), params(("id" = Uuid, Path, description = "Device id")),
+    request_body = OffboardingTokenRequest,
+    responses((status = 201, description = "The device is offboarded; the token cleans it up offline", body = Object)))]
 pub async fn offboarding_token(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     super::Body(req): super::Body<OffboardingTokenRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let id = parse_uuid(&id)?;
     let hours = req.expires_in_hours.unwrap_or(24);
     if !(1..=720).contains(&hours) {
         return Err(ApiError::BadRequest("expires_in_hours must be 1..=720".into()));

@@ -1,29 +1,35 @@
 //! `/enrollment-tokens`: create, list and revoke enrollment tokens.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{created, page, ApiError, AppState, AuditDetail, Body, Caller, ListQuery, Params};
+use utoipa::ToSchema;
+
+use super::{created, page, ApiError, AppState, AuditDetail, Body, Caller, Id, IdPage, Params};
 use crate::clock::now_ms;
 use crate::clock::rfc3339;
-use crate::store::{EnrollmentToken, NewEnrollmentToken, Role};
+use crate::store::{EnrollmentToken, NewEnrollmentToken};
 
 const MAX_TTL_HOURS: u32 = 24 * 365;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// Device group the enrolled devices join (default `default`).
+    /// Device group the enrolled devices join (default `default`); created
+    /// with the default group's automation level if it does not exist.
     #[serde(default = "default_group")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub group: String,
     /// Hours until the token expires (default 24).
     #[serde(default = "default_ttl")]
+    #[schema(minimum = 1, maximum = 8760)]
     pub expires_in_hours: u32,
     /// How many devices may enroll with it (default 1).
     #[serde(default = "default_uses")]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_uses: u32,
 }
 
@@ -64,14 +70,19 @@ fn token_json(t: &EnrollmentToken) -> Value {
     })
 }
 
+/// Create an enrollment token.
+///
+/// The answer holds the secret and the enroll command, shown once.
+#[utoipa::path(post, path = "/api/v1/enrollment-tokens", tag = "tokens", security(("bearer" = ["admin"])),
+    request_body = CreateToken,
+    responses((status = 201, description = "The token with its secret and the enroll command (shown once)", body = Object)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<CreateToken>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    if req.group.trim().is_empty() || req.group.len() > 128 {
-        return Err(ApiError::BadRequest("group must be 1 to 128 characters".into()));
+    if !super::groups::valid_name(&req.group) {
+        return Err(ApiError::BadRequest(super::groups::NAME_RULE.into()));
     }
     if !(1..=MAX_TTL_HOURS).contains(&req.expires_in_hours) {
         return Err(ApiError::BadRequest(format!("expires_in_hours must be 1..={MAX_TTL_HOURS}")));
@@ -110,22 +121,20 @@ pub async fn create(
     Ok(response)
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Admin)?;
-    let found = state.store.enrollment_tokens(q.cursor.as_deref(), q.limit()?).await?;
+/// List enrollment tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/enrollment-tokens", tag = "tokens", security(("bearer" = ["admin"])),
+    params(IdPage), responses((status = 200, description = "A page of tokens", body = Object)))]
+pub async fn list(State(state): State<AppState>, Params(q): Params<IdPage>) -> Result<Json<Value>, ApiError> {
+    let found = state.store.enrollment_tokens(q.cursor().as_deref(), q.limit()?).await?;
     Ok(page::<Value>(found.items.iter().map(token_json).collect(), found.next_cursor))
 }
 
-pub async fn revoke(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
+/// Revoke an enrollment token.
+#[utoipa::path(delete, path = "/api/v1/enrollment-tokens/{id}", tag = "tokens", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses((status = 200, description = "The revoked token", body = Object)))]
+pub async fn revoke(State(state): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
+    let id = id.to_string();
     let found = state.store.revoke_enrollment_token(&id).await?;
     changed(&state, &id, found, format!("token_id={id}")).await
 }
@@ -143,12 +152,11 @@ async fn changed(state: &AppState, id: &str, found: bool, detail: String) -> Res
 }
 
 /// Let a token suspended by a device's revocation enroll devices again.
-pub async fn resume(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
+#[utoipa::path(post, path = "/api/v1/enrollment-tokens/{id}/resume", tag = "tokens", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path, description = "Token id")),
+    responses((status = 200, description = "The token", body = Object)))]
+pub async fn resume(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<Response, ApiError> {
+    let id = id.to_string();
     let found = state.store.resume_enrollment_token(&id).await?;
     if found {
         tracing::warn!(token = %id, by = %caller.name, "enrollment token resumed");

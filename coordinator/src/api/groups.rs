@@ -5,76 +5,73 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use super::{created, parse_uuid, ApiError, AppState, AuditDetail, Body, Caller};
+use super::{created, ApiError, AppState, AuditDetail, Body, Id};
 use crate::clock::rfc3339;
 use crate::investigations::Level;
-use crate::store::Role;
 
-fn level(s: &str) -> Result<&str, ApiError> {
-    Level::parse(s)
-        .map(|_| s)
-        .ok_or_else(|| ApiError::BadRequest(format!("automation_level {s:?}: one of {}", Level::NAMES.join(", "))))
+/// What a group name may be (`^[A-Za-z0-9._-]{1,64}$` in the schemas).
+pub const NAME_RULE: &str = "a group name is 1 to 64 of letters, digits, '-', '_', '.'";
+
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
 }
 
-pub async fn list_groups(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
+/// List device groups and their automation levels.
+#[utoipa::path(get, path = "/api/v1/device-groups", tag = "devices", security(("bearer" = ["viewer"])),
+    responses((status = 200, description = "Every group", body = Object)))]
+pub async fn list_groups(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let groups = state.store.device_groups().await?;
     Ok(Json(json!({ "items": groups.iter().map(|g| json!({
         "name": g.name, "automation_level": g.automation_level, "description": g.description,
         "created_at": rfc3339(g.created_at) })).collect::<Vec<_>>() })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: String,
-    automation_level: String,
+    automation_level: Level,
     #[serde(default)]
     description: String,
 }
 
-/// `POST /device-groups` (admin).
-pub async fn create_group(
-    State(state): State<AppState>,
-    caller: Caller,
-    Body(b): Body<NewGroup>,
-) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    if b.name.is_empty()
-        || b.name.len() > 64
-        || !b.name.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
-    {
-        return Err(ApiError::BadRequest("name: 1 to 64 of letters, digits, '-', '_', '.'".into()));
+/// Create a device group with an automation level.
+#[utoipa::path(post, path = "/api/v1/device-groups", tag = "devices", security(("bearer" = ["admin"])),
+    request_body = NewGroup, responses((status = 201, description = "The new group", body = Object)))]
+pub async fn create_group(State(state): State<AppState>, Body(b): Body<NewGroup>) -> Result<Response, ApiError> {
+    if !valid_name(&b.name) {
+        return Err(ApiError::BadRequest(NAME_RULE.into()));
     }
-    level(&b.automation_level)?;
-    if !state.store.put_device_group(&b.name, &b.automation_level, &b.description, true).await? {
+    let level = b.automation_level.as_str();
+    if !state.store.put_device_group(&b.name, level, &b.description, true).await? {
         return Err(ApiError::Conflict(format!("group {:?} exists", b.name)));
     }
-    let mut r =
-        created(json!({ "name": b.name, "automation_level": b.automation_level, "description": b.description }));
-    r.extensions_mut().insert(AuditDetail(format!("group {} automation {}", b.name, b.automation_level)));
+    let mut r = created(json!({ "name": b.name, "automation_level": level, "description": b.description }));
+    r.extensions_mut().insert(AuditDetail(format!("group {} automation {level}", b.name)));
     Ok(r)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupChange {
-    automation_level: Option<String>,
+    automation_level: Option<Level>,
     description: Option<String>,
 }
 
-/// `PATCH /device-groups/{name}` (admin).
+/// Change a group's automation level or description.
+#[utoipa::path(patch, path = "/api/v1/device-groups/{name}", tag = "devices", security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Group name")), request_body = GroupChange,
+    responses((status = 200, description = "The group", body = Object)))]
 pub async fn update_group(
     State(state): State<AppState>,
-    caller: Caller,
     Path(name): Path<String>,
     Body(b): Body<GroupChange>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
     let g = state.store.device_group(&name).await?.ok_or_else(|| ApiError::NotFound(format!("no group {name:?}")))?;
-    let lvl = b.automation_level.unwrap_or(g.automation_level);
-    level(&lvl)?;
+    let lvl = b.automation_level.map_or(g.automation_level, |l| l.as_str().to_string());
     let description = b.description.unwrap_or(g.description);
     state.store.put_device_group(&name, &lvl, &description, false).await?;
     let mut r = Json(json!({ "name": name, "automation_level": lvl, "description": description })).into_response();
@@ -82,23 +79,26 @@ pub async fn update_group(
     Ok(r)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceChange {
     group: String,
 }
 
-/// `PATCH /devices/{id}` (admin): move a device to another group.
+/// Move a device to another group (which must exist).
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", security(("bearer" = ["admin"])),
+    params(("id" = Uuid, Path, description = "Device id")), request_body = DeviceChange,
+    responses((status = 200, description = "The device", body = Object)))]
 pub async fn update_device(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(b): Body<DeviceChange>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Admin)?;
-    let id = parse_uuid(&id)?;
+    if state.store.device(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no device {id}")));
+    }
     if state.store.device_group(&b.group).await?.is_none() {
-        return Err(ApiError::BadRequest(format!("no group {:?}; create it first", b.group)));
+        return Err(ApiError::NotFound(format!("no group {:?}; create it first", b.group)));
     }
     if !state.store.set_device_group(id, &b.group).await? {
         return Err(ApiError::NotFound(format!("no device {id}")));

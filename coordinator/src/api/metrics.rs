@@ -41,6 +41,9 @@ impl ApiMetrics {
     }
 }
 
+/// Prometheus metrics (no authentication: counts only, never names or ids).
+#[utoipa::path(get, path = "/metrics", tag = "service", security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP picket_sessions Live agent sessions on this coordinator.");

@@ -1,9 +1,11 @@
 //! The REST API under `/api/v1` (axum), one file per resource.
 //!
 //! Authentication: `Authorization: Bearer <API token>`; roles are ordered
-//! viewer < responder < approver < admin. The `authenticate` middleware
-//! resolves the caller and writes the audit entry for every mutating call,
-//! whatever its outcome. Errors are `{"error":{"code","message"}}`.
+//! viewer < responder < approver < admin, and each route's least role is
+//! declared once, in its handler's `#[utoipa::path]` (see [`router`]). The
+//! `authenticate` middleware resolves the caller, enforces the route's role
+//! and writes the audit entry for every mutating call, whatever its
+//! outcome. Errors are `{"error":{"code","message"}}`.
 
 mod actions;
 mod alerts;
@@ -23,14 +25,16 @@ pub mod server;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{request::Parts, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use content::RulesSettings;
 pub use error::ApiError;
@@ -52,61 +56,72 @@ pub struct AppState {
     pub metrics: Arc<metrics::ApiMetrics>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/devices", get(devices::list))
-        .route("/devices/{id}", get(devices::show).patch(groups::update_device))
-        .route("/devices/{id}/investigations", post(investigations::start))
-        .route("/device-groups", get(groups::list_groups).post(groups::create_group))
-        .route("/device-groups/{id}", axum::routing::patch(groups::update_group))
-        .route("/investigations", get(investigations::list))
-        .route("/investigations/{id}", get(investigations::show))
-        .route("/investigations/{id}/terminate", post(investigations::terminate))
-        .route("/investigations/{id}/approve-expansion", post(investigations::approve_expansion))
-        .route("/devices/{id}/revoke", post(devices::revoke))
-        .route("/devices/{id}/actions", post(actions::create))
-        .route("/devices/{id}/offboarding-token", post(devices::offboarding_token))
-        .route("/actions", get(actions::list))
-        .route("/actions.csv", get(actions::export_csv))
-        .route("/actions/approve", post(actions::approve_many))
-        .route("/actions/{id}", get(actions::show))
-        .route("/actions/{id}/approve", post(actions::approve))
-        .route("/actions/{id}/reject", post(actions::reject))
-        .route("/actions/{id}/cancel", post(actions::cancel))
-        .route("/actions/{id}/undo", post(actions::undo))
-        .route("/actions/{id}/package", get(samples::package))
-        .route("/enrollment-tokens", post(enrollment_tokens::create).get(enrollment_tokens::list))
-        .route("/enrollment-tokens/{id}", axum::routing::delete(enrollment_tokens::revoke))
-        .route("/enrollment-tokens/{id}/resume", post(enrollment_tokens::resume))
-        .route("/api-tokens", post(api_tokens::create).get(api_tokens::list))
-        .route("/api-tokens/{id}", axum::routing::delete(api_tokens::revoke))
-        .route("/audit", get(audit::list))
-        .route(
-            "/rules",
-            post(content::upload)
-                .get(content::list_rules)
-                // JSON escaping can double the source; the handler enforces the real cap.
-                .layer(DefaultBodyLimit::max(state.rules.max_bundle_bytes * 2 + 64 * 1024)),
-        )
-        .route("/indicators", post(content::add_indicator).get(content::list_indicators))
-        .route("/indicators/{sha256}", axum::routing::delete(content::delete_indicator))
-        .route("/samples", get(samples::list))
-        .route("/samples/{sha256}", get(samples::download))
-        .route("/alerts", get(alerts::list_alerts))
-        .route("/alerts/{id}", get(alerts::show_alert).patch(alerts::update_alert))
-        .route("/alerts/{id}/classify", post(alerts::classify))
+/// The API: every route comes from a handler's `#[utoipa::path]`, which
+/// also gives its OpenAPI entry and, as the security scope, the least role
+/// that may call it. [`openapi::Roles`] reads the roles back from the
+/// document and `authenticate` enforces them for every route, so a route
+/// cannot exist without its role and its spec entry: a route without a
+/// role makes this function fail, and the coordinator with it, at start.
+pub fn router(state: AppState) -> Result<Router, String> {
+    let upload_limit = DefaultBodyLimit::max(state.rules.max_bundle_bytes * 2 + 64 * 1024);
+    let (rules_schemas, rules_paths, rules_route) = routes!(content::upload, content::list_rules);
+    let v1 = OpenApiRouter::<AppState>::new()
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::show, groups::update_device))
+        .routes(routes!(devices::revoke))
+        .routes(routes!(devices::offboarding_token))
+        .routes(routes!(investigations::start))
+        .routes(routes!(groups::list_groups, groups::create_group))
+        .routes(routes!(groups::update_group))
+        .routes(routes!(investigations::list))
+        .routes(routes!(investigations::show))
+        .routes(routes!(investigations::terminate))
+        .routes(routes!(investigations::approve_expansion))
+        .routes(routes!(actions::create))
+        .routes(routes!(actions::list))
+        .routes(routes!(actions::export_csv))
+        .routes(routes!(actions::approve_many))
+        .routes(routes!(actions::show))
+        .routes(routes!(actions::approve))
+        .routes(routes!(actions::reject))
+        .routes(routes!(actions::cancel))
+        .routes(routes!(actions::undo))
+        .routes(routes!(samples::package))
+        .routes(routes!(enrollment_tokens::create, enrollment_tokens::list))
+        .routes(routes!(enrollment_tokens::revoke))
+        .routes(routes!(enrollment_tokens::resume))
+        .routes(routes!(api_tokens::create, api_tokens::list))
+        .routes(routes!(api_tokens::revoke))
+        .routes(routes!(audit::list))
+        // JSON escaping can double the source; the handler enforces the real cap.
+        .routes((rules_schemas, rules_paths, rules_route.layer(upload_limit)))
+        .routes(routes!(content::add_indicator, content::list_indicators))
+        .routes(routes!(content::delete_indicator))
+        .routes(routes!(samples::list))
+        .routes(routes!(samples::download))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::show_alert, alerts::update_alert))
+        .routes(routes!(alerts::classify));
+    let roles = Arc::new(openapi::Roles::of(v1.get_openapi())?);
+    let guard = Guard { state: state.clone(), roles };
+    let v1 = v1.route_layer(middleware::from_fn_with_state(guard, authenticate));
+    let public = OpenApiRouter::<AppState>::new()
+        .routes(routes!(health))
+        .routes(routes!(openapi::spec))
+        .routes(routes!(metrics::metrics));
+    openapi::Roles::check_public(public.get_openapi())?;
+    let (app, document) = OpenApiRouter::with_openapi(openapi::base()).merge(public).merge(v1).split_for_parts();
+    let document = Arc::new(openapi::finish(document)?);
+    Ok(app
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .route("/health", get(health))
-        .route("/openapi.json", get(openapi::spec))
-        .route("/metrics", get(metrics::metrics))
-        .nest("/api/v1", v1)
-        .fallback(not_found)
+        .layer(axum::Extension(document))
         .layer(middleware::from_fn(server::request_timeout))
-        .with_state(state)
+        .with_state(state))
 }
 
+/// Liveness and basic facts.
+#[utoipa::path(get, path = "/health", tag = "service", security(()),
+    responses((status = 200, description = "The coordinator is up", body = Object)))]
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
@@ -174,7 +189,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 #[derive(Clone)]
 pub struct AuditDetail(pub String);
 
-async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// What `authenticate` needs: the state and the role of every route.
+#[derive(Clone)]
+struct Guard {
+    state: AppState,
+    roles: Arc<openapi::Roles>,
+}
+
+async fn authenticate(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let state = &guard.state;
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let needed = guard.roles.get(req.method(), &route);
+    if needed.is_none() {
+        // A method the route does not have: 405, listing those it has.
+        let allow = guard.roles.methods(&route);
+        if !allow.is_empty() {
+            let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+            if let Ok(v) = allow.join(", ").parse() {
+                response.headers_mut().insert(axum::http::header::ALLOW, v);
+            }
+            return response;
+        }
+    }
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let method = req.method().to_string();
     // The full path, not the one relative to the nested /api/v1 router.
@@ -203,8 +239,21 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let (actor, response) = match caller {
         Ok(caller) => {
             let actor = caller.name.clone();
-            req.extensions_mut().insert(caller);
-            (actor, next.run(req).await)
+            // Fail closed: a route this table does not know is refused.
+            let allowed = match needed {
+                Some(role) => caller.require(role),
+                None => {
+                    tracing::error!(%method, %path, "no role is declared for this route; refused");
+                    Err(ApiError::Forbidden("this route declares no role".into()))
+                }
+            };
+            match allowed {
+                Ok(()) => {
+                    req.extensions_mut().insert(caller);
+                    (actor, next.run(req).await)
+                }
+                Err(e) => (actor, e.into_response()),
+            }
         }
         Err(ApiError::Unauthorized) => {
             // Counted, not audited: anyone on the network could fill the
@@ -226,17 +275,43 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     response
 }
 
-/// `Json` whose rejection is an [`ApiError`] (400 with the reason).
+/// A JSON object request body (`Content-Type: application/json`), whose
+/// rejection is an [`ApiError`] (400 with the reason). Two things plain
+/// `Json<T>` would do differently, to match what the schemas promise:
+/// a JSON array is refused even where serde could read a struct from it,
+/// and a whole number written with a fraction (`24.0`, which JSON Schema
+/// calls an integer) is read as that integer.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        let Json(mut value) = Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        if !value.is_object() {
+            return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
         }
+        whole_numbers(&mut value);
+        serde_json::from_value(value).map(Body).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+    }
+}
+
+/// Turn every whole float in `v` (`24.0`) into an integer.
+fn whole_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Exactly representable and in range: 2^63 bounds both casts.
+            if f.fract() == 0.0 && f.abs() < 9.2e18 {
+                *v = if f < 0.0 { Value::from(f as i64) } else { Value::from(f as u64) };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
     }
 }
 
@@ -254,17 +329,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// `?limit=&cursor=` of every list endpoint.
-#[derive(Debug, Deserialize)]
+/// `?limit=&cursor=` of a list ordered by id: the cursor is the last id
+/// of the previous page.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct IdPage {
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    pub cursor: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<uuid::Uuid>,
 }
 
-impl ListQuery {
+impl IdPage {
     pub fn limit(&self) -> Result<u32, ApiError> {
         page_limit(self.limit)
+    }
+
+    pub fn cursor(&self) -> Option<String> {
+        self.cursor.map(|c| c.to_string())
     }
 }
 
@@ -277,13 +361,82 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// The `time:id` cursor of a newest-first list (`next_cursor` of the
+/// previous page): milliseconds, a colon, a lower-case UUID.
+#[derive(Debug, Clone)]
+pub struct TimeCursor(pub String);
+
+impl TimeCursor {
+    fn parse(s: &str) -> Option<Self> {
+        let (at, id) = s.split_once(':')?;
+        let digits = !at.is_empty() && at.len() <= 18 && at.bytes().all(|b| b.is_ascii_digit());
+        let id_ok = id.parse::<uuid::Uuid>().is_ok_and(|u| u.hyphenated().to_string() == id);
+        (digits && id_ok).then(|| Self(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom("cursor: use next_cursor of the previous page"))
+    }
+}
+
+impl utoipa::PartialSchema for TimeCursor {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^[0-9]{1,18}:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"))
+            .description(Some("next_cursor of the previous page"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TimeCursor {}
+
+/// The one parameter of a route's path, as text.
+async fn path_param<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<String, ApiError> {
+    let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    Ok(raw)
+}
+
+/// A UUID in a path (`/actions/{id}`), in its 36-character form.
+pub struct Id(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = path_param(parts, state).await?;
+        match raw.parse::<uuid::Uuid>() {
+            Ok(id) if raw.len() == 36 => Ok(Id(id)),
+            _ => Err(ApiError::BadRequest(format!("{raw:?} is not an id (UUID)"))),
+        }
+    }
+}
+
+/// A SHA-256 in a path, either case; lower-cased.
+pub struct Sha256Path(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Sha256Path {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = path_param(parts, state).await?;
+        let sha256 = raw.to_ascii_lowercase();
+        if picket_common::detection::is_sha256_hex(&sha256) {
+            Ok(Self(sha256))
+        } else {
+            Err(ApiError::BadRequest(format!("{raw:?} is not a SHA-256 (64 hex digits)")))
+        }
+    }
+}
+
 /// `{"items": [...], "next_cursor": …}`.
 pub fn page<T: serde::Serialize>(items: Vec<T>, next_cursor: Option<String>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "items": items, "next_cursor": next_cursor }))
-}
-
-pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, ApiError> {
-    s.parse().map_err(|_| ApiError::BadRequest(format!("{s:?} is not an id (UUID)")))
 }
 
 /// 201 Created with a JSON body.

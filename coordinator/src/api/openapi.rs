@@ -1,176 +1,182 @@
-//! `GET /openapi.json`: an OpenAPI 3.1 description generated from the route
-//! table below. A test calls every listed route on the real router, so the
-//! spec cannot name a route that does not exist.
+//! `GET /openapi.json`: the OpenAPI 3.1 document the handlers' own
+//! `#[utoipa::path]` attributes and types generate, and the table of roles
+//! read back from it.
+//!
+//! A route's least role is the scope of its `bearer` security requirement
+//! (`security(("bearer" = ["responder"]))`); public routes say
+//! `security(())`. [`Roles::of`] refuses a document in which an API route
+//! declares no role, an unknown role or more than one, so the coordinator
+//! does not start with such a route.
 
-use axum::Json;
-use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-/// (method, path, summary, least role or "none", success status)
-pub const ROUTES: &[(&str, &str, &str, &str, u16)] = &[
-    ("get", "/health", "Liveness and basic facts", "none", 200),
-    ("get", "/openapi.json", "This document", "none", 200),
-    ("get", "/api/v1/devices", "List devices", "viewer", 200),
-    ("get", "/api/v1/devices/{id}", "Show one device", "viewer", 200),
-    ("post", "/api/v1/devices/{id}/revoke", "Revoke a device: refuse its certificate, cut its session", "admin", 200),
-    (
-        "post",
-        "/api/v1/enrollment-tokens",
-        "Create an enrollment token (returns the secret and the enroll command once)",
-        "admin",
-        201,
-    ),
-    ("get", "/api/v1/enrollment-tokens", "List enrollment tokens", "admin", 200),
-    ("delete", "/api/v1/enrollment-tokens/{id}", "Revoke an enrollment token", "admin", 200),
-    (
-        "post",
-        "/api/v1/enrollment-tokens/{id}/resume",
-        "Resume a token suspended when a device it enrolled was revoked",
-        "admin",
-        200,
-    ),
-    ("post", "/api/v1/api-tokens", "Create an API token for a person or an integration, with a role", "admin", 201),
-    ("get", "/api/v1/api-tokens", "List API tokens (never their secrets)", "admin", 200),
-    ("delete", "/api/v1/api-tokens/{id}", "Revoke an API token (from its next request)", "admin", 200),
-    ("get", "/api/v1/audit", "The audit trail of mutating calls, newest first", "admin", 200),
-    ("get", "/metrics", "Prometheus metrics", "none", 200),
-    (
-        "post",
-        "/api/v1/devices/{id}/actions",
-        "Request an action on a device (200 with the live one if it already exists)",
-        "responder",
-        201,
-    ),
-    (
-        "post",
-        "/api/v1/devices/{id}/offboarding-token",
-        "Offboard a device now and get a token to clean it up offline",
-        "admin",
-        201,
-    ),
-    ("get", "/api/v1/actions", "List actions (?status=&device=&kind=&source=&since=&until=)", "viewer", 200),
-    ("get", "/api/v1/actions.csv", "Export action history as CSV", "viewer", 200),
-    ("post", "/api/v1/actions/approve", "Approve several pending actions", "approver", 200),
-    ("get", "/api/v1/actions/{id}", "Show an action with its timeline", "viewer", 200),
-    ("post", "/api/v1/actions/{id}/approve", "Approve a pending action", "approver", 200),
-    ("post", "/api/v1/actions/{id}/reject", "Reject a pending action", "approver", 200),
-    ("post", "/api/v1/actions/{id}/cancel", "Cancel a queued or sent action", "responder", 200),
-    (
-        "post",
-        "/api/v1/actions/{id}/undo",
-        "Undo a succeeded action whose kind has an inverse (isolate, restrict_code, stop_and_quarantine, delete_file, remove_persistence)",
-        "responder",
-        201,
-    ),
-    (
-        "post",
-        "/api/v1/rules",
-        "Upload a rule bundle (compiled on upload; errors per file; 422 if no file compiles)",
-        "admin",
-        201,
-    ),
-    ("get", "/api/v1/rules", "List rule bundles, the current one first", "viewer", 200),
-    ("post", "/api/v1/indicators", "Add or replace a SHA-256 indicator (block or allow)", "approver", 201),
-    ("get", "/api/v1/indicators", "List indicators in force (?all=true: expired too)", "viewer", 200),
-    ("delete", "/api/v1/indicators/{sha256}", "Delete an indicator", "approver", 200),
-    ("patch", "/api/v1/devices/{id}", "Move a device to another group ({\"group\"})", "admin", 200),
-    ("post", "/api/v1/devices/{id}/investigations", "Start an investigation of a file on a device", "responder", 201),
-    ("get", "/api/v1/device-groups", "List device groups and their automation levels", "viewer", 200),
-    ("post", "/api/v1/device-groups", "Create a device group with an automation level", "admin", 201),
-    ("patch", "/api/v1/device-groups/{id}", "Change a group's automation level or description", "admin", 200),
-    ("get", "/api/v1/investigations", "List investigations (?status=&device=)", "viewer", 200),
-    ("get", "/api/v1/investigations/{id}", "An investigation: evidence, verdicts, actions, timeline", "viewer", 200),
-    (
-        "post",
-        "/api/v1/investigations/{id}/terminate",
-        "Terminate an investigation; what has not run is cancelled",
-        "responder",
-        200,
-    ),
-    (
-        "post",
-        "/api/v1/investigations/{id}/approve-expansion",
-        "Approve expanding an investigation to 10 or more devices",
-        "approver",
-        200,
-    ),
-    ("get", "/api/v1/samples", "List collected samples", "viewer", 200),
-    (
-        "get",
-        "/api/v1/actions/{id}/package",
-        "Download the investigation package of a collect_package action (Range supported)",
-        "responder",
-        200,
-    ),
-    (
-        "get",
-        "/api/v1/samples/{sha256}",
-        "Download a sample as a ZIP encrypted with the password 'infected'",
-        "responder",
-        200,
-    ),
-    ("get", "/api/v1/alerts", "List alerts (?status=&device=&severity=&sha256=)", "viewer", 200),
-    ("get", "/api/v1/alerts/{id}", "Show an alert with its history", "viewer", 200),
-    (
-        "post",
-        "/api/v1/alerts/{id}/classify",
-        "Classify an alert; false_positive undoes its actions, allows the file and suppresses it (approver)",
-        "responder",
-        200,
-    ),
-    ("patch", "/api/v1/alerts/{id}", "Set an alert's status (new, in_progress, resolved)", "responder", 200),
-];
+use axum::http::Method;
+use axum::{Extension, Json};
+use serde_json::{json, Value};
+use utoipa::openapi::OpenApi;
 
-pub async fn spec() -> Json<Value> {
-    Json(document())
+use crate::store::Role;
+
+/// The least role of every API route, keyed by method and path template.
+#[derive(Debug)]
+pub struct Roles(HashMap<(Method, String), Role>);
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// Every operation of `doc` (as JSON) with its path and method.
+fn operations(doc: &Value) -> impl Iterator<Item = (&str, &str, &Value)> {
+    doc["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(path, item)| METHODS.iter().filter_map(move |m| item.get(*m).map(|op| (path.as_str(), *m, op))))
 }
 
-pub fn document() -> Value {
-    let mut paths = Map::new();
-    for (method, path, summary, role, status) in ROUTES {
-        let mut op = json!({
-            "summary": summary,
-            "x-picket-role": role,
-            "responses": {
-                status.to_string(): { "description": "success" },
-                "400": { "$ref": "#/components/responses/Error" },
-                "401": { "$ref": "#/components/responses/Error" },
-                "403": { "$ref": "#/components/responses/Error" },
-                "404": { "$ref": "#/components/responses/Error" },
-            }
-        });
-        if *role == "none" {
-            op["security"] = json!([]);
+fn to_json(doc: &OpenApi) -> Result<Value, String> {
+    serde_json::to_value(doc).map_err(|e| format!("the OpenAPI document cannot be serialized: {e}"))
+}
+
+impl Roles {
+    /// The roles of the operations of `doc`, each of which must name one.
+    pub fn of(doc: &OpenApi) -> Result<Self, String> {
+        let doc = to_json(doc)?;
+        let mut roles = HashMap::new();
+        for (path, method, op) in operations(&doc) {
+            let scopes: Vec<&str> = match op["security"].as_array().map(Vec::as_slice) {
+                Some([requirement]) => requirement["bearer"]
+                    .as_array()
+                    .map(|s| s.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let role = match scopes.as_slice() {
+                [name] => Role::parse(name).ok_or_else(|| format!("{method} {path}: unknown role {name:?}"))?,
+                _ => return Err(format!("{method} {path} declares no role (security((\"bearer\" = [ROLE])))")),
+            };
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|e| e.to_string())?;
+            roles.insert((method, path.to_string()), role);
         }
-        if let Some(name) = path.split_once('{').and_then(|(_, rest)| rest.split_once('}')).map(|(n, _)| n) {
-            op["parameters"] =
-                json!([{ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }]);
-        }
-        if *method == "get" && path.starts_with("/api/v1/") && !path.contains('{') {
-            op["parameters"] = json!([
-                { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } },
-                { "name": "cursor", "in": "query", "schema": { "type": "string" } }
-            ]);
-        }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = op;
+        Ok(Self(roles))
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "Picket coordinator API", "version": env!("CARGO_PKG_VERSION") },
-        "paths": paths,
-        "security": [{ "bearer": [] }],
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "responses": {
-                "Error": {
-                    "description": "error",
-                    "content": { "application/json": { "schema": {
-                        "type": "object",
-                        "properties": { "error": { "type": "object", "properties": {
-                            "code": { "type": "string" }, "message": { "type": "string" } } } }
-                    } } }
-                }
+
+    /// Public routes must say so (`security(())`), never by omission.
+    pub fn check_public(doc: &OpenApi) -> Result<(), String> {
+        let doc = to_json(doc)?;
+        for (path, method, op) in operations(&doc) {
+            if op["security"] != json!([{}]) {
+                return Err(format!("{method} {path} is outside the API but does not declare security(())"));
             }
         }
-    })
+        Ok(())
+    }
+
+    /// The methods the route `path` (its template) has, sorted.
+    pub fn methods(&self, path: &str) -> Vec<&str> {
+        let mut methods: Vec<&str> = self.0.keys().filter(|(_, p)| p == path).map(|(m, _)| m.as_str()).collect();
+        methods.sort_unstable();
+        methods
+    }
+
+    /// The least role for `method` on the route `path` (its template).
+    pub fn get(&self, method: &Method, path: &str) -> Option<Role> {
+        // HEAD is answered by the GET handler.
+        let method = if method == Method::HEAD { Method::GET } else { method.clone() };
+        self.0.get(&(method, path.to_string())).copied()
+    }
+}
+
+/// What the document says before the routes are added.
+pub fn base() -> OpenApi {
+    let mut doc = OpenApi::new(
+        utoipa::openapi::Info::new("Picket coordinator API", env!("CARGO_PKG_VERSION")),
+        utoipa::openapi::Paths::new(),
+    );
+    doc.info.description = Some(
+        "Authentication: `Authorization: Bearer <API token>`. Roles are ordered viewer < responder < approver \
+         < admin; each operation's `bearer` scope is the least role that may call it. Errors are \
+         `{\"error\":{\"code\",\"message\"}}`."
+            .into(),
+    );
+    doc
+}
+
+/// The served document: the generated one with the bearer scheme, the
+/// error response every operation may give, and the action request body
+/// whose parameters depend on its kind.
+pub fn finish(doc: OpenApi) -> Result<Value, String> {
+    let mut doc = to_json(&doc)?;
+    doc["openapi"] = json!("3.1.0");
+    let components = doc.as_object_mut().ok_or("document is not an object")?.entry("components").or_insert(json!({}));
+    components["securitySchemes"] = json!({ "bearer": { "type": "http", "scheme": "bearer" } });
+    components["responses"] = json!({ "Error": {
+        "description": "The request was refused or failed; `message` says why",
+        "content": { "application/json": { "schema": {
+            "type": "object",
+            "required": ["error"],
+            "properties": { "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": { "type": "string" },
+                    "message": { "type": "string" },
+                    "details": {}
+                }
+            } }
+        } } }
+    } });
+    components["schemas"]["CreateAction"] = super::actions::create_action_schema();
+    let paths = doc["paths"].as_object_mut().ok_or("document has no paths")?;
+    for (path, item) in paths.iter_mut() {
+        for method in METHODS {
+            if let Some(op) = item.get_mut(method) {
+                op["responses"]["default"] = json!({ "$ref": "#/components/responses/Error" });
+                // Handler names repeat across resources (`list`, `show`):
+                // the id is the method and the path.
+                op["operationId"] = json!(operation_id(method, path));
+            }
+        }
+    }
+    Ok(doc)
+}
+
+/// `get /api/v1/actions/{id}/approve` → `get_actions_id_approve`.
+fn operation_id(method: &str, path: &str) -> String {
+    let words =
+        path.trim_start_matches("/api/v1").split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty());
+    std::iter::once(method).chain(words).collect::<Vec<_>>().join("_")
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
+pub async fn spec(Extension(doc): Extension<Arc<Value>>) -> Json<Value> {
+    Json(doc.as_ref().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(security: Value) -> OpenApi {
+        serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": { "title": "t", "version": "1" },
+            "paths": { "/x": { "get": { "responses": {}, "security": security } } }
+        }))
+        .expect("document")
+    }
+
+    #[test]
+    fn a_route_without_exactly_one_known_role_is_refused() {
+        let roles = Roles::of(&doc(json!([{ "bearer": ["approver"] }]))).expect("roles");
+        assert_eq!(roles.get(&Method::GET, "/x"), Some(Role::Approver));
+        assert_eq!(roles.get(&Method::HEAD, "/x"), Some(Role::Approver));
+        assert_eq!(roles.get(&Method::POST, "/x"), None);
+        for bad in [json!(null), json!([]), json!([{}]), json!([{ "bearer": [] }]), json!([{ "bearer": ["root"] }])] {
+            assert!(Roles::of(&doc(bad.clone())).is_err(), "{bad}");
+        }
+        assert!(Roles::check_public(&doc(json!([{}]))).is_ok());
+        assert!(Roles::check_public(&doc(json!(null))).is_err());
+    }
 }

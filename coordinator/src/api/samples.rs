@@ -1,17 +1,16 @@
 //! `/samples`: files collected by `request_sample`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use picket_common::actions::ActionKind;
-use picket_common::detection::is_sha256_hex;
 use serde_json::{json, Value};
 
 use super::range::parse_range;
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, Id, Sha256Path};
 use crate::clock::rfc3339;
-use crate::store::{Role, Sample};
+use crate::store::Sample;
 
 fn sample_json(s: &Sample) -> Value {
     json!({
@@ -25,25 +24,25 @@ fn sample_json(s: &Sample) -> Value {
     })
 }
 
-/// `GET /samples`: the newest 1000.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Viewer)?;
+/// List collected samples, the newest 1000.
+#[utoipa::path(get, path = "/api/v1/samples", tag = "samples", security(("bearer" = ["viewer"])),
+    responses((status = 200, description = "Samples", body = Object)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let items: Vec<Value> = state.store.samples(1000).await?.iter().map(sample_json).collect();
     Ok(Json(json!({ "items": items })))
 }
 
-/// `GET /samples/{sha256}` (responder: this hands out malware): the sample
-/// as a ZIP encrypted with the password `infected`.
+/// Download a sample as a ZIP encrypted with the password `infected`.
+///
+/// Responder: this hands out malware; each download is audited.
+#[utoipa::path(get, path = "/api/v1/samples/{sha256}", tag = "samples", security(("bearer" = ["responder"])),
+    params(("sha256" = String, Path, pattern = "^[0-9a-fA-F]{64}$", description = "The sample's SHA-256")),
+    responses((status = 200, description = "The encrypted ZIP", content_type = "application/zip", body = Vec<u8>)))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
-    Path(sha256): Path<String>,
+    Sha256Path(sha256): Sha256Path,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Responder)?;
-    let sha256 = sha256.to_ascii_lowercase();
-    if !is_sha256_hex(&sha256) {
-        return Err(ApiError::BadRequest(format!("{sha256:?} is not a SHA-256")));
-    }
     if state.store.sample(&sha256).await?.is_none() {
         return Err(ApiError::NotFound(format!("no sample {sha256}")));
     }
@@ -74,21 +73,25 @@ pub async fn download(
     Ok(response)
 }
 
-/// `GET /actions/{id}/package` (responder): the investigation package of a
-/// collect_package action, as `application/gzip`; `Range: bytes=a-b` (or
-/// `a-`, `-n`) answers 206 with that part, so a download can resume.
+/// Download the investigation package of a collect_package action.
+///
+/// `Range: bytes=a-b` (or `a-`, `-n`) answers 206 with that part, so a
+/// download can resume.
+#[utoipa::path(get, path = "/api/v1/actions/{id}/package", tag = "actions", security(("bearer" = ["responder"])),
+    params(("id" = Uuid, Path, description = "Id of a collect_package action"),
+           ("Range" = Option<String>, Header, description = "bytes=a-b, a- or -n")),
+    responses((status = 200, description = "The package", content_type = "application/gzip", body = Vec<u8>),
+              (status = 206, description = "The part the Range asked for", content_type = "application/gzip", body = Vec<u8>),
+              (status = 416, description = "The Range is outside the package")))]
 pub async fn package(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    caller.require(Role::Responder)?;
-    let id = super::parse_uuid(&id)?;
     let action = state.store.action(id).await?.ok_or_else(|| ApiError::NotFound(format!("no action {id}")))?;
     if action.kind != ActionKind::CollectPackage {
-        return Err(ApiError::BadRequest(format!("action {id} is {}, not collect_package", action.kind)));
+        return Err(ApiError::NotFound(format!("action {id} is {}: only collect_package has a package", action.kind)));
     }
     let path = state.gateway.uploads.package_path(id);
     let mut file = match tokio::fs::File::open(&path).await {

@@ -6,7 +6,8 @@ use picket_common::persistence::inside;
 use serde::Deserialize;
 
 /// The five automation levels of a device group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Level {
     Full,
     SemiAny,
@@ -16,7 +17,12 @@ pub enum Level {
 }
 
 impl Level {
+    /// In declaration order.
     pub const NAMES: [&'static str; 5] = ["full", "semi_any", "semi_core", "semi_non_temp", "none"];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {

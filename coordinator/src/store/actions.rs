@@ -15,7 +15,7 @@ use super::lifecycle::{ActionStatus, Move, Step};
 use super::{Page, Store, StoreError};
 use crate::clock::now_ms;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionSource {
     AutomatedDeviceAction,

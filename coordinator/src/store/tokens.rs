@@ -10,7 +10,7 @@ use super::{devices::NewDevice, Page, Store, StoreError};
 use crate::clock::now_ms;
 
 /// API roles, each including the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -101,7 +101,7 @@ pub struct TokenGrant {
 
 /// Whose an API token is: a person's (actions it requests are manual) or
 /// an integration's (their source is `api`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     User,
