@@ -11,19 +11,18 @@
 //! - [`state`]: the state dir: key, certificate, CA, enrollment record, status.
 //! - [`tls`]: rustls client configs (pinned-CA enrollment, mutual-TLS session).
 //! - [`enroll`]: `picket-agent enroll`.
-//! - [`collect`]: the investigation package (tar.gz, manifest, summary).
 //! - [`content`]: the rule bundle and indicators from the coordinator, compiled once and cached.
 //! - [`alerts`]: the durable queue of alert reports (kept until acknowledged).
 //! - [`realtime`]: real-time protection (inotify through notify, debounced scans).
 //! - [`fsutil`]: durable writes, symlink-safe file operations through directory descriptors, the one file hash.
 //! - [`clock`]: the time now.
 //! - [`protected`]: files never handed out or moved (agent state, shadow files, private keys).
-//! - [`quarantine`]: the encrypted vault (files and persistence records), persistence removal, quarantine and release.
+//! - [`quarantine`]: the encrypted vault (files and persistence records), quarantine and release.
 //! - [`scan`]: YARA-X + SHA-256 indicator scanning (engine, walk, targets).
 //! - [`upload`]: chunked, resumable uploads over the session (samples).
 //! - [`session`]: connect, Hello, heartbeat, reconnect.
 //! - [`renew`]: certificate renewal over the session (new key, checked, stored crash-safely).
-//! - [`sysinfo`]: what the agent reports about its host.
+//! - [`sysinfo`]: host and process facts (the `sysinfo` crate).
 //!
 //! `main.rs` parses arguments and calls [`enroll::enroll`] or [`session::run`];
 //! tests call the same functions.
@@ -31,7 +30,6 @@
 pub mod actions;
 pub mod alerts;
 pub mod clock;
-pub mod collect;
 pub mod config;
 pub mod content;
 pub mod enroll;

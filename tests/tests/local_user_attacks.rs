@@ -258,3 +258,51 @@ fn a_unit_directory_swapped_before_persistence_removal_fails_the_quarantine_and_
     assert!(std::fs::read_to_string(home.join(".bashrc")).expect("read").contains("bin/evil &"));
     assert!(lab.vault().entries().is_empty());
 }
+
+/// The undo of `remove_persistence` writes as root into the user's places:
+/// between the removal and the undo, the user swaps her unit directory for
+/// a link to root's (which holds a unit of the same name) and her
+/// `.bashrc` for a link to root's `passwd`. Putting each back is refused;
+/// nothing of root's is written, and the record stays unrestored.
+#[test]
+fn restoring_removed_persistence_into_places_swapped_for_symlinks_writes_nothing_of_roots() {
+    use picket_agent::platform::linux::persistence;
+    use picket_agent::quarantine::PersistenceRecord;
+    if !can_switch_users() {
+        return;
+    }
+    let lab = Lab::new();
+    let found = persistence::find(&lab.root(), &lab.evil());
+    assert_eq!(found.len(), 2, "the .bashrc line and the user unit: {found:?}");
+    persistence::remove(&found).expect("remove");
+    // What remove_persistence keeps, and restore_persistence reads back.
+    let record = PersistenceRecord {
+        id: uuid::Uuid::new_v4(),
+        path: lab.evil(),
+        removals: found,
+        restored: false,
+        action_id: None,
+        removed_at: "2026-12-02T00:00:00Z".into(),
+    };
+    lab.vault().save_record(&record).expect("save record");
+
+    let before = lab.etc_snapshot();
+    let etc = lab.etc();
+    as_nobody(
+        &lab.home(),
+        &format!(
+            "mv .config/systemd/user .config/systemd/user.mine && ln -s {etc}/systemd/system .config/systemd/user \
+             && rm .bashrc && ln -s {etc}/passwd .bashrc",
+            etc = etc.display()
+        ),
+    );
+    let record = lab.vault().load_record(record.id).expect("load").expect("record");
+    for removal in &record.removals {
+        let refused = persistence::restore(std::slice::from_ref(removal));
+        let error = refused.expect_err(&format!("{} was put back through the link", removal.describe()));
+        assert!(error.contains("symbolic link"), "{error}");
+    }
+    assert_eq!(lab.etc_snapshot(), before, "root's passwd and unit are untouched");
+    assert!(std::fs::symlink_metadata(lab.home().join(".bashrc")).expect("link").file_type().is_symlink());
+    assert!(!lab.home().join(".config/systemd/user.mine/evil.service").exists(), "nothing went astray either");
+}

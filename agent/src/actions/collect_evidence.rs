@@ -19,10 +19,8 @@ use picket_common::actions::ActionKind;
 
 use super::{Action, ActionFailure, Run};
 use crate::fsutil::{Dir, Owners};
+use crate::platform::linux::persistence;
 use crate::platform::{Feature, Platform};
-use crate::quarantine::persistence;
-
-use crate::platform::linux::procfs::{exe_of, ppid_of};
 
 pub struct CollectEvidence;
 
@@ -67,15 +65,18 @@ fn evidence(p: params::CollectEvidence, run: &Run<'_>) -> EvidenceOutput {
     };
     pids.sort_unstable();
     let sockets = crate::platform::linux::procfs::sockets();
+    let running: std::collections::HashMap<i32, crate::sysinfo::ProcessFacts> =
+        crate::sysinfo::processes().into_iter().map(|p| (p.pid, p)).collect();
+    let executable = |pid: i32| running.get(&pid).and_then(|p| p.executable());
     let processes = pids
         .iter()
         .map(|&pid| {
-            let parent = ppid_of(pid);
+            let parent = running.get(&pid).and_then(|p| p.ppid);
             EvidenceProcess {
                 pid,
-                executable: exe_of(pid),
+                executable: executable(pid),
                 ppid: parent,
-                parent_executable: parent.and_then(exe_of),
+                parent_executable: parent.and_then(executable),
                 connections: held_by(&sockets, pid),
             }
         })
@@ -113,7 +114,7 @@ fn evidence(p: params::CollectEvidence, run: &Run<'_>) -> EvidenceOutput {
         persistence,
         copies,
         copies_search,
-        temp_processes: temp_processes(platform, &sockets, &p.temp_folders, &pids),
+        temp_processes: temp_processes(platform, running.values(), &sockets, &p.temp_folders, &pids),
         temp_persistence: persistence::pointing_into(&ctx.persistence_root, &p.temp_folders)
             .into_iter()
             .filter(|(path, _)| Path::new(path) != p.path)
@@ -124,17 +125,21 @@ fn evidence(p: params::CollectEvidence, run: &Run<'_>) -> EvidenceOutput {
 
 /// Processes (other than `skip`) running a non-package executable from a
 /// temp folder while holding network sockets: suspicious by heuristic.
-fn temp_processes(platform: &dyn Platform, sockets: &[Socket], temp: &[String], skip: &[i32]) -> Vec<TempProcess> {
+fn temp_processes<'a>(
+    platform: &dyn Platform,
+    running: impl Iterator<Item = &'a crate::sysinfo::ProcessFacts>,
+    sockets: &[Socket],
+    temp: &[String],
+    skip: &[i32],
+) -> Vec<TempProcess> {
     let inside = |p: &str| temp.iter().any(|f| picket_common::persistence::inside(p, f));
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
-    for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+    for process in running {
+        let pid = process.pid;
         if skip.contains(&pid) || pid as u32 == std::process::id() {
             continue;
         }
-        let Some(exe) = exe_of(pid) else { continue };
-        let exe = exe.trim_end_matches(" (deleted)").to_string();
+        let Some(exe) = process.exe.as_ref().map(|e| e.display().to_string()) else { continue };
         if !inside(&exe) {
             continue;
         }
@@ -145,5 +150,6 @@ fn temp_processes(platform: &dyn Platform, sockets: &[Socket], temp: &[String], 
         let sha256 = crate::platform::linux::exe_sha256(pid);
         out.push(TempProcess { pid, executable: exe, sha256, connections });
     }
+    out.sort_unstable_by_key(|t| t.pid);
     out
 }

@@ -1,4 +1,4 @@
-//! `collect_package`: build the investigation package (see `crate::collect`)
+//! `collect_package`: build the investigation package (see `crate::platform::linux::collect`)
 //! and upload it (chunked, resumable). The built archive is kept under
 //! `<state dir>/packages/` until the coordinator has it, so a re-run after a
 //! restart uploads the same file and resumes instead of collecting again.
@@ -9,8 +9,8 @@ use picket_common::actions::ActionKind;
 use serde_json::Value;
 
 use super::{Action, ActionFailure, Context, Run};
-use crate::collect::{Caps, Collector};
 use crate::fsutil::create_private_dir;
+use crate::platform::linux::collect::{Caps, Collector};
 use crate::platform::Feature;
 
 pub struct CollectPackage;

@@ -10,8 +10,9 @@ use picket_common::actions::ActionKind;
 use uuid::Uuid;
 
 use super::{Action, ActionFailure, Run};
+use crate::platform::linux::persistence;
 use crate::platform::Feature;
-use crate::quarantine::{persistence, PersistenceRecord};
+use crate::quarantine::PersistenceRecord;
 
 pub struct RemovePersistence;
 

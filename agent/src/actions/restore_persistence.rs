@@ -9,8 +9,8 @@ use picket_common::actions::results::RestoreOutput;
 use picket_common::actions::ActionKind;
 
 use super::{Action, ActionFailure, Run};
+use crate::platform::linux::persistence;
 use crate::platform::Feature;
-use crate::quarantine::persistence;
 
 pub struct RestorePersistence;
 

@@ -28,7 +28,6 @@
 //! the hash, restore owner, mode and timestamps on the open file, rename
 //! into place, fsync; then the persistence goes back.
 
-pub mod persistence;
 pub mod vault;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -43,6 +42,7 @@ use crate::fsutil::{Dir, Owners, SafeError};
 fn hash_open(f: &std::fs::File) -> std::io::Result<String> {
     crate::fsutil::hash::sha256_open(f).map(|(h, _)| h)
 }
+use crate::platform::linux::persistence;
 use crate::platform::Platform;
 use crate::protected::Protected;
 pub use vault::{Entry, EntryState, PersistenceRecord, Vault};

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use uuid::Uuid;
 
-use super::persistence::Removal;
 use crate::fsutil::{create_private_dir, write_atomic};
+use crate::platform::linux::persistence::Removal;
 
 const MAGIC_V1: &[u8; 8] = b"PKVAULT1";
 const MAGIC: &[u8; 8] = b"PKVAULT2";

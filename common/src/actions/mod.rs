@@ -9,6 +9,8 @@
 
 pub mod params;
 pub mod results;
+#[cfg(feature = "openapi")]
+pub mod schema;
 
 use serde::{Deserialize, Serialize};
 

@@ -64,7 +64,7 @@ pub fn create_action_schema() -> Value {
                 "required": required,
                 "properties": {
                     "kind": { "const": kind.as_str() },
-                    "params": params::schema::of(kind),
+                    "params": picket_common::actions::schema::of(kind),
                     "comment": { "type": "string", "pattern": r"[^\s\x00-\x1f\x7f-\x9f]",
                                  "description": "Why: shown in the action center and the audit trail" },
                     "source": { "type": "null", "description": "Refused when given: it comes from the credential" }

@@ -1,4 +1,5 @@
-//! Action rows, their transitions and the event log the sinks read.
+//! Action rows and their transitions (the event log they write is read in
+//! `events.rs`).
 //!
 //! Every status change goes through [`Store::transition`] with a
 //! [`Step`] of the lifecycle table (`lifecycle.rs`): it updates the row
@@ -105,18 +106,6 @@ pub struct NewAction<'a> {
     pub expires_at: i64,
 }
 
-/// One transition in the event log.
-#[derive(Debug, Clone)]
-pub struct ActionEvent {
-    pub id: i64,
-    pub action_id: Uuid,
-    pub from_status: Option<String>,
-    pub status: String,
-    pub at: i64,
-    pub actor: String,
-    pub comment: String,
-}
-
 /// Column updates that ride along with a transition.
 #[derive(Default)]
 pub struct Changes<'a> {
@@ -154,7 +143,7 @@ fn corrupt(detail: String) -> StoreError {
     StoreError::Corrupt { table: "actions", detail }
 }
 
-fn uuid_col(row: &sqlx::any::AnyRow, col: &str) -> Result<Uuid, StoreError> {
+pub(super) fn uuid_col(row: &sqlx::any::AnyRow, col: &str) -> Result<Uuid, StoreError> {
     let s: String = row.try_get(col)?;
     s.parse().map_err(|_| corrupt(format!("{col} {s:?}")))
 }
@@ -474,56 +463,6 @@ impl Store {
         Ok(Page::of(items, limit, |a| format!("{}:{}", a.created_at, a.id)))
     }
 
-    /// The transitions of one action, oldest first.
-    pub async fn action_events(&self, id: Uuid) -> Result<Vec<ActionEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, action_id, from_status, status, at, actor, comment FROM action_events \
-             WHERE action_id = $1 ORDER BY id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    /// Events after `after`, oldest first (what a sink has not delivered yet).
-    pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<ActionEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, action_id, from_status, status, at, actor, comment FROM action_events \
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
-    }
-
-    pub async fn sink_cursor(&self, sink: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT last_event FROM sink_cursors WHERE sink = $1")
-            .bind(sink)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("last_event")).transpose()?)
-    }
-
-    pub async fn set_sink_cursor(&self, sink: &str, last_event: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sink_cursors (sink, last_event) VALUES ($1, $2) \
-             ON CONFLICT (sink) DO UPDATE SET last_event = excluded.last_event",
-        )
-        .bind(sink)
-        .bind(last_event)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS n FROM action_events").fetch_one(&self.pool).await?;
-        Ok(row.try_get("n")?)
-    }
-
     /// Count of actions by (kind, status), for metrics.
     pub async fn action_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT kind, status, COUNT(*) AS n FROM actions GROUP BY kind, status")
@@ -531,18 +470,6 @@ impl Store {
             .await?;
         rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("status")?, r.try_get("n")?))).collect()
     }
-}
-
-fn event_from_row(row: &sqlx::any::AnyRow) -> Result<ActionEvent, StoreError> {
-    Ok(ActionEvent {
-        id: row.try_get("id")?,
-        action_id: uuid_col(row, "action_id")?,
-        from_status: row.try_get("from_status")?,
-        status: row.try_get("status")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        comment: row.try_get("comment")?,
-    })
 }
 
 async fn insert_event(

@@ -1,17 +1,23 @@
 //! The Linux platform adapter.
 //!
+//! - [`collect`]: the investigation package of collect_package (tar.gz, manifest, summary).
 //! - [`command`]: run a system tool with a deadline.
 //! - [`packages`]: which installed package owns a file; the merged-/usr aliases.
 //! - `process`: terminate processes (kill_process); an executable's hash.
 //! - [`isolation`]: the `inet picket` nftables table (isolate, release_isolation).
-//! - [`procfs`]: the socket tables and process facts /proc alone has.
+//! - [`procfs`]: the socket tables with the process holding each socket.
+//! - [`persistence`]: the persistence places (cron, shell profiles, systemd
+//!   units, autostart, `ld.so.preload`, `authorized_keys`): what references
+//!   a file, removed and put back symlink-safely.
 //! - [`priority`]: lower a thread's CPU and I/O priority (background scans).
 //! - [`restrict`]: fanotify exec permission (restrict_code, release_code).
 
+pub mod collect;
 pub mod command;
 mod fanotify;
 pub mod isolation;
 pub mod packages;
+pub mod persistence;
 pub mod priority;
 mod process;
 pub mod procfs;

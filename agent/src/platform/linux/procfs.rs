@@ -1,19 +1,69 @@
 //! Reading /proc where no library covers it: the socket tables with the
-//! process that holds each socket, and what a process runs.
+//! process that holds each socket, mounts, loaded kernel modules, a
+//! process's open files and the kernel's build string. (Host and process
+//! facts `sysinfo` has come from it: see `crate::sysinfo`.)
 
 use std::collections::HashMap;
 
 use picket_common::actions::results::Socket;
 
-/// What process `pid` runs (`/proc/<pid>/exe`, " (deleted)" kept).
-pub fn exe_of(pid: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string())
+/// The kernel's build string (`/proc/sys/kernel/version`, e.g.
+/// "#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1").
+pub fn kernel_build() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/version").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
-/// The parent of process `pid`.
-pub fn ppid_of(pid: i32) -> Option<i32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
+/// Mount points and their file system types (`/proc/self/mountinfo`).
+pub fn mounts() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some((f.get(4)?.to_string(), f.get(sep + 1)?.to_string()))
+        })
+        .collect()
+}
+
+/// A loaded kernel module (`/proc/modules`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Module {
+    pub name: String,
+    pub size: Option<u64>,
+    pub used_by: Option<String>,
+    pub state: Option<String>,
+}
+
+/// The loaded modules; `None` when the kernel has no loadable module
+/// support (no `/proc/modules`).
+pub fn modules() -> Option<Vec<Module>> {
+    let text = std::fs::read_to_string("/proc/modules").ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some(Module {
+                    name: f.first()?.to_string(),
+                    size: f.get(1)?.parse().ok(),
+                    used_by: f.get(3).map(|u| u.trim_end_matches(',').to_string()),
+                    state: f.get(4).map(|s| s.to_string()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// What process `pid` has open (the targets of `/proc/<pid>/fd/*`), at
+/// most `max`; `None` if its descriptors cannot be read.
+pub fn open_files(pid: i32, max: usize) -> Option<Vec<String>> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        fds.flatten()
+            .take(max)
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .map(|t| t.display().to_string())
+            .collect(),
+    )
 }
 
 /// TCP and UDP sockets (IPv4 and IPv6) with the pid that holds each.
@@ -113,7 +163,17 @@ mod tests {
         let found = sockets();
         let mine = found.iter().find(|s| s.local == local && s.protocol == "tcp").expect("listed");
         assert_eq!((mine.state.as_str(), mine.pid), ("LISTEN", Some(me)));
-        assert_eq!(ppid_of(me), Some(nix::unistd::getppid().as_raw()));
-        assert!(exe_of(me).is_some());
+    }
+
+    #[test]
+    fn mounts_and_open_files_are_read() {
+        assert!(mounts().iter().any(|(mount, _)| mount == "/"), "the root is mounted");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("held-open");
+        let _file = std::fs::File::create(&path).expect("create");
+        let me = std::process::id() as i32;
+        let open = open_files(me, 100_000).expect("own fds");
+        assert!(open.contains(&path.display().to_string()), "{open:?}");
+        assert!(open_files(me, 1).expect("own fds").len() <= 1);
     }
 }

@@ -21,8 +21,8 @@
 //!
 //! Files: this one (the collector: caps, reads, the tar, the manifest),
 //! `sources.rs` (the running system), `places.rs` (places on disk),
-//! `summary.rs` (summary.html); the /proc socket tables are in
-//! `platform::linux::procfs`.
+//! `summary.rs` (summary.html); host and process facts come from
+//! `crate::sysinfo`, what only /proc has from `platform::linux::procfs`.
 
 mod places;
 mod sources;

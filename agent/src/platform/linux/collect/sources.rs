@@ -8,39 +8,35 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::platform::linux::procfs;
 
 impl Collector {
     pub(super) fn system_info(&mut self) {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let btime = read("/proc/stat").lines().find_map(|l| l.strip_prefix("btime ")).map(|v| v.trim().to_string());
-        let cpus: Vec<String> = read("/proc/cpuinfo")
-            .lines()
-            .filter_map(|l| l.strip_prefix("model name"))
-            .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-            .collect();
         let mut disks = Vec::new();
-        for line in read("/proc/self/mountinfo").lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            let Some(sep) = f.iter().position(|x| *x == "-") else { continue };
-            let (Some(mount), Some(fs)) = (f.get(4), f.get(sep + 1)) else { continue };
-            if let Ok(st) = nix::sys::statvfs::statvfs(*mount) {
+        for (mount, fs) in procfs::mounts() {
+            if let Ok(st) = nix::sys::statvfs::statvfs(mount.as_str()) {
                 let frsize = st.fragment_size();
                 disks.push(json!({ "mount": mount, "fs": fs, "bytes": st.blocks() * frsize,
                     "free": st.blocks_available() * frsize }));
             }
         }
+        let cpus = crate::sysinfo::cpus();
         let info = json!({
             "hostname": crate::sysinfo::hostname(),
             "os": crate::sysinfo::os(),
-            "kernel": read("/proc/sys/kernel/osrelease").trim(),
-            "kernel_version": read("/proc/sys/kernel/version").trim(),
-            "uptime_seconds": read("/proc/uptime").split_whitespace().next().and_then(|s| s.parse::<f64>().ok()),
-            "boot_time_unix": btime.and_then(|b| b.parse::<i64>().ok()),
+            "kernel": crate::sysinfo::kernel(),
+            "kernel_version": procfs::kernel_build(),
+            "uptime_seconds": crate::sysinfo::uptime_secs(),
+            "boot_time_unix": crate::sysinfo::boot_time_unix(),
             "cpu_count": cpus.len(),
             "cpu_model": cpus.first(),
             "disks": disks,
         });
-        self.add_json("system_info/system.json", "/proc (stat, uptime, cpuinfo, sys/kernel), statvfs", &info);
+        self.add_json(
+            "system_info/system.json",
+            "sysinfo, /proc/sys/kernel/version, /proc/self/mountinfo, statvfs",
+            &info,
+        );
         self.add_file("system_info/os-release", Path::new("/etc/os-release"));
         self.add_file("system_info/meminfo.txt", Path::new("/proc/meminfo"));
         self.add_file("system_info/mountinfo.txt", Path::new("/proc/self/mountinfo"));
@@ -50,57 +46,40 @@ impl Collector {
         let users = crate::scan::walk::owners();
         let mut hashes: HashMap<(u64, u64), Option<String>> = HashMap::new();
         let mut list = Vec::new();
-        let Ok(rd) = std::fs::read_dir("/proc") else { return };
-        for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let base = format!("/proc/{pid}");
-            let Ok(status) = std::fs::read_to_string(format!("{base}/status")) else { continue };
-            let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
-            let uid: Option<u32> = field("Uid:").and_then(|v| v.split_whitespace().next()?.parse().ok());
-            let exe = std::fs::read_link(format!("{base}/exe")).ok().map(|p| p.display().to_string());
-            let deleted = exe.as_deref().is_some_and(|p| p.ends_with(" (deleted)"));
-            let in_temp = exe.as_deref().is_some_and(|p| TEMP_DIRS.iter().any(|t| p.starts_with(&format!("{t}/"))));
-            let sha256 = std::fs::metadata(format!("{base}/exe")).ok().and_then(|m| {
+        for p in crate::sysinfo::processes() {
+            let pid = p.pid;
+            let in_temp = p.exe.as_ref().is_some_and(|e| TEMP_DIRS.iter().any(|t| e.starts_with(t)));
+            let sha256 = std::fs::metadata(format!("/proc/{pid}/exe")).ok().and_then(|m| {
                 hashes.entry((m.dev(), m.ino())).or_insert_with(|| crate::platform::linux::exe_sha256(pid)).clone()
             });
-            let cmdline = std::fs::read(format!("{base}/cmdline"))
-                .map(|b| {
-                    b.split(|c| *c == 0)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("{base}/stat")).unwrap_or_default();
-            let start_ticks = stat
-                .rfind(')')
-                .and_then(|i| stat.get(i + 2..))
-                .and_then(|r| r.split(' ').nth(19))
-                .and_then(|s| s.parse::<u64>().ok());
-            let p = json!({
+            let entry = json!({
                 "pid": pid,
-                "ppid": field("PPid:").and_then(|v| v.parse::<i32>().ok()),
-                "name": field("Name:"),
-                "uid": uid,
-                "user": uid.and_then(|u| users.get(&u).cloned()),
-                "executable": exe,
+                "ppid": p.ppid,
+                "name": p.name,
+                "uid": p.uid,
+                "user": p.uid.and_then(|u| users.get(&u).cloned()),
+                "executable": p.executable(),
                 "sha256": sha256,
-                "cmdline": cmdline,
-                "start_time_ticks_since_boot": start_ticks,
-                "rss_kib": field("VmRSS:").and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()),
-                "deleted_executable": deleted,
+                "cmdline": p.cmdline,
+                "start_time_unix": p.start_time_unix,
+                "rss_bytes": p.rss_bytes,
+                "deleted_executable": p.exe_deleted,
                 "executable_in_temp_dir": in_temp,
             });
-            if deleted || in_temp {
-                self.highlights.suspicious_processes.push(p.clone());
+            if p.exe_deleted || in_temp {
+                self.highlights.suspicious_processes.push(entry.clone());
             }
-            list.push(p);
+            list.push(entry);
         }
-        self.add_json("processes/processes.json", "/proc/<pid>/{status,exe,cmdline,stat}", &Value::Array(list));
+        self.add_json(
+            "processes/processes.json",
+            "sysinfo (/proc/<pid>/{stat,status,exe,cmdline})",
+            &Value::Array(list),
+        );
     }
 
     pub(super) fn network(&mut self) {
-        let sockets = crate::platform::linux::procfs::sockets();
+        let sockets = procfs::sockets();
         for s in &sockets {
             let listening = (s.protocol.starts_with("tcp") && s.state == "LISTEN")
                 || (s.protocol.starts_with("udp") && s.remote.ends_with(":0"));
@@ -181,22 +160,12 @@ impl Collector {
     }
 
     pub(super) fn kernel_modules(&mut self) {
-        let loaded: Vec<Value> = std::fs::read_to_string("/proc/modules")
-            .map(|t| {
-                t.lines()
-                    .filter_map(|l| {
-                        let f: Vec<&str> = l.split_whitespace().collect();
-                        Some(json!({ "name": f.first()?, "size": f.get(1)?.parse::<u64>().ok(),
-                            "used_by": f.get(3).map(|u| u.trim_end_matches(',')), "state": f.get(4) }))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let loaded = procfs::modules();
         let mut sys: Vec<String> = std::fs::read_dir("/sys/module")
             .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         sys.sort();
-        let note = if std::path::Path::new("/proc/modules").exists() {
+        let note = if loaded.is_some() {
             "loaded: /proc/modules; sys_module: every module the kernel knows, built-in ones included"
         } else {
             "this kernel has no loadable module support (/proc/modules is absent): only built-in modules exist"
@@ -204,7 +173,7 @@ impl Collector {
         self.add_json(
             "kernel_modules/modules.json",
             "/proc/modules, /sys/module",
-            &json!({ "loaded": loaded, "sys_module": sys, "note": note }),
+            &json!({ "loaded": loaded.unwrap_or_default(), "sys_module": sys, "note": note }),
         );
     }
 
@@ -213,18 +182,10 @@ impl Collector {
         const TOTAL: usize = 100_000;
         let mut out = Vec::new();
         let mut total = 0;
-        let Ok(rd) = std::fs::read_dir("/proc") else { return };
-        for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-            let files: Vec<String> = fds
-                .flatten()
-                .take(PER_PROCESS)
-                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                .map(|t| t.display().to_string())
-                .collect();
+        for p in crate::sysinfo::processes() {
+            let Some(files) = procfs::open_files(p.pid, PER_PROCESS) else { continue };
             total += files.len();
-            out.push(json!({ "pid": pid, "files": files }));
+            out.push(json!({ "pid": p.pid, "files": files }));
             if total >= TOTAL {
                 self.not_collected("open files beyond 100,000", "bounded");
                 break;
