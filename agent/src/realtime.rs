@@ -117,7 +117,7 @@ fn run(config: &RealtimeConfig, content: &Content, alerts: &AlertQueue, skip: &P
     if watched == 0 {
         tracing::warn!(paths = ?config.paths, "real-time protection has no directory to watch");
     }
-    let owners = crate::scan::walk::owners();
+    let owners = crate::platform::linux::users::names();
     let debounce = Duration::from_millis(config.debounce_ms.max(10));
     let mut due: HashMap<PathBuf, Instant> = HashMap::new();
     while !shutdown.is_cancelled() {

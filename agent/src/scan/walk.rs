@@ -93,7 +93,7 @@ pub fn scan(
     on_detection: &(dyn Fn(&Detection) + Sync),
 ) -> ScanSummary {
     let started = Instant::now();
-    let owners = owners();
+    let owners = crate::platform::linux::users::names();
     let seen = Mutex::new(HashSet::<(u64, u64)>::new());
     let detections = Mutex::new(Vec::new());
     let error_samples = Mutex::new(Vec::new());
@@ -256,20 +256,6 @@ fn summary(
         seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         error_samples: error_samples.into_inner().unwrap_or_else(|p| p.into_inner()),
     }
-}
-
-/// uid → user name, from /etc/passwd (for the `owner` variable).
-/// User names by uid, from /etc/passwd (for the `owner` rule variable).
-pub(crate) fn owners() -> HashMap<u32, String> {
-    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let uid = f.nth(1)?.parse().ok()?;
-            Some((uid, name.to_string()))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //!   a file, removed and put back symlink-safely.
 //! - [`priority`]: lower a thread's CPU and I/O priority (background scans).
 //! - [`restrict`]: fanotify exec permission (restrict_code, release_code).
+//! - [`users`]: local account names by uid.
 
 pub mod collect;
 pub mod command;
@@ -22,6 +23,7 @@ pub mod priority;
 mod process;
 pub mod procfs;
 pub mod restrict;
+pub mod users;
 
 pub use process::exe_sha256;
 

@@ -116,7 +116,7 @@ impl Collector {
 
     pub(super) fn temp_directories(&mut self) {
         const MAX_ENTRIES: usize = 10_000;
-        let users = crate::scan::walk::owners();
+        let users = crate::platform::linux::users::names();
         let mut entries = Vec::new();
         for dir in TEMP_DIRS {
             let walker = ignore::WalkBuilder::new(dir).standard_filters(false).follow_links(false).build();

@@ -43,7 +43,7 @@ impl Collector {
     }
 
     pub(super) fn processes(&mut self) {
-        let users = crate::scan::walk::owners();
+        let users = crate::platform::linux::users::names();
         let mut hashes: HashMap<(u64, u64), Option<String>> = HashMap::new();
         let mut list = Vec::new();
         for p in crate::sysinfo::processes() {
