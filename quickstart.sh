@@ -32,11 +32,12 @@ stop() {
 trap stop INT TERM EXIT
 
 "$bin/picket-coordinator" serve --data-dir "$dir/coordinator" \
-    --agent-listen "$agent_listen" --api-listen "$api_listen" 2>"$dir/coordinator.log" >/dev/null &
+    --agent-listen "$agent_listen" --api-listen "$api_listen" 2>"$dir/coordinator.log" >"$dir/coordinator.out" &
 coordinator_pid=$!
 
-export PICKET_SERVER="http://$api_listen"
+export PICKET_SERVER="https://$api_listen"
 export PICKET_TOKEN_FILE="$dir/coordinator/admin.token"
+export PICKET_CA_FILE="$dir/coordinator/pki/ca.pem"
 for _ in $(seq 1 100); do
     [ -s "$PICKET_TOKEN_FILE" ] && "$bin/picketctl" devices list >/dev/null 2>&1 && break
     if ! kill -0 "$coordinator_pid" 2>/dev/null; then
@@ -65,13 +66,14 @@ done
 cat <<MSG
 
 Picket is running.
-  API:          http://$api_listen
+  API:          https://$api_listen  (certificate from the coordinator's CA:
+                $PICKET_CA_FILE, SHA-256 $(sed -n 's/^CA SHA-256: *//p' "$dir/coordinator.out"))
   admin token:  $PICKET_TOKEN_FILE
   device id:    $device_id
   logs:         $dir/coordinator.log, $dir/agent.log
 
 Try, in another shell:
-  export PICKET_SERVER=http://$api_listen PICKET_TOKEN_FILE=$PICKET_TOKEN_FILE
+  export PICKET_SERVER=https://$api_listen PICKET_TOKEN_FILE=$PICKET_TOKEN_FILE PICKET_CA_FILE=$PICKET_CA_FILE
   $bin/picketctl devices list
 
 Ctrl-C stops both.

@@ -12,7 +12,7 @@ export PICKET_QUICKSTART_DIR=$dir PICKET_AGENT_LISTEN=127.0.0.1:17443 PICKET_API
 setsid ./quickstart.sh > "$dir/quickstart.out" 2>&1 &
 qs=$!
 trap 'kill -INT -- -$qs 2>/dev/null || true; wait $qs 2>/dev/null || true; rm -rf "$dir"' EXIT
-export PICKET_SERVER=http://127.0.0.1:17080 PICKET_TOKEN_FILE=$dir/coordinator/admin.token
+export PICKET_SERVER=https://127.0.0.1:17080 PICKET_TOKEN_FILE=$dir/coordinator/admin.token PICKET_CA_FILE=$dir/coordinator/pki/ca.pem
 ctl=target/release/picketctl
 device=""
 for _ in $(seq 1 600); do

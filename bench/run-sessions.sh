@@ -24,7 +24,7 @@ TOML
 target/release/picket-coordinator serve --config "$dir/coordinator.toml" 2>"$dir/coordinator.log" >/dev/null &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
-export PICKET_SERVER=http://127.0.0.1:17080 PICKET_TOKEN_FILE=$dir/data/admin.token
+export PICKET_SERVER=https://127.0.0.1:17080 PICKET_TOKEN_FILE=$dir/data/admin.token PICKET_CA_FILE=$dir/data/pki/ca.pem
 for _ in $(seq 1 100); do [ -s "$PICKET_TOKEN_FILE" ] && target/release/picketctl devices list >/dev/null 2>&1 && break; sleep 0.1; done
 token_json=$(target/release/picketctl --json enroll-token create --max-uses "$agents" --expires-in-hours 2)
 token=$(printf '%s' "$token_json" | sed -n 's/.*"token": "\(pkt_[0-9a-f]*\)".*/\1/p')
@@ -32,4 +32,4 @@ fp=$(printf '%s' "$token_json" | sed -n 's/.*"ca_fingerprint": "\([0-9a-f]*\)".*
 echo "coordinator pid $pid, data $dir, $(nproc) cores" >&2
 target/release/picket-loadgen --coordinator 127.0.0.1:17443 --token "$token" --ca-fingerprint "$fp" \
     --agents "$agents" --hold-secs "$hold" --coordinator-pid "$pid" \
-    --api "$PICKET_SERVER" --api-token-file "$PICKET_TOKEN_FILE" "$@"
+    --api "$PICKET_SERVER" --api-token-file "$PICKET_TOKEN_FILE" --api-ca-file "$PICKET_CA_FILE" "$@"

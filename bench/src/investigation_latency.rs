@@ -94,13 +94,15 @@ fn ms(v: &Value) -> Option<i64> {
 struct Api {
     url: String,
     token: String,
+    /// The coordinator's CA (PEM).
+    ca: Vec<u8>,
 }
 
 async fn call<F>(api: &Api, f: F) -> anyhow::Result<Value>
 where
     F: FnOnce(&Client) -> Result<Value, picket_coordinator::client::ClientError> + Send + 'static,
 {
-    let client = Client::new(&api.url, &api.token);
+    let client = Client::with_ca(&api.url, &api.token, &api.ca)?;
     Ok(tokio::task::spawn_blocking(move || f(&client)).await??)
 }
 
@@ -123,7 +125,8 @@ async fn main() -> anyhow::Result<()> {
     config.investigations.copy_search_paths = vec![args.data.display().to_string()];
     let coordinator = Coordinator::start(config, shutdown.clone()).await?;
     let token = std::fs::read_to_string(&coordinator.admin_token_path)?.trim().to_string();
-    let client = Api { url: format!("http://{}", coordinator.api_addr), token };
+    let ca = std::fs::read(scratch.path().join("coordinator/pki/ca.pem"))?;
+    let client = Api { url: coordinator.api_url(), token, ca };
     let t = call(&client, |c| c.post("/api/v1/enrollment-tokens", &json!({ "max_uses": 1 }))).await?;
     let state = scratch.path().join("agent");
     enroll(EnrollOptions {

@@ -65,6 +65,9 @@ struct Args {
     /// File with an API token that may create and approve actions.
     #[arg(long)]
     api_token_file: Option<std::path::PathBuf>,
+    /// The coordinator's CA (PEM), which its HTTPS certificate chains to.
+    #[arg(long)]
+    api_ca_file: Option<std::path::PathBuf>,
     /// Approve → agent receives the action, measured this many times one by one.
     #[arg(long, default_value_t = 200)]
     latency_samples: usize,
@@ -185,7 +188,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let dispatch = match (&args.api, &args.api_token_file) {
         (Some(api), Some(file)) => {
             let token = std::fs::read_to_string(file).context("reading --api-token-file")?.trim().to_string();
-            Some(measure_dispatch(api, &token, &devices, &arrivals, args.latency_samples, args.bulk).await?)
+            let ca = match &args.api_ca_file {
+                Some(path) => Some(std::fs::read(path).context("reading --api-ca-file")?),
+                None => None,
+            };
+            let client = match ca {
+                Some(ca) => picket_coordinator::client::Client::with_ca(api, &token, &ca)?,
+                None => picket_coordinator::client::Client::new(api, &token),
+            };
+            Some(measure_dispatch(client, &devices, &arrivals, args.latency_samples, args.bulk).await?)
         }
         _ => None,
     };
@@ -316,14 +327,13 @@ async fn hold(
 /// Approve → the simulated agent has the action: one at a time for
 /// `samples` devices (p50 / p99), then optionally one bulk approval for all.
 async fn measure_dispatch(
-    api: &str,
-    token: &str,
+    client: picket_coordinator::client::Client,
     devices: &[picket_common::Uuid],
     arrivals: &Arrivals,
     samples: usize,
     bulk: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let client = Arc::new(picket_coordinator::client::Client::new(api, token));
+    let client = Arc::new(client);
     let call = |path: String, body: serde_json::Value| {
         let client = client.clone();
         async move { tokio::task::spawn_blocking(move || client.post(&path, &body)).await?.map_err(anyhow::Error::from) }

@@ -1,7 +1,13 @@
 //! A small blocking client for the coordinator API, used by `picketctl` and
 //! by tests. Every call returns the JSON body, or an [`ClientError`] that
 //! carries the API's own error code and message.
+//!
+//! Over HTTPS the server's certificate must chain to the CA the client was
+//! given ([`Client::with_ca`]): the coordinator's own CA (its
+//! `pki/ca.pem`), or the CA of the operator's certificate. Nothing else is
+//! trusted, and there is no way to turn verification off.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -28,21 +34,82 @@ impl ClientError {
     }
 }
 
+/// A failed request, saying what to do when it is the certificate.
+fn unreachable(url: String, e: ureq::Error) -> ClientError {
+    // rustls' errors come through ureq as such or inside an I/O error.
+    let tls = match &e {
+        ureq::Error::Rustls(tls) => Some(tls.to_string()),
+        ureq::Error::Io(io) => {
+            io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).map(|t| t.to_string())
+        }
+        _ => None,
+    };
+    let detail = match tls {
+        Some(tls) => format!(
+            "TLS: {tls} — the coordinator's certificate is not one the given CA signed (--ca-file / \
+             PICKET_CA_FILE; its CA fingerprint is printed at start), or the URL names a host the certificate \
+             is not for"
+        ),
+        None => e.to_string(),
+    };
+    ClientError::Unreachable { url, detail }
+}
+
 pub struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
+    tls: ureq::tls::TlsConfig,
+}
+
+/// TLS that trusts exactly `roots`, with rustls on ring.
+fn tls_trusting(roots: Vec<ureq::tls::Certificate<'static>>) -> ureq::tls::TlsConfig {
+    ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build()
 }
 
 impl Client {
-    /// `server` is the API base URL, e.g. `http://127.0.0.1:7080`.
+    /// `server` is the API base URL. Plain `http://` only (a coordinator
+    /// started with `--api-insecure-http`); for `https://` see
+    /// [`Client::with_ca`].
     pub fn new(server: &str, token: &str) -> Self {
+        Self::build(server, token, tls_trusting(Vec::new()))
+    }
+
+    /// A client that trusts the CA certificates in `ca_pem` (PEM) and
+    /// nothing else.
+    pub fn with_ca(server: &str, token: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
+        let roots = ureq::tls::parse_pem(ca_pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Local(format!("the CA file is not PEM: {e}")))?;
+        if roots.is_empty() {
+            return Err(ClientError::Local("the CA file holds no certificate".into()));
+        }
+        Ok(Self::build(server, token, tls_trusting(roots)))
+    }
+
+    fn build(server: &str, token: &str, tls: ureq::tls::TlsConfig) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
+            .tls_config(tls.clone())
             .build()
             .into();
-        Self { base: server.trim_end_matches('/').to_string(), token: token.trim().to_string(), agent }
+        Self { base: server.trim_end_matches('/').to_string(), token: token.trim().to_string(), agent, tls }
+    }
+
+    /// The HTTP agent, with this client's TLS trust, for requests the
+    /// methods here do not cover (headers such as `Range`).
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
     }
 
     pub fn get(&self, path: &str) -> Result<Value, ClientError> {
@@ -54,12 +121,8 @@ impl Client {
     /// GET a non-JSON body (e.g. CSV). API errors still come back as JSON.
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = self.url(path);
-        let mut res = self
-            .agent
-            .get(&url)
-            .header("Authorization", &self.bearer())
-            .call()
-            .map_err(|e| ClientError::Unreachable { url, detail: e.to_string() })?;
+        let mut res =
+            self.agent.get(&url).header("Authorization", &self.bearer()).call().map_err(|e| unreachable(url, e))?;
         let status = res.status().as_u16();
         let text =
             res.body_mut().read_to_string().map_err(|e| ClientError::BadResponse { status, detail: e.to_string() })?;
@@ -86,13 +149,11 @@ impl Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
+            .tls_config(self.tls.clone())
             .build()
             .into();
-        let mut res = agent
-            .get(&url)
-            .header("Authorization", &self.bearer())
-            .call()
-            .map_err(|e| ClientError::Unreachable { url: url.clone(), detail: e.to_string() })?;
+        let mut res =
+            agent.get(&url).header("Authorization", &self.bearer()).call().map_err(|e| unreachable(url.clone(), e))?;
         let status = res.status().as_u16();
         if !(200..300).contains(&status) {
             let text = res.body_mut().read_to_string().unwrap_or_default();
@@ -154,7 +215,7 @@ impl Client {
         url: String,
         res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Value, ClientError> {
-        let mut res = res.map_err(|e| ClientError::Unreachable { url, detail: e.to_string() })?;
+        let mut res = res.map_err(|e| unreachable(url, e))?;
         let status = res.status().as_u16();
         let text =
             res.body_mut().read_to_string().map_err(|e| ClientError::BadResponse { status, detail: e.to_string() })?;

@@ -38,6 +38,9 @@ pub struct Config {
     pub api_header_timeout_secs: u64,
     /// API connections open at once.
     pub api_max_connections: usize,
+    /// How operators reach the API and console (`[api_tls]`): HTTPS unless
+    /// `insecure_http` on a loopback address.
+    pub api_tls: ApiTlsConfig,
     /// Days an offboarded device's history is kept before it is purged.
     pub offboard_retention_days: u64,
     /// Lifetime of device certificates in seconds; agents renew at two thirds.
@@ -69,6 +72,22 @@ impl Default for RulesConfig {
     fn default() -> Self {
         Self { checker: PathBuf::new(), max_bundle_bytes: 6 * 1024 * 1024 }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiTlsConfig {
+    /// PEM certificate chain to serve (with `key`; reloaded on SIGHUP).
+    /// Empty: a certificate the coordinator's own CA issues at start for
+    /// `hostnames`.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// Names (DNS or IP) of the self-issued certificate. Empty: this host's
+    /// name, localhost, 127.0.0.1, ::1 and the listen address.
+    pub hostnames: Vec<String>,
+    /// Serve plain HTTP instead: only on a loopback address.
+    pub insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -107,6 +126,7 @@ impl Default for Config {
             write_timeout_secs: 30,
             api_header_timeout_secs: 30,
             api_max_connections: 1024,
+            api_tls: ApiTlsConfig::default(),
             offboard_retention_days: 180,
             device_cert_lifetime_secs: 90 * 86_400,
             max_sample_bytes: 512 * 1024 * 1024,
@@ -163,6 +183,20 @@ impl Config {
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
         }
+        let tls = &self.api_tls;
+        if tls.insecure_http && !self.api_listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "--api-insecure-http serves plain HTTP, which is allowed only on a loopback address; {} is not \
+                 one (serve HTTPS there, or listen on 127.0.0.1)",
+                self.api_listen
+            )));
+        }
+        if tls.cert.as_os_str().is_empty() != tls.key.as_os_str().is_empty() {
+            return bad("--api-cert and --api-key go together");
+        }
+        if tls.hostnames.iter().any(|h| h.is_empty() || h == picket_common::limits::COORDINATOR_SERVER_NAME) {
+            return bad("--api-hostname: a DNS name or IP address, not empty and not the agents' server name");
+        }
         if !(64 * 1024..=picket_common::limits::MAX_FRAME_CEILING).contains(&self.max_frame_bytes) {
             return bad("max_frame_bytes must be between 65536 and 67108864");
         }
@@ -204,6 +238,24 @@ impl Config {
             return format!("{host}:{}", bound.port());
         }
         bound.to_string()
+    }
+
+    /// The names of the self-issued API certificate.
+    pub fn api_hostnames(&self) -> Vec<String> {
+        if !self.api_tls.hostnames.is_empty() {
+            return self.api_tls.hostnames.clone();
+        }
+        let mut names = Vec::new();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        if !host.trim().is_empty() {
+            names.push(host.trim().to_string());
+        }
+        names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+        let ip = self.api_listen.ip();
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+        names
     }
 
     pub fn http_limits(&self) -> crate::api::server::HttpLimits {

@@ -67,12 +67,16 @@ pub enum StartError {
     /// A route without a role, or an OpenAPI document that cannot be built.
     #[error("API routes: {0}")]
     Routes(String),
+    #[error("API TLS: {0}")]
+    ApiTls(String),
 }
 
 /// A running coordinator.
 pub struct Coordinator {
     pub agent_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// `https`, or `http` with `--api-insecure-http`.
+    pub api_scheme: &'static str,
     /// Set when this start created the first admin token.
     pub admin_token_path: PathBuf,
     pub ca_fingerprint: String,
@@ -187,11 +191,29 @@ impl Coordinator {
             metrics: Arc::default(),
         })
         .map_err(StartError::Routes)?;
-        tasks.spawn(api::server::serve(api_listener, app, config.http_limits(), shutdown.clone()));
+        let api_tls = if config.api_tls.insecure_http {
+            None
+        } else {
+            let cert = Arc::new(
+                api::tls::ApiCert::new(&config.api_tls, &ca, &config.api_hostnames()).map_err(StartError::ApiTls)?,
+            );
+            // Registered now, so a SIGHUP from here on reloads rather than
+            // ends the process.
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(hup) => {
+                    tasks.spawn(reload_on_sighup(cert.clone(), hup, shutdown.clone()));
+                }
+                Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP: the API certificate is not reloaded"),
+            }
+            Some(cert.acceptor().map_err(StartError::ApiTls)?)
+        };
+        let api_scheme = if api_tls.is_some() { "https" } else { "http" };
+        tasks.spawn(api::server::serve(api_listener, app, config.http_limits(), api_tls, shutdown.clone()));
         tracing::info!(agents = %agent_addr, api = %api_addr, database = ?store.backend(), "coordinator serving");
         Ok(Self {
             agent_addr,
             api_addr,
+            api_scheme,
             admin_token_path,
             ca_fingerprint: ca.fingerprint(),
             advertise_agent_address: advertise,
@@ -202,10 +224,36 @@ impl Coordinator {
         })
     }
 
+    /// The API's base URL, e.g. `https://127.0.0.1:7080`.
+    pub fn api_url(&self) -> String {
+        format!("{}://{}", self.api_scheme, self.api_addr)
+    }
+
     /// Wait until every task has stopped (after `shutdown` was cancelled),
     /// then close the database.
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
         self.store.close().await;
+    }
+}
+
+/// Re-read the operator's API certificate on each SIGHUP (new connections
+/// get it; open ones keep theirs). A file that cannot be read is logged and
+/// the certificate in use stays.
+async fn reload_on_sighup(
+    cert: Arc<api::tls::ApiCert>,
+    mut hup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        match cert.reload() {
+            Ok(true) => tracing::info!("SIGHUP: API certificate reloaded"),
+            Ok(false) => tracing::info!("SIGHUP: the API certificate is self-issued; nothing to reload"),
+            Err(error) => tracing::error!(%error, "SIGHUP: API certificate not reloaded; the previous one stays"),
+        }
     }
 }

@@ -42,9 +42,24 @@ struct ServeArgs {
     /// Agent listener (mutual TLS), e.g. 0.0.0.0:7443.
     #[arg(long)]
     agent_listen: Option<SocketAddr>,
-    /// API listener (HTTP), e.g. 127.0.0.1:7080.
+    /// API and console listener (HTTPS), e.g. 127.0.0.1:7080.
     #[arg(long)]
     api_listen: Option<SocketAddr>,
+    /// PEM certificate chain for the API (with --api-key; reloaded on
+    /// SIGHUP). Without it the coordinator's CA issues one for
+    /// --api-hostname.
+    #[arg(long, requires = "api_key")]
+    api_cert: Option<PathBuf>,
+    /// PEM private key of --api-cert.
+    #[arg(long, requires = "api_cert")]
+    api_key: Option<PathBuf>,
+    /// A name (DNS or IP) for the self-issued API certificate; repeatable
+    /// (default: this host's name, localhost, 127.0.0.1, ::1).
+    #[arg(long = "api-hostname", value_name = "NAME")]
+    api_hostnames: Vec<String>,
+    /// Serve the API over plain HTTP (only on a loopback address).
+    #[arg(long)]
+    api_insecure_http: bool,
     /// sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data dir).
     #[arg(long, env = "PICKET_DATABASE_URL")]
     database_url: Option<String>,
@@ -100,6 +115,16 @@ fn build_config(args: ServeArgs) -> Result<Config, picket_coordinator::config::C
     if let Some(v) = args.database_url {
         config.database_url = v;
     }
+    if let (Some(cert), Some(key)) = (args.api_cert, args.api_key) {
+        config.api_tls.cert = cert;
+        config.api_tls.key = key;
+    }
+    if !args.api_hostnames.is_empty() {
+        config.api_tls.hostnames = args.api_hostnames;
+    }
+    if args.api_insecure_http {
+        config.api_tls.insecure_http = true;
+    }
     if let Some(v) = args.advertise_agent_address {
         config.advertise_agent_address = v;
     }
@@ -125,7 +150,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     println!("agents:      {} (advertised as {})", coordinator.agent_addr, coordinator.advertise_agent_address);
-    println!("api:         http://{}", coordinator.api_addr);
+    println!("api:         {}", coordinator.api_url());
     println!("admin token: {}", coordinator.admin_token_path.display());
     println!("CA SHA-256:  {}", coordinator.ca_fingerprint);
     wait_for_signal().await;

@@ -110,6 +110,40 @@ impl Ca {
         (self.server_chain.clone(), PrivateKeyDer::Pkcs8(key))
     }
 
+    /// A certificate for the API/console listener, for `names` (DNS names
+    /// or IP addresses), with a new key, valid 397 days (as the agents' server
+    /// certificate).
+    /// Issued at each start and kept in memory: operators trust the CA, not
+    /// this certificate. Never for the agents' server name.
+    pub fn issue_api_cert(
+        &self,
+        names: &[String],
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PkiError> {
+        if names.is_empty() || names.iter().any(|n| n == COORDINATOR_SERVER_NAME) {
+            return Err(PkiError::BadCsr(format!(
+                "API certificate names must be given and must not include {COORDINATOR_SERVER_NAME}"
+            )));
+        }
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
+        params.distinguished_name.push(DnType::CommonName, names[0].as_str());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+        params.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
+        params.not_after = OffsetDateTime::now_utc() + SERVER_CERT_VALIDITY;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((vec![cert.der().clone(), self.ca_der.clone()], key))
+    }
+
     /// Sign a device certificate for the key in `csr`. Everything the CSR
     /// asks for besides its public key is ignored: the coordinator decides
     /// the identity (`urn:uuid:<device_id>`), usage and validity.

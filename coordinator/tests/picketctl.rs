@@ -11,11 +11,18 @@ struct Out {
     stderr: String,
 }
 
-fn picketctl(server: &str, token: Option<&str>, args: &[&str]) -> Out {
+fn picketctl(server: &str, ca_file: Option<&str>, token: Option<&str>, args: &[&str]) -> Out {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_picketctl"));
-    cmd.env_remove("PICKET_TOKEN").env_remove("PICKET_TOKEN_FILE").env("PICKET_SERVER", server);
+    cmd.env_remove("PICKET_TOKEN")
+        .env_remove("PICKET_TOKEN_FILE")
+        .env_remove("PICKET_CA_FILE")
+        .env_remove("PICKET_CA_FINGERPRINT")
+        .env("PICKET_SERVER", server);
     if let Some(t) = token {
         cmd.env("PICKET_TOKEN", t);
+    }
+    if let Some(ca) = ca_file {
+        cmd.env("PICKET_CA_FILE", ca);
     }
     let out = cmd.args(args).output().expect("run picketctl");
     Out {
@@ -36,13 +43,33 @@ async fn operator_commands_print_tables_json_and_clear_errors() {
     };
     let shutdown = CancellationToken::new();
     let c = Coordinator::start(config, shutdown.clone()).await.expect("start");
-    let server = format!("http://{}", c.api_addr);
+    let server = c.api_url();
+    assert!(server.starts_with("https://"));
+    let ca = dir.path().join("pki/ca.pem").display().to_string();
     let token = std::fs::read_to_string(&c.admin_token_path).expect("token").trim().to_string();
 
     let run = |token: Option<String>, args: Vec<&'static str>| {
-        let server = server.clone();
-        tokio::task::spawn_blocking(move || picketctl(&server, token.as_deref(), &args))
+        let (server, ca) = (server.clone(), ca.clone());
+        tokio::task::spawn_blocking(move || picketctl(&server, Some(&ca), token.as_deref(), &args))
     };
+
+    // HTTPS: without the CA, or with a CA that is not the pinned one, nothing is sent.
+    let (s, t) = (server.clone(), token.clone());
+    let no_ca =
+        tokio::task::spawn_blocking(move || picketctl(&s, None, Some(&t), &["devices", "list"])).await.expect("run");
+    assert_ne!(no_ca.code, 0);
+    assert!(no_ca.stderr.contains("--ca-file"), "{}", no_ca.stderr);
+    let pinned = run(Some(token.clone()), vec!["--ca-fingerprint", "00ff", "devices", "list"]).await.expect("run");
+    assert_ne!(pinned.code, 0);
+    assert!(pinned.stderr.contains("refusing to trust it"), "{}", pinned.stderr);
+    let fingerprint = c.ca_fingerprint.clone();
+    let (s, a, t) = (server.clone(), ca.clone(), token.clone());
+    let right = tokio::task::spawn_blocking(move || {
+        picketctl(&s, Some(&a), Some(&t), &["--ca-fingerprint", &fingerprint, "devices", "list"])
+    })
+    .await
+    .expect("run");
+    assert_eq!(right.code, 0, "{}", right.stderr);
 
     let created = run(Some(token.clone()), vec!["enroll-token", "create", "--group", "lab", "--max-uses", "3"])
         .await

@@ -104,6 +104,8 @@ pub struct TestEnv {
     shutdown: CancellationToken,
     pub admin_token: String,
     agents: Vec<CancellationToken>,
+    /// One API client per token, so calls reuse their HTTPS connections.
+    clients: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Client>>>,
 }
 
 /// A running agent started by [`TestEnv::start_agent`].
@@ -146,7 +148,15 @@ impl TestEnv {
         // Pin the ports so a restart comes back where the agents look.
         config.agent_listen = coordinator.agent_addr;
         config.api_listen = coordinator.api_addr;
-        Self { dir, config, coordinator: Some(coordinator), shutdown, admin_token, agents: Vec::new() }
+        Self {
+            dir,
+            config,
+            coordinator: Some(coordinator),
+            shutdown,
+            admin_token,
+            agents: Vec::new(),
+            clients: Default::default(),
+        }
     }
 
     pub fn coordinator(&self) -> &Coordinator {
@@ -157,12 +167,30 @@ impl TestEnv {
         self.config.agent_listen
     }
 
+    /// The API's HTTPS base URL.
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.config.api_listen)
+        format!("https://{}", self.config.api_listen)
+    }
+
+    /// The coordinator's CA (PEM): what API clients trust.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.config.data_dir.join("pki/ca.pem")).expect("the coordinator's CA")
+    }
+
+    /// A raw TLS connection to the API, trusting the coordinator's CA.
+    pub async fn api_tls_stream(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        tls_connect(self.config.api_listen, &self.ca_pem()).await.expect("TLS to the API")
+    }
+
+    /// An API client that trusts the coordinator's CA.
+    pub fn client(&self, token: &str) -> Client {
+        Client::with_ca(&self.api_url(), token, &self.ca_pem()).expect("API client")
     }
 
     /// Stop the coordinator (agents keep running and retrying).
     pub async fn stop_coordinator(&mut self) {
+        // Their pooled connections are to this coordinator.
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.shutdown.cancel();
         if let Some(c) = self.coordinator.take() {
             c.join().await;
@@ -183,7 +211,10 @@ impl TestEnv {
         F: FnOnce(&Client) -> Result<T, ClientError> + Send + 'static,
         T: Send + 'static,
     {
-        let client = Client::new(&self.api_url(), token);
+        let client = {
+            let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            clients.entry(token.to_string()).or_insert_with(|| std::sync::Arc::new(self.client(token))).clone()
+        };
         tokio::task::spawn_blocking(move || f(&client)).await.expect("API call task")
     }
 
@@ -341,4 +372,26 @@ impl Drop for Target {
 
 fn quiet(cmd: &mut std::process::Command) -> &mut std::process::Command {
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null())
+}
+
+/// Connect over TLS to `addr` (as the IP-address name), trusting only the
+/// CA certificates in `ca_pem`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    connector.connect(rustls::pki_types::ServerName::IpAddress(addr.ip().into()), tcp).await
 }

@@ -116,16 +116,7 @@ async fn an_offline_device_gets_its_actions_on_reconnect_with_dedupe_and_cancel(
 }
 
 async fn reqwest_csv(env: &TestEnv) -> String {
-    let url = format!("{}/api/v1/actions.csv", env.api_url());
-    let token = env.admin_token.clone();
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut res = agent.get(&url).header("Authorization", &format!("Bearer {token}")).call().expect("csv");
-        assert_eq!(res.status().as_u16(), 200);
-        res.body_mut().read_to_string().expect("body")
-    })
-    .await
-    .expect("task")
+    env.admin(|c| c.get_text("/api/v1/actions.csv")).await.expect("csv")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -97,11 +97,12 @@ async fn coordinator_killed_after_an_approval_loses_nothing_and_runs_it_once() {
     let token_path = dir.path().join("data/admin.token");
     eventually!(20, "coordinator up", std::fs::read_to_string(&token_path).is_ok_and(|t| !t.trim().is_empty()));
     let token = std::fs::read_to_string(&token_path).expect("token").trim().to_string();
-    let api = format!("http://127.0.0.1:{api_port}");
+    let api = format!("https://127.0.0.1:{api_port}");
+    let ca = std::fs::read(dir.path().join("data/pki/ca.pem")).expect("the coordinator's CA");
     let call = |path: String, body: Option<serde_json::Value>| {
-        let (api, token) = (api.clone(), token.clone());
+        let (api, token, ca) = (api.clone(), token.clone(), ca.clone());
         tokio::task::spawn_blocking(move || {
-            let c = picket_coordinator::client::Client::new(&api, &token);
+            let c = picket_coordinator::client::Client::with_ca(&api, &token, &ca).expect("client");
             match body {
                 Some(b) => c.post(&path, &b),
                 None => c.get(&path),

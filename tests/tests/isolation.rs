@@ -97,12 +97,12 @@ fn listen(rt: &Runtime, addr: &str) {
     });
 }
 
-fn api(rt: &Runtime, url: &str, token: &str, path: &str, body: Option<Value>) -> Value {
-    let (url, token, path) = (url.to_string(), token.to_string(), path.to_string());
+fn api(rt: &Runtime, url: &str, ca: &[u8], token: &str, path: &str, body: Option<Value>) -> Value {
+    let (url, ca, token, path) = (url.to_string(), ca.to_vec(), token.to_string(), path.to_string());
     let label = path.clone();
     on(rt, async move {
         tokio::task::spawn_blocking(move || {
-            let c = Client::new(&url, &token);
+            let c = Client::with_ca(&url, &token, &ca).expect("client");
             match body {
                 Some(b) => c.post(&path, &b),
                 None => c.get(&path),
@@ -214,14 +214,16 @@ fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_c
         ..Config::default()
     };
     let s = shutdown.clone();
+    let ca_path = config.data_dir.join("pki/ca.pem");
     let (url, token) = on(&c_rt, async move {
         let c = Coordinator::start(config, s).await.expect("coordinator");
         let token = std::fs::read_to_string(&c.admin_token_path).expect("token").trim().to_string();
-        let url = format!("http://{}", c.api_addr);
+        let url = c.api_url();
         tokio::spawn(async move { c.join().await });
         (url, token)
     });
-    let t = api(&c_rt, &url, &token, "/api/v1/enrollment-tokens", Some(json!({})));
+    let ca = std::fs::read(&ca_path).expect("the coordinator's CA");
+    let t = api(&c_rt, &url, &ca, &token, "/api/v1/enrollment-tokens", Some(json!({})));
     let state = data.path().join("agent");
     let (tok, fp, st) = (
         t["token"].as_str().expect("t").to_string(),
@@ -249,19 +251,22 @@ fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_c
         (stop, task)
     };
     let (stop, task) = start_agent(&d_rt);
-    let device_json = |c_rt: &Runtime| api(c_rt, &url, &token, &format!("/api/v1/devices/{device}"), None);
+    let device_json = |c_rt: &Runtime| api(c_rt, &url, &ca, &token, &format!("/api/v1/devices/{device}"), None);
     wait("agent online", 20, || device_json(&c_rt)["status"] == "online");
 
-    let act = |body: Value| api(&c_rt, &url, &token, &format!("/api/v1/devices/{device}/actions"), Some(body));
+    let act = |body: Value| api(&c_rt, &url, &ca, &token, &format!("/api/v1/devices/{device}/actions"), Some(body));
     let status = |id: &str| {
-        api(&c_rt, &url, &token, &format!("/api/v1/actions/{id}"), None)["status"].as_str().unwrap_or("").to_string()
+        api(&c_rt, &url, &ca, &token, &format!("/api/v1/actions/{id}"), None)["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     };
 
     // Full isolation.
     let iso = act(json!({ "kind": "isolate", "params": { "mode": "full" }, "comment": "contain" }));
     let iso_id = iso["id"].as_str().expect("id").to_string();
     wait("isolate succeeded", 20, || status(&iso_id) == "succeeded");
-    let result = api(&c_rt, &url, &token, &format!("/api/v1/actions/{iso_id}"), None)["result"]["output"].clone();
+    let result = api(&c_rt, &url, &ca, &token, &format!("/api/v1/actions/{iso_id}"), None)["result"]["output"].clone();
     assert!(result["rules"].as_str().is_some_and(|r| r.contains("policy drop")), "{result}");
     assert!(!sh(&["nft", "list", "tables"]).contains("inet picket"), "the host's own ruleset was never touched");
     reachable("isolated", false);
@@ -279,7 +284,8 @@ fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_c
     reachable("isolated after restart", false);
 
     // Release (as the undo of the isolation).
-    let rel = api(&c_rt, &url, &token, &format!("/api/v1/actions/{iso_id}/undo"), Some(json!({ "comment": "clean" })));
+    let rel =
+        api(&c_rt, &url, &ca, &token, &format!("/api/v1/actions/{iso_id}/undo"), Some(json!({ "comment": "clean" })));
     let rel_id = rel["id"].as_str().expect("id").to_string();
     assert_eq!(rel["kind"], "release_isolation");
     wait("release succeeded", 20, || status(&rel_id) == "succeeded");

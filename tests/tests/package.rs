@@ -74,8 +74,11 @@ async fn a_package_is_complete_consistent_private_and_survives_a_coordinator_res
     // A byte range, for resumed downloads.
     let url = format!("{}/api/v1/actions/{id}/package", env.api_url());
     let token = env.admin_token.clone();
+    let client = env.client(&token);
     let part = tokio::task::spawn_blocking(move || {
-        let mut res = ureq::get(&url)
+        let mut res = client
+            .agent()
+            .get(&url)
             .header("Authorization", &format!("Bearer {token}"))
             .header("Range", "bytes=10-19")
             .call()

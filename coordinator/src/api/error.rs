@@ -25,6 +25,9 @@ pub enum ApiError {
     /// The client took too long to send the request.
     #[error("{0}")]
     Timeout(String),
+    /// The request body is larger than the route accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// The cause was logged under this id; the client sees only the id.
     #[error("internal error (reference {0})")]
     Internal(uuid::Uuid),
@@ -47,6 +50,7 @@ impl ApiError {
             Self::Unprocessable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -23,9 +23,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(mut value) = Json::<serde_json::Value>::from_request(req, state)
-            .await
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        let Json(mut value) = Json::<serde_json::Value>::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(rejection.body_text())
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
         if !value.is_object() {
             return Err(ApiError::BadRequest("the request body must be a JSON object".into()));
         }

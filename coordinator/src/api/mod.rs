@@ -23,6 +23,7 @@ mod openapi;
 pub mod range;
 mod samples;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 

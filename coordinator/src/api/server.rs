@@ -1,13 +1,14 @@
-//! The API's HTTP/1.1 server. `axum::serve` takes no settings, so the
+//! The API's HTTP/1.1 server, over TLS unless the listener is plain HTTP
+//! on loopback (`api::tls`). `axum::serve` takes no settings, so the
 //! connection handling is hyper's, configured for clients that misbehave:
-//! - a client has `header_timeout` to send each request head — on a new
-//!   connection and between keep-alive requests alike — so an idle or
-//!   trickling (slowloris) connection is closed;
+//! - a client has `header_timeout` to finish its TLS handshake and to send
+//!   each request head — on a new connection and between keep-alive
+//!   requests alike — so an idle or trickling (slowloris) connection is
+//!   closed;
 //! - a request's body and its handling get a deadline ([`request_timeout`]);
 //! - at most `max_connections` are open; more wait in the kernel's backlog;
 //! - on shutdown, open connections finish their request (bounded).
 
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -37,8 +39,16 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(330);
 /// How long open connections get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serve `app` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutdown: CancellationToken) {
+/// Serve `app` on `listener` until `shutdown`: HTTPS through `tls` (with
+/// HSTS), else plain HTTP.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    let app = if tls.is_some() { app.layer(axum::middleware::map_response(hsts)) } else { app };
     let max = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max));
     loop {
@@ -62,22 +72,17 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
         };
         let service = TowerToHyperService::new(app.clone());
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         let span = tracing::debug_span!("api_conn", %peer);
         tokio::spawn(
             async move {
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
-                let mut conn = pin!(builder.serve_connection(TokioIo::new(tcp), service));
-                tokio::select! {
-                    done = conn.as_mut() => {
-                        if let Err(error) = done {
-                            tracing::debug!(%error, "API connection ended");
-                        }
-                    }
-                    _ = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(DRAIN, conn).await;
-                    }
+                match tls {
+                    None => connection(tcp, service, limits, shutdown).await,
+                    Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => connection(stream, service, limits, shutdown).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "API TLS handshake failed"),
+                        Err(_) => tracing::debug!("API TLS handshake timed out"),
+                    },
                 }
                 drop(permit);
             }
@@ -89,6 +94,69 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
     if drained.is_err() {
         tracing::warn!("API connections still open at shutdown were dropped");
     }
+}
+
+/// Serve HTTP/1.1 on one connection until it ends or `shutdown`, then
+/// close it so the client can read the last answer (see [`linger`]).
+async fn connection<IO>(io: IO, service: TowerToHyperService<Router>, limits: HttpLimits, shutdown: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // A boxed future is Unpin, which polling without hyper's own shutdown
+    // needs: the connection's I/O comes back for the lingering close.
+    let service = hyper::service::service_fn(move |req| Box::pin(hyper::service::Service::call(&service, req)));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    let mut conn = builder.serve_connection(TokioIo::new(io), service);
+    let ended = tokio::select! {
+        done = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => done,
+        _ = shutdown.cancelled() => {
+            Pin::new(&mut conn).graceful_shutdown();
+            tokio::time::timeout(DRAIN, std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)))
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(%error, "API connection ended");
+    }
+    linger(conn.into_parts().io.into_inner()).await;
+}
+
+/// How long, and how much, a closing connection still reads.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 8 << 20;
+
+/// Close a connection politely: say it is over (TLS close_notify, TCP
+/// FIN), then read and drop what the client may still be sending for a
+/// moment. A client whose request was answered before its body was read
+/// (too large, refused) is still sending: closing on unread data would
+/// reset the connection and lose it the answer.
+async fn linger<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: IO) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if tokio::time::timeout(LINGER, io.shutdown()).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+/// Browsers that reached the API over HTTPS keep to HTTPS for two years.
+async fn hsts(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=63072000"),
+    );
+    response
 }
 
 /// Middleware: a request must be read and answered within its deadline

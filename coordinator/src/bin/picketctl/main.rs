@@ -30,8 +30,16 @@ use tokens::{ApiTokenCmd, EnrollTokenCmd};
 #[command(name = "picketctl", version, about = "Operate a Picket coordinator through its API")]
 struct Cli {
     /// API base URL.
-    #[arg(long, global = true, env = "PICKET_SERVER", default_value = "http://127.0.0.1:7080")]
+    #[arg(long, global = true, env = "PICKET_SERVER", default_value = "https://127.0.0.1:7080")]
     server: String,
+    /// PEM file of the CA the coordinator's HTTPS certificate chains to: its
+    /// own `<data-dir>/pki/ca.pem`, or the CA of the certificate you gave it.
+    #[arg(long, global = true, env = "PICKET_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Refuse the CA file unless its SHA-256 is this (the coordinator prints
+    /// its CA's at start).
+    #[arg(long, global = true, env = "PICKET_CA_FINGERPRINT")]
+    ca_fingerprint: Option<String>,
     /// API token (or use --token-file / PICKET_TOKEN_FILE).
     #[arg(long, global = true, env = "PICKET_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -103,11 +111,43 @@ fn main() -> ExitCode {
             return fail("no API token: pass --token or --token-file (or set PICKET_TOKEN / PICKET_TOKEN_FILE)")
         }
     };
-    let client = Client::new(&cli.server, &token);
+    let client = match connect(&cli, &token) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
     match execute(&client, &cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// A client for `--server`: over HTTPS it trusts only `--ca-file`, checked
+/// against `--ca-fingerprint` when given.
+fn connect(cli: &Cli, token: &str) -> Result<Client, String> {
+    if !cli.server.starts_with("https://") {
+        return Ok(Client::new(&cli.server, token));
+    }
+    let Some(path) = &cli.ca_file else {
+        return Err("the coordinator speaks HTTPS: give the CA its certificate chains to with --ca-file (or \
+                    PICKET_CA_FILE) — for its own certificate that is <data-dir>/pki/ca.pem, whose SHA-256 it \
+                    prints at start"
+            .into());
+    };
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+    if let Some(want) = &cli.ca_fingerprint {
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        let got = picket_coordinator::pki::fingerprint(&der);
+        let want: String = want.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_ascii_lowercase();
+        if got != want {
+            return Err(format!(
+                "the CA in {} has SHA-256 {got}, not the {want} you pinned: refusing to trust it",
+                path.display()
+            ));
+        }
+    }
+    Client::with_ca(&cli.server, token, &pem).map_err(|e| e.to_string())
 }
 
 fn fail(message: &str) -> ExitCode {
