@@ -247,8 +247,11 @@ impl Config {
         }
         let mut names = Vec::new();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        if !host.trim().is_empty() {
-            names.push(host.trim().to_string());
+        let host = host.trim();
+        // Only a name a certificate can carry; anything else is left out
+        // rather than keep the coordinator from starting.
+        if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+            names.push(host.to_string());
         }
         names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
         let ip = self.api_listen.ip();

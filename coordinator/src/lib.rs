@@ -191,22 +191,21 @@ impl Coordinator {
             metrics: Arc::default(),
         })
         .map_err(StartError::Routes)?;
-        let api_tls = if config.api_tls.insecure_http {
+        let api_cert = if config.api_tls.insecure_http {
             None
         } else {
-            let cert = Arc::new(
-                api::tls::ApiCert::new(&config.api_tls, &ca, &config.api_hostnames()).map_err(StartError::ApiTls)?,
-            );
-            // Registered now, so a SIGHUP from here on reloads rather than
-            // ends the process.
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(hup) => {
-                    tasks.spawn(reload_on_sighup(cert.clone(), hup, shutdown.clone()));
-                }
-                Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP: the API certificate is not reloaded"),
-            }
-            Some(cert.acceptor().map_err(StartError::ApiTls)?)
+            let names = config.api_hostnames();
+            Some(Arc::new(api::tls::ApiCert::new(&config.api_tls, &ca, &names).map_err(StartError::ApiTls)?))
         };
+        // Registered now, so a SIGHUP from here on reloads rather than ends
+        // the process.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => {
+                tasks.spawn(reload_on_sighup(api_cert.clone(), hup, shutdown.clone()));
+            }
+            Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP: the API certificate is not reloaded"),
+        }
+        let api_tls = api_cert.as_ref().map(|c| c.acceptor()).transpose().map_err(StartError::ApiTls)?;
         let api_scheme = if api_tls.is_some() { "https" } else { "http" };
         tasks.spawn(api::server::serve(api_listener, app, config.http_limits(), api_tls, shutdown.clone()));
         tracing::info!(agents = %agent_addr, api = %api_addr, database = ?store.backend(), "coordinator serving");
@@ -241,7 +240,7 @@ impl Coordinator {
 /// get it; open ones keep theirs). A file that cannot be read is logged and
 /// the certificate in use stays.
 async fn reload_on_sighup(
-    cert: Arc<api::tls::ApiCert>,
+    cert: Option<Arc<api::tls::ApiCert>>,
     mut hup: tokio::signal::unix::Signal,
     shutdown: CancellationToken,
 ) {
@@ -250,6 +249,10 @@ async fn reload_on_sighup(
             _ = shutdown.cancelled() => return,
             got = hup.recv() => if got.is_none() { return },
         }
+        let Some(cert) = &cert else {
+            tracing::info!("SIGHUP: the API serves plain HTTP; nothing to reload");
+            continue;
+        };
         match cert.reload() {
             Ok(true) => tracing::info!("SIGHUP: API certificate reloaded"),
             Ok(false) => tracing::info!("SIGHUP: the API certificate is self-issued; nothing to reload"),

@@ -146,7 +146,7 @@ async fn closed_after_the_timeout(mut stream: impl tokio::io::AsyncRead + Unpin)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_and_unauthenticated_clients_cost_nothing_lasting() {
     use tokio::io::AsyncWriteExt;
-    let env = TestEnv::start_with(&Db::Sqlite, |c| c.api_header_timeout_secs = 2).await;
+    let env = TestEnv::start_with(&Db::Sqlite, |c| c.api_header_timeout_secs = 3).await;
     let addr = env.coordinator().api_addr;
     let idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
     assert!(closed_after_the_timeout(idle).await, "a client that never starts TLS is closed after the timeout");
