@@ -73,7 +73,8 @@ impl ProcessFacts {
 /// Every process (threads are not listed), by pid. Whether an executable
 /// was deleted is the one fact sysinfo drops (it strips the kernel's
 /// " (deleted)"): it is read from the link count of the file behind
-/// `/proc/<pid>/exe`, which no file name can fake.
+/// `/proc/<pid>/exe`, which a file name cannot imitate the way it can
+/// imitate the suffix.
 pub fn processes() -> Vec<ProcessFacts> {
     let mut system = match System::new() {
         Ok(system) => system,

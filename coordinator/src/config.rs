@@ -138,6 +138,13 @@ impl Default for Config {
     }
 }
 
+/// This machine's host name, if it has one.
+fn host_name() -> Option<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let host = host.trim();
+    (!host.is_empty()).then(|| host.to_string())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -232,10 +239,7 @@ impl Config {
             return self.advertise_agent_address.clone();
         }
         if bound.ip().is_unspecified() {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            let host = host.trim();
-            let host = if host.is_empty() { "localhost" } else { host };
-            return format!("{host}:{}", bound.port());
+            return format!("{}:{}", host_name().unwrap_or_else(|| "localhost".into()), bound.port());
         }
         bound.to_string()
     }
@@ -246,12 +250,11 @@ impl Config {
             return self.api_tls.hostnames.clone();
         }
         let mut names = Vec::new();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host = host.trim();
         // Only a name a certificate can carry; anything else is left out
         // rather than keep the coordinator from starting.
-        if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
-            names.push(host.to_string());
+        if let Some(host) = host_name().filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)))
+        {
+            names.push(host);
         }
         names.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
         let ip = self.api_listen.ip();

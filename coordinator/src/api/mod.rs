@@ -111,7 +111,8 @@ pub fn router(state: AppState) -> Result<Router, String> {
         .routes(routes!(metrics::metrics));
     openapi::Roles::check_public(public.get_openapi())?;
     let (app, document) = OpenApiRouter::with_openapi(openapi::base()).merge(public).merge(v1).split_for_parts();
-    let document = Arc::new(openapi::finish(document)?);
+    let document = serde_json::to_vec(&openapi::finish(document)?).map_err(|e| e.to_string())?;
+    let document = openapi::Document(document.into());
     Ok(app
         .fallback(not_found)
         .layer(axum::Extension(document))

@@ -89,3 +89,53 @@ fn read_files(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--api-key {}: {e}", key.display()))?;
     certified(chain, &key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for 127.0.0.1: (certificate PEM, key PEM, DER).
+    fn self_signed() -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    fn served(cert: &ApiCert) -> Vec<u8> {
+        cert.current.read().expect("lock").cert[0].to_vec()
+    }
+
+    #[test]
+    fn reload_replaces_the_certificate_and_keeps_it_when_the_files_are_bad() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::load_or_create(&dir.path().join("pki")).expect("ca");
+        let (cert_path, key_path) = (dir.path().join("api.pem"), dir.path().join("api.key"));
+        let (pem, key, first) = self_signed();
+        std::fs::write(&cert_path, pem).expect("cert");
+        std::fs::write(&key_path, key).expect("key");
+        let config = ApiTlsConfig { cert: cert_path.clone(), key: key_path.clone(), ..ApiTlsConfig::default() };
+        let cert = ApiCert::new(&config, &ca, &[]).expect("operator's certificate");
+        assert_eq!(served(&cert), first);
+
+        std::fs::write(&cert_path, "not a certificate").expect("garbage");
+        assert!(cert.reload().is_err());
+        assert_eq!(served(&cert), first, "a bad file leaves the certificate in use");
+        let (pem, other_key, _) = self_signed();
+        std::fs::write(&cert_path, pem).expect("cert");
+        assert!(cert.reload().expect_err("a key of another certificate").contains("does not belong"));
+        assert_eq!(served(&cert), first);
+
+        let (pem, key, second) = self_signed();
+        std::fs::write(&cert_path, pem).expect("cert");
+        std::fs::write(&key_path, key).expect("key");
+        drop(other_key);
+        assert_eq!(cert.reload(), Ok(true));
+        assert_eq!(served(&cert), second);
+
+        let issued = ApiCert::new(&ApiTlsConfig::default(), &ca, &["127.0.0.1".to_string()]).expect("issued");
+        assert_eq!(issued.reload(), Ok(false), "a self-issued certificate has nothing to re-read");
+    }
+}
