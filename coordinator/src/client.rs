@@ -34,8 +34,13 @@ impl ClientError {
     }
 }
 
+/// What a certificate error means for a client given a CA file.
+const CA_FILE_HINT: &str = "the coordinator's certificate is not one the given CA signed (--ca-file / \
+                            PICKET_CA_FILE; its CA fingerprint is printed at start), or the URL names a host the \
+                            certificate is not for";
+
 /// A failed request, saying what to do when it is the certificate.
-fn unreachable(url: String, e: ureq::Error) -> ClientError {
+fn unreachable(url: String, e: ureq::Error, hint: &str) -> ClientError {
     // rustls' errors come through ureq as such or inside an I/O error.
     let tls = match &e {
         ureq::Error::Rustls(tls) => Some(tls.to_string()),
@@ -45,11 +50,7 @@ fn unreachable(url: String, e: ureq::Error) -> ClientError {
         _ => None,
     };
     let detail = match tls {
-        Some(tls) => format!(
-            "TLS: {tls} — the coordinator's certificate is not one the given CA signed (--ca-file / \
-             PICKET_CA_FILE; its CA fingerprint is printed at start), or the URL names a host the certificate \
-             is not for"
-        ),
+        Some(tls) => format!("TLS: {tls} — {hint}"),
         None => e.to_string(),
     };
     ClientError::Unreachable { url, detail }
@@ -60,6 +61,8 @@ pub struct Client {
     token: String,
     agent: ureq::Agent,
     tls: ureq::tls::TlsConfig,
+    /// What a certificate error means, for the message.
+    hint: String,
 }
 
 /// TLS that trusts exactly `roots`, with rustls on ring.
@@ -103,7 +106,20 @@ impl Client {
             .tls_config(tls.clone())
             .build()
             .into();
-        Self { base: server.trim_end_matches('/').to_string(), token: token.trim().to_string(), agent, tls }
+        Self {
+            base: server.trim_end_matches('/').to_string(),
+            token: token.trim().to_string(),
+            agent,
+            tls,
+            hint: CA_FILE_HINT.into(),
+        }
+    }
+
+    /// Says `hint` when the server's certificate is refused (where the
+    /// trusted CA came from, and what to do).
+    pub fn trust_hint(mut self, hint: String) -> Self {
+        self.hint = hint;
+        self
     }
 
     /// The HTTP agent, with this client's TLS trust, for requests the
@@ -121,8 +137,12 @@ impl Client {
     /// GET a non-JSON body (e.g. CSV). API errors still come back as JSON.
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let url = self.url(path);
-        let mut res =
-            self.agent.get(&url).header("Authorization", &self.bearer()).call().map_err(|e| unreachable(url, e))?;
+        let mut res = self
+            .agent
+            .get(&url)
+            .header("Authorization", &self.bearer())
+            .call()
+            .map_err(|e| unreachable(url, e, &self.hint))?;
         let status = res.status().as_u16();
         let text =
             res.body_mut().read_to_string().map_err(|e| ClientError::BadResponse { status, detail: e.to_string() })?;
@@ -152,8 +172,11 @@ impl Client {
             .tls_config(self.tls.clone())
             .build()
             .into();
-        let mut res =
-            agent.get(&url).header("Authorization", &self.bearer()).call().map_err(|e| unreachable(url.clone(), e))?;
+        let mut res = agent
+            .get(&url)
+            .header("Authorization", &self.bearer())
+            .call()
+            .map_err(|e| unreachable(url.clone(), e, &self.hint))?;
         let status = res.status().as_u16();
         if !(200..300).contains(&status) {
             let text = res.body_mut().read_to_string().unwrap_or_default();
@@ -215,7 +238,7 @@ impl Client {
         url: String,
         res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Value, ClientError> {
-        let mut res = res.map_err(|e| unreachable(url, e))?;
+        let mut res = res.map_err(|e| unreachable(url, e, &self.hint))?;
         let status = res.status().as_u16();
         let text =
             res.body_mut().read_to_string().map_err(|e| ClientError::BadResponse { status, detail: e.to_string() })?;

@@ -9,6 +9,7 @@ mod detection;
 mod devices;
 mod files;
 mod investigations;
+mod login;
 mod output;
 mod remediate;
 mod tokens;
@@ -29,15 +30,17 @@ use tokens::{ApiTokenCmd, EnrollTokenCmd};
 #[derive(Parser)]
 #[command(name = "picketctl", version, about = "Operate a Picket coordinator through its API")]
 struct Cli {
-    /// API base URL.
-    #[arg(long, global = true, env = "PICKET_SERVER", default_value = "https://127.0.0.1:7080")]
-    server: String,
+    /// API base URL [default: the one of `picketctl login`, else
+    /// https://127.0.0.1:7080].
+    #[arg(long, global = true, env = "PICKET_SERVER")]
+    server: Option<String>,
     /// PEM file of the CA the coordinator's HTTPS certificate chains to: its
     /// own `<data-dir>/pki/ca.pem`, or the CA of the certificate you gave it.
+    /// Without it, the CA pinned by `picketctl login`.
     #[arg(long, global = true, env = "PICKET_CA_FILE")]
     ca_file: Option<PathBuf>,
-    /// Refuse the CA file unless its SHA-256 is this (the coordinator prints
-    /// its CA's at start).
+    /// Refuse the CA (file, or the server's at `login`) unless its SHA-256
+    /// is this (the coordinator prints its CA's at start).
     #[arg(long, global = true, env = "PICKET_CA_FINGERPRINT")]
     ca_fingerprint: Option<String>,
     /// API token (or use --token-file / PICKET_TOKEN_FILE).
@@ -55,6 +58,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Trust a coordinator: show the CA its HTTPS certificate chains to,
+    /// ask (or compare with --ca-fingerprint), pin it, and use that URL
+    /// from now on.
+    Login {
+        /// The coordinator's API URL, e.g. https://picket.example:7080.
+        url: String,
+    },
     /// Enrollment tokens.
     #[command(subcommand, name = "enroll-token")]
     EnrollToken(EnrollTokenCmd),
@@ -101,6 +111,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Login { url } = &cli.command {
+        let stdin = std::io::stdin();
+        return match login::login(url, cli.ca_fingerprint.as_deref(), &mut stdin.lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => t.clone(),
         (None, Some(path)) => match std::fs::read_to_string(path) {
@@ -121,17 +138,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// A client for `--server`: over HTTPS it trusts only `--ca-file`, checked
-/// against `--ca-fingerprint` when given.
+/// A client for `--server` (or the server of `picketctl login`): over
+/// HTTPS it trusts only `--ca-file`, checked against `--ca-fingerprint`
+/// when given, or else the CA `login` pinned for that server.
 fn connect(cli: &Cli, token: &str) -> Result<Client, String> {
-    if !cli.server.starts_with("https://") {
-        return Ok(Client::new(&cli.server, token));
+    let saved = login::Saved::load()?;
+    let server = match (&cli.server, &saved.server) {
+        (Some(s), _) | (None, Some(s)) => s.clone(),
+        (None, None) => "https://127.0.0.1:7080".to_string(),
+    };
+    if !server.starts_with("https://") {
+        return Ok(Client::new(&server, token));
     }
     let Some(path) = &cli.ca_file else {
-        return Err("the coordinator speaks HTTPS: give the CA its certificate chains to with --ca-file (or \
-                    PICKET_CA_FILE) — for its own certificate that is <data-dir>/pki/ca.pem, whose SHA-256 it \
-                    prints at start"
-            .into());
+        let Some(pin) = login::pinned(&saved, &server) else {
+            return Err(format!(
+                "{server} speaks HTTPS and no CA is trusted for it: run `picketctl login {server}` once (it shows \
+                 the CA's fingerprint and asks), or give the CA with --ca-file (or PICKET_CA_FILE) — for the \
+                 coordinator's own certificate that is <data-dir>/pki/ca.pem, whose SHA-256 it prints at start"
+            ));
+        };
+        let hint = format!(
+            "the CA pinned for {server} by `picketctl login` (SHA-256 {}) does not verify it: its certificate \
+             changed or this is not your coordinator. If the change is expected, check the new fingerprint and \
+             run `picketctl login {server}` again (pins kept in {})",
+            pin.ca_sha256,
+            login::describe()
+        );
+        return Ok(Client::with_ca(&server, token, pin.ca_pem.as_bytes()).map_err(|e| e.to_string())?.trust_hint(hint));
     };
     let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
     if let Some(want) = &cli.ca_fingerprint {
@@ -139,7 +173,7 @@ fn connect(cli: &Cli, token: &str) -> Result<Client, String> {
         let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
             .map_err(|e| format!("CA file {}: {e}", path.display()))?;
         let got = picket_coordinator::pki::fingerprint(&der);
-        let want: String = want.chars().filter(char::is_ascii_hexdigit).collect::<String>().to_ascii_lowercase();
+        let want = login::hex_digits(want);
         if got != want {
             return Err(format!(
                 "the CA in {} has SHA-256 {got}, not the {want} you pinned: refusing to trust it",
@@ -147,7 +181,7 @@ fn connect(cli: &Cli, token: &str) -> Result<Client, String> {
             ));
         }
     }
-    Client::with_ca(&cli.server, token, &pem).map_err(|e| e.to_string())
+    Client::with_ca(&server, token, &pem).map_err(|e| e.to_string())
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -171,5 +205,6 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         Command::Indicators(cmd) => detection::indicators(client, cmd, json_out),
         Command::Alerts(cmd) => detection::alerts(client, cmd, json_out),
         Command::Audit { limit } => devices::audit(client, *limit, json_out),
+        Command::Login { .. } => Ok(()),
     }
 }
