@@ -68,13 +68,18 @@ cat <<MSG
 Picket is running.
   API:          https://$api_listen  (certificate from the coordinator's CA:
                 $PICKET_CA_FILE, SHA-256 $(sed -n 's/^CA SHA-256: *//p' "$dir/coordinator.out"))
+  console:      https://$api_listen/  — sign in as admin with the password in
+                $dir/coordinator/admin.password (browsers do not know the
+                coordinator's CA: import the ca.pem above as an authority)
   admin token:  $PICKET_TOKEN_FILE
   device id:    $device_id
   logs:         $dir/coordinator.log, $dir/agent.log
 
 Try, in another shell:
-  export PICKET_SERVER=https://$api_listen PICKET_TOKEN_FILE=$PICKET_TOKEN_FILE PICKET_CA_FILE=$PICKET_CA_FILE
+  $bin/picketctl login https://$api_listen   # compare the SHA-256 above, answer y
+  export PICKET_TOKEN_FILE=$PICKET_TOKEN_FILE
   $bin/picketctl devices list
+(or, without login: export PICKET_SERVER=https://$api_listen PICKET_CA_FILE=$PICKET_CA_FILE)
 
 Ctrl-C stops both.
 MSG

@@ -122,6 +122,12 @@ impl Client {
         self
     }
 
+    /// This client's TLS trust, for an agent configured otherwise (for
+    /// example one that does not follow redirects).
+    pub fn tls_config(&self) -> ureq::tls::TlsConfig {
+        self.tls.clone()
+    }
+
     /// The HTTP agent, with this client's TLS trust, for requests the
     /// methods here do not cover (headers such as `Range`).
     pub fn agent(&self) -> &ureq::Agent {

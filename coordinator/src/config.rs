@@ -41,6 +41,8 @@ pub struct Config {
     /// How operators reach the API and console (`[api_tls]`): HTTPS unless
     /// `insecure_http` on a loopback address.
     pub api_tls: ApiTlsConfig,
+    /// Console sign-in sessions (`[console]`).
+    pub console: ConsoleConfig,
     /// Days an offboarded device's history is kept before it is purged.
     pub offboard_retention_days: u64,
     /// Lifetime of device certificates in seconds; agents renew at two thirds.
@@ -90,6 +92,21 @@ pub struct ApiTlsConfig {
     pub insecure_http: bool,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// A session without a request for this long ends (seconds).
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after sign-in, active or not (seconds).
+    pub absolute_timeout_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { idle_timeout_secs: 30 * 60, absolute_timeout_secs: 12 * 3600 }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
@@ -127,6 +144,7 @@ impl Default for Config {
             api_header_timeout_secs: 30,
             api_max_connections: 1024,
             api_tls: ApiTlsConfig::default(),
+            console: ConsoleConfig::default(),
             offboard_retention_days: 180,
             device_cert_lifetime_secs: 90 * 86_400,
             max_sample_bytes: 512 * 1024 * 1024,
@@ -206,6 +224,10 @@ impl Config {
         }
         if !(64 * 1024..=picket_common::limits::MAX_FRAME_CEILING).contains(&self.max_frame_bytes) {
             return bad("max_frame_bytes must be between 65536 and 67108864");
+        }
+        let console = &self.console;
+        if console.idle_timeout_secs == 0 || console.absolute_timeout_secs < console.idle_timeout_secs {
+            return bad("[console] idle_timeout_secs must be at least 1 and absolute_timeout_secs at least that");
         }
         self.actions.validate().map_err(ConfigError::Invalid)?;
         // Room for the frame's own overhead (names, lengths, version).

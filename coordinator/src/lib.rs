@@ -22,6 +22,7 @@ pub mod api;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod events;
 mod fsutil;
@@ -32,6 +33,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testdb;
 pub mod uploads;
+pub mod users;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -64,6 +66,8 @@ pub enum StartError {
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot write the admin token to {path}: {source}")]
     AdminToken { path: PathBuf, source: std::io::Error },
+    #[error("cannot create the first console user: {0}")]
+    FirstUser(String),
     /// A route without a role, or an OpenAPI document that cannot be built.
     #[error("API routes: {0}")]
     Routes(String),
@@ -79,6 +83,9 @@ pub struct Coordinator {
     pub api_scheme: &'static str,
     /// Set when this start created the first admin token.
     pub admin_token_path: PathBuf,
+    /// Where the first console user's (`admin`) password was written at
+    /// the first start.
+    pub admin_password_path: PathBuf,
     pub ca_fingerprint: String,
     pub advertise_agent_address: String,
     pub store: Store,
@@ -115,6 +122,18 @@ impl Coordinator {
             fsutil::write_file_0600(&admin_token_path, format!("{secret}\n").as_bytes())
                 .map_err(|source| StartError::AdminToken { path: admin_token_path.clone(), source })?;
             tracing::info!(path = %admin_token_path.display(), "created the first admin API token");
+        }
+        let admin_password_path = data_dir.join("admin.password");
+        if store.user_count().await? == 0 {
+            let password = users::generate_password();
+            let hash = users::hash_blocking(password.clone()).await.map_err(StartError::FirstUser)?;
+            store.create_user("admin", Role::Admin, &hash, "bootstrap").await?;
+            fsutil::write_file_0600(&admin_password_path, format!("{password}\n").as_bytes())
+                .map_err(|e| StartError::FirstUser(format!("{}: {e}", admin_password_path.display())))?;
+            tracing::info!(
+                path = %admin_password_path.display(),
+                "created the first console user, admin; its password is in this file: sign in and change it"
+            );
         }
         let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
         for (id, current, previous) in store.device_serials().await? {
@@ -189,6 +208,7 @@ impl Coordinator {
                 max_bundle_bytes: config.rules.max_bundle_bytes,
             }),
             metrics: Arc::default(),
+            console: Arc::new(console::Console::new(&config.console)),
         })
         .map_err(StartError::Routes)?;
         let api_cert = if config.api_tls.insecure_http {
@@ -214,6 +234,7 @@ impl Coordinator {
             api_addr,
             api_scheme,
             admin_token_path,
+            admin_password_path,
             ca_fingerprint: ca.fingerprint(),
             advertise_agent_address: advertise,
             store,

@@ -152,6 +152,11 @@ async fn serve(config: Config) -> ExitCode {
     println!("agents:      {} (advertised as {})", coordinator.agent_addr, coordinator.advertise_agent_address);
     println!("api:         {}", coordinator.api_url());
     println!("admin token: {}", coordinator.admin_token_path.display());
+    println!(
+        "console:     {}/ (user admin; its first password is in {})",
+        coordinator.api_url(),
+        coordinator.admin_password_path.display()
+    );
     println!("CA SHA-256:  {}", coordinator.ca_fingerprint);
     wait_for_signal().await;
     tracing::info!("stopping: draining sessions (a second signal quits at once)");

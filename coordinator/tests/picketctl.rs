@@ -202,6 +202,26 @@ async fn login_pins_the_ca_only_when_told_and_refuses_a_changed_one() {
     let out = run("", vec!["--token".into(), token.clone(), "devices".into(), "list".into()]).await.expect("run");
     assert_eq!(out.code, 0, "{}", out.stderr);
 
+    // Users, with the pinned server: a password from stdin, or generated and shown once.
+    let users = |rest: &[&str]| {
+        let mut args = vec!["--token".to_string(), token.clone(), "users".into()];
+        args.extend(rest.iter().map(|s| s.to_string()));
+        args
+    };
+    let out = run("a long enough password\n", users(&["create", "carol", "--role", "approver", "--password-stdin"]))
+        .await
+        .expect("run");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("carol") && !out.stdout.contains("password:"), "{}", out.stdout);
+    let out = run("", users(&["create", "dave", "--role", "viewer"])).await.expect("run");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("password: ") && out.stdout.contains("shown only once"), "{}", out.stdout);
+    let out = run("short\n", users(&["reset-password", "dave", "--password-stdin"])).await.expect("run");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("at least 12"), "{}", out.stderr);
+    let out = run("", users(&["list"])).await.expect("run");
+    assert!(out.stdout.contains("carol") && out.stdout.contains("approver") && out.stdout.contains("dave"));
+
     // Another coordinator (another CA) at the same address: refused.
     let addr = c.api_addr;
     shutdown.cancel();

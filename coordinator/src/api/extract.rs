@@ -157,6 +157,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// A user name in a path (`/users/{name}`), as [`crate::users::check_name`] allows.
+pub struct UserName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = path_param(parts, state).await?;
+        crate::users::check_name(&raw).map_err(ApiError::BadRequest)?;
+        Ok(Self(raw))
+    }
+}
+
 /// A SHA-256 in a path, either case; lower-cased.
 pub struct Sha256Path(pub String);
 

@@ -24,6 +24,7 @@ pub mod range;
 mod samples;
 pub mod server;
 pub mod tls;
+mod users;
 
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ use utoipa_axum::routes;
 
 pub use content::RulesSettings;
 pub use error::ApiError;
-pub use extract::{page_limit, Body, Id, IdPage, Params, Sha256Path, TimeCursor};
+pub use extract::{page_limit, Body, Id, IdPage, Params, Sha256Path, TimeCursor, UserName};
 
 use crate::gateway::Gateway;
 use crate::store::{NewAudit, Role, Store, TokenKind};
@@ -54,6 +55,8 @@ pub struct AppState {
     pub rules: Arc<RulesSettings>,
     /// What `/metrics` serves between refreshes, and the API's own counters.
     pub metrics: Arc<metrics::ApiMetrics>,
+    /// Console session timeouts and sign-in throttling.
+    pub console: Arc<crate::console::Console>,
 }
 
 /// The API: every route comes from a handler's `#[utoipa::path]`, which
@@ -93,6 +96,10 @@ pub fn router(state: AppState) -> Result<Router, String> {
         .routes(routes!(api_tokens::create, api_tokens::list))
         .routes(routes!(api_tokens::revoke))
         .routes(routes!(audit::list))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::disable))
+        .routes(routes!(users::enable))
+        .routes(routes!(users::reset_password))
         // JSON escaping can double the source; the handler enforces the real cap.
         .routes((rules_schemas, rules_paths, rules_route.layer(upload_limit)))
         .routes(routes!(content::add_indicator, content::list_indicators))
@@ -114,6 +121,7 @@ pub fn router(state: AppState) -> Result<Router, String> {
     let document = serde_json::to_vec(&openapi::finish(document)?).map_err(|e| e.to_string())?;
     let document = openapi::Document(document.into());
     Ok(app
+        .merge(crate::console::router())
         .fallback(not_found)
         .layer(axum::Extension(document))
         .layer(middleware::from_fn(server::request_timeout))

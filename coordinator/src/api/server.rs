@@ -77,9 +77,9 @@ pub async fn serve(
         tokio::spawn(
             async move {
                 match tls {
-                    None => connection(tcp, service, limits, shutdown).await,
+                    None => connection(tcp, peer, service, limits, shutdown).await,
                     Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => connection(stream, service, limits, shutdown).await,
+                        Ok(Ok(stream)) => connection(stream, peer, service, limits, shutdown).await,
                         Ok(Err(error)) => tracing::debug!(%error, "API TLS handshake failed"),
                         Err(_) => tracing::debug!("API TLS handshake timed out"),
                     },
@@ -98,13 +98,22 @@ pub async fn serve(
 
 /// Serve HTTP/1.1 on one connection until it ends or `shutdown`, then
 /// close it so the client can read the last answer (see [`linger`]).
-async fn connection<IO>(io: IO, service: TowerToHyperService<Router>, limits: HttpLimits, shutdown: CancellationToken)
-where
+/// Each request carries the client's address (`ConnectInfo`).
+async fn connection<IO>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    service: TowerToHyperService<Router>,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // A boxed future is Unpin, which polling without hyper's own shutdown
     // needs: the connection's I/O comes back for the lingering close.
-    let service = hyper::service::service_fn(move |req| Box::pin(hyper::service::Service::call(&service, req)));
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        Box::pin(hyper::service::Service::call(&service, req))
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
     let mut conn = builder.serve_connection(TokioIo::new(io), service);

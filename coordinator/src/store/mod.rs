@@ -17,6 +17,7 @@ mod investigations;
 mod lifecycle;
 mod samples;
 mod tokens;
+mod users;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -37,9 +38,10 @@ pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use lifecycle::{ActionStatus, Move, Step};
 pub use samples::Sample;
 pub use tokens::{
-    ApiToken, EnrollmentToken, NewApiToken, NewDeviceOwned, NewEnrollmentToken, Refused, Role, TokenGrant, TokenKind,
-    TokenRefusal,
+    hash_secret, ApiToken, EnrollmentToken, NewApiToken, NewDeviceOwned, NewEnrollmentToken, Refused, Role, TokenGrant,
+    TokenKind, TokenRefusal,
 };
+pub use users::{Session, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -186,6 +188,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "credentials", include_str!("../../migrations/sqlite/0008_credentials.sql")),
     (9, "verdicts", include_str!("../../migrations/sqlite/0009_verdicts.sql")),
     (10, "renewal", include_str!("../../migrations/sqlite/0010_renewal.sql")),
+    (11, "users", include_str!("../../migrations/sqlite/0011_users.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -198,6 +201,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "credentials", include_str!("../../migrations/postgres/0008_credentials.sql")),
     (9, "verdicts", include_str!("../../migrations/postgres/0009_verdicts.sql")),
     (10, "renewal", include_str!("../../migrations/postgres/0010_renewal.sql")),
+    (11, "users", include_str!("../../migrations/postgres/0011_users.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

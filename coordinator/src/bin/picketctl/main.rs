@@ -13,6 +13,7 @@ mod login;
 mod output;
 mod remediate;
 mod tokens;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,7 +63,7 @@ enum Command {
     /// ask (or compare with --ca-fingerprint), pin it, and use that URL
     /// from now on.
     Login {
-        /// The coordinator's API URL, e.g. https://picket.example:7080.
+        /// The coordinator's API URL, e.g. `https://picket.example:7080`.
         url: String,
     },
     /// Enrollment tokens.
@@ -101,6 +102,9 @@ enum Command {
     /// Alerts raised by agents (real-time protection and scans).
     #[command(subcommand)]
     Alerts(AlertsCmd),
+    /// Named users who sign in to the console (admin).
+    #[command(subcommand)]
+    Users(users::UsersCmd),
     /// The audit trail, newest first.
     Audit {
         /// How many entries to show.
@@ -205,6 +209,7 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         Command::Indicators(cmd) => detection::indicators(client, cmd, json_out),
         Command::Alerts(cmd) => detection::alerts(client, cmd, json_out),
         Command::Audit { limit } => devices::audit(client, *limit, json_out),
+        Command::Users(cmd) => users::run(client, cmd, json_out),
         Command::Login { .. } => Ok(()),
     }
 }

@@ -1,0 +1,372 @@
+//! The operator console: server-rendered pages on the API's HTTPS
+//! listener, calling the coordinator's services directly (never the API
+//! over HTTP).
+//!
+//! Every page is built with `maud`, which escapes every value it inserts;
+//! every response carries a Content-Security-Policy that allows no inline
+//! script or style and nothing from other origins, and every asset is
+//! embedded in the binary. Sign-in, sessions, CSRF and throttling are in
+//! [`session`]; roles are the API's (a page hides what a role cannot do,
+//! but the handler is the check).
+
+pub mod session;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+
+use crate::api::AppState;
+use crate::store::{NewAudit, Store};
+use crate::users::{decoy_hash, verify_blocking};
+use session::{NoSession, Operator, Throttle, Timeouts, LOGIN_COOKIE, SESSION_COOKIE};
+
+/// What the console keeps between requests.
+pub struct Console {
+    pub timeouts: Timeouts,
+    pub throttle: Throttle,
+}
+
+impl Console {
+    pub fn new(config: &crate::config::ConsoleConfig) -> Self {
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Self {
+            timeouts: Timeouts { idle_ms: ms(config.idle_timeout_secs), absolute_ms: ms(config.absolute_timeout_secs) },
+            throttle: Throttle::default(),
+        }
+    }
+}
+
+/// No script or style but the console's own files; no framing; forms
+/// post only here.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const CSS: &str = include_str!("assets/console.css");
+
+/// The console's routes (merged into the API router).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(overview))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/assets/console.css", get(css))
+        .layer(middleware::from_fn(security_headers))
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS)
+        .into_response()
+}
+
+/// The client's address, as the listener saw it.
+struct Peer(IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+        Ok(Self(addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
+async fn audit(store: &Store, actor: &str, action: &str, result: &str, detail: &str) {
+    let entry = NewAudit { actor, action, target: "/login", result, detail };
+    if let Err(error) = store.audit(&entry).await {
+        tracing::error!(%error, "could not write audit entry");
+    }
+}
+
+/// The page frame: the CSRF token in a `<meta>`, the navigation, who is
+/// signed in, and sign-out.
+fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="csrf-token" content=(csrf);
+                title { (title) " · Picket" }
+                link rel="stylesheet" href="/assets/console.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "Picket" }
+                    @if let Some(op) = op {
+                        nav aria-label="Main" {
+                            a href="/" { "Overview" }
+                        }
+                        form.signout method="post" action="/logout" {
+                            input type="hidden" name="csrf_token" value=(csrf);
+                            span.who { (op.user) " · " (op.role.as_str()) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+fn page(status: StatusCode, markup: Markup) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
+}
+
+/// A local path to return to after sign-in; anything else is `/`.
+fn local_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".into(),
+    }
+}
+
+/// The signed-in person, or the response that sends the browser to sign
+/// in (saying why when the session timed out).
+pub async fn signed_in(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Operator, Response> {
+    match session::operator(&state.store, state.console.timeouts, headers).await {
+        Ok(op) => Ok(op),
+        Err(NoSession::Store(e)) => {
+            tracing::error!(error = %e, "console session lookup failed");
+            Err(page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." }))
+        }
+        Err(why) => {
+            let expired = if matches!(why, NoSession::Expired) { "&expired=1" } else { "" };
+            let next: String = url_encode(path);
+            Err(Redirect::to(&format!("/login?next={next}{expired}")).into_response())
+        }
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    next: Option<String>,
+    expired: Option<String>,
+}
+
+fn login_form(csrf: &str, next: &str, user: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        csrf,
+        html! {
+            section.signin {
+                h1 { "Sign in to Picket" }
+                @if let Some(n) = notice { p.notice role="status" { (n) } }
+                form method="post" action="/login" {
+                    input type="hidden" name="csrf_token" value=(csrf);
+                    input type="hidden" name="next" value=(next);
+                    label for="username" { "User name" }
+                    input #username name="username" type="text" autocomplete="username" required value=(user)
+                        aria-describedby=[error.map(|_| "login-error")];
+                    label for="password" { "Password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    @if let Some(e) = error { p.error #login-error role="alert" { (e) } }
+                    button type="submit" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /login`: the form, with a fresh double-submit token.
+async fn login_page(Query(q): Query<LoginQuery>) -> Response {
+    let csrf = session::random_token();
+    let notice = q.expired.is_some().then_some("Your session ended. Sign in again.");
+    let mut response = page(StatusCode::OK, login_form(&csrf, &local_next(q.next.as_deref()), "", None, notice));
+    response.headers_mut().append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, &csrf, Some(3600)));
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf_token: String,
+    next: Option<String>,
+}
+
+/// `POST /login`: checks the double-submit token, the throttle, then the
+/// password (an unknown or disabled user costs the same hashing time as
+/// a wrong password); on success a new session and its cookie.
+async fn login(
+    State(state): State<AppState>,
+    Peer(addr): Peer,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = local_next(form.next.as_deref());
+    // Longer than any user name: kept (and throttled) by its first 64
+    // characters, and it matches no user.
+    let user: String = form.username.trim().chars().take(65).collect();
+    let shown_user: String = user.chars().take(64).collect();
+    let fresh = session::random_token();
+    let again = |status: StatusCode, error: &str| {
+        let mut r = page(status, login_form(&fresh, &next, &shown_user, Some(error), None));
+        r.headers_mut().append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, &fresh, Some(3600)));
+        r
+    };
+    let expected = session::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || !session::same(expected, &form.csrf_token) {
+        tracing::warn!(%addr, "sign-in without its form's CSRF token refused");
+        return again(StatusCode::FORBIDDEN, "The form expired or was not sent from this console. Try again.");
+    }
+    if let Some(wait) = state.console.throttle.wait(&shown_user, addr) {
+        tracing::warn!(user = %shown_user, %addr, "sign-in throttled after repeated failures");
+        audit(&state.store, &shown_user, "login_throttled", "429", &format!("address={addr}")).await;
+        let mut r = again(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed sign-ins. Wait {} s and try again.", wait.as_secs().max(1)),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let record = match state.store.user(&user).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in: user lookup failed");
+            return again(StatusCode::INTERNAL_SERVER_ERROR, "The database could not be reached. Try again.");
+        }
+    };
+    let (hash, enabled) = match &record {
+        Some((u, h)) => (h.clone(), u.disabled_at.is_none()),
+        None => (decoy_hash().to_string(), false),
+    };
+    // A password longer than any accepted matches nothing (and is not hashed whole).
+    let too_long = form.password.chars().count() > crate::users::MAX_PASSWORD;
+    let password: String = form.password.chars().take(crate::users::MAX_PASSWORD).collect();
+    let matches = verify_blocking(hash, password).await && !too_long;
+    let Some((user_row, _)) = record.filter(|_| matches && enabled) else {
+        state.console.throttle.failed(&shown_user, addr);
+        let why = if matches { "disabled user" } else { "wrong user name or password" };
+        tracing::warn!(user = %shown_user, %addr, why, "console sign-in failed");
+        audit(&state.store, &shown_user, "login_failed", "401", &format!("address={addr} reason={why}")).await;
+        return again(StatusCode::UNAUTHORIZED, "Wrong user name or password.");
+    };
+    state.console.throttle.succeeded(&shown_user);
+    let secret = session::random_token();
+    let csrf = session::random_token();
+    let id_hash = crate::store::hash_secret(&secret);
+    if let Err(e) = state.store.create_session(&id_hash, &user_row.name, &csrf, &addr.to_string()).await {
+        tracing::error!(error = %e, "sign-in: the session could not be stored");
+        return again(StatusCode::INTERNAL_SERVER_ERROR, "The database could not be reached. Try again.");
+    }
+    tracing::info!(user = %user_row.name, %addr, "console sign-in");
+    audit(&state.store, &user_row.name, "login", "ok", &format!("address={addr}")).await;
+    let mut r = Redirect::to(&next).into_response();
+    let h = r.headers_mut();
+    h.append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, &secret, None));
+    h.append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, "", Some(0)));
+    r
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// The CSRF token of a state-changing request: the `X-CSRF-Token` header,
+/// else the form field.
+fn csrf_ok(op: &Operator, headers: &HeaderMap, form_token: &str) -> bool {
+    let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or(form_token);
+    !given.is_empty() && session::same(given, &op.csrf_token)
+}
+
+fn forbidden(why: &str) -> Response {
+    page(StatusCode::FORBIDDEN, layout("Refused", None, "", html! { h1 { "Refused" } p { (why) } }))
+}
+
+/// `POST /logout`: ends the session (CSRF-checked, so no other site can
+/// sign anyone out).
+async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let op = match signed_in(&state, &headers, "/").await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&op, &headers, &form.csrf_token) {
+        return forbidden("The request did not carry this session's CSRF token.");
+    }
+    if let Err(e) = state.store.end_session(&op.id_hash).await {
+        tracing::error!(error = %e, "sign-out: the session could not be ended");
+        return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
+    }
+    audit(&state.store, &op.user, "logout", "ok", "").await;
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, "", Some(0)));
+    r
+}
+
+/// `GET /`: the fleet at a glance.
+async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let op = match signed_in(&state, &headers, "/").await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let counts = async {
+        let devices = state.store.device_statuses().await?;
+        let enrolled = devices.iter().filter(|(_, s)| *s == crate::store::DeviceStatus::Active).count();
+        let pending: i64 = state
+            .store
+            .action_counts()
+            .await?
+            .iter()
+            .filter(|(_, status, _)| status == "pending_approval")
+            .map(|(_, _, n)| n)
+            .sum();
+        Ok::<_, crate::store::StoreError>((enrolled, pending))
+    };
+    let (enrolled, pending) = match counts.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "overview counts failed");
+            return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
+        }
+    };
+    let online = state.gateway.sessions.len();
+    let body = html! {
+        h1 { "Overview" }
+        dl.tiles {
+            div { dt { "Devices enrolled" } dd { (enrolled) } }
+            div { dt { "Online now" } dd { (online) } }
+            div { dt { "Offline" } dd { (enrolled.saturating_sub(online)) } }
+            div { dt { "Pending approvals" } dd { (pending) } }
+        }
+    };
+    page(StatusCode::OK, layout("Overview", Some(&op), &op.csrf_token, body))
+}
