@@ -313,3 +313,50 @@ async fn users_are_managed_by_admins_and_disable_or_reset_ends_their_sessions() 
     .expect("blocking");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_changes_their_password_with_the_current_one_and_every_session_ends() {
+    let env = start(ConsoleConfig::default()).await;
+    let first = admin_password(&env);
+    tokio::task::spawn_blocking(move || {
+        let (cookie, csrf) = env.session("admin", &first);
+        let form = env.get("/account", &cookie);
+        assert_eq!(form.status, 200);
+        assert!(form.body.contains("name=\"current_password\"") && form.body.contains("<label for=\"new_password\""));
+        let change = |token: &str, current: &str, new: &str, confirm: &str| {
+            env.post_form(
+                "/account/password",
+                &cookie,
+                &[
+                    ("csrf_token", token),
+                    ("current_password", current),
+                    ("new_password", new),
+                    ("confirm_password", confirm),
+                ],
+            )
+        };
+        let new = "a brand new passphrase";
+        assert_eq!(change("", &first, new, new).status, 403, "no CSRF token");
+        let wrong = change(&csrf, "not it at all", new, new);
+        assert_eq!(wrong.status, 400);
+        assert!(wrong.body.contains("id=\"current_password-error\""), "{}", wrong.body);
+        let differ = change(&csrf, &first, new, "something else entirely");
+        assert_eq!(differ.status, 400);
+        assert!(differ.body.contains("The two new passwords differ"));
+        assert!(change(&csrf, &first, "short", "short").body.contains("at least 12"));
+        // Still the old password: nothing changed so far.
+        assert_eq!(env.get("/", &cookie).status, 200);
+
+        let done = change(&csrf, &first, new, new);
+        assert_eq!(done.status, 303);
+        assert_eq!(done.header("location"), "/login?changed=1");
+        assert_eq!(env.get("/", &cookie).status, 303, "this session ended too");
+        assert_eq!(env.sign_in("admin", &first).status, 401);
+        env.session("admin", new);
+        env
+    })
+    .await
+    .expect("blocking")
+    .stop()
+    .await;
+}

@@ -56,6 +56,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(overview))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
+        .route("/account", get(account_page))
+        .route("/account/password", axum::routing::post(change_password))
         .route("/assets/console.css", get(css))
         .layer(middleware::from_fn(security_headers))
 }
@@ -90,8 +92,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     }
 }
 
-async fn audit(store: &Store, actor: &str, action: &str, result: &str, detail: &str) {
-    let entry = NewAudit { actor, action, target: "/login", result, detail };
+async fn audit(store: &Store, actor: &str, action: &str, target: &str, result: &str, detail: &str) {
+    let entry = NewAudit { actor, action, target, result, detail };
     if let Err(error) = store.audit(&entry).await {
         tracing::error!(%error, "could not write audit entry");
     }
@@ -119,7 +121,7 @@ fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Marku
                         }
                         form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf_token" value=(csrf);
-                            span.who { (op.user) " · " (op.role.as_str()) }
+                            a.who href="/account" { (op.user) " · " (op.role.as_str()) }
                             button type="submit" { "Sign out" }
                         }
                     }
@@ -135,9 +137,15 @@ fn page(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A local path to return to after sign-in; anything else is `/`.
+/// Browsers drop tabs and line ends from URLs and read `\` as `/`, so
+/// only visible ASCII without `\` is kept, and never `//` (another host).
 fn local_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/') && !n.starts_with("//") && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_string()
+        }
         _ => "/".into(),
     }
 }
@@ -172,6 +180,7 @@ fn url_encode(s: &str) -> String {
 struct LoginQuery {
     next: Option<String>,
     expired: Option<String>,
+    changed: Option<String>,
 }
 
 fn login_form(csrf: &str, next: &str, user: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
@@ -202,7 +211,13 @@ fn login_form(csrf: &str, next: &str, user: &str, error: Option<&str>, notice: O
 /// `GET /login`: the form, with a fresh double-submit token.
 async fn login_page(Query(q): Query<LoginQuery>) -> Response {
     let csrf = session::random_token();
-    let notice = q.expired.is_some().then_some("Your session ended. Sign in again.");
+    let notice = if q.expired.is_some() {
+        Some("Your session ended. Sign in again.")
+    } else if q.changed.is_some() {
+        Some("Password changed. Sign in with the new one.")
+    } else {
+        None
+    };
     let mut response = page(StatusCode::OK, login_form(&csrf, &local_next(q.next.as_deref()), "", None, notice));
     response.headers_mut().append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, &csrf, Some(3600)));
     response
@@ -246,7 +261,7 @@ async fn login(
     }
     if let Some(wait) = state.console.throttle.wait(&shown_user, addr) {
         tracing::warn!(user = %shown_user, %addr, "sign-in throttled after repeated failures");
-        audit(&state.store, &shown_user, "login_throttled", "429", &format!("address={addr}")).await;
+        audit(&state.store, &shown_user, "login_throttled", "/login", "429", &format!("address={addr}")).await;
         let mut r = again(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many failed sign-ins. Wait {} s and try again.", wait.as_secs().max(1)),
@@ -275,7 +290,8 @@ async fn login(
         state.console.throttle.failed(&shown_user, addr);
         let why = if matches { "disabled user" } else { "wrong user name or password" };
         tracing::warn!(user = %shown_user, %addr, why, "console sign-in failed");
-        audit(&state.store, &shown_user, "login_failed", "401", &format!("address={addr} reason={why}")).await;
+        audit(&state.store, &shown_user, "login_failed", "/login", "401", &format!("address={addr} reason={why}"))
+            .await;
         return again(StatusCode::UNAUTHORIZED, "Wrong user name or password.");
     };
     state.console.throttle.succeeded(&shown_user);
@@ -287,7 +303,7 @@ async fn login(
         return again(StatusCode::INTERNAL_SERVER_ERROR, "The database could not be reached. Try again.");
     }
     tracing::info!(user = %user_row.name, %addr, "console sign-in");
-    audit(&state.store, &user_row.name, "login", "ok", &format!("address={addr}")).await;
+    audit(&state.store, &user_row.name, "login", "/login", "ok", &format!("address={addr}")).await;
     let mut r = Redirect::to(&next).into_response();
     let h = r.headers_mut();
     h.append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, &secret, None));
@@ -326,8 +342,118 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): F
         tracing::error!(error = %e, "sign-out: the session could not be ended");
         return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
     }
-    audit(&state.store, &op.user, "logout", "ok", "").await;
+    audit(&state.store, &op.user, "logout", "/logout", "ok", "").await;
     let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, "", Some(0)));
+    r
+}
+
+/// The account form; `errors` are (field, message), shown beside it.
+fn account_form(op: &Operator, errors: &[(&str, &str)]) -> Markup {
+    let error = |field: &str| errors.iter().find(|(f, _)| *f == field).map(|(_, m)| *m);
+    let field = |id: &'static str, label: &'static str, autocomplete: &'static str| {
+        let message = error(id);
+        html! {
+            label for=(id) { (label) }
+            input id=(id) name=(id) type="password" autocomplete=(autocomplete) required
+                aria-invalid=[message.map(|_| "true")] aria-describedby=[message.map(|_| format!("{id}-error"))];
+            @if let Some(m) = message { p.error id=(format!("{id}-error")) role="alert" { (m) } }
+        }
+    };
+    layout(
+        "Account",
+        Some(op),
+        &op.csrf_token,
+        html! {
+            h1 { "Account" }
+            p { "Signed in as " strong { (op.user) } " with the " strong { (op.role.as_str()) } " role." }
+            section.signin {
+                h2 { "Change password" }
+                form method="post" action="/account/password" {
+                    input type="hidden" name="csrf_token" value=(op.csrf_token);
+                    (field("current_password", "Current password", "current-password"))
+                    (field("new_password", "New password (at least 12 characters)", "new-password"))
+                    (field("confirm_password", "New password again", "new-password"))
+                    button type="submit" { "Change password" }
+                }
+            }
+        },
+    )
+}
+
+/// `GET /account`: who is signed in, and the password form.
+async fn account_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers, "/account").await {
+        Ok(op) => page(StatusCode::OK, account_form(&op, &[])),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+/// `POST /account/password`: the current password (throttled like
+/// sign-in), then the new one twice. Every session of the user ends,
+/// this one too: the browser signs in again with the new password.
+async fn change_password(
+    State(state): State<AppState>,
+    Peer(addr): Peer,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let op = match signed_in(&state, &headers, "/account").await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&op, &headers, &form.csrf_token) {
+        return forbidden("The request did not carry this session's CSRF token.");
+    }
+    let again = |field: &str, message: &str| page(StatusCode::BAD_REQUEST, account_form(&op, &[(field, message)]));
+    if let Some(wait) = state.console.throttle.wait(&op.user, addr) {
+        let message = format!("Too many wrong passwords. Wait {} s and try again.", wait.as_secs().max(1));
+        return page(StatusCode::TOO_MANY_REQUESTS, account_form(&op, &[("current_password", &message)]));
+    }
+    let hash = match state.store.user(&op.user).await {
+        Ok(Some((_, hash))) => hash,
+        Ok(None) => return forbidden("This user no longer exists."),
+        Err(e) => {
+            tracing::error!(error = %e, "password change: user lookup failed");
+            return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
+        }
+    };
+    let current: String = form.current_password.chars().take(crate::users::MAX_PASSWORD).collect();
+    if !verify_blocking(hash, current).await {
+        state.console.throttle.failed(&op.user, addr);
+        audit(&state.store, &op.user, "password_change_failed", "/account/password", "401", &format!("address={addr}"))
+            .await;
+        return again("current_password", "This is not your current password.");
+    }
+    if let Err(e) = crate::users::check_password(&form.new_password) {
+        return again("new_password", &e);
+    }
+    if form.new_password != form.confirm_password {
+        return again("confirm_password", "The two new passwords differ.");
+    }
+    let stored = match crate::users::hash_blocking(form.new_password).await {
+        Ok(hash) => state.store.set_password(&op.user, &hash).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "password change failed");
+        return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The password could not be stored; it is unchanged." });
+    }
+    tracing::info!(user = %op.user, %addr, "password changed; the user's sessions ended");
+    audit(&state.store, &op.user, "password_changed", "/account/password", "ok", &format!("address={addr}")).await;
+    let mut r = Redirect::to("/login?changed=1").into_response();
     r.headers_mut().append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, "", Some(0)));
     r
 }
@@ -369,4 +495,18 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
         }
     };
     page(StatusCode::OK, layout("Overview", Some(&op), &op.csrf_token, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_next;
+
+    #[test]
+    fn sign_in_returns_only_to_a_local_path() {
+        assert_eq!(local_next(Some("/actions?status=pending")), "/actions?status=pending");
+        for away in ["//evil.example", "/\\evil.example", "/\t/evil.example", "https://evil.example", "/a b", ""] {
+            assert_eq!(local_next(Some(away)), "/", "{away:?}");
+        }
+        assert_eq!(local_next(None), "/");
+    }
 }
