@@ -6,9 +6,11 @@
 //! - [`eventually!`]: poll a condition instead of sleeping.
 //! - [`raw`]: hand-made TLS clients for the negative cases.
 //! - [`attacker`]: the unprivileged local user the security tests play.
+//! - [`web`]: the console as a browser speaks to it.
 
 pub mod attacker;
 pub mod raw;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -185,6 +187,20 @@ impl TestEnv {
     /// An API client that trusts the coordinator's CA.
     pub fn client(&self, token: &str) -> Client {
         Client::with_ca(&self.api_url(), token, &self.ca_pem()).expect("API client")
+    }
+
+    /// A browser-like client of the console.
+    pub fn web(&self) -> web::Web {
+        web::Web::new(&self.api_url(), self.client("").tls_config())
+    }
+
+    /// The first admin's password, as the first start wrote it (checked 0600).
+    pub fn admin_password(&self) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.config.data_dir.join("admin.password");
+        let mode = std::fs::metadata(&path).expect("admin.password").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        std::fs::read_to_string(&path).expect("admin.password").trim().to_string()
     }
 
     /// Stop the coordinator (agents keep running and retrying).

@@ -9,6 +9,7 @@
 //! [`session`]; roles are the API's (a page hides what a role cannot do,
 //! but the handler is the check).
 
+mod devices;
 pub mod session;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -56,6 +57,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(overview))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
+        .route("/devices", get(devices::list))
+        .route("/devices/{id}", get(devices::show))
         .route("/account", get(account_page))
         .route("/account/password", axum::routing::post(change_password))
         .route("/assets/console.css", get(css))
@@ -118,6 +121,7 @@ fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Marku
                     @if let Some(op) = op {
                         nav aria-label="Main" {
                             a href="/" { "Overview" }
+                            a href="/devices" { "Devices" }
                         }
                         form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf_token" value=(csrf);

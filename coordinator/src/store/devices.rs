@@ -36,6 +36,27 @@ impl DeviceStatus {
     }
 }
 
+/// What the console's device list asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceQuery<'a> {
+    pub text: &'a str,
+    /// Empty: every group.
+    pub group: &'a str,
+    pub status: Option<DeviceStatus>,
+    pub sort: DeviceSort,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeviceSort {
+    #[default]
+    Hostname,
+    LastSeen,
+    Enrolled,
+    Group,
+    Os,
+}
+
 #[derive(Debug, Clone)]
 pub struct Device {
     pub id: Uuid,
@@ -169,6 +190,36 @@ impl Store {
             .await?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::of(items, limit, |d| d.id.to_string()))
+    }
+
+    /// The devices matching `q`, sorted as it says (at most 100,000).
+    /// `text` matches a host name (any case) or IP address containing it,
+    /// or an id starting with it.
+    pub async fn find_devices(&self, q: &DeviceQuery<'_>) -> Result<Vec<Device>, StoreError> {
+        // LIKE wildcards typed by the operator are matched literally.
+        let literal = q.text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let order = match q.sort {
+            DeviceSort::Hostname => "LOWER(hostname)",
+            DeviceSort::LastSeen => "COALESCE(last_seen, 0)",
+            DeviceSort::Enrolled => "enrolled_at",
+            DeviceSort::Group => "group_name",
+            DeviceSort::Os => "os",
+        };
+        let direction = if q.descending { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM devices WHERE \
+             ($1 = '' OR LOWER(hostname) LIKE $2 ESCAPE '\\' OR ip LIKE $2 ESCAPE '\\' OR id LIKE $3 ESCAPE '\\') \
+             AND ($4 = '' OR group_name = $4) AND ($5 = '' OR status = $5) \
+             ORDER BY {order} {direction}, id LIMIT 100000"
+        ))
+        .bind(q.text)
+        .bind(format!("%{}%", literal.to_lowercase()))
+        .bind(format!("{}%", literal.to_lowercase()))
+        .bind(q.group)
+        .bind(q.status.map(DeviceStatus::as_str).unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
     }
 
     /// Every device's id and status: what the TLS verifier consults.
@@ -314,6 +365,49 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::test_support::stores;
+
+    async fn names(store: &Store, q: DeviceQuery<'_>) -> Vec<String> {
+        store.find_devices(&q).await.expect("find").into_iter().map(|d| d.hostname).collect()
+    }
+
+    #[tokio::test]
+    async fn devices_are_found_by_name_ip_or_id_prefix_filtered_and_sorted() {
+        for (store, _dir) in stores().await {
+            let mut ids = Vec::new();
+            for (host, ip, group) in [
+                ("Web-01", "10.0.0.5", "servers"),
+                ("web-02", "10.0.0.6", "servers"),
+                ("db_1", "10.0.1.9", "default"),
+                ("dbx1", "192.168.7.1", "default"),
+            ] {
+                let d = NewDevice {
+                    id: Uuid::new_v4(),
+                    hostname: host,
+                    group,
+                    ip,
+                    cert_serial: "01",
+                    cert_not_after: 0,
+                    enrollment_token_id: "t",
+                };
+                Store::insert_device(&store.pool, &d).await.expect("insert");
+                ids.push(d.id);
+            }
+            let q = DeviceQuery::default();
+            // Any case; sorted by host name.
+            assert_eq!(names(&store, DeviceQuery { text: "WEB", ..q }).await, ["Web-01", "web-02"]);
+            assert_eq!(names(&store, DeviceQuery { text: "10.0.1", ..q }).await, ["db_1"]);
+            // `_` and `%` are characters here, not wildcards.
+            assert_eq!(names(&store, DeviceQuery { text: "db_", ..q }).await, ["db_1"]);
+            assert!(names(&store, DeviceQuery { text: "%", ..q }).await.is_empty());
+            let prefix = ids[3].to_string()[..8].to_string();
+            assert_eq!(names(&store, DeviceQuery { text: &prefix, ..q }).await, ["dbx1"]);
+            let servers = DeviceQuery { group: "servers", descending: true, ..q };
+            assert_eq!(names(&store, servers).await, ["web-02", "Web-01"]);
+            store.set_device_status(ids[0], DeviceStatus::Revoked).await.expect("revoke");
+            assert_eq!(names(&store, DeviceQuery { status: Some(DeviceStatus::Revoked), ..q }).await, ["Web-01"]);
+            assert_eq!(names(&store, q).await.len(), 4);
+        }
+    }
 
     #[tokio::test]
     async fn devices_page_through_by_cursor() {

@@ -32,7 +32,7 @@ pub use actions::{Action, ActionFilter, ActionSource, Changes, NewAction};
 pub use alerts::{Alert, AlertEvent, AlertFilter, AlertPath, AlertStatus};
 pub use audit::{AuditEntry, NewAudit};
 pub use content::{Bundle, Indicator, NewBundle};
-pub use devices::{Device, DeviceStatus, HelloInfo, NewDevice};
+pub use devices::{Device, DeviceQuery, DeviceSort, DeviceStatus, HelloInfo, NewDevice};
 pub use events::ActionEvent;
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use lifecycle::{ActionStatus, Move, Step};

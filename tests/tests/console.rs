@@ -1,0 +1,292 @@
+//! The console over real HTTPS, as a browser speaks to it: the first
+//! admin, session cookies, CSRF, throttling, timeouts, escaping, users
+//! managed through the API, and the device pages with real agents. On
+//! every database.
+
+use std::time::Duration;
+
+use picket_e2e::web::SESSION;
+use picket_e2e::{databases, eventually, TestEnv};
+use serde_json::json;
+
+/// Runs `f` (blocking HTTP) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+/// The `action` of each of the latest audit entries.
+async fn audited(env: &TestEnv) -> Vec<String> {
+    let audit = env.admin(|c| c.get("/api/v1/audit?limit=100")).await.expect("audit");
+    audit["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str().map(String::from)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_admin_signs_in_with_a_strict_cookie_and_csrf_guards_sign_out() {
+    for db in databases().await {
+        let env = TestEnv::start(&db).await;
+        let password = env.admin_password();
+        let web = env.web();
+        blocking(move || {
+            // Not signed in: to the form, remembering where to go back.
+            let home = web.get("/", "");
+            assert_eq!(home.status, 303);
+            assert_eq!(home.header("location"), "/login?next=/");
+            let form = web.get("/login?next=/", "");
+            assert_eq!(form.status, 200);
+            assert!(form.body.contains("name=\"username\"") && form.body.contains("name=\"password\""));
+            let csp = form.header("content-security-policy");
+            assert!(csp.contains("script-src 'self'") && csp.contains("style-src 'self'"), "{csp}");
+            assert!(!csp.contains("unsafe-inline"), "{csp}");
+            assert!(!form.body.contains("<script>") && !form.body.contains("style="), "no inline script or style");
+            assert!(form.header("strict-transport-security").starts_with("max-age="));
+
+            let done = web.sign_in("admin", &password);
+            assert_eq!(done.status, 303, "{}", done.body);
+            assert_eq!(done.header("location"), "/");
+            let set = done.cookies().into_iter().find(|c| c.starts_with(SESSION)).expect("session cookie");
+            for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+                assert!(set.contains(attribute), "{set}");
+            }
+            let secret = done.cookie(SESSION).expect("session");
+            assert_eq!(secret.len(), 64, "256 bits as hex");
+            let cookie = format!("{SESSION}={secret}");
+            let home = web.get("/", &cookie);
+            assert_eq!(home.status, 200);
+            assert!(home.body.contains("admin · admin"), "{}", home.body);
+            let csrf = home.csrf();
+            assert_eq!(csrf.len(), 64);
+
+            // Sign-out without the token, or with another, is refused and
+            // the session lives on.
+            assert_eq!(web.post_form("/logout", &cookie, &[]).status, 403);
+            assert_eq!(web.post_form("/logout", &cookie, &[("csrf_token", &"0".repeat(64))]).status, 403);
+            assert_eq!(web.get("/", &cookie).status, 200);
+            // A sign-in form posted without its cookie (another site's form) is refused.
+            let forged =
+                web.post_form("/login", "", &[("username", "admin"), ("password", &password), ("csrf_token", "x")]);
+            assert_eq!(forged.status, 403);
+            assert!(forged.cookie(SESSION).is_none());
+            // A return address off this site is not followed.
+            let form = web.get("/login", "");
+            let token = form.cookie(picket_e2e::web::LOGIN).expect("login cookie");
+            let away = web.post_form(
+                "/login",
+                &format!("{}={token}", picket_e2e::web::LOGIN),
+                &[("username", "admin"), ("password", &password), ("csrf_token", &token), ("next", "//evil.example")],
+            );
+            assert_eq!(away.header("location"), "/");
+
+            // With the token (as a header here): signed out, the cookie no longer works.
+            let out = web.post_form_with("/logout", &cookie, &[("X-CSRF-Token", &csrf)], &[("a", "b")]);
+            assert_eq!(out.status, 303);
+            assert_eq!(web.get("/", &cookie).status, 303);
+        })
+        .await;
+        let actions = audited(&env).await;
+        assert!(actions.iter().any(|a| a == "login") && actions.iter().any(|a| a == "logout"), "{actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_are_slowed_down_audited_and_escaped() {
+    for db in databases().await {
+        let env = TestEnv::start(&db).await;
+        let password = env.admin_password();
+        let web = env.web();
+        blocking(move || {
+            // What was typed comes back as text, never as markup.
+            let xss = "<img src=x onerror=alert(1)>";
+            let failed = web.sign_in(xss, "nope");
+            assert_eq!(failed.status, 401);
+            assert!(failed.body.contains("&lt;img src=x onerror=alert(1)&gt;"), "{}", failed.body);
+            assert!(!failed.body.contains(xss));
+            // Five failures from this address (the one above and four more)...
+            for _ in 0..4 {
+                assert_eq!(web.sign_in("admin", "wrong password").status, 401);
+            }
+            // ...and the sixth try, even with the right password, waits.
+            let slowed = web.sign_in("admin", &password);
+            assert_eq!(slowed.status, 429, "{}", slowed.body);
+            assert!(slowed.header("retry-after").parse::<u64>().is_ok_and(|s| (1..=60).contains(&s)));
+            assert!(slowed.body.contains("Too many failed sign-ins"));
+            assert!(slowed.cookie(SESSION).is_none());
+        })
+        .await;
+        let actions = audited(&env).await;
+        assert_eq!(actions.iter().filter(|a| *a == "login_failed").count(), 5, "{actions:?}");
+        assert!(actions.iter().any(|a| a == "login_throttled"), "{actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_ends_and_sends_the_browser_to_sign_in() {
+    for db in databases().await {
+        let env = TestEnv::start_with(&db, |c| c.console.idle_timeout_secs = 1).await;
+        let password = env.admin_password();
+        let web = env.web();
+        blocking(move || {
+            let (cookie, _) = web.session("admin", &password);
+            std::thread::sleep(Duration::from_millis(2100));
+            let expired = web.get("/devices", &cookie);
+            assert_eq!(expired.status, 303);
+            assert_eq!(expired.header("location"), "/login?next=/devices&expired=1");
+            assert!(web.get("/login?next=/devices&expired=1", "").body.contains("Your session ended"));
+            // Ended for good, not only for that request.
+            assert_eq!(web.get("/", &cookie).status, 303);
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_managed_by_admins_and_disable_or_reset_ends_their_sessions() {
+    for db in databases().await {
+        let env = TestEnv::start(&db).await;
+        let made = env
+            .admin(|c| c.post("/api/v1/users", &json!({"name": "alice", "role": "responder"})))
+            .await
+            .expect("alice");
+        let generated = made["password"].as_str().expect("generated password").to_string();
+        assert_eq!(generated.len(), 24);
+        let given = "a long enough password";
+        let bob = env
+            .admin(move |c| c.post("/api/v1/users", &json!({"name": "bob", "role": "viewer", "password": given})))
+            .await
+            .expect("bob");
+        assert!(bob.get("password").is_none(), "a given password is never echoed");
+        for (body, why) in [
+            (json!({"name": "Carol", "role": "viewer"}), "user name"),
+            (json!({"name": "carol", "role": "viewer", "password": "short"}), "at least 12"),
+            (json!({"name": "alice", "role": "viewer"}), "already exists"),
+        ] {
+            let e = env.admin(move |c| c.post("/api/v1/users", &body)).await.expect_err("refused");
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        // Roles: below admin, nobody manages users.
+        let approver = env.token("approver-1", "approver").await;
+        let e = env.api(&approver, |c| c.get("/api/v1/users")).await.expect_err("403");
+        assert_eq!(e.status(), Some(403));
+        let e = env.api(&approver, |c| c.post("/api/v1/users/alice/disable", &json!({}))).await.expect_err("403");
+        assert_eq!(e.status(), Some(403));
+
+        let web = env.web();
+        let (web, alice, bob) = blocking(move || {
+            let (alice, _) = web.session("alice", &generated);
+            let (bob, _) = web.session("bob", given);
+            (web, (alice, generated), bob)
+        })
+        .await;
+        env.admin(|c| c.post("/api/v1/users/alice/disable", &json!({}))).await.expect("disable");
+        let web = blocking(move || {
+            assert_eq!(web.get("/", &alice.0).status, 303, "disabled: session ended");
+            assert_eq!(web.sign_in("alice", &alice.1).status, 401);
+            web
+        })
+        .await;
+        env.admin(|c| c.post("/api/v1/users/alice/enable", &json!({}))).await.expect("enable");
+        let reset = env.admin(|c| c.post("/api/v1/users/bob/reset-password", &json!({}))).await.expect("reset");
+        let fresh = reset["password"].as_str().expect("new password").to_string();
+        blocking(move || {
+            assert_eq!(web.get("/", &bob).status, 303, "reset: session ended");
+            assert_eq!(web.sign_in("bob", given).status, 401);
+            web.session("bob", &fresh);
+        })
+        .await;
+
+        let list = env.admin(|c| c.get("/api/v1/users")).await.expect("list");
+        let names: Vec<&str> =
+            list["items"].as_array().expect("items").iter().filter_map(|u| u["name"].as_str()).collect();
+        assert_eq!(names, ["admin", "alice", "bob"]);
+        assert!(!list.to_string().contains("argon2"), "hashes never leave the server");
+        let e = env.admin(|c| c.post("/api/v1/users/admin/disable", &json!({}))).await.expect_err("refused");
+        assert!(e.to_string().contains("yourself"), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_changes_their_password_with_the_current_one_and_every_session_ends() {
+    for db in databases().await {
+        let env = TestEnv::start(&db).await;
+        let first = env.admin_password();
+        let web = env.web();
+        blocking(move || {
+            let (cookie, csrf) = web.session("admin", &first);
+            let form = web.get("/account", &cookie);
+            assert_eq!(form.status, 200);
+            assert!(
+                form.body.contains("name=\"current_password\"") && form.body.contains("<label for=\"new_password\"")
+            );
+            let change = |token: &str, current: &str, new: &str, confirm: &str| {
+                web.post_form(
+                    "/account/password",
+                    &cookie,
+                    &[
+                        ("csrf_token", token),
+                        ("current_password", current),
+                        ("new_password", new),
+                        ("confirm_password", confirm),
+                    ],
+                )
+            };
+            let new = "a brand new passphrase";
+            assert_eq!(change("", &first, new, new).status, 403, "no CSRF token");
+            let wrong = change(&csrf, "not it at all", new, new);
+            assert_eq!(wrong.status, 400);
+            assert!(wrong.body.contains("id=\"current_password-error\""), "{}", wrong.body);
+            let differ = change(&csrf, &first, new, "something else entirely");
+            assert_eq!(differ.status, 400);
+            assert!(differ.body.contains("The two new passwords differ"));
+            assert!(change(&csrf, &first, "short", "short").body.contains("at least 12"));
+            assert_eq!(web.get("/", &cookie).status, 200, "nothing changed so far");
+
+            let done = change(&csrf, &first, new, new);
+            assert_eq!(done.status, 303);
+            assert_eq!(done.header("location"), "/login?changed=1");
+            assert_eq!(web.get("/", &cookie).status, 303, "this session ended too");
+            assert_eq!(web.sign_in("admin", &first).status, 401);
+            web.session("admin", new);
+        })
+        .await;
+    }
+}
+
+/// The device list finds real agents by id and by online state, and a
+/// device's page shows its facts and the actions taken on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_list_searches_and_filters_real_agents_and_the_device_page_shows_its_actions() {
+    for db in databases().await {
+        let mut env = TestEnv::start(&db).await;
+        let (online, dir) = env.enroll("online").await;
+        let (offline, _) = env.enroll("offline").await;
+        let _agent = env.start_agent(online, &dir);
+        eventually!(10, "agent online", env.device_status(online).await == "online");
+        let scan = json!({"kind": "scan", "params": {"paths": [dir]}, "comment": "console <b>check</b>"});
+        env.request_action(online, scan).await;
+        let password = env.admin_password();
+        let web = env.web();
+        blocking(move || {
+            let (cookie, _) = web.session("admin", &password);
+            let list = web.get("/devices", &cookie);
+            assert_eq!(list.status, 200);
+            assert!(list.body.contains("2 devices"), "{}", list.body);
+            for id in [online, offline] {
+                assert!(list.body.contains(&format!("href=\"/devices/{id}\"")));
+            }
+            let only_online = web.get("/devices?status=online", &cookie);
+            assert!(only_online.body.contains(&format!("/devices/{online}")));
+            assert!(!only_online.body.contains(&format!("/devices/{offline}")));
+            let by_id = web.get(&format!("/devices?q={}", &offline.to_string()[..8]), &cookie);
+            assert!(by_id.body.contains("1 devices") && by_id.body.contains(&format!("/devices/{offline}")));
+
+            let page = web.get(&format!("/devices/{online}"), &cookie);
+            assert_eq!(page.status, 200);
+            assert!(page.body.contains(&online.to_string()) && page.body.contains("badge online"));
+            assert!(page.body.contains("scan"), "{}", page.body);
+            // The comment is the requestor's text, shown as text.
+            assert!(page.body.contains("console &lt;b&gt;check&lt;/b&gt;"), "{}", page.body);
+            assert_eq!(web.get("/devices/not-a-device", &cookie).status, 404);
+            assert_eq!(web.get(&format!("/devices/{}", uuid::Uuid::new_v4()), &cookie).status, 404);
+        })
+        .await;
+    }
+}
