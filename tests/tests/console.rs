@@ -276,7 +276,7 @@ async fn the_device_list_searches_and_filters_real_agents_and_the_device_page_sh
             assert!(only_online.body.contains(&format!("/devices/{online}")));
             assert!(!only_online.body.contains(&format!("/devices/{offline}")));
             let by_id = web.get(&format!("/devices?q={}", &offline.to_string()[..8]), &cookie);
-            assert!(by_id.body.contains("1 devices") && by_id.body.contains(&format!("/devices/{offline}")));
+            assert!(by_id.body.contains("1 device<") && by_id.body.contains(&format!("/devices/{offline}")));
 
             let page = web.get(&format!("/devices/{online}"), &cookie);
             assert_eq!(page.status, 200);

@@ -127,8 +127,11 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
             (select("order", "Order", &q.order, &[("asc", "Ascending"), ("desc", "Descending")]))
             button type="submit" { "Apply" }
         }
-        p.count { (found.len()) " devices" @if found.len() > PAGE { " · page " (current) " of " (pages) } }
-        table.list {
+        p.count {
+            (found.len()) @if found.len() == 1 { " device" } @else { " devices" }
+            @if found.len() > PAGE { " · page " (current) " of " (pages) }
+        }
+        @if !found.is_empty() { table.list {
             thead { tr { th { "Host name" } th { "Status" } th { "Group" } th { "IP" } th { "OS" } th { "Agent" } th { "Last seen" } } }
             tbody {
                 @for d in shown {
@@ -144,7 +147,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
                     }
                 }
             }
-        }
+        } }
         @if found.is_empty() { p { "No device matches." } }
         nav.pager aria-label="Pages" {
             @if current > 1 { a rel="prev" href=(link(current - 1)) { "← Previous" } }
@@ -201,10 +204,13 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap, Path(raw): 
             dt { "Enrolled" } dd { (rfc3339(d.enrolled_at)) }
             dt { "Last seen" } dd { (when(session.as_ref().map(|s| s.last_seen).or(d.last_seen))) }
             dt { "Certificate expires" } dd { (rfc3339(d.cert_not_after)) }
-            dt { "Rules" } dd { (d.rules_version) @if let Some(e) = &d.rules_error { " — " span.error { (e) } } }
+            dt { "Rules" } dd {
+                @if d.rules_version.is_empty() { "none received yet" } @else { (d.rules_version) }
+                @if let Some(e) = &d.rules_error { " — " span.error { (e) } }
+            }
         }
         h2 { "Latest actions" }
-        table.list {
+        @if !actions.is_empty() { table.list {
             thead { tr { th { "Requested" } th { "Kind" } th { "Status" } th { "By" } th { "Comment" } } }
             tbody {
                 @for a in &actions {
@@ -217,10 +223,10 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap, Path(raw): 
                     }
                 }
             }
-        }
+        } }
         @if actions.is_empty() { p { "No actions yet." } }
         h2 { "Latest alerts" }
-        table.list {
+        @if !alerts.is_empty() { table.list {
             thead { tr { th { "Last seen" } th { "Severity" } th { "Rule" } th { "Status" } } }
             tbody {
                 @for a in &alerts {
@@ -232,7 +238,7 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap, Path(raw): 
                     }
                 }
             }
-        }
+        } }
         @if alerts.is_empty() { p { "No alerts." } }
     };
     page(StatusCode::OK, layout(&d.hostname, Some(&op), &op.csrf_token, body))

@@ -371,7 +371,7 @@ fn account_form(op: &Operator, errors: &[(&str, &str)]) -> Markup {
         html! {
             h1 { "Account" }
             p { "Signed in as " strong { (op.user) } " with the " strong { (op.role.as_str()) } " role." }
-            section.signin {
+            section.panel {
                 h2 { "Change password" }
                 form method="post" action="/account/password" {
                     input type="hidden" name="csrf_token" value=(op.csrf_token);
@@ -492,9 +492,9 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
     let body = html! {
         h1 { "Overview" }
         dl.tiles {
-            div { dt { "Devices enrolled" } dd { (enrolled) } }
-            div { dt { "Online now" } dd { (online) } }
-            div { dt { "Offline" } dd { (enrolled.saturating_sub(online)) } }
+            div { dt { a href="/devices" { "Devices enrolled" } } dd { (enrolled) } }
+            div { dt { a href="/devices?status=online" { "Online now" } } dd { (online) } }
+            div { dt { a href="/devices?status=offline" { "Offline" } } dd { (enrolled.saturating_sub(online)) } }
             div { dt { "Pending approvals" } dd { (pending) } }
         }
     };
