@@ -121,12 +121,18 @@ async fn wrong_passwords_are_slowed_down_audited_and_escaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_ends_and_sends_the_browser_to_sign_in() {
     for db in databases().await {
-        let env = TestEnv::start_with(&db, |c| c.console.idle_timeout_secs = 1).await;
+        let env = TestEnv::start_with(&db, |c| c.console.idle_timeout_secs = 3).await;
         let password = env.admin_password();
         let web = env.web();
         blocking(move || {
             let (cookie, _) = web.session("admin", &password);
-            std::thread::sleep(Duration::from_millis(2100));
+            // In use, it lives past its idle timeout...
+            for _ in 0..4 {
+                std::thread::sleep(Duration::from_secs(1));
+                assert_eq!(web.get("/", &cookie).status, 200);
+            }
+            // ...and left alone, it ends.
+            std::thread::sleep(Duration::from_millis(3300));
             let expired = web.get("/devices", &cookie);
             assert_eq!(expired.status, 303);
             assert_eq!(expired.header("location"), "/login?next=/devices&expired=1");

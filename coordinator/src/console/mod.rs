@@ -306,6 +306,11 @@ async fn login(
         tracing::error!(error = %e, "sign-in: the session could not be stored");
         return again(StatusCode::INTERNAL_SERVER_ERROR, "The database could not be reached. Try again.");
     }
+    // Sessions past the absolute timeout are dead; a sign-in clears them out.
+    let dead = crate::clock::now_ms().saturating_sub(state.console.timeouts.absolute_ms);
+    if let Err(e) = state.store.purge_sessions(dead).await {
+        tracing::warn!(error = %e, "could not purge old console sessions");
+    }
     tracing::info!(user = %user_row.name, %addr, "console sign-in");
     audit(&state.store, &user_row.name, "login", "/login", "ok", &format!("address={addr}")).await;
     let mut r = Redirect::to(&next).into_response();

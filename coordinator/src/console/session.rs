@@ -114,8 +114,9 @@ pub async fn operator(store: &Store, timeouts: Timeouts, headers: &HeaderMap) ->
         tracing::info!(user = %session.user, "console session timed out");
         return Err(NoSession::Expired);
     }
-    // One write a minute at most per session keeps the idle clock.
-    if now - session.last_seen_at > 60_000 {
+    // One write a minute at most per session keeps the idle clock (more
+    // often when the idle timeout itself is shorter).
+    if now - session.last_seen_at > (timeouts.idle_ms / 2).min(60_000) {
         store.touch_session(&id_hash).await.map_err(NoSession::Store)?;
     }
     Ok(Operator { user: session.user, role: session.role, csrf_token: session.csrf_token, id_hash })

@@ -180,6 +180,14 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets sessions that began before `before` (ms): past the absolute
+    /// timeout they are dead whatever their state.
+    pub async fn purge_sessions(&self, before: i64) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM console_sessions WHERE created_at < $1").bind(before).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
     /// Ends one session (logout, or a timeout found); false when it had
     /// already ended or never existed.
     pub async fn end_session(&self, id_hash: &str) -> Result<bool, StoreError> {
