@@ -296,3 +296,205 @@ async fn the_device_list_searches_and_filters_real_agents_and_the_device_page_sh
         .await;
     }
 }
+
+/// The id in a redirect to `/actions/{id}?done=…`.
+fn action_in(location: &str) -> String {
+    location.trim_start_matches("/actions/").split('?').next().unwrap_or_default().to_string()
+}
+
+/// The action center from the console, as each role: a viewer sees and
+/// changes nothing, a responder requests (with a comment; offboarding
+/// with the host name typed) and cancels and undoes, an approver decides
+/// — never on what they asked for themselves — and every request without
+/// the session's CSRF token is refused. A real agent runs the quarantine
+/// that is then undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_action_center_enforces_roles_csrf_and_the_two_person_rule_from_the_console() {
+    for db in databases().await {
+        let mut env = TestEnv::start(&db).await;
+        let (online, dir) = env.enroll("console-online").await;
+        let (offline, _) = env.enroll("console-offline").await;
+        let _agent = env.start_agent(online, &dir);
+        eventually!(10, "agent online", env.device_status(online).await == "online");
+        let password = "correct horse battery staple";
+        for (name, role) in [("rita", "responder"), ("abe", "approver"), ("ann", "approver"), ("val", "viewer")] {
+            let body = json!({"name": name, "role": role, "password": password});
+            env.admin(move |c| c.post("/api/v1/users", &body)).await.expect("create user");
+        }
+        let lab = tempfile::tempdir().expect("tempdir");
+        let victim = lab.path().join("dropper.bin");
+        std::fs::write(&victim, b"console quarantine test").expect("write");
+        let web = env.web();
+        let file = victim.to_str().expect("path").to_string();
+        let (quarantine, undo) = blocking(move || {
+            let as_user = |name: &str| web.session(name, password);
+            let (val, val_csrf) = as_user("val");
+            let (rita, rita_csrf) = as_user("rita");
+            let (abe, abe_csrf) = as_user("abe");
+            let (ann, ann_csrf) = as_user("ann");
+            let request = |cookie: &str, csrf: &str, device: uuid::Uuid, fields: &[(&str, &str)]| {
+                let mut form = vec![("csrf_token", csrf)];
+                form.extend_from_slice(fields);
+                web.post_form(&format!("/devices/{device}/actions"), cookie, &form)
+            };
+
+            // A viewer sees no action bar, and the server refuses anyway.
+            let page = web.get(&format!("/devices/{offline}"), &val);
+            assert_eq!(page.status, 200);
+            assert!(!page.body.contains("Take action"), "a viewer is offered no action");
+            let refused = request(&val, &val_csrf, offline, &[("kind", "isolate"), ("comment", "viewer try")]);
+            assert_eq!(refused.status, 403, "{}", refused.body);
+            assert!(refused.body.contains("responder"), "{}", refused.body);
+
+            // Without the session's token nothing is requested.
+            let forged = web.post_form(
+                &format!("/devices/{offline}/actions"),
+                &rita,
+                &[("kind", "isolate"), ("comment", "forged")],
+            );
+            assert_eq!(forged.status, 403);
+            // A comment is required.
+            let silent = request(&rita, &rita_csrf, offline, &[("kind", "isolate"), ("comment", "  ")]);
+            assert_eq!(silent.status, 400, "{}", silent.body);
+            assert!(silent.body.contains("comment is required"), "{}", silent.body);
+
+            // The responder isolates the offline device: queued until it
+            // connects; cancelling takes it back.
+            let page = web.get(&format!("/devices/{offline}"), &rita);
+            assert!(page.body.contains("Take action") && page.body.contains("Isolate device"));
+            let isolate = request(&rita, &rita_csrf, offline, &[("kind", "isolate"), ("comment", "contain it")]);
+            assert_eq!(isolate.status, 303, "{}", isolate.body);
+            let isolate_id = action_in(&isolate.header("location"));
+            let shown = web.get(&format!("/actions/{isolate_id}"), &val);
+            assert!(shown.body.contains("badge queued") && shown.body.contains("contain it"), "{}", shown.body);
+            assert!(!shown.body.contains("Cancel action"), "a viewer is offered no cancel");
+            assert_eq!(cancel(&web, &isolate_id, &val, &val_csrf), 403);
+            assert_eq!(cancel(&web, &isolate_id, &rita, ""), 403, "no CSRF token");
+            assert_eq!(cancel(&web, &isolate_id, &rita, &rita_csrf), 303);
+            assert!(web.get(&format!("/actions/{isolate_id}"), &rita).body.contains("badge cancelled"));
+
+            // Offboarding asks for the host name typed out.
+            let wrong = request(
+                &rita,
+                &rita_csrf,
+                offline,
+                &[("kind", "offboard"), ("comment", "retired"), ("confirm_hostname", "some-other-host")],
+            );
+            assert_eq!(wrong.status, 400);
+            assert!(wrong.body.contains("does not match"), "{}", wrong.body);
+            let hostname = picket_agent::sysinfo::hostname();
+            let offboard = |cookie: &str, csrf: &str| {
+                let r = request(
+                    cookie,
+                    csrf,
+                    offline,
+                    &[("kind", "offboard"), ("comment", "retired"), ("confirm_hostname", &hostname)],
+                );
+                assert_eq!(r.status, 303, "{}", r.body);
+                action_in(&r.header("location"))
+            };
+
+            // Abe asks for it: pending approval, and Abe may not decide it.
+            let pending = offboard(&abe, &abe_csrf);
+            let page = web.get(&format!("/actions/{pending}"), &abe);
+            assert!(page.body.contains("badge pending_approval"), "{}", page.body);
+            assert!(page.body.contains("two-person rule") && !page.body.contains(">Approve<"), "{}", page.body);
+            let own = web.post_form(
+                &format!("/actions/{pending}/approve"),
+                &abe,
+                &[("csrf_token", &abe_csrf), ("comment", "self")],
+            );
+            assert_eq!(own.status, 403, "{}", own.body);
+            // Nor may a responder or a viewer, from the list or the page.
+            for (cookie, csrf) in [(&rita, &rita_csrf), (&val, &val_csrf)] {
+                let path = format!("/actions/{pending}/approve");
+                assert_eq!(web.post_form(&path, cookie, &[("csrf_token", csrf)]).status, 403);
+                let bulk = web.post_form(
+                    "/actions/decide",
+                    cookie,
+                    &[("csrf_token", csrf), ("id", &pending), ("decision", "approve")],
+                );
+                assert_eq!(bulk.status, 403);
+            }
+            let list = web.get("/actions?tab=pending", &val);
+            assert!(list.body.contains(&pending) && !list.body.contains("Approve selected"), "{}", list.body);
+            // Ann sees the pending tab with its boxes, and rejects it there.
+            let list = web.get("/actions?tab=pending", &ann);
+            assert!(list.body.contains("Approve selected") && list.body.contains(&format!("value=\"{pending}\"")));
+            let no_token = web.post_form("/actions/decide", &ann, &[("id", &pending), ("decision", "reject")]);
+            assert_eq!(no_token.status, 403);
+            let decided = web.post_form(
+                "/actions/decide",
+                &ann,
+                &[("csrf_token", &ann_csrf), ("id", &pending), ("decision", "reject"), ("comment", "not yet")],
+            );
+            assert_eq!(decided.status, 200, "{}", decided.body);
+            assert!(decided.body.contains("1 of 1 rejected"), "{}", decided.body);
+            let page = web.get(&format!("/actions/{pending}"), &abe);
+            assert!(page.body.contains("badge rejected") && page.body.contains("ann"), "{}", page.body);
+
+            // Asked again by Rita, approved by Abe on the action page.
+            let again = offboard(&rita, &rita_csrf);
+            let approved = web.post_form(
+                &format!("/actions/{again}/approve"),
+                &abe,
+                &[("csrf_token", &abe_csrf), ("comment", "ok")],
+            );
+            assert_eq!(approved.status, 303, "{}", approved.body);
+            assert!(web.get(&format!("/actions/{again}"), &rita).body.contains("badge queued"));
+            assert_eq!(cancel(&web, &again, &rita, &rita_csrf), 303);
+
+            // The history tab and its CSV hold what happened.
+            let history = web.get("/actions?tab=history", &val);
+            for id in [&isolate_id, &pending, &again] {
+                assert!(history.body.contains(id.as_str()), "{id} in history");
+            }
+            let csv = web.get("/actions.csv?tab=history&kind=offboard", &val);
+            assert_eq!(csv.status, 200);
+            assert!(csv.header("content-type").starts_with("text/csv"));
+            assert!(csv.body.contains(&pending) && csv.body.contains(&again) && !csv.body.contains(&isolate_id));
+
+            // A quarantine on the online device, run by the real agent.
+            let q = request(
+                &rita,
+                &rita_csrf,
+                online,
+                &[("kind", "stop_and_quarantine"), ("file", &file), ("comment", "dropper")],
+            );
+            assert_eq!(q.status, 303, "{}", q.body);
+            (action_in(&q.header("location")), (rita, rita_csrf, val))
+        })
+        .await;
+        eventually!(
+            30,
+            "quarantine done",
+            matches!(env.action_status(&quarantine).await.as_str(), "succeeded" | "failed")
+        );
+        assert_eq!(env.action_status(&quarantine).await, "succeeded", "{}", env.action(&quarantine).await);
+        let (rita, rita_csrf, val) = undo;
+        let web = env.web();
+        let undone = blocking(move || {
+            let page = web.get(&format!("/actions/{quarantine}"), &val);
+            assert!(page.body.contains("badge succeeded") && !page.body.contains("Undo action"));
+            assert!(web.get(&format!("/actions/{quarantine}"), &rita).body.contains("Undo action"));
+            let undo = web.post_form(
+                &format!("/actions/{quarantine}/undo"),
+                &rita,
+                &[("csrf_token", &rita_csrf), ("comment", "false positive")],
+            );
+            assert_eq!(undo.status, 303, "{}", undo.body);
+            action_in(&undo.header("location"))
+        })
+        .await;
+        eventually!(30, "release done", matches!(env.action_status(&undone).await.as_str(), "succeeded" | "failed"));
+        assert_eq!(env.action_status(&undone).await, "succeeded", "{}", env.action(&undone).await);
+        assert!(victim.exists(), "the file is back");
+        let audit = audited(&env).await;
+        assert!(audit.iter().filter(|a| *a == "POST").count() >= 8, "{audit:?}");
+    }
+}
+
+/// Cancel action `id` from its page; the answer's status.
+fn cancel(web: &picket_e2e::web::Web, id: &str, cookie: &str, csrf: &str) -> u16 {
+    web.post_form(&format!("/actions/{id}/cancel"), cookie, &[("csrf_token", csrf), ("comment", "later")]).status
+}

@@ -115,6 +115,7 @@ impl ActionCenter {
     /// Create an action, or return the live one with the same kind, params and
     /// device. `Ok((action, created))`.
     pub async fn create(&self, who: &Requestor<'_>, req: Request<'_>) -> Result<(Action, bool), ActionError> {
+        require(who, Role::Responder)?;
         if !req.params.is_object() {
             return Err(ActionError::Invalid("params must be a JSON object".into()));
         }

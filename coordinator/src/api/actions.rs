@@ -375,13 +375,22 @@ pub async fn approve_many(
     params(ActionQuery),
     responses((status = 200, description = "RFC 4180 CSV", content_type = "text/csv", body = String)))]
 pub async fn export_csv(State(state): State<AppState>, Params(q): Params<ActionQuery>) -> Result<Response, ApiError> {
-    let filter = q.filter()?;
+    let out = actions_csv(&state.store, &q.filter()?).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+}
+
+/// Every action `filter` matches as RFC 4180 CSV with a header row (the
+/// API's export and the console's).
+pub async fn actions_csv(
+    store: &crate::store::Store,
+    filter: &ActionFilter,
+) -> Result<String, crate::store::StoreError> {
     let mut out = String::from(
         "id,kind,device_id,source,status,requestor,comment,decided_by,decision_comment,params,error,undoes,undone_by,created_at,updated_at\n",
     );
     let mut cursor: Option<String> = None;
     loop {
-        let page = state.store.actions(&filter, cursor.as_deref(), 1000).await?;
+        let page = store.actions(filter, cursor.as_deref(), 1000).await?;
         for a in &page.items {
             let fields = [
                 a.id.to_string(),
@@ -408,7 +417,7 @@ pub async fn export_csv(State(state): State<AppState>, Params(q): Params<ActionQ
             None => break,
         }
     }
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+    Ok(out)
 }
 
 /// RFC 4180 quoting; a leading `=`, `+`, `-`, `@`, TAB or CR is prefixed

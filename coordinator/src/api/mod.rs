@@ -36,6 +36,7 @@ use axum::{Json, Router};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use actions::actions_csv;
 pub use content::RulesSettings;
 pub use error::ApiError;
 pub use extract::{page_limit, Body, Id, IdPage, Params, Sha256Path, TimeCursor, UserName};

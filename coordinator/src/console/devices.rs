@@ -3,15 +3,21 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
 use maud::{html, Markup};
+use picket_common::actions::ActionKind;
 use serde::Deserialize;
+use serde_json::json;
 use uuid::Uuid;
 
-use super::{layout, page, signed_in, url_encode, Operator};
+use super::{audit, csrf_ok, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
+use crate::actions::{ActionError, Request};
 use crate::api::AppState;
 use crate::clock::rfc3339;
-use crate::store::{ActionFilter, AlertFilter, Device, DeviceQuery, DeviceSort, DeviceStatus};
+use crate::store::{
+    Action, ActionFilter, ActionStatus, AlertFilter, Device, DeviceQuery, DeviceSort, DeviceStatus, Role, StoreError,
+};
 
 /// Rows a page shows.
 const PAGE: usize = 50;
@@ -92,8 +98,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
     let (found, groups) = match tokio::try_join!(state.store.find_devices(&query), state.store.device_groups()) {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "device search failed");
-            return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
+            return db_error("device search", e);
         }
     };
     let found: Vec<Device> = match session {
@@ -157,12 +162,44 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
     page(StatusCode::OK, layout("Devices", Some(&op), &op.csrf_token, body))
 }
 
-/// `GET /devices/{id}`: facts, state, and the latest actions and alerts.
+/// The latest succeeded `on` action if no succeeded `off` came after it:
+/// the device's state as its own results last reported it (for example
+/// isolated since that action).
+async fn in_effect(
+    state: &AppState,
+    device: Uuid,
+    on: ActionKind,
+    off: ActionKind,
+) -> Result<Option<Action>, StoreError> {
+    let latest = |kind| ActionFilter {
+        device: Some(device),
+        kind: Some(kind),
+        statuses: vec![ActionStatus::Succeeded],
+        ..ActionFilter::default()
+    };
+    let (on_filter, off_filter) = (latest(on), latest(off));
+    let (on_page, off_page) =
+        tokio::try_join!(state.store.actions(&on_filter, None, 1), state.store.actions(&off_filter, None, 1))?;
+    let on = on_page.items.into_iter().next();
+    let off = off_page.items.into_iter().next();
+    Ok(match (on, off) {
+        (Some(a), Some(b)) if b.updated_at >= a.updated_at => None,
+        (on, _) => on,
+    })
+}
+
+/// `GET /devices/{id}`: facts, state, the actions a responder may take,
+/// and the latest actions and alerts.
 pub async fn show(State(state): State<AppState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
     let op = match signed_in(&state, &headers, &format!("/devices/{}", url_encode(&raw))).await {
         Ok(op) => op,
         Err(r) => return r,
     };
+    device_page(&state, &op, &raw, None).await
+}
+
+/// The device page; `error` is a status and a refusal to show above it.
+async fn device_page(state: &AppState, op: &Operator, raw: &str, error: Option<(StatusCode, &str)>) -> Response {
     let not_found = |op: &Operator| {
         page(
             StatusCode::NOT_FOUND,
@@ -174,72 +211,237 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap, Path(raw): 
             ),
         )
     };
-    let Ok(id) = raw.parse::<Uuid>() else { return not_found(&op) };
+    let Ok(id) = raw.parse::<Uuid>() else { return not_found(op) };
     let loaded = async {
         let Some(device) = state.store.device(id).await? else { return Ok(None) };
         let actions = state.store.actions(&ActionFilter { device: Some(id), ..Default::default() }, None, 20).await?;
         let alerts = state.store.alerts(&AlertFilter { device: Some(id), ..Default::default() }, None, 20).await?;
-        Ok::<_, crate::store::StoreError>(Some((device, actions.items, alerts.items)))
+        let isolated = in_effect(state, id, ActionKind::Isolate, ActionKind::ReleaseIsolation).await?;
+        let restricted = in_effect(state, id, ActionKind::RestrictCode, ActionKind::ReleaseCode).await?;
+        Ok::<_, StoreError>(Some((device, actions.items, alerts.items, isolated, restricted)))
     };
-    let (d, actions, alerts) = match loaded.await {
+    let (d, actions, alerts, isolated, restricted) = match loaded.await {
         Ok(Some(found)) => found,
-        Ok(None) => return not_found(&op),
-        Err(e) => {
-            tracing::error!(error = %e, "device page failed");
-            return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
-        }
+        Ok(None) => return not_found(op),
+        Err(e) => return db_error("device page", e),
     };
-    let status = status_of(&state, &d);
+    let status = status_of(state, &d);
     let session = state.gateway.session(&d.id);
+    let since = |a: &Action| format!("since {} (action ", rfc3339(a.updated_at));
     let body = html! {
         p { a href="/devices" { "← Devices" } }
         h1 { (d.hostname) " " span class=(format!("badge {status}")) { (status) } }
-        dl.facts {
-            dt { "Device id" } dd { code { (d.id) } }
-            dt { "Group" } dd { (d.group) }
-            dt { "OS" } dd { (d.os) }
-            dt { "Kernel" } dd { (d.kernel) }
-            dt { "IP" } dd { (session.as_ref().map(|s| s.peer.ip().to_string()).unwrap_or_else(|| d.ip.clone())) }
-            dt { "Agent version" } dd { (d.agent_version) }
-            dt { "Enrolled" } dd { (rfc3339(d.enrolled_at)) }
-            dt { "Last seen" } dd { (when(session.as_ref().map(|s| s.last_seen).or(d.last_seen))) }
-            dt { "Certificate expires" } dd { (rfc3339(d.cert_not_after)) }
-            dt { "Rules" } dd {
-                @if d.rules_version.is_empty() { "none received yet" } @else { (d.rules_version) }
-                @if let Some(e) = &d.rules_error { " — " span.error { (e) } }
+        @if let Some((_, e)) = error { p.error role="alert" { (e) } }
+        section #live-state data-live {
+            dl.facts {
+                dt { "Network" } dd {
+                    @if let Some(a) = &isolated {
+                        span.badge.isolated { "isolated" } " " (since(a)) a href=(format!("/actions/{}", a.id)) { "view" } ")"
+                    } @else { "not isolated" }
+                }
+                dt { "Code execution" } dd {
+                    @if let Some(a) = &restricted {
+                        span.badge.isolated { "restricted" } " " (since(a)) a href=(format!("/actions/{}", a.id)) { "view" } ")"
+                    } @else { "not restricted" }
+                }
+                dt { "Device id" } dd { code { (d.id) } }
+                dt { "Group" } dd { (d.group) }
+                dt { "OS" } dd { (d.os) }
+                dt { "Kernel" } dd { (d.kernel) }
+                dt { "IP" } dd { (session.as_ref().map(|s| s.peer.ip().to_string()).unwrap_or_else(|| d.ip.clone())) }
+                dt { "Agent version" } dd { (d.agent_version) }
+                dt { "Enrolled" } dd { (rfc3339(d.enrolled_at)) }
+                dt { "Last seen" } dd { (when(session.as_ref().map(|s| s.last_seen).or(d.last_seen))) }
+                dt { "Certificate expires" } dd { (rfc3339(d.cert_not_after)) }
+                dt { "Rules" } dd {
+                    @if d.rules_version.is_empty() { "none received yet" } @else { (d.rules_version) }
+                    @if let Some(e) = &d.rules_error { " — " span.error { (e) } }
+                }
             }
         }
-        h2 { "Latest actions" }
-        @if !actions.is_empty() { table.list {
-            thead { tr { th { "Requested" } th { "Kind" } th { "Status" } th { "By" } th { "Comment" } } }
-            tbody {
-                @for a in &actions {
-                    tr {
-                        td { (rfc3339(a.created_at)) }
-                        td { (a.kind.as_str()) }
-                        td { span class=(format!("badge {}", a.status.as_str())) { (a.status.as_str()) } }
-                        td { (a.requestor) }
-                        td { (a.comment) }
+        @if op.can(Role::Responder) && d.status == DeviceStatus::Active { (action_bar(op, &d, isolated.is_some(), restricted.is_some())) }
+        section #live-history data-live {
+            h2 { "Latest actions" }
+            @if !actions.is_empty() { table.list {
+                thead { tr { th { "Requested" } th { "Kind" } th { "Status" } th { "By" } th { "Comment" } } }
+                tbody {
+                    @for a in &actions {
+                        tr {
+                            td { (rfc3339(a.created_at)) }
+                            td { a href=(format!("/actions/{}", a.id)) { (a.kind.as_str()) } }
+                            td { span class=(format!("badge {}", a.status.as_str())) { (a.status.as_str()) } }
+                            td { (a.requestor) }
+                            td { (a.comment) }
+                        }
                     }
                 }
-            }
-        } }
-        @if actions.is_empty() { p { "No actions yet." } }
-        h2 { "Latest alerts" }
-        @if !alerts.is_empty() { table.list {
-            thead { tr { th { "Last seen" } th { "Severity" } th { "Rule" } th { "Status" } } }
-            tbody {
-                @for a in &alerts {
-                    tr {
-                        td { (rfc3339(a.last_seen)) }
-                        td { (a.severity.as_str()) }
-                        td { (a.rule) }
-                        td { (a.status.as_str()) }
+            } }
+            @if actions.is_empty() { p { "No actions yet." } }
+            h2 { "Latest alerts" }
+            @if !alerts.is_empty() { table.list {
+                thead { tr { th { "Last seen" } th { "Severity" } th { "Rule" } th { "Status" } } }
+                tbody {
+                    @for a in &alerts {
+                        tr {
+                            td { (rfc3339(a.last_seen)) }
+                            td { (a.severity.as_str()) }
+                            td { (a.rule) }
+                            td { (a.status.as_str()) }
+                        }
                     }
                 }
-            }
-        } }
-        @if alerts.is_empty() { p { "No alerts." } }
+            } }
+            @if alerts.is_empty() { p { "No alerts." } }
+        }
     };
-    page(StatusCode::OK, layout(&d.hostname, Some(&op), &op.csrf_token, body))
+    let status = error.map_or(StatusCode::OK, |(s, _)| s);
+    page(status, layout(&d.hostname, Some(op), &op.csrf_token, body))
+}
+
+/// The responder's actions on a device. Every one asks why; offboarding
+/// asks for the host name typed out.
+fn action_bar(op: &Operator, d: &Device, isolated: bool, restricted: bool) -> Markup {
+    let to = format!("/devices/{}/actions", d.id);
+    let csrf = html! { input type="hidden" name="csrf_token" value=(op.csrf_token); };
+    let comment = |id: &str| {
+        html! {
+            label for=(id) { "Comment (required)" }
+            input id=(id) name="comment" type="text" required placeholder="why";
+        }
+    };
+    html! {
+        section.actions aria-labelledby="take-action" {
+            h2 #take-action { "Take action" }
+            form.action-bar method="post" action=(to) {
+                (csrf) (comment("action-comment"))
+                div.buttons {
+                    @if isolated {
+                        button type="submit" name="kind" value="release_isolation" { "Release from isolation" }
+                    } @else {
+                        button type="submit" name="kind" value="isolate" { "Isolate device" }
+                    }
+                    @if restricted {
+                        button type="submit" name="kind" value="release_code" { "Remove app restriction" }
+                    } @else {
+                        button type="submit" name="kind" value="restrict_code" { "Restrict app execution" }
+                    }
+                    button type="submit" name="kind" value="quick_scan" { "Quick scan" }
+                    button type="submit" name="kind" value="full_scan" { "Full scan" }
+                    button type="submit" name="kind" value="collect_package" { "Collect investigation package" }
+                }
+            }
+            form.action-bar method="post" action=(to) {
+                (csrf) input type="hidden" name="kind" value="stop_and_quarantine";
+                label for="quarantine-file" { "File: absolute path or SHA-256" }
+                input #quarantine-file name="file" type="text" required;
+                (comment("quarantine-comment"))
+                div.buttons { button type="submit" { "Stop and quarantine file" } }
+            }
+            form.action-bar.danger method="post" action=(to) {
+                (csrf) input type="hidden" name="kind" value="offboard";
+                label for="offboard-confirm" { "Type the host name " strong { (d.hostname) } " to offboard" }
+                input #offboard-confirm name="confirm_hostname" type="text" required autocomplete="off";
+                (comment("offboard-comment"))
+                div.buttons { button type="submit" { "Offboard device" } }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ActionForm {
+    csrf_token: String,
+    /// An action kind, or `quick_scan` / `full_scan`.
+    kind: String,
+    comment: String,
+    /// `stop_and_quarantine`: an absolute path or a SHA-256.
+    file: String,
+    /// `offboard`: the device's host name, typed.
+    confirm_hostname: String,
+}
+
+/// A refused request: audited, and the device page saying why.
+async fn refused(state: &AppState, op: &Operator, device: Uuid, status: StatusCode, message: String) -> Response {
+    let target = format!("/devices/{device}/actions");
+    audit(&state.store, &op.user, "POST", &target, status.as_str(), &message).await;
+    device_page(state, op, &device.to_string(), Some((status, &message))).await
+}
+
+/// `POST /devices/{id}/actions`: request an action as the signed-in
+/// person (the API's pipeline: role, comment, approval policy), then show
+/// it in the action center.
+pub async fn request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let op = match signed_in(&state, &headers, &format!("/devices/{}", url_encode(&raw))).await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&op, &headers, &form.csrf_token) {
+        return forbidden("The request did not carry this session's CSRF token.");
+    }
+    let Ok(device) = raw.parse::<Uuid>() else { return device_page(&state, &op, &raw, None).await };
+    let refuse = |status: StatusCode, message: String| refused(&state, &op, device, status, message);
+    let file = form.file.trim();
+    let (kind, params) = match form.kind.as_str() {
+        "isolate" => (ActionKind::Isolate, json!({ "mode": "full" })),
+        "quick_scan" => (ActionKind::Scan, json!({ "mode": "quick" })),
+        "full_scan" => (ActionKind::Scan, json!({ "mode": "full" })),
+        "stop_and_quarantine" if file.len() == 64 && file.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (ActionKind::StopAndQuarantine, json!({ "sha256": file.to_ascii_lowercase() }))
+        }
+        "stop_and_quarantine" => (ActionKind::StopAndQuarantine, json!({ "path": file })),
+        "offboard" => {
+            let hostname = match state.store.device(device).await {
+                Ok(d) => d.map(|d| d.hostname).unwrap_or_default(),
+                Err(e) => return db_error("device lookup", e),
+            };
+            if form.confirm_hostname.trim() != hostname || hostname.is_empty() {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Not offboarded: the host name typed does not match this device's.".into(),
+                )
+                .await;
+            }
+            (ActionKind::Offboard, json!({}))
+        }
+        other => match ActionKind::ALL.into_iter().find(|k| k.as_str() == other) {
+            Some(
+                kind @ (ActionKind::ReleaseIsolation
+                | ActionKind::RestrictCode
+                | ActionKind::ReleaseCode
+                | ActionKind::CollectPackage),
+            ) => (kind, json!({})),
+            _ => return refuse(StatusCode::BAD_REQUEST, format!("The console offers no action {other:?}.")).await,
+        },
+    };
+    let caller = op.caller();
+    let who = caller.requestor();
+    let request = Request {
+        device,
+        kind,
+        params,
+        comment: &form.comment,
+        source: who.source_for(kind),
+        investigation_id: None,
+        needs_approval: false,
+        undoes: None,
+    };
+    match state.actions.create(&who, request).await {
+        Ok((action, created)) => {
+            let detail = format!("action={} kind={kind} device={device} created={created} via console", action.id);
+            audit(&state.store, &op.user, "POST", &format!("/devices/{device}/actions"), "ok", &detail).await;
+            let done = if created { "requested" } else { "existing" };
+            Redirect::to(&format!("/actions/{}?done={done}", action.id)).into_response()
+        }
+        Err(ActionError::Store(e)) => db_error("action request", e),
+        Err(e) => {
+            let (status, message) = super::actions::refusal(&e);
+            refuse(status, message).await
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! [`session`]; roles are the API's (a page hides what a role cannot do,
 //! but the handler is the check).
 
+mod actions;
 mod devices;
 pub mod session;
 
@@ -50,6 +51,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
 
 /// The console's routes (merged into the API router).
 pub fn router() -> Router<AppState> {
@@ -59,9 +61,16 @@ pub fn router() -> Router<AppState> {
         .route("/logout", axum::routing::post(logout))
         .route("/devices", get(devices::list))
         .route("/devices/{id}", get(devices::show))
+        .route("/devices/{id}/actions", axum::routing::post(devices::request))
+        .route("/actions", get(actions::list))
+        .route("/actions.csv", get(actions::export))
+        .route("/actions/decide", axum::routing::post(actions::decide_many))
+        .route("/actions/{id}", get(actions::show))
+        .route("/actions/{id}/{verb}", axum::routing::post(actions::decide))
         .route("/account", get(account_page))
         .route("/account/password", axum::routing::post(change_password))
         .route("/assets/console.css", get(css))
+        .route("/assets/console.js", get(js))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -81,6 +90,20 @@ async fn security_headers(req: Request, next: Next) -> Response {
 async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], CSS)
         .into_response()
+}
+
+async fn js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], JS)
+        .into_response()
+}
+
+/// The 500 page when the database fails, with what failed logged.
+fn db_error(what: &str, error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "console: {what} failed");
+    page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        layout("Error", None, "", html! { h1 { "Error" } p { "The database could not be reached. Try again." } }),
+    )
 }
 
 /// The client's address, as the listener saw it.
@@ -114,6 +137,7 @@ fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Marku
                 meta name="csrf-token" content=(csrf);
                 title { (title) " · Picket" }
                 link rel="stylesheet" href="/assets/console.css";
+                script src="/assets/console.js" defer {}
             }
             body {
                 header.top {
@@ -122,6 +146,7 @@ fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Marku
                         nav aria-label="Main" {
                             a href="/" { "Overview" }
                             a href="/devices" { "Devices" }
+                            a href="/actions" { "Action center" }
                         }
                         form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf_token" value=(csrf);
@@ -159,10 +184,7 @@ fn local_next(next: Option<&str>) -> String {
 pub async fn signed_in(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Operator, Response> {
     match session::operator(&state.store, state.console.timeouts, headers).await {
         Ok(op) => Ok(op),
-        Err(NoSession::Store(e)) => {
-            tracing::error!(error = %e, "console session lookup failed");
-            Err(page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." }))
-        }
+        Err(NoSession::Store(e)) => Err(db_error("session lookup", e)),
         Err(why) => {
             let expired = if matches!(why, NoSession::Expired) { "&expired=1" } else { "" };
             let next: String = url_encode(path);
@@ -348,8 +370,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): F
         return forbidden("The request did not carry this session's CSRF token.");
     }
     if let Err(e) = state.store.end_session(&op.id_hash).await {
-        tracing::error!(error = %e, "sign-out: the session could not be ended");
-        return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
+        return db_error("ending the session at sign-out", e);
     }
     audit(&state.store, &op.user, "logout", "/logout", "ok", "").await;
     let mut r = Redirect::to("/login").into_response();
@@ -435,8 +456,7 @@ async fn change_password(
         Ok(Some((_, hash))) => hash,
         Ok(None) => return forbidden("This user no longer exists."),
         Err(e) => {
-            tracing::error!(error = %e, "password change: user lookup failed");
-            return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
+            return db_error("user lookup for a password change", e);
         }
     };
     let current: String = form.current_password.chars().take(crate::users::MAX_PASSWORD).collect();
@@ -489,8 +509,7 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
     let (enrolled, pending) = match counts.await {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "overview counts failed");
-            return page(StatusCode::INTERNAL_SERVER_ERROR, html! { "The database could not be reached." });
+            return db_error("overview counts", e);
         }
     };
     let online = state.gateway.sessions.len();

@@ -25,6 +25,9 @@ pub const SESSION_COOKIE: &str = "__Host-picket_session";
 /// The sign-in form's double-submit cookie.
 pub const LOGIN_COOKIE: &str = "__Host-picket_login";
 
+/// Sent by the console's script when it refreshes a page's live parts.
+pub const POLL_HEADER: &str = "x-picket-poll";
+
 /// A signed-in person, as the console's handlers see them.
 #[derive(Debug, Clone)]
 pub struct Operator {
@@ -115,8 +118,11 @@ pub async fn operator(store: &Store, timeouts: Timeouts, headers: &HeaderMap) ->
         return Err(NoSession::Expired);
     }
     // One write a minute at most per session keeps the idle clock (more
-    // often when the idle timeout itself is shorter).
-    if now - session.last_seen_at > (timeouts.idle_ms / 2).min(60_000) {
+    // often when the idle timeout itself is shorter). A page's own live
+    // updates (header `X-Picket-Poll`) are not activity: a console left
+    // open still times out.
+    let polling = headers.contains_key(POLL_HEADER);
+    if !polling && now - session.last_seen_at > (timeouts.idle_ms / 2).min(60_000) {
         store.touch_session(&id_hash).await.map_err(NoSession::Store)?;
     }
     Ok(Operator { user: session.user, role: session.role, csrf_token: session.csrf_token, id_hash })
