@@ -9,6 +9,7 @@
 //! - [`web`]: the console as a browser speaks to it.
 
 pub mod attacker;
+pub mod browser;
 pub mod raw;
 pub mod web;
 

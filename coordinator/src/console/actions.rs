@@ -333,7 +333,7 @@ async fn action_page(state: &AppState, op: &Operator, raw: &str, notice: Option<
                 @if let Some(i) = &a.investigation_id { dt { "Investigation" } dd { code { (i) } } }
                 @if let Some(x) = a.expires_at { dt { "Expires" } dd { (rfc3339(x)) } }
             }
-            h2 { "Timeline" }
+            h2 #timeline { "Timeline" }
             table.list {
                 thead { tr { th { "When" } th { "From" } th { "To" } th { "By" } th { "Comment" } } }
                 tbody {
