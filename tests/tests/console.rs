@@ -498,3 +498,194 @@ async fn the_action_center_enforces_roles_csrf_and_the_two_person_rule_from_the_
 fn cancel(web: &picket_e2e::web::Web, id: &str, cookie: &str, csrf: &str) -> u16 {
     web.post_form(&format!("/actions/{id}/cancel"), cookie, &[("csrf_token", csrf), ("comment", "later")]).status
 }
+
+/// A real detection from the console: the alert and its investigation
+/// are listed and shown; a viewer gets no triage and is refused it; a
+/// responder sets the status, is refused a false positive (approvers
+/// only) and terminates the investigation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_and_investigations_are_triaged_from_the_console_by_role() {
+    for db in databases().await {
+        let lab = tempfile::tempdir().expect("lab");
+        let temp = lab.path().join("temp");
+        std::fs::create_dir_all(&temp).expect("mkdir");
+        let l = lab.path().to_path_buf();
+        let mut env = TestEnv::start_with(&db, move |c| {
+            c.investigations.automatic = true;
+            c.investigations.temp_folders = vec![l.join("temp").display().to_string()];
+            c.investigations.core_folders = vec![l.join("core").display().to_string()];
+            c.investigations.copy_search_paths = vec![l.join("temp").display().to_string()];
+        })
+        .await;
+        let body = json!({ "automation_level": "none" });
+        env.admin(move |c| c.patch("/api/v1/device-groups/default", &body)).await.expect("automation none");
+        let (device, dir) = env.enroll("detector").await;
+        let _agent = env.start_agent(device, &dir);
+        eventually!(10, "agent online", env.device_status(device).await == "online");
+        std::fs::write(temp.join("dropper.com"), picket_e2e::eicar()).expect("drop");
+        let scan = json!({ "kind": "scan", "params": { "paths": [temp] }, "comment": "e2e" });
+        let path = format!("/api/v1/devices/{device}/actions");
+        let a = env.admin(move |c| c.post(&path, &scan)).await.expect("scan");
+        let scan_id = a["id"].as_str().expect("id").to_string();
+        eventually!(30, "scan done", env.action_status(&scan_id).await == "succeeded");
+        let mut investigation: String;
+        eventually!(30, "investigation waiting", {
+            let list = env.admin(|c| c.get("/api/v1/investigations")).await.expect("list");
+            let first = &list["items"][0];
+            investigation = first["id"].as_str().unwrap_or_default().to_string();
+            first["status"] == "pending_approval"
+        });
+        let alerts = env.admin(|c| c.get("/api/v1/alerts")).await.expect("alerts");
+        let alert = alerts["items"][0]["id"].as_str().expect("alert").to_string();
+        let rule = alerts["items"][0]["detection"]["rule"].as_str().expect("rule").to_string();
+        for (name, role) in [("rita", "responder"), ("val", "viewer")] {
+            let body = json!({"name": name, "role": role, "password": "correct horse battery staple"});
+            env.admin(move |c| c.post("/api/v1/users", &body)).await.expect("create user");
+        }
+        let web = env.web();
+        let inv = investigation.clone();
+        blocking(move || {
+            let (val, val_csrf) = web.session("val", "correct horse battery staple");
+            let (rita, rita_csrf) = web.session("rita", "correct horse battery staple");
+            let list = web.get("/alerts", &val);
+            assert!(list.body.contains(&format!("/alerts/{alert}")) && list.body.contains(&rule), "{}", list.body);
+            assert!(web.get("/alerts?severity=informational", &val).body.contains("No alerts match"));
+            let page = web.get(&format!("/alerts/{alert}"), &val);
+            assert_eq!(page.status, 200);
+            assert!(page.body.contains("dropper.com") && !page.body.contains("Triage"), "{}", page.body);
+            let post = |cookie: &str, path: &str, fields: &[(&str, &str)]| web.post_form(path, cookie, fields);
+            let classify = format!("/alerts/{alert}/classify");
+            let refused = post(&val, &classify, &[("csrf_token", &val_csrf), ("classification", "true_positive")]);
+            assert_eq!(refused.status, 403);
+            assert_eq!(post(&rita, &classify, &[("classification", "true_positive")]).status, 403, "no CSRF token");
+
+            let page = web.get(&format!("/alerts/{alert}"), &rita);
+            assert!(page.body.contains("Triage") && !page.body.contains("false_positive"), "approvers only");
+            let status = format!("/alerts/{alert}/status");
+            let set =
+                post(&rita, &status, &[("csrf_token", &rita_csrf), ("status", "in_progress"), ("comment", "on it")]);
+            assert_eq!(set.status, 200, "{}", set.body);
+            assert!(set.body.contains("Status set to in progress") && set.body.contains("badge in_progress"));
+            let fp = post(&rita, &classify, &[("csrf_token", &rita_csrf), ("classification", "false_positive")]);
+            assert_eq!(fp.status, 403, "{}", fp.body);
+            assert!(fp.body.contains("approver role"), "{}", fp.body);
+            let tp = post(&rita, &classify, &[("csrf_token", &rita_csrf), ("classification", "true_positive")]);
+            assert_eq!(tp.status, 200, "{}", tp.body);
+            assert!(tp.body.contains("Classified true positive"), "{}", tp.body);
+
+            let list = web.get("/investigations", &val);
+            assert!(list.body.contains(&format!("/investigations/{inv}")), "{}", list.body);
+            let page = web.get(&format!("/investigations/{inv}"), &val);
+            assert!(page.body.contains("Evidence and verdicts") && !page.body.contains("Terminate investigation"));
+            let terminate = format!("/investigations/{inv}/terminate");
+            assert_eq!(post(&val, &terminate, &[("csrf_token", &val_csrf)]).status, 403);
+            assert!(web.get(&format!("/investigations/{inv}"), &rita).body.contains("Terminate investigation"));
+            let done = post(&rita, &terminate, &[("csrf_token", &rita_csrf), ("comment", "handled by hand")]);
+            assert_eq!(done.status, 303, "{}", done.body);
+        })
+        .await;
+        let path = format!("/api/v1/investigations/{investigation}");
+        let shown = env.admin(move |c| c.get(&path)).await.expect("investigation");
+        assert_eq!(shown["status"], "terminated_by_user", "{shown}");
+    }
+}
+
+/// The text of the first `<pre class="secret">` on a page.
+fn secret_in(body: &str) -> String {
+    let at = body.find("<pre class=\"secret\">").expect("a secret shown") + "<pre class=\"secret\">".len();
+    body[at..].split('<').next().unwrap_or_default().to_string()
+}
+
+/// Settings are for admins: groups and automation levels, an enrollment
+/// token whose command enrolls a real device, a user whose one-time
+/// password signs in and who is then disabled, and the audit log with
+/// its CSV. Everyone else is refused, and not shown the way there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admins_manage_groups_tokens_and_users_from_settings_and_nobody_else_can() {
+    for db in databases().await {
+        let env = TestEnv::start(&db).await;
+        let body = json!({"name": "abe", "role": "approver", "password": "correct horse battery staple"});
+        env.admin(move |c| c.post("/api/v1/users", &body)).await.expect("create user");
+        let password = env.admin_password();
+        let web = env.web();
+        let (command, carl_password) = blocking(move || {
+            let (abe, abe_csrf) = web.session("abe", "correct horse battery staple");
+            assert!(!web.get("/", &abe).body.contains("href=\"/settings\""), "no way to settings for an approver");
+            assert_eq!(web.get("/settings", &abe).status, 403);
+            assert_eq!(web.get("/settings/audit.csv", &abe).status, 403);
+            let try_create = web.post_form(
+                "/settings/users",
+                &abe,
+                &[("csrf_token", &abe_csrf), ("name", "mallory"), ("role", "admin")],
+            );
+            assert_eq!(try_create.status, 403);
+
+            let (admin, csrf) = web.session("admin", &password);
+            assert!(web.get("/", &admin).body.contains("href=\"/settings\""));
+            let page = web.get("/settings", &admin);
+            assert_eq!(page.status, 200);
+            assert!(page.body.contains("Device groups") && page.body.contains(">abe<"), "{}", page.body);
+            let post = |path: &str, fields: &[(&str, &str)]| {
+                let mut form = vec![("csrf_token", csrf.as_str())];
+                form.extend_from_slice(fields);
+                web.post_form(path, &admin, &form)
+            };
+            // Without the token, nothing.
+            assert_eq!(web.post_form("/settings/groups", &admin, &[("name", "x")]).status, 403);
+
+            let made = post("/settings/groups", &[("name", "labs"), ("automation_level", "semi_core")]);
+            assert_eq!(made.status, 200, "{}", made.body);
+            assert!(made.body.contains("Group <strong>labs</strong> created"), "{}", made.body);
+            assert_eq!(post("/settings/groups", &[("name", "labs"), ("automation_level", "full")]).status, 409);
+            assert_eq!(post("/settings/groups", &[("name", "bad name!"), ("automation_level", "full")]).status, 400);
+            assert_eq!(post("/settings/groups/labs", &[("automation_level", "warp")]).status, 400);
+            let changed = post("/settings/groups/labs", &[("automation_level", "none")]);
+            assert!(changed.body.contains("automation level <strong>none</strong>"), "{}", changed.body);
+
+            let token =
+                post("/settings/enrollment-tokens", &[("group", "labs"), ("max_uses", "1"), ("expires_in_hours", "2")]);
+            assert_eq!(token.status, 200, "{}", token.body);
+            let command = secret_in(&token.body);
+            assert!(command.starts_with("picket-agent enroll --coordinator "), "{command}");
+            assert_eq!(
+                post(
+                    "/settings/enrollment-tokens",
+                    &[("group", "labs"), ("max_uses", "many"), ("expires_in_hours", "2")]
+                )
+                .status,
+                400
+            );
+
+            let user = post("/settings/users", &[("name", "carl"), ("role", "responder")]);
+            assert_eq!(user.status, 200, "{}", user.body);
+            let carl_password = secret_in(&user.body);
+            assert_eq!(carl_password.len(), 24);
+            let (carl, _) = web.session("carl", &carl_password);
+            assert_eq!(web.get("/", &carl).status, 200);
+            assert_eq!(post("/settings/users/admin/disable", &[]).status, 409, "not yourself");
+            let disabled = post("/settings/users/carl/disable", &[]);
+            assert!(disabled.body.contains("disabled; their sessions ended"), "{}", disabled.body);
+            assert_eq!(web.get("/", &carl).status, 303, "carl's session ended");
+            assert_eq!(web.sign_in("carl", &carl_password).status, 401);
+
+            let log = web.get("/settings/audit", &admin);
+            assert!(log.body.contains("/settings/users/carl/disable") && log.body.contains("login_failed"));
+            let csv = web.get("/settings/audit.csv", &admin);
+            assert!(csv.header("content-type").starts_with("text/csv"));
+            assert!(csv.body.starts_with("id,at,actor,action,target,result,detail\n"));
+            assert!(csv.body.contains("/settings/groups/labs"), "{}", csv.body);
+            (command, carl_password)
+        })
+        .await;
+        // The command shown enrolls a real device into the group.
+        let mut words = command.split_whitespace();
+        let mut arg = |name: &str| words.by_ref().skip_while(|w| *w != name).nth(1).expect("argument").to_string();
+        let (token, fingerprint) = (arg("--token"), arg("--ca-fingerprint"));
+        let device = env
+            .enroll_with("from-settings", &json!({"token": token, "ca_fingerprint": fingerprint}))
+            .await
+            .expect("enrolled with the console's token");
+        assert_eq!(env.device(device).await["group"], "labs");
+        assert!(!carl_password.is_empty());
+    }
+}

@@ -184,5 +184,17 @@ async fn an_analyst_and_an_approver_work_the_console_in_chromium() {
     };
     // Nothing was decided for him, and the second request is untouched.
     assert_eq!(env.action_status(&second).await, "pending_approval");
-    drop(browser);
+
+    // The admin's settings: every section renders in the browser.
+    let admin_password = env.admin_password();
+    blocking(move || {
+        browser.sign_out();
+        browser.sign_in(&base, "admin", &admin_password);
+        browser.goto(&format!("{base}/settings"));
+        for section in ["#groups", "#enrollment", "#users", "#api-tokens"] {
+            browser.find(section);
+        }
+        shot(&browser, "settings");
+    })
+    .await;
 }

@@ -423,7 +423,7 @@ pub async fn actions_csv(
 /// RFC 4180 quoting; a leading `=`, `+`, `-`, `@`, TAB or CR is prefixed
 /// with `'` so a spreadsheet does not run a comment as a formula (OWASP's
 /// CSV injection list: TAB and CR are formula starters too).
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))

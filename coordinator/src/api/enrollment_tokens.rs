@@ -43,8 +43,9 @@ fn default_uses() -> u32 {
     1
 }
 
-fn token_json(t: &EnrollmentToken) -> Value {
-    let state = if t.revoked_at.is_some() {
+/// revoked, suspended, expired, used_up or active.
+pub fn token_state(t: &EnrollmentToken) -> &'static str {
+    if t.revoked_at.is_some() {
         "revoked"
     } else if t.suspended_at.is_some() {
         "suspended"
@@ -54,7 +55,11 @@ fn token_json(t: &EnrollmentToken) -> Value {
         "used_up"
     } else {
         "active"
-    };
+    }
+}
+
+fn token_json(t: &EnrollmentToken) -> Value {
+    let state = token_state(t);
     json!({
         "id": t.id,
         "group": t.group,
@@ -81,44 +86,59 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateToken>,
 ) -> Result<Response, ApiError> {
-    if !super::groups::valid_name(&req.group) {
-        return Err(ApiError::BadRequest(super::groups::NAME_RULE.into()));
-    }
-    if !(1..=MAX_TTL_HOURS).contains(&req.expires_in_hours) {
-        return Err(ApiError::BadRequest(format!("expires_in_hours must be 1..={MAX_TTL_HOURS}")));
-    }
-    if !(1..=1_000_000).contains(&req.max_uses) {
-        return Err(ApiError::BadRequest("max_uses must be 1..=1000000".into()));
-    }
-    // A token for a new group creates the group, with the default group's
-    // automation level (change it with PATCH /device-groups/{name}).
-    if state.store.device_group(&req.group).await?.is_none() {
-        let level =
-            state.store.device_group("default").await?.map(|g| g.automation_level).unwrap_or_else(|| "full".into());
-        state.store.put_device_group(&req.group, &level, "created with an enrollment token", true).await?;
-    }
-    let new = NewEnrollmentToken {
-        group: &req.group,
-        created_by: &caller.name,
-        expires_at: now_ms() + i64::from(req.expires_in_hours) * 3_600_000,
-        max_uses: i64::from(req.max_uses),
-    };
-    let (token, secret) = state.store.create_enrollment_token(&new).await?;
-    let fingerprint = state.gateway.ca.fingerprint();
-    let command = format!(
-        "picket-agent enroll --coordinator {} --token {} --ca-fingerprint {}",
-        state.advertise_agent_address, secret, fingerprint
-    );
-    let mut body = token_json(&token);
-    body["token"] = json!(secret);
-    body["ca_fingerprint"] = json!(fingerprint);
-    body["enroll_command"] = json!(command);
+    let issued = issue(&state, &caller.name, &req.group, req.expires_in_hours, req.max_uses).await?;
+    let mut body = token_json(&issued.token);
+    body["token"] = json!(issued.secret);
+    body["ca_fingerprint"] = json!(issued.ca_fingerprint);
+    body["enroll_command"] = json!(issued.command);
     let mut response = created(body);
     response.extensions_mut().insert(AuditDetail(format!(
         "token_id={} group={} max_uses={} expires_in_hours={}",
-        token.id, token.group, req.max_uses, req.expires_in_hours
+        issued.token.id, issued.token.group, req.max_uses, req.expires_in_hours
     )));
     Ok(response)
+}
+
+/// A new enrollment token with what is shown of it once.
+pub struct Issued {
+    pub token: EnrollmentToken,
+    pub secret: String,
+    pub ca_fingerprint: String,
+    /// The `picket-agent enroll …` line to run on a device.
+    pub command: String,
+}
+
+/// Creates an enrollment token for `group` (the API's and the console's
+/// way). A token for a new group creates the group, with the default
+/// group's automation level.
+pub async fn issue(state: &AppState, by: &str, group: &str, hours: u32, max_uses: u32) -> Result<Issued, ApiError> {
+    if !super::groups::valid_name(group) {
+        return Err(ApiError::BadRequest(super::groups::NAME_RULE.into()));
+    }
+    if !(1..=MAX_TTL_HOURS).contains(&hours) {
+        return Err(ApiError::BadRequest(format!("expires_in_hours must be 1..={MAX_TTL_HOURS}")));
+    }
+    if !(1..=1_000_000).contains(&max_uses) {
+        return Err(ApiError::BadRequest("max_uses must be 1..=1000000".into()));
+    }
+    if state.store.device_group(group).await?.is_none() {
+        let level =
+            state.store.device_group("default").await?.map(|g| g.automation_level).unwrap_or_else(|| "full".into());
+        state.store.put_device_group(group, &level, "created with an enrollment token", true).await?;
+    }
+    let new = NewEnrollmentToken {
+        group,
+        created_by: by,
+        expires_at: now_ms() + i64::from(hours) * 3_600_000,
+        max_uses: i64::from(max_uses),
+    };
+    let (token, secret) = state.store.create_enrollment_token(&new).await?;
+    let ca_fingerprint = state.gateway.ca.fingerprint();
+    let command = format!(
+        "picket-agent enroll --coordinator {} --token {} --ca-fingerprint {}",
+        state.advertise_agent_address, secret, ca_fingerprint
+    );
+    Ok(Issued { token, secret, ca_fingerprint, command })
 }
 
 /// List enrollment tokens (never their secrets).

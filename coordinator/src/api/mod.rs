@@ -36,10 +36,13 @@ use axum::{Json, Router};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use actions::actions_csv;
+pub use actions::{actions_csv, csv_field};
 pub use content::RulesSettings;
+pub use enrollment_tokens::{issue as issue_enrollment_token, token_state, Issued};
 pub use error::ApiError;
 pub use extract::{page_limit, Body, Id, IdPage, Params, Sha256Path, TimeCursor, UserName};
+pub use groups::{valid_name as valid_group_name, NAME_RULE as GROUP_NAME_RULE};
+pub use users::{add_user, disable_user, enable_user, reset_user_password};
 
 use crate::gateway::Gateway;
 use crate::store::{NewAudit, Role, Store, TokenKind};

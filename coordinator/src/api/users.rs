@@ -66,20 +66,32 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateUser>,
 ) -> Result<Response, ApiError> {
-    check_name(&req.name).map_err(ApiError::BadRequest)?;
-    let (password, generated) = password_or_generated(req.password)?;
-    let hash = hash_blocking(password.clone()).await.map_err(ApiError::internal)?;
-    if !state.store.create_user(&req.name, req.role, &hash, &caller.name).await? {
-        return Err(ApiError::Conflict(format!("a user named {:?} already exists", req.name)));
-    }
-    let (user, _) = state.store.user(&req.name).await?.ok_or_else(|| ApiError::internal("user vanished"))?;
+    let (user, generated) = add_user(&state, &caller.name, &req.name, req.role, req.password).await?;
     let mut body = user_json(&user);
-    if generated {
+    if let Some(password) = generated {
         body["password"] = json!(password);
     }
     let mut response = created(body);
     response.extensions_mut().insert(AuditDetail(format!("user={} role={}", user.name, user.role.as_str())));
     Ok(response)
+}
+
+/// Creates user `name` (the API's and the console's way); the password
+/// when it was generated, to show once.
+pub async fn add_user(
+    state: &AppState,
+    by: &str,
+    name: &str,
+    role: Role,
+    password: Option<String>,
+) -> Result<(User, Option<String>), ApiError> {
+    check_name(name).map_err(ApiError::BadRequest)?;
+    let (password, generated) = password_or_generated(password)?;
+    let hash = hash_blocking(password.clone()).await.map_err(ApiError::internal)?;
+    if !state.store.create_user(name, role, &hash, by).await? {
+        return Err(ApiError::Conflict(format!("a user named {name:?} already exists")));
+    }
+    Ok((existing(state, name).await?, generated.then_some(password)))
 }
 
 /// List users (never their password hashes).
@@ -104,8 +116,15 @@ pub async fn disable(
     caller: Caller,
     UserName(name): UserName,
 ) -> Result<Response, ApiError> {
-    let user = existing(&state, &name).await?;
-    if caller.identity == format!("user:{name}") {
+    disable_user(&state, &caller.identity, &caller.name, &name).await?;
+    respond(&state, &name, format!("disabled user {name}")).await
+}
+
+/// Disables user `name` as `identity` (`user:…`), who may not be them,
+/// and never the last enabled admin.
+pub async fn disable_user(state: &AppState, identity: &str, by: &str, name: &str) -> Result<(), ApiError> {
+    let user = existing(state, name).await?;
+    if identity == format!("user:{name}") {
         return Err(ApiError::Conflict("you cannot disable yourself; ask another admin".into()));
     }
     if user.role == Role::Admin && user.disabled_at.is_none() {
@@ -115,9 +134,9 @@ pub async fn disable(
             return Err(ApiError::Conflict("this is the last enabled admin; create another admin first".into()));
         }
     }
-    state.store.set_user_disabled(&name, true).await?;
-    tracing::warn!(user = %name, by = %caller.name, "user disabled; their console sessions ended");
-    respond(&state, &name, format!("disabled user {name}")).await
+    state.store.set_user_disabled(name, true).await?;
+    tracing::warn!(user = %name, %by, "user disabled; their console sessions ended");
+    Ok(())
 }
 
 /// Enable a disabled user again.
@@ -125,9 +144,14 @@ pub async fn disable(
     params(("name" = String, Path, pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", description = "User name")),
     responses((status = 200, description = "The user", body = Object)))]
 pub async fn enable(State(state): State<AppState>, UserName(name): UserName) -> Result<Response, ApiError> {
-    existing(&state, &name).await?;
-    state.store.set_user_disabled(&name, false).await?;
+    enable_user(&state, &name).await?;
     respond(&state, &name, format!("enabled user {name}")).await
+}
+
+pub async fn enable_user(state: &AppState, name: &str) -> Result<(), ApiError> {
+    existing(state, name).await?;
+    state.store.set_user_disabled(name, false).await?;
+    Ok(())
 }
 
 /// Set a new password (given, or generated and returned once); every
@@ -142,18 +166,30 @@ pub async fn reset_password(
     UserName(name): UserName,
     Body(req): Body<ResetPassword>,
 ) -> Result<Response, ApiError> {
-    existing(&state, &name).await?;
-    let (password, generated) = password_or_generated(req.password)?;
-    let hash = hash_blocking(password.clone()).await.map_err(ApiError::internal)?;
-    state.store.set_password(&name, &hash).await?;
-    tracing::warn!(user = %name, by = %caller.name, "password reset; the user's console sessions ended");
+    let generated = reset_user_password(&state, &caller.name, &name, req.password).await?;
     let mut body = user_json(&existing(&state, &name).await?);
-    if generated {
+    if let Some(password) = generated {
         body["password"] = json!(password);
     }
     let mut response = Json(body).into_response();
     response.extensions_mut().insert(AuditDetail(format!("reset the password of {name}")));
     Ok(response)
+}
+
+/// Sets user `name`'s password (given, or generated and returned to show
+/// once); every console session of the user ends.
+pub async fn reset_user_password(
+    state: &AppState,
+    by: &str,
+    name: &str,
+    password: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    existing(state, name).await?;
+    let (password, generated) = password_or_generated(password)?;
+    let hash = hash_blocking(password.clone()).await.map_err(ApiError::internal)?;
+    state.store.set_password(name, &hash).await?;
+    tracing::warn!(user = %name, %by, "password reset; the user's console sessions ended");
+    Ok(generated.then_some(password))
 }
 
 async fn respond(state: &AppState, name: &str, detail: String) -> Result<Response, ApiError> {

@@ -10,8 +10,10 @@
 //! but the handler is the check).
 
 mod actions;
+mod alerts;
 mod devices;
 pub mod session;
+mod settings;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -67,6 +69,18 @@ pub fn router() -> Router<AppState> {
         .route("/actions/decide", axum::routing::post(actions::decide_many))
         .route("/actions/{id}", get(actions::show))
         .route("/actions/{id}/{verb}", axum::routing::post(actions::decide))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::show))
+        .route("/alerts/{id}/{what}", axum::routing::post(alerts::triage))
+        .route("/settings", get(settings::show))
+        .route("/settings/audit", get(settings::audit_log))
+        .route("/settings/audit.csv", get(settings::audit_csv))
+        .route("/settings/{what}", axum::routing::post(settings::create))
+        .route("/settings/{what}/{name}", axum::routing::post(settings::change))
+        .route("/settings/{what}/{name}/{verb}", axum::routing::post(settings::change))
+        .route("/investigations", get(alerts::investigations))
+        .route("/investigations/{id}", get(alerts::investigation))
+        .route("/investigations/{id}/{what}", axum::routing::post(alerts::decide))
         .route("/account", get(account_page))
         .route("/account/password", axum::routing::post(change_password))
         .route("/assets/console.css", get(css))
@@ -147,6 +161,9 @@ fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Marku
                             a href="/" { "Overview" }
                             a href="/devices" { "Devices" }
                             a href="/actions" { "Action center" }
+                            a href="/investigations" { "Investigations" }
+                            a href="/alerts" { "Alerts" }
+                            @if op.can(crate::store::Role::Admin) { a href="/settings" { "Settings" } }
                         }
                         form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf_token" value=(csrf);

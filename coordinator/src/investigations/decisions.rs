@@ -59,6 +59,9 @@ impl Investigations {
 
     /// Cancel what has not run and end the investigation.
     pub async fn terminate(&self, id: Uuid, who: &Requestor<'_>, comment: &str) -> Result<Investigation, ActionError> {
+        if who.role < Role::Responder {
+            return Err(ActionError::Forbidden("terminating an investigation needs the responder role".into()));
+        }
         let inv = self
             .store
             .investigation(id)
@@ -98,6 +101,9 @@ impl Investigations {
         who: &Requestor<'_>,
         comment: &str,
     ) -> Result<Value, ActionError> {
+        if who.role < Role::Responder {
+            return Err(ActionError::Forbidden("classifying an alert needs the responder role".into()));
+        }
         if !["true_positive", "informational", "false_positive"].contains(&classification) {
             return Err(ActionError::Invalid(format!(
                 "classification {classification:?}: true_positive, informational or false_positive"
