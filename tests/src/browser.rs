@@ -38,12 +38,28 @@ impl Browser {
     /// they are not installed: `.ci/run` installs Debian's `chromium` and
     /// `chromium-driver`.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// As [`Browser::start`], with chromedriver (and so Chromium) started
+    /// through `launcher` (for example `ip netns exec NAME`). The calling
+    /// thread must be able to reach it: call from a thread in the same
+    /// network namespace, and use the browser only from such threads.
+    pub fn start_with(launcher: &[String]) -> Self {
         let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("chromedriver not found: install Debian's chromium and chromium-driver (.ci/run does)");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let driver = Command::new(chromedriver)
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(chromedriver);
+                c
+            }
+            None => Command::new(chromedriver),
+        };
+        let driver = command
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

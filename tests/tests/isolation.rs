@@ -4,80 +4,17 @@
 //! test's namespaces, and a guard checks that before anything is isolated.
 //! Needs root, `ip` and `nft` (CI installs nftables); skips elsewhere.
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 use std::time::Duration;
 
 use picket_agent::enroll::{enroll, EnrollOptions};
 use picket_agent::state::StateDir;
 use picket_coordinator::client::Client;
 use picket_coordinator::{Config, Coordinator};
+use picket_e2e::netns::{can_run, ok, on, rand_id, sh, thread_netns, wait, Netns};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
-
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str, id: &str) -> Self {
-        let name = format!("pk-{tag}-{id}");
-        sh(&["ip", "netns", "add", &name]);
-        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Self(name)
-    }
-
-    fn inode(&self) -> u64 {
-        std::fs::metadata(format!("/run/netns/{}", self.0)).expect("netns file").ino()
-    }
-
-    /// A tokio runtime whose threads all live in this namespace: the
-    /// workers are spawned from a thread that entered it, and every later
-    /// blocking thread is spawned from a worker.
-    fn runtime(&self) -> Runtime {
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).expect("open netns");
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-        })
-        .join()
-        .expect("runtime thread")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ok(args: &[&str]) -> bool {
-    Command::new(args[0]).args(&args[1..]).output().is_ok_and(|o| o.status.success())
-}
-
-/// Run `fut` on a worker of `rt` (never on the calling thread, which is in
-/// the host's namespace).
-fn on<T: Send + 'static>(rt: &Runtime, fut: impl std::future::Future<Output = T> + Send + 'static) -> T {
-    rt.block_on(rt.spawn(fut)).expect("task")
-}
-
-/// The network namespace inode of a worker thread and of a blocking thread.
-fn thread_netns(rt: &Runtime) -> (u64, u64) {
-    let ino = || std::fs::metadata("/proc/thread-self/ns/net").expect("ns").ino();
-    on(rt, async move {
-        let worker = ino();
-        let blocking = tokio::task::spawn_blocking(ino).await.expect("blocking");
-        (worker, blocking)
-    })
-}
 
 fn tcp_reaches(rt: &Runtime, addr: &str) -> bool {
     let addr: SocketAddr = addr.parse().expect("addr");
@@ -114,43 +51,18 @@ fn api(rt: &Runtime, url: &str, ca: &[u8], token: &str, path: &str, body: Option
     })
 }
 
-fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn ping(ns: &Netns, target: &str) -> bool {
     let v6 = if target.contains(':') { "-6" } else { "-4" };
     ok(&["ip", "netns", "exec", &ns.0, "ping", v6, "-c", "1", "-W", "1", target])
 }
 
-fn skip_reason() -> Option<&'static str> {
-    if std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
-        return Some("needs root (network namespaces, nftables)");
-    }
-    if !ok(&["ip", "-V"]) {
-        return Some("needs iproute2 (`ip`)");
-    }
-    if picket_agent::platform::linux::isolation::find_nft().is_none() {
-        return Some("needs nftables (`nft`)");
-    }
-    None
-}
-
 #[test]
 fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_cleanly() {
-    if let Some(why) = skip_reason() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must run the isolation test: {why}");
-        }
-        eprintln!("SKIPPED: {why}");
+    if !can_run("the isolation test") {
         return;
     }
     picket_e2e::init_logs();
-    let id = format!("{:08x}", rand_id());
+    let id = rand_id();
     let (coord, dev, other) = (Netns::new("c", &id), Netns::new("d", &id), Netns::new("o", &id));
     sh(&["ip", "-n", &coord.0, "link", "add", "br0", "type", "bridge"]);
     sh(&["ip", "-n", &coord.0, "link", "set", "br0", "up"]);
@@ -312,10 +224,4 @@ fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_c
     on(&d_rt, async move { task.await.expect("join").expect("agent stops") });
     shutdown.cancel();
     drop((c_rt, d_rt, o_rt));
-}
-
-fn rand_id() -> u32 {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    nanos ^ std::process::id().rotate_left(16)
 }
