@@ -170,6 +170,20 @@ impl Browser {
         }
     }
 
+    /// Waits up to `secs` for the URL to leave `from` (after a click that
+    /// navigates), and returns the new one.
+    pub fn wait_to_leave(&self, from: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let url = self.url();
+            if url != from && self.execute("return document.readyState;") == json!("complete") {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "still on {from} after {secs} s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn find(&self, css: &str) -> Element {
         self.wait_for(css, 5)
     }

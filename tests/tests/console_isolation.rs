@@ -163,16 +163,29 @@ fn a_responder_isolates_through_an_approver_and_undoes_it_in_chromium() {
         let base = base.clone();
         let isolation = isolation.clone();
         coord.run(move || {
+            // The overview counts it, and the device list finds it by it.
+            rita.goto(&format!("{base}/"));
+            let tile = rita.find("a[href='/devices?containment=isolated']");
+            let count = rita.execute("return document.querySelector(\"a[href='/devices?containment=isolated']\").closest('div').querySelector('dd').innerText;");
+            assert_eq!(count, json!("1"));
+            rita.click(&tile);
+            rita.find(&format!("a[href='/devices/{device}']"));
             rita.goto(&format!("{base}/devices/{device}"));
             let state = rita.execute("return document.querySelector('#live-state').innerText;");
             assert!(state.as_str().unwrap_or_default().contains("isolated since"), "{state}");
             rita.goto(&format!("{base}/actions/{isolation}"));
             rita.type_into(&rita.find("#undo-comment"), "false alarm: a backup job");
+            let page = rita.url();
             rita.click(&rita.find("form.decide button[type=submit]"));
+            let release = action_id(&rita.wait_to_leave(&page, 10));
             rita.wait_for("#timeline", 10);
-            let release = action_id(&rita.url());
             assert_ne!(release, isolation);
             watch_until(&rita, "succeeded");
+            rita.goto(&format!("{base}/"));
+            let count = rita.execute(
+                "return document.querySelector(\"a[href='/devices?containment=isolated']\").closest('div').querySelector('dd').innerText;",
+            );
+            assert_eq!(count, json!("0"), "released devices are not counted");
             (rita, release)
         })
     };

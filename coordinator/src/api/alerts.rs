@@ -45,7 +45,7 @@ pub async fn list_alerts(
     if sha256.as_deref().is_some_and(|h| !picket_common::detection::is_sha256_hex(h)) {
         return Err(ApiError::BadRequest("sha256 must be 64 hex digits".into()));
     }
-    let filter = AlertFilter { status: q.status, device: q.device, severity: q.severity, sha256 };
+    let filter = AlertFilter { status: q.status, open: false, device: q.device, severity: q.severity, sha256 };
     let cursor = q.cursor.as_ref().map(|c| c.0.as_str());
     let found = state.store.alerts(&filter, cursor, page_limit(q.limit)?).await?;
     Ok(page(found.items.iter().map(alert_json).collect(), found.next_cursor))

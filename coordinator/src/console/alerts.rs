@@ -20,6 +20,8 @@ use crate::store::{AlertFilter, AlertStatus, Role, StoreError};
 
 const PAGE: u32 = 50;
 const ALERT_STATUSES: [&str; 3] = ["new", "in_progress", "resolved"];
+/// The list's status filter: open (not resolved) and each status.
+const ALERT_FILTERS: [&str; 4] = ["open", "new", "in_progress", "resolved"];
 const SEVERITIES: [&str; 3] = ["malicious", "suspicious", "informational"];
 const INVESTIGATION_STATUSES: [&str; 6] =
     ["running", "pending_approval", "remediated", "partially_remediated", "no_threats_found", "terminated_by_user"];
@@ -63,6 +65,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
     };
     let filter = AlertFilter {
         status: AlertStatus::parse(&q.status),
+        open: q.status == "open",
         severity: Severity::parse(&q.severity),
         device: q.device.parse().ok(),
         sha256: Some(q.sha256.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()),
@@ -93,7 +96,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
     let body = html! {
         h1 { "Alerts" }
         form.filters method="get" action="/alerts" {
-            (choose("status", "Status", &q.status, &ALERT_STATUSES))
+            (choose("status", "Status", &q.status, &ALERT_FILTERS))
             (choose("severity", "Severity", &q.severity, &SEVERITIES))
             label for="device" { "Device id" input #device name="device" type="text" value=(q.device) size="36"; }
             label for="sha256" { "File SHA-256" input #sha256 name="sha256" type="text" value=(q.sha256) size="64"; }

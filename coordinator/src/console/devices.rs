@@ -29,6 +29,8 @@ pub struct ListQuery {
     group: String,
     /// online, offline, revoked, offboarded; empty: all.
     status: String,
+    /// isolated or restricted; empty: all.
+    containment: String,
     sort: String,
     /// `desc` for descending.
     order: String,
@@ -95,7 +97,9 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
         sort: sort_of(&q.sort),
         descending: q.order == "desc",
     };
-    let (found, groups) = match tokio::try_join!(state.store.find_devices(&query), state.store.device_groups()) {
+    let loaded =
+        tokio::try_join!(state.store.find_devices(&query), state.store.device_groups(), state.store.containment());
+    let (found, groups, contained) = match loaded {
         Ok(r) => r,
         Err(e) => {
             return db_error("device search", e);
@@ -105,15 +109,21 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
         Some(online) => found.into_iter().filter(|d| state.gateway.session(&d.id).is_some() == online).collect(),
         None => found,
     };
+    let found: Vec<Device> = match q.containment.as_str() {
+        "isolated" => found.into_iter().filter(|d| contained.get(&d.id).is_some_and(|c| c.isolated)).collect(),
+        "restricted" => found.into_iter().filter(|d| contained.get(&d.id).is_some_and(|c| c.restricted)).collect(),
+        _ => found,
+    };
     let pages = found.len().div_ceil(PAGE).max(1);
     let current = q.page.parse::<usize>().unwrap_or(1).clamp(1, pages);
     let shown = &found[(current - 1) * PAGE..(current * PAGE).min(found.len())];
     let link = |p: usize| {
         format!(
-            "/devices?q={}&group={}&status={}&sort={}&order={}&page={p}",
+            "/devices?q={}&group={}&status={}&containment={}&sort={}&order={}&page={p}",
             url_encode(text),
             url_encode(&q.group),
             url_encode(&q.status),
+            url_encode(&q.containment),
             url_encode(&q.sort),
             url_encode(&q.order)
         )
@@ -127,6 +137,8 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
             (select("group", "Group", &q.group, &group_options))
             (select("status", "Status", &q.status, &[("", "Any"), ("online", "Online"), ("offline", "Offline"),
                 ("revoked", "Revoked"), ("offboarded", "Offboarded")]))
+            (select("containment", "Containment", &q.containment, &[("", "Any"), ("isolated", "Isolated"),
+                ("restricted", "Code restricted")]))
             (select("sort", "Sort by", &q.sort, &[("hostname", "Host name"), ("last_seen", "Last seen"),
                 ("enrolled", "Enrolled"), ("group", "Group"), ("os", "OS")]))
             (select("order", "Order", &q.order, &[("asc", "Ascending"), ("desc", "Descending")]))
@@ -143,7 +155,13 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
                     @let status = status_of(&state, d);
                     tr {
                         td { a href=(format!("/devices/{}", d.id)) { (d.hostname) } }
-                        td { span class=(format!("badge {status}")) { (status) } }
+                        td {
+                            span class=(format!("badge {status}")) { (status) }
+                            @if let Some(c) = contained.get(&d.id) {
+                                @if c.isolated { " " span.badge.isolated { "isolated" } }
+                                @if c.restricted { " " span.badge.isolated { "restricted" } }
+                            }
+                        }
                         td { (d.group) }
                         td { (d.ip) }
                         td { (d.os) }
@@ -218,9 +236,10 @@ async fn device_page(state: &AppState, op: &Operator, raw: &str, error: Option<(
         let alerts = state.store.alerts(&AlertFilter { device: Some(id), ..Default::default() }, None, 20).await?;
         let isolated = in_effect(state, id, ActionKind::Isolate, ActionKind::ReleaseIsolation).await?;
         let restricted = in_effect(state, id, ActionKind::RestrictCode, ActionKind::ReleaseCode).await?;
-        Ok::<_, StoreError>(Some((device, actions.items, alerts.items, isolated, restricted)))
+        let level = state.store.device_group(&device.group).await?.map(|g| g.automation_level).unwrap_or_default();
+        Ok::<_, StoreError>(Some((device, actions.items, alerts.items, isolated, restricted, level)))
     };
-    let (d, actions, alerts, isolated, restricted) = match loaded.await {
+    let (d, actions, alerts, isolated, restricted, level) = match loaded.await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(op),
         Err(e) => return db_error("device page", e),
@@ -245,7 +264,7 @@ async fn device_page(state: &AppState, op: &Operator, raw: &str, error: Option<(
                     } @else { "not restricted" }
                 }
                 dt { "Device id" } dd { code { (d.id) } }
-                dt { "Group" } dd { (d.group) }
+                dt { "Group" } dd { (d.group) " (automation level " (level.replace('_', " ")) ")" }
                 dt { "OS" } dd { (d.os) }
                 dt { "Kernel" } dd { (d.kernel) }
                 dt { "IP" } dd { (session.as_ref().map(|s| s.peer.ip().to_string()).unwrap_or_else(|| d.ip.clone())) }

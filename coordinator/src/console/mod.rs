@@ -521,22 +521,47 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
             .filter(|(_, status, _)| status == "pending_approval")
             .map(|(_, _, n)| n)
             .sum();
-        Ok::<_, crate::store::StoreError>((enrolled, pending))
+        let contained = state.store.containment().await?;
+        let alerts = state.store.open_alert_counts().await?;
+        let investigations = state.store.investigation_counts().await?;
+        Ok::<_, crate::store::StoreError>((enrolled, pending, contained, alerts, investigations))
     };
-    let (enrolled, pending) = match counts.await {
+    let (enrolled, pending, contained, alerts, investigations) = match counts.await {
         Ok(c) => c,
-        Err(e) => {
-            return db_error("overview counts", e);
-        }
+        Err(e) => return db_error("overview counts", e),
     };
     let online = state.gateway.sessions.len();
+    let isolated = contained.values().filter(|c| c.isolated).count();
+    let restricted = contained.values().filter(|c| c.restricted).count();
+    let open = |severity: &str| alerts.iter().find(|(s, _)| s == severity).map_or(0, |(_, n)| *n);
+    let running = investigations.iter().find(|(s, _)| s == "running").map_or(0, |(_, n)| *n);
+    let waiting = investigations.iter().find(|(s, _)| s == "pending_approval").map_or(0, |(_, n)| *n);
+    let tile = |href: &str, label: &str, value: String| {
+        html! { div { dt { a href=(href) { (label) } } dd { (value) } } }
+    };
     let body = html! {
         h1 { "Overview" }
-        dl.tiles {
-            div { dt { a href="/devices" { "Devices enrolled" } } dd { (enrolled) } }
-            div { dt { a href="/devices?status=online" { "Online now" } } dd { (online) } }
-            div { dt { a href="/devices?status=offline" { "Offline" } } dd { (enrolled.saturating_sub(online)) } }
-            div { dt { "Pending approvals" } dd { (pending) } }
+        section #live data-live {
+            h2 { "Devices" }
+            dl.tiles {
+                (tile("/devices", "Enrolled", enrolled.to_string()))
+                (tile("/devices?status=online", "Online now", online.to_string()))
+                (tile("/devices?status=offline", "Offline", enrolled.saturating_sub(online).to_string()))
+                (tile("/devices?containment=isolated", "Isolated", isolated.to_string()))
+                (tile("/devices?containment=restricted", "Code restricted", restricted.to_string()))
+            }
+            h2 { "Work" }
+            dl.tiles {
+                (tile("/actions?tab=pending", "Pending approvals", pending.to_string()))
+                (tile("/investigations?status=running", "Investigations running", running.to_string()))
+                (tile("/investigations?status=pending_approval", "Investigations waiting", waiting.to_string()))
+            }
+            h2 { "Open alerts" }
+            dl.tiles {
+                (tile("/alerts?status=open&severity=malicious", "Malicious", open("malicious").to_string()))
+                (tile("/alerts?status=open&severity=suspicious", "Suspicious", open("suspicious").to_string()))
+                (tile("/alerts?status=open&severity=informational", "Informational", open("informational").to_string()))
+            }
         }
     };
     page(StatusCode::OK, layout("Overview", Some(&op), &op.csrf_token, body))

@@ -7,6 +7,8 @@
 //! `action_events` row in the same transaction: the event log is complete
 //! by construction, and two racing deciders cannot both win.
 
+use std::collections::HashMap;
+
 use picket_common::actions::ActionKind;
 use serde::Serialize;
 use sqlx::Row;
@@ -87,6 +89,13 @@ pub struct Action {
     pub updated_at: i64,
     pub queued_at: Option<i64>,
     pub expires_at: Option<i64>,
+}
+
+/// A device's containment, from its action history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Containment {
+    pub isolated: bool,
+    pub restricted: bool,
 }
 
 /// A new action to insert.
@@ -464,6 +473,37 @@ impl Store {
     }
 
     /// Count of actions by (kind, status), for metrics.
+    /// Devices whose latest succeeded isolation, or code restriction, has
+    /// not been released by a later succeeded release: what their own
+    /// results last said. Devices never contained are absent.
+    pub async fn containment(&self) -> Result<HashMap<Uuid, Containment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, kind, MAX(updated_at) AS at FROM actions \
+             WHERE kind IN ('isolate', 'release_isolation', 'restrict_code', 'release_code') AND status = 'succeeded' \
+             GROUP BY device_id, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut latest: HashMap<Uuid, [i64; 4]> = HashMap::new();
+        for r in &rows {
+            let device: String = r.try_get("device_id")?;
+            let Ok(device) = device.parse::<Uuid>() else { continue };
+            let kind: String = r.try_get("kind")?;
+            let slot = match kind.as_str() {
+                "isolate" => 0,
+                "release_isolation" => 1,
+                "restrict_code" => 2,
+                _ => 3,
+            };
+            latest.entry(device).or_default()[slot] = r.try_get("at")?;
+        }
+        Ok(latest
+            .into_iter()
+            .map(|(d, at)| (d, Containment { isolated: at[0] > at[1], restricted: at[2] > at[3] }))
+            .filter(|(_, c)| c.isolated || c.restricted)
+            .collect())
+    }
+
     pub async fn action_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT kind, status, COUNT(*) AS n FROM actions GROUP BY kind, status")
             .fetch_all(&self.pool)

@@ -77,6 +77,8 @@ pub struct AlertEvent {
 #[derive(Debug, Default, Clone)]
 pub struct AlertFilter {
     pub status: Option<AlertStatus>,
+    /// Only alerts not resolved.
+    pub open: bool,
     pub device: Option<Uuid>,
     pub severity: Option<Severity>,
     pub sha256: Option<String>,
@@ -375,6 +377,7 @@ impl Store {
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE ($1 = '' OR status = $1) AND ($2 = '' OR device_id = $2) \
              AND ($3 = '' OR severity = $3) AND ($4 = '' OR sha256 = $4) \
              AND (last_seen < $5 OR (last_seen = $5 AND ($6 = '' OR id < $6))) \
+             AND ($8 = 0 OR status <> 'resolved') \
              ORDER BY last_seen DESC, id DESC LIMIT $7"
         ))
         .bind(f.status.map(|s| s.as_str()).unwrap_or_default())
@@ -384,6 +387,7 @@ impl Store {
         .bind(c_at)
         .bind(c_id)
         .bind(i64::from(limit) + 1)
+        .bind(i64::from(f.open))
         .fetch_all(&self.pool)
         .await?;
         let items = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -471,6 +475,15 @@ impl Store {
         insert_alert_event(&mut tx, alert.id, "classified", AlertStatus::Resolved, now, actor, &detail).await?;
         self.commit_logged(tx).await?;
         Ok(())
+    }
+
+    /// Open alerts (not resolved) by severity.
+    pub async fn open_alert_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT severity, COUNT(*) AS n FROM alerts WHERE status <> 'resolved' GROUP BY severity")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok((r.try_get("severity")?, r.try_get("n")?))).collect()
     }
 
     pub async fn alert_classification(&self, id: Uuid) -> Result<Option<String>, StoreError> {

@@ -198,6 +198,14 @@ impl Store {
     }
 
     /// The investigations an alert opened.
+    /// How many investigations are in each status.
+    pub async fn investigation_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM investigations GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+    }
+
     pub async fn investigations_of_alert(&self, alert: Uuid) -> Result<Vec<Investigation>, StoreError> {
         let rows =
             sqlx::query(&format!("SELECT {COLUMNS} FROM investigations WHERE alert_id = $1 ORDER BY created_at"))

@@ -28,7 +28,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use actions::{Action, ActionFilter, ActionSource, Changes, NewAction};
+pub use actions::{Action, ActionFilter, ActionSource, Changes, Containment, NewAction};
 pub use alerts::{Alert, AlertEvent, AlertFilter, AlertPath, AlertStatus};
 pub use audit::{AuditEntry, NewAudit};
 pub use content::{Bundle, Indicator, NewBundle};
@@ -189,6 +189,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "verdicts", include_str!("../../migrations/sqlite/0009_verdicts.sql")),
     (10, "renewal", include_str!("../../migrations/sqlite/0010_renewal.sql")),
     (11, "users", include_str!("../../migrations/sqlite/0011_users.sql")),
+    (12, "containment", include_str!("../../migrations/sqlite/0012_containment.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -202,6 +203,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "verdicts", include_str!("../../migrations/postgres/0009_verdicts.sql")),
     (10, "renewal", include_str!("../../migrations/postgres/0010_renewal.sql")),
     (11, "users", include_str!("../../migrations/postgres/0011_users.sql")),
+    (12, "containment", include_str!("../../migrations/postgres/0012_containment.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {
