@@ -76,9 +76,18 @@ pub fn init_logs() {
 
 /// The `picket-agent` binary of this build (the coordinator's rule checker).
 pub fn agent_binary() -> PathBuf {
+    binary("picket-agent")
+}
+
+/// The `picketctl` binary of this build.
+pub fn picketctl_binary() -> PathBuf {
+    binary("picketctl")
+}
+
+fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/<test> → target/<profile>/picket-agent
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("picket-agent");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join(name);
     assert!(bin.is_file(), "{} not built (cargo builds it with the workspace's tests)", bin.display());
     bin
 }

@@ -33,9 +33,15 @@ pub struct ListQuery {
     status: String,
     source: String,
     device: String,
+    /// `1d`, `7d`, `30d` or `180d`: requested within that many days.
+    period: String,
     cursor: String,
     done: String,
 }
+
+/// The time filters offered, as (value, days, label).
+const PERIODS: [(&str, i64, &str); 4] =
+    [("1d", 1, "1 day"), ("7d", 7, "7 days"), ("30d", 30, "30 days"), ("180d", 180, "6 months")];
 
 impl ListQuery {
     fn pending(&self) -> bool {
@@ -55,6 +61,10 @@ impl ListQuery {
             kind: ActionKind::ALL.into_iter().find(|k| k.as_str() == self.kind),
             source: ActionSource::parse(&self.source),
             device: self.device.parse().ok(),
+            since: PERIODS
+                .iter()
+                .find(|(v, _, _)| *v == self.period)
+                .map(|(_, days, _)| crate::clock::now_ms() - days * 86_400_000),
             ..ActionFilter::default()
         }
     }
@@ -62,12 +72,13 @@ impl ListQuery {
     /// This list's URL with another cursor (empty: the first page).
     fn link(&self, cursor: &str) -> String {
         let mut url = format!(
-            "/actions?tab={}&kind={}&status={}&source={}&device={}",
+            "/actions?tab={}&kind={}&status={}&source={}&device={}&period={}",
             if self.pending() { "pending" } else { "history" },
             url_encode(&self.kind),
             url_encode(&self.status),
             url_encode(&self.source),
             url_encode(&self.device),
+            url_encode(&self.period),
         );
         if !cursor.is_empty() {
             url.push_str(&format!("&cursor={}", url_encode(cursor)));
@@ -140,6 +151,13 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
             (option_list("kind", "Kind", &q.kind, &kinds))
             @if !pending { (option_list("status", "Status", &q.status, &statuses)) }
             (option_list("source", "Source", &q.source, &sources))
+            label for="period" {
+                "Requested within"
+                select #period name="period" {
+                    option value="" { "Any time" }
+                    @for (value, _, text) in PERIODS { option value=(value) selected[value == q.period] { (text) } }
+                }
+            }
             label for="device" { "Device id" input #device name="device" type="text" value=(q.device) size="36"; }
             button type="submit" { "Apply" }
             a.export href=(csv) download { "Export CSV" }

@@ -78,7 +78,7 @@ pub enum ActionsCmd {
 
 const HISTORY: &str = "approved,queued,sent,running,succeeded,failed,timed_out,rejected,expired,cancelled";
 
-pub fn actions(client: &Client, cmd: &ActionsCmd, json_out: bool) -> Result<(), ClientError> {
+pub fn actions(client: &Client, cmd: &ActionsCmd, json_out: bool, wait: bool) -> Result<(), ClientError> {
     match cmd {
         ActionsCmd::List { pending, history, device, kind, status, limit } => {
             let mut query = vec![format!("limit={}", (*limit).clamp(1, 1000))];
@@ -139,6 +139,9 @@ pub fn actions(client: &Client, cmd: &ActionsCmd, json_out: bool) -> Result<(), 
         ActionsCmd::Approve { ids, comment } if ids.len() == 1 => {
             let a =
                 client.post(&format!("/api/v1/actions/{}/approve", seg(&ids[0])), &json!({ "comment": comment }))?;
+            if wait {
+                return crate::wait::follow(client, &a, json_out);
+            }
             print_action(&a, json_out)
         }
         ActionsCmd::Approve { ids, comment } => {
@@ -162,6 +165,10 @@ pub fn actions(client: &Client, cmd: &ActionsCmd, json_out: bool) -> Result<(), 
         }
         ActionsCmd::Reject { id, comment } => decide(client, id, "reject", comment, json_out),
         ActionsCmd::Cancel { id, comment } => decide(client, id, "cancel", comment, json_out),
+        ActionsCmd::Undo { id, comment } if wait => {
+            let a = client.post(&format!("/api/v1/actions/{}/undo", seg(id)), &json!({ "comment": comment }))?;
+            crate::wait::follow(client, &a, json_out)
+        }
         ActionsCmd::Undo { id, comment } => decide(client, id, "undo", comment, json_out),
         ActionsCmd::Export { csv: _, output } => {
             let text = client.get_text("/api/v1/actions.csv")?;

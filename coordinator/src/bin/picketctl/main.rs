@@ -14,6 +14,7 @@ mod output;
 mod remediate;
 mod tokens;
 mod users;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,10 @@ struct Cli {
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// After requesting, approving or undoing an action: follow it with a
+    /// progress bar until it ends; the exit status is its outcome.
+    #[arg(long, global = true)]
+    wait: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -199,8 +204,8 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         Command::EnrollToken(cmd) => tokens::enroll_token(client, cmd, json_out),
         Command::Devices(cmd) => devices::devices(client, cmd, json_out),
         Command::ApiToken(cmd) => tokens::api_token(client, cmd, json_out),
-        Command::Actions(cmd) => actions::actions(client, cmd, json_out),
-        Command::Remediate(cmd) => remediate::run(client, cmd, json_out),
+        Command::Actions(cmd) => actions::actions(client, cmd, json_out, cli.wait),
+        Command::Remediate(cmd) => remediate::run(client, cmd, json_out, cli.wait),
         Command::Samples(cmd) => files::samples(client, cmd, json_out),
         Command::Package(cmd) => files::package(client, cmd, json_out),
         Command::Rules(cmd) => detection::rules(client, cmd, json_out),

@@ -150,7 +150,7 @@ pub enum Cmd {
     },
 }
 
-pub fn run(client: &Client, cmd: &Cmd, json_out: bool) -> Result<(), ClientError> {
+pub fn run(client: &Client, cmd: &Cmd, json_out: bool, wait: bool) -> Result<(), ClientError> {
     let (device, comment, kind, params) = match cmd {
         Cmd::KillProcess { device, pid, sha256, grace_secs, comment } => {
             let mut params = json!({ "grace_secs": grace_secs });
@@ -210,6 +210,9 @@ pub fn run(client: &Client, cmd: &Cmd, json_out: bool) -> Result<(), ClientError
     };
     let body = json!({ "kind": kind, "params": params, "comment": comment });
     let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+    if wait {
+        return crate::wait::follow(client, &a, json_out);
+    }
     print_action(&a, json_out)
 }
 
