@@ -192,6 +192,11 @@ impl Browser {
         self.session_call("POST", &format!("/element/{}/click", e.0), None).expect("click");
     }
 
+    /// Empties an input (a file input forgets its files).
+    pub fn clear(&self, e: &Element) {
+        self.session_call("POST", &format!("/element/{}/clear", e.0), None).expect("clear");
+    }
+
     /// Types `text` into the element, as keystrokes.
     pub fn type_into(&self, e: &Element, text: &str) {
         self.session_call("POST", &format!("/element/{}/value", e.0), Some(json!({ "text": text }))).expect("type");

@@ -86,6 +86,15 @@ impl Web {
         read(req.send_form(form.iter().copied()).expect("POST"))
     }
 
+    /// A JSON POST with extra request headers (what the console's script sends).
+    pub fn post_json(&self, path: &str, cookie: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> Page {
+        let mut req = self.agent.post(&self.url(path)).header("Cookie", cookie);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        read(req.send_json(body).expect("POST"))
+    }
+
     /// Signs in through the form as a browser does: GET the form (its
     /// cookie and token), then POST it.
     pub fn sign_in(&self, user: &str, password: &str) -> Page {

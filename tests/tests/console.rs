@@ -689,3 +689,70 @@ async fn admins_manage_groups_tokens_and_users_from_settings_and_nobody_else_can
         assert!(!carl_password.is_empty());
     }
 }
+
+/// Detection content from the console: admins upload rule files (the
+/// script's JSON with the CSRF header) and see which did not compile;
+/// approvers add and remove indicators, and a refused one comes back with
+/// what was typed; viewers see both and change neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_and_indicators_are_managed_from_the_console_by_role() {
+    for db in databases().await {
+        let env = TestEnv::start(&db).await;
+        for (name, role) in [("abe", "approver"), ("val", "viewer")] {
+            let body = json!({"name": name, "role": role, "password": "correct horse battery staple"});
+            env.admin(move |c| c.post("/api/v1/users", &body)).await.expect("create user");
+        }
+        let password = env.admin_password();
+        let web = env.web();
+        blocking(move || {
+            let (val, val_csrf) = web.session("val", "correct horse battery staple");
+            let (abe, abe_csrf) = web.session("abe", "correct horse battery staple");
+            let (admin, admin_csrf) = web.session("admin", &password);
+            let page = web.get("/detection", &val);
+            assert_eq!(page.status, 200);
+            assert!(!page.body.contains("rules-upload") && !page.body.contains("Add indicator"), "{}", page.body);
+            let good = json!({"name": "good.yar", "source": "rule console_good { strings: $a = \"picket console\" condition: $a }"});
+            let bad = json!({"name": "bad.yar", "source": "rule console_bad { condition: no_such_thing }"});
+            let upload = |cookie: &str, csrf: &str, files: serde_json::Value| {
+                web.post_json("/detection/rules", cookie, &[("X-CSRF-Token", csrf)], &json!({ "files": files }))
+            };
+            assert_eq!(upload(&val, &val_csrf, json!([good])).status, 403);
+            assert_eq!(upload(&abe, &abe_csrf, json!([good])).status, 403, "admins only");
+            assert_eq!(upload(&admin, "", json!([good])).status, 403, "no CSRF token");
+            let none = upload(&admin, &admin_csrf, json!([bad]));
+            assert_eq!(none.status, 422, "{}", none.body);
+            assert!(none.body.contains("bad.yar") && none.body.contains("nothing was stored"), "{}", none.body);
+            let some = upload(&admin, &admin_csrf, json!([good, bad]));
+            assert_eq!(some.status, 201, "{}", some.body);
+            let answer: serde_json::Value = serde_json::from_str(&some.body).expect("json");
+            let version = answer["version"].as_str().expect("version");
+            let page = web.get(&format!("/detection?uploaded={version}"), &val);
+            assert!(page.body.contains("badge active\">current") && page.body.contains("bad.yar"), "{}", page.body);
+
+            let add = |cookie: &str, csrf: &str, fields: &[(&str, &str)]| {
+                let mut form = vec![("csrf_token", csrf)];
+                form.extend_from_slice(fields);
+                web.post_form("/detection/indicators", cookie, &form)
+            };
+            let sha = "ab".repeat(32);
+            assert_eq!(add(&val, &val_csrf, &[("sha256", &sha), ("action", "block")]).status, 403);
+            let refused = add(&abe, &abe_csrf, &[("sha256", "not-a-hash"), ("action", "block"), ("comment", "kept text")]);
+            assert_eq!(refused.status, 400);
+            assert!(refused.body.contains("is not a SHA-256") && refused.body.contains("value=\"kept text\""));
+            assert!(refused.body.contains("value=\"not-a-hash\""), "what was typed comes back");
+            let past = add(&abe, &abe_csrf, &[("sha256", &sha), ("action", "block"), ("expires", "2001-01-01T00:00")]);
+            assert_eq!(past.status, 422, "{}", past.body);
+            let added =
+                add(&abe, &abe_csrf, &[("sha256", &sha), ("action", "block"), ("comment", "dropper"), ("expires", "2099-01-01T00:00")]);
+            assert_eq!(added.status, 200, "{}", added.body);
+            assert!(added.body.contains(&sha) && added.body.contains("2099-01-01T00:00:00"), "{}", added.body);
+            let remove = format!("/detection/indicators/{sha}/delete");
+            assert_eq!(web.post_form(&remove, &val, &[("csrf_token", &val_csrf)]).status, 403);
+            let removed = web.post_form(&remove, &abe, &[("csrf_token", &abe_csrf)]);
+            assert_eq!(removed.status, 200);
+            assert!(removed.body.contains("No indicators in force"), "{}", removed.body);
+            assert_eq!(web.post_form(&remove, &abe, &[("csrf_token", &abe_csrf)]).status, 404);
+        })
+        .await;
+    }
+}

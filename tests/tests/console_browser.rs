@@ -195,6 +195,30 @@ async fn an_analyst_and_an_approver_work_the_console_in_chromium() {
             browser.find(section);
         }
         shot(&browser, "settings");
+
+        // Rules uploaded through the page's script from real files.
+        let rules = tempfile::tempdir().expect("rules dir");
+        let good = rules.path().join("good.yar");
+        let bad = rules.path().join("bad.yar");
+        std::fs::write(&good, "rule console_good { strings: $a = \"picket console\" condition: $a }").expect("good");
+        std::fs::write(&bad, "rule console_bad { condition: no_such_thing }").expect("bad");
+        browser.goto(&format!("{base}/detection"));
+        browser.type_into(&browser.find("#rule-files"), &bad.display().to_string());
+        browser.click(&browser.find("#rules-upload button[type=submit]"));
+        let refusal = browser.wait_for("#upload-result ul.errors", 15);
+        assert!(browser.text(&refusal).contains("bad.yar"), "{}", browser.text(&refusal));
+        assert!(browser.url().ends_with("/detection"), "stayed on the page");
+        let files = format!("{}\n{}", good.display(), bad.display());
+        let page = browser.url();
+        let input = browser.find("#rule-files");
+        browser.clear(&input);
+        browser.type_into(&input, &files);
+        browser.click(&browser.find("#rules-upload button[type=submit]"));
+        let uploaded = browser.wait_to_leave(&page, 15);
+        assert!(uploaded.contains("/detection?uploaded="), "{uploaded}");
+        let current = browser.text(&browser.find("#rules tbody tr"));
+        assert!(current.contains("current") && current.contains("bad.yar"), "{current}");
+        shot(&browser, "detection");
     })
     .await;
 }

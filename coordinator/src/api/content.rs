@@ -48,12 +48,23 @@ pub async fn upload(
     caller: Caller,
     Body(body): Body<UploadRules>,
 ) -> Result<Response, ApiError> {
-    if body.files.is_empty() {
+    let (answer, detail) = activate_bundle(&state, &caller.name, &body.files).await?;
+    let mut response = created(answer);
+    response.extensions_mut().insert(AuditDetail(detail));
+    Ok(response)
+}
+
+/// Checks a bundle's files as agents will compile them, stores the files
+/// that compiled and pushes them to every agent (the API's upload and the
+/// console's). The answer (version, files, rules, per-file errors) and an
+/// audit line.
+pub async fn activate_bundle(state: &AppState, by: &str, files: &[RuleFile]) -> Result<(Value, String), ApiError> {
+    if files.is_empty() {
         return Err(ApiError::BadRequest("a bundle needs at least one rule file".into()));
     }
     let mut names = HashSet::new();
     let mut total = 0usize;
-    for f in &body.files {
+    for f in files {
         if !valid_rule_file_name(&f.name) {
             return Err(ApiError::BadRequest(format!(
                 "file name {:?}: use letters, digits, '.', '_' and '-', ending in .yar or .yara",
@@ -74,7 +85,7 @@ pub async fn upload(
             "bundle is {total} bytes; the limit is {max} ([rules] max_bundle_bytes)"
         )));
     }
-    let report = match checker::check(&state.rules.checker, &state.rules.scratch, &body.files).await {
+    let report = match checker::check(&state.rules.checker, &state.rules.scratch, files).await {
         Ok(r) => r,
         Err(e @ CheckError::Missing(_)) => return Err(ApiError::Unavailable(e.to_string())),
         Err(e) => return Err(ApiError::internal(e)),
@@ -82,13 +93,13 @@ pub async fn upload(
     let errors = serde_json::to_value(&report.errors).map_err(ApiError::internal)?;
     if report.loaded.is_empty() {
         return Err(ApiError::Unprocessable {
-            message: format!("none of the {} files compiled; nothing was stored", body.files.len()),
+            message: format!("none of the {} files compiled; nothing was stored", files.len()),
             details: errors,
         });
     }
     // Agents get only the files that compiled.
     let loaded: HashSet<&str> = report.loaded.iter().map(String::as_str).collect();
-    let files: Vec<RuleFile> = body.files.iter().filter(|f| loaded.contains(f.name.as_str())).cloned().collect();
+    let files: Vec<RuleFile> = files.iter().filter(|f| loaded.contains(f.name.as_str())).cloned().collect();
     let version = bundle_version(&files);
     state
         .store
@@ -98,7 +109,7 @@ pub async fn upload(
             rule_count: report.rules,
             severities: &report.severities,
             errors: &errors,
-            created_by: &caller.name,
+            created_by: by,
         })
         .await?;
     let msg = state
@@ -107,18 +118,14 @@ pub async fn upload(
         .set_rules(RuleBundle { version: version.clone(), files: files.clone() }, report.severities.clone());
     state.gateway.publish(msg);
     tracing::info!(%version, files = files.len(), rejected = report.errors.len(), rules = report.rules, "rule bundle activated");
-    let mut response = created(json!({
+    let detail = format!("bundle {version}: {} files loaded, {} rejected", files.len(), report.errors.len());
+    let answer = json!({
         "version": version,
         "files": files.iter().map(|f| &f.name).collect::<Vec<_>>(),
         "rules": report.rules,
         "errors": errors,
-    }));
-    response.extensions_mut().insert(AuditDetail(format!(
-        "bundle {version}: {} files loaded, {} rejected",
-        files.len(),
-        report.errors.len()
-    )));
-    Ok(response)
+    });
+    Ok((answer, detail))
 }
 
 /// List rule bundles, the current one first.
@@ -188,12 +195,30 @@ pub async fn add_indicator(
     caller: Caller,
     Body(body): Body<NewIndicator>,
 ) -> Result<Response, ApiError> {
-    let sha256 = body.sha256.to_ascii_lowercase();
-    if !is_sha256_hex(&sha256) {
-        return Err(ApiError::BadRequest(format!("{:?} is not a SHA-256 (64 hex digits)", body.sha256)));
-    }
     let action = body.action;
-    let expires_at = match &body.expires_at {
+    let indicator =
+        set_indicator(&state, &caller.name, &body.sha256, action, body.comment, body.expires_at.as_deref()).await?;
+    let mut response = created(indicator_json(&indicator));
+    response.extensions_mut().insert(AuditDetail(format!("{} {}", action.as_str(), indicator.sha256)));
+    Ok(response)
+}
+
+/// Adds or replaces the indicator for `sha256` and pushes the set to
+/// every agent (the API's and the console's); `expires_at` is RFC 3339
+/// and in the future, or none.
+pub async fn set_indicator(
+    state: &AppState,
+    by: &str,
+    sha256: &str,
+    action: IndicatorAction,
+    comment: String,
+    expires_at: Option<&str>,
+) -> Result<Indicator, ApiError> {
+    let sha256 = sha256.trim().to_ascii_lowercase();
+    if !is_sha256_hex(&sha256) {
+        return Err(ApiError::BadRequest(format!("{sha256:?} is not a SHA-256 (64 hex digits)")));
+    }
+    let expires_at = match expires_at {
         None => None,
         Some(t) => {
             let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -208,22 +233,21 @@ pub async fn add_indicator(
             Some(ms)
         }
     };
-    if body.comment.chars().count() > 1000 {
+    if comment.chars().count() > 1000 {
         return Err(ApiError::BadRequest("comment is longer than 1000 characters".into()));
     }
-    let indicator = Indicator {
-        sha256: sha256.clone(),
-        action,
-        comment: body.comment,
-        created_by: caller.name.clone(),
-        created_at: now_ms(),
-        expires_at,
-    };
+    let indicator = Indicator { sha256, action, comment, created_by: by.to_string(), created_at: now_ms(), expires_at };
     state.store.put_indicator(&indicator).await?;
-    push_indicators(&state).await?;
-    let mut response = created(indicator_json(&indicator));
-    response.extensions_mut().insert(AuditDetail(format!("{} {sha256}", action.as_str())));
-    Ok(response)
+    push_indicators(state).await?;
+    Ok(indicator)
+}
+
+/// Deletes the indicator for `sha256` and pushes the set to every agent.
+pub async fn remove_indicator(state: &AppState, sha256: &str) -> Result<(), ApiError> {
+    if !state.store.delete_indicator(sha256).await? {
+        return Err(ApiError::NotFound(format!("no indicator for {sha256}")));
+    }
+    push_indicators(state).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -257,9 +281,6 @@ pub async fn delete_indicator(
     State(state): State<AppState>,
     Sha256Path(sha256): Sha256Path,
 ) -> Result<Response, ApiError> {
-    if !state.store.delete_indicator(&sha256).await? {
-        return Err(ApiError::NotFound(format!("no indicator for {sha256}")));
-    }
-    push_indicators(&state).await?;
+    remove_indicator(&state, &sha256).await?;
     Ok(Json(json!({ "deleted": sha256 })).into_response())
 }

@@ -37,7 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use actions::{actions_csv, csv_field};
-pub use content::RulesSettings;
+pub use content::{activate_bundle, remove_indicator, set_indicator, RulesSettings};
 pub use enrollment_tokens::{issue as issue_enrollment_token, token_state, Issued};
 pub use error::ApiError;
 pub use extract::{page_limit, Body, Id, IdPage, Params, Sha256Path, TimeCursor, UserName};
@@ -70,7 +70,8 @@ pub struct AppState {
 /// cannot exist without its role and its spec entry: a route without a
 /// role makes this function fail, and the coordinator with it, at start.
 pub fn router(state: AppState) -> Result<Router, String> {
-    let upload_limit = DefaultBodyLimit::max(state.rules.max_bundle_bytes * 2 + 64 * 1024);
+    let upload_bytes = state.rules.max_bundle_bytes * 2 + 64 * 1024;
+    let upload_limit = DefaultBodyLimit::max(upload_bytes);
     let (rules_schemas, rules_paths, rules_route) = routes!(content::upload, content::list_rules);
     let v1 = OpenApiRouter::<AppState>::new()
         .routes(routes!(devices::list))
@@ -125,7 +126,7 @@ pub fn router(state: AppState) -> Result<Router, String> {
     let document = serde_json::to_vec(&openapi::finish(document)?).map_err(|e| e.to_string())?;
     let document = openapi::Document(document.into());
     Ok(app
-        .merge(crate::console::router())
+        .merge(crate::console::router(upload_bytes))
         .fallback(not_found)
         .layer(axum::Extension(document))
         .layer(middleware::from_fn(server::request_timeout))

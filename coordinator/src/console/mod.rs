@@ -11,6 +11,7 @@
 
 mod actions;
 mod alerts;
+mod detection;
 mod devices;
 pub mod session;
 mod settings;
@@ -55,8 +56,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
 
-/// The console's routes (merged into the API router).
-pub fn router() -> Router<AppState> {
+/// The console's routes (merged into the API router); `upload_bytes`
+/// bounds a rule upload, as on the API's route.
+pub fn router(upload_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(overview))
         .route("/login", get(login_page).post(login))
@@ -72,6 +74,13 @@ pub fn router() -> Router<AppState> {
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}", get(alerts::show))
         .route("/alerts/{id}/{what}", axum::routing::post(alerts::triage))
+        .route("/detection", get(detection::show))
+        .route(
+            "/detection/rules",
+            axum::routing::post(detection::upload).layer(axum::extract::DefaultBodyLimit::max(upload_bytes)),
+        )
+        .route("/detection/indicators", axum::routing::post(detection::add))
+        .route("/detection/indicators/{sha256}/delete", axum::routing::post(detection::delete))
         .route("/settings", get(settings::show))
         .route("/settings/audit", get(settings::audit_log))
         .route("/settings/audit.csv", get(settings::audit_csv))
@@ -163,6 +172,7 @@ fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Marku
                             a href="/actions" { "Action center" }
                             a href="/investigations" { "Investigations" }
                             a href="/alerts" { "Alerts" }
+                            a href="/detection" { "Detection" }
                             @if op.can(crate::store::Role::Admin) { a href="/settings" { "Settings" } }
                         }
                         form.signout method="post" action="/logout" {

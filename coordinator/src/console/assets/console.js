@@ -49,3 +49,73 @@
 
   setInterval(refresh, INTERVAL_MS);
 })();
+
+// Rule upload: the chosen files are read here and posted as JSON with the
+// session's CSRF token; compile errors are listed beside the form, and
+// the files stay chosen, so nothing is lost on a refusal.
+(function () {
+  const form = document.getElementById("rules-upload");
+  if (!form) return;
+  const result = document.getElementById("upload-result");
+  const csrf = document.querySelector("meta[name=csrf-token]").content;
+
+  function show(message, details, isError) {
+    result.replaceChildren();
+    const p = document.createElement("p");
+    p.className = isError ? "error" : "notice";
+    p.textContent = message;
+    result.append(p);
+    if (Array.isArray(details) && details.length > 0) {
+      const list = document.createElement("ul");
+      list.className = "errors";
+      for (const d of details) {
+        const item = document.createElement("li");
+        const file = document.createElement("code");
+        file.textContent = String(d.file || "");
+        const error = document.createElement("span");
+        error.className = "error";
+        error.textContent = String(d.error || "");
+        item.append(file, ": ", error);
+        list.append(item);
+      }
+      result.append(list);
+    }
+  }
+
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const input = form.querySelector("input[type=file]");
+    const button = form.querySelector("button[type=submit]");
+    const files = [];
+    for (const file of input.files) {
+      files.push({ name: file.name, source: await file.text() });
+    }
+    button.disabled = true;
+    show("Compiling " + files.length + (files.length === 1 ? " file…" : " files…"), [], false);
+    try {
+      const response = await fetch("/detection/rules", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ files: files }),
+        credentials: "same-origin",
+        redirect: "manual",
+      });
+      if (response.type === "opaqueredirect") {
+        show("Your session ended: sign in again, then upload.", [], true);
+        return;
+      }
+      const body = await response.json().catch(function () {
+        return { message: "Unexpected answer from the coordinator (" + response.status + ")." };
+      });
+      if (response.status === 201) {
+        location.assign("/detection?uploaded=" + encodeURIComponent(body.version));
+        return;
+      }
+      show(body.message || "Refused (" + response.status + ").", body.details, true);
+    } catch (_) {
+      show("The coordinator could not be reached; nothing was uploaded.", [], true);
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();
