@@ -756,3 +756,92 @@ async fn rules_and_indicators_are_managed_from_the_console_by_role() {
         .await;
     }
 }
+
+/// The device page's other actions with a real agent: a path scan, a
+/// process killed by PID, a sample and a package collected and then
+/// downloaded from the page (responders only); a refused request comes
+/// back with what was typed, and the timeline holds it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_device_page_runs_more_actions_and_serves_packages_and_samples() {
+    for db in databases().await {
+        let mut env = TestEnv::start(&db).await;
+        let (device, dir) = env.enroll("console-more").await;
+        let _agent = env.start_agent(device, &dir);
+        eventually!(10, "agent online", env.device_status(device).await == "online");
+        for (name, role) in [("rita", "responder"), ("val", "viewer")] {
+            let body = json!({"name": name, "role": role, "password": "correct horse battery staple"});
+            env.admin(move |c| c.post("/api/v1/users", &body)).await.expect("create user");
+        }
+        let lab = tempfile::tempdir().expect("lab");
+        let sample = lab.path().join("suspicious.bin");
+        std::fs::write(&sample, b"a sample for the console").expect("write");
+        let mut target = picket_e2e::Target::sleeper();
+        let (pid, lab_path, sample_path) =
+            (target.pid().to_string(), lab.path().display().to_string(), sample.display().to_string());
+        let web = env.web();
+        let ids = blocking(move || {
+            let (rita, csrf) = web.session("rita", "correct horse battery staple");
+            let request = |fields: &[(&str, &str)]| {
+                let mut form = vec![("csrf_token", csrf.as_str())];
+                form.extend_from_slice(fields);
+                web.post_form(&format!("/devices/{device}/actions"), &rita, &form)
+            };
+            // Refused, and the form keeps what was typed.
+            let bad = request(&[
+                ("kind", "isolate_selective"),
+                ("exclusions", "cidr=10.0.0.0/8,port=http"),
+                ("comment", "keep the patch server"),
+            ]);
+            assert_eq!(bad.status, 400, "{}", bad.body);
+            assert!(bad.body.contains("bad port") && bad.body.contains("cidr=10.0.0.0/8,port=http</textarea>"));
+            assert!(bad.body.contains("value=\"keep the patch server\""), "{}", bad.body);
+            let bad = request(&[("kind", "kill_process"), ("process", "init"), ("comment", "x")]);
+            assert!(bad.body.contains("neither a PID nor a SHA-256") && bad.body.contains("value=\"init\""));
+
+            let mut ids = Vec::new();
+            for fields in [
+                vec![("kind", "path_scan"), ("paths", lab_path.as_str()), ("comment", "look here")],
+                vec![("kind", "kill_process"), ("process", pid.as_str()), ("comment", "stray sleeper")],
+                vec![("kind", "request_sample"), ("file", sample_path.as_str()), ("comment", "for the lab")],
+                vec![("kind", "collect_package"), ("comment", "evidence")],
+            ] {
+                let r = request(&fields);
+                assert_eq!(r.status, 303, "{fields:?}: {}", r.body);
+                ids.push(action_in(&r.header("location")));
+            }
+            ids
+        })
+        .await;
+        for id in &ids {
+            eventually!(
+                60,
+                format!("{id} done"),
+                matches!(env.action_status(id).await.as_str(), "succeeded" | "failed")
+            );
+            assert_eq!(env.action_status(id).await, "succeeded", "{}", env.action(id).await);
+        }
+        assert!(target.exited(), "the process was killed");
+        let web = env.web();
+        let package = ids[3].clone();
+        blocking(move || {
+            let (rita, _) = web.session("rita", "correct horse battery staple");
+            let (val, _) = web.session("val", "correct horse battery staple");
+            let page = web.get(&format!("/devices/{device}"), &rita);
+            assert!(page.body.contains("Timeline") && page.body.contains("request_sample"), "{}", page.body);
+            let sample_link = page.body.split("href=\"/samples/").nth(1).and_then(|s| s.split('"').next());
+            let sample_link = format!("/samples/{}", sample_link.expect("a sample link"));
+            assert!(page.body.contains(&format!("href=\"/actions/{package}/package\"")), "{}", page.body);
+            let zip = web.get(&sample_link, &rita);
+            assert_eq!(zip.status, 200);
+            assert!(zip.header("content-type").starts_with("application/zip"));
+            let gz = web.get(&format!("/actions/{package}/package"), &rita);
+            assert_eq!(gz.status, 200);
+            assert!(gz.header("content-type").starts_with("application/gzip"));
+            assert!(web.get(&format!("/devices/{device}"), &val).body.contains("a responder can download it"));
+            assert_eq!(web.get(&sample_link, &val).status, 403);
+            assert_eq!(web.get(&format!("/actions/{package}/package"), &val).status, 403);
+            assert_eq!(web.get(&format!("/samples/{}", "0".repeat(64)), &rita).status, 404);
+        })
+        .await;
+    }
+}

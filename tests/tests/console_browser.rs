@@ -101,8 +101,14 @@ async fn an_analyst_and_an_approver_work_the_console_in_chromium() {
             browser.click(&browser.find("form.danger button[type=submit]"));
             let refusal = browser.wait_for("p.error", 10);
             assert!(browser.text(&refusal).contains("does not match"), "{}", browser.text(&refusal));
-            browser.type_into(&browser.find("#offboard-confirm"), HOSTILE);
-            browser.type_into(&browser.find("#offboard-comment"), "decommissioned");
+            // What was typed is still there; the host name is corrected.
+            let confirm = browser.find("#offboard-confirm");
+            assert_eq!(
+                browser.execute("return document.querySelector('#offboard-comment').value;"),
+                json!("decommissioned")
+            );
+            browser.clear(&confirm);
+            browser.type_into(&confirm, HOSTILE);
             browser.click(&browser.find("form.danger button[type=submit]"));
             browser.wait_for("#timeline", 10);
             assert!(browser.url().contains("/actions/"), "{}", browser.url());

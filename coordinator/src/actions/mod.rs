@@ -104,6 +104,27 @@ pub struct ActionCenter {
 /// Largest accepted `params` object, serialised.
 const MAX_PARAMS_BYTES: usize = 64 * 1024;
 
+/// An isolation exclusion written `cidr=NET[,protocol=tcp|udp|any]
+/// [,port=N][,direction=outbound|inbound|both]` (picketctl's `--exclude`
+/// and the console's form) as the `isolate` parameters' object; the
+/// values themselves are checked with the rest of the parameters.
+pub fn parse_exclusion(spec: &str) -> Result<Value, String> {
+    let mut out = serde_json::Map::new();
+    for part in spec.trim().split(',') {
+        let (key, value) = part.trim().split_once('=').ok_or_else(|| format!("{spec:?}: expected key=value pairs"))?;
+        let value = match key {
+            "cidr" | "protocol" | "direction" => Value::String(value.to_string()),
+            "port" => Value::from(value.parse::<u16>().map_err(|_| format!("bad port {value:?}"))?),
+            other => return Err(format!("unknown key {other:?} (cidr, protocol, port, direction)")),
+        };
+        out.insert(key.to_string(), value);
+    }
+    if !out.contains_key("cidr") {
+        return Err(format!("{spec:?}: cidr= is required"));
+    }
+    Ok(Value::Object(out))
+}
+
 /// Whether `s` has a character a person can see: what a required comment
 /// must have. The API's schemas say the same with the pattern
 /// `[^\s\x00-\x1f\x7f-\x9f]`.

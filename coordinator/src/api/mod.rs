@@ -42,6 +42,7 @@ pub use enrollment_tokens::{issue as issue_enrollment_token, token_state, Issued
 pub use error::ApiError;
 pub use extract::{page_limit, Body, Id, IdPage, Params, Sha256Path, TimeCursor, UserName};
 pub use groups::{valid_name as valid_group_name, NAME_RULE as GROUP_NAME_RULE};
+pub use samples::{download as download_sample, package as download_package};
 pub use users::{add_user, disable_user, enable_user, reset_user_password};
 
 use crate::gateway::Gateway;

@@ -511,3 +511,52 @@ pub async fn decide_many(
         },
     )
 }
+
+/// An error from an API function the console calls, as a page.
+fn api_refusal(op: &Operator, e: &crate::api::ApiError) -> Response {
+    page(
+        e.status(),
+        layout("Refused", Some(op), &op.csrf_token, html! { h1 { "Not available" } p.error { (e.to_string()) } }),
+    )
+}
+
+/// `GET /actions/{id}/package`: a collected investigation package
+/// (responder), ranges and all, as the API serves it.
+pub async fn package(State(state): State<AppState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
+    let op = match signed_in(&state, &headers, &format!("/actions/{}", url_encode(&raw))).await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    if !op.can(Role::Responder) {
+        return forbidden("Packages need the responder role.");
+    }
+    let Ok(id) = raw.parse::<Uuid>() else { return action_page(&state, &op, &raw, None).await };
+    let target = format!("/actions/{id}/package");
+    match crate::api::download_package(State(state.clone()), crate::api::Id(id), headers).await {
+        Ok(r) => {
+            audit(&state.store, &op.user, "GET", &target, "ok", "package downloaded via console").await;
+            r
+        }
+        Err(e) => api_refusal(&op, &e),
+    }
+}
+
+/// `GET /samples/{sha256}`: a collected sample, as the encrypted ZIP the
+/// API serves (responder; the API audits the download).
+pub async fn sample(State(state): State<AppState>, headers: HeaderMap, Path(sha256): Path<String>) -> Response {
+    let op = match signed_in(&state, &headers, "/devices").await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    if !op.can(Role::Responder) {
+        return forbidden("Samples need the responder role.");
+    }
+    let sha256 = sha256.to_ascii_lowercase();
+    if !picket_common::detection::is_sha256_hex(&sha256) {
+        return api_refusal(&op, &crate::api::ApiError::NotFound(format!("no sample {sha256:?}")));
+    }
+    match crate::api::download_sample(State(state.clone()), op.caller(), crate::api::Sha256Path(sha256)).await {
+        Ok(r) => r,
+        Err(e) => api_refusal(&op, &e),
+    }
+}

@@ -216,8 +216,29 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap, Path(raw): 
     device_page(&state, &op, &raw, None).await
 }
 
-/// The device page; `error` is a status and a refusal to show above it.
-async fn device_page(state: &AppState, op: &Operator, raw: &str, error: Option<(StatusCode, &str)>) -> Response {
+/// A device's actions and alerts, newest first, as one timeline.
+enum Event<'a> {
+    Action(&'a Action),
+    Alert(&'a crate::store::Alert),
+}
+
+impl Event<'_> {
+    fn at(&self) -> i64 {
+        match self {
+            Event::Action(a) => a.created_at,
+            Event::Alert(a) => a.last_seen,
+        }
+    }
+}
+
+/// The device page; `error` is a status, a refusal to show above it, and
+/// the form as it was typed.
+async fn device_page(
+    state: &AppState,
+    op: &Operator,
+    raw: &str,
+    error: Option<(StatusCode, &str, &ActionForm)>,
+) -> Response {
     let not_found = |op: &Operator| {
         page(
             StatusCode::NOT_FOUND,
@@ -237,9 +258,33 @@ async fn device_page(state: &AppState, op: &Operator, raw: &str, error: Option<(
         let isolated = in_effect(state, id, ActionKind::Isolate, ActionKind::ReleaseIsolation).await?;
         let restricted = in_effect(state, id, ActionKind::RestrictCode, ActionKind::ReleaseCode).await?;
         let level = state.store.device_group(&device.group).await?.map(|g| g.automation_level).unwrap_or_default();
-        Ok::<_, StoreError>(Some((device, actions.items, alerts.items, isolated, restricted, level)))
+        let packages = state
+            .store
+            .actions(
+                &ActionFilter {
+                    device: Some(id),
+                    kind: Some(ActionKind::CollectPackage),
+                    statuses: vec![ActionStatus::Succeeded],
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await?;
+        let samples: Vec<_> =
+            state.store.samples(1000).await?.into_iter().filter(|s| s.device_id == id.to_string()).collect();
+        Ok::<_, StoreError>(Some((
+            device,
+            actions.items,
+            alerts.items,
+            isolated,
+            restricted,
+            level,
+            packages.items,
+            samples,
+        )))
     };
-    let (d, actions, alerts, isolated, restricted, level) = match loaded.await {
+    let (d, actions, alerts, isolated, restricted, level, packages, samples) = match loaded.await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(op),
         Err(e) => return db_error("device page", e),
@@ -247,10 +292,12 @@ async fn device_page(state: &AppState, op: &Operator, raw: &str, error: Option<(
     let status = status_of(state, &d);
     let session = state.gateway.session(&d.id);
     let since = |a: &Action| format!("since {} (action ", rfc3339(a.updated_at));
+    let mut events: Vec<Event> = actions.iter().map(Event::Action).chain(alerts.iter().map(Event::Alert)).collect();
+    events.sort_by_key(|e| std::cmp::Reverse(e.at()));
     let body = html! {
         p { a href="/devices" { "← Devices" } }
         h1 { (d.hostname) " " span class=(format!("badge {status}")) { (status) } }
-        @if let Some((_, e)) = error { p.error role="alert" { (e) } }
+        @if let Some((_, e, _)) = error { p.error role="alert" { (e) } }
         section #live-state data-live {
             dl.facts {
                 dt { "Network" } dd {
@@ -278,61 +325,81 @@ async fn device_page(state: &AppState, op: &Operator, raw: &str, error: Option<(
                 }
             }
         }
-        @if op.can(Role::Responder) && d.status == DeviceStatus::Active { (action_bar(op, &d, isolated.is_some(), restricted.is_some())) }
+        @if op.can(Role::Responder) && d.status == DeviceStatus::Active {
+            (action_bar(op, &d, isolated.is_some(), restricted.is_some(), error.map(|(_, _, typed)| typed)))
+        }
+        @if !packages.is_empty() || !samples.is_empty() {
+            section #files {
+                h2 { "Packages and samples" }
+                ul {
+                    @for p in &packages {
+                        li { "Investigation package of " (rfc3339(p.updated_at)) " — "
+                            @if op.can(Role::Responder) { a href=(format!("/actions/{}/package", p.id)) download { "download" } }
+                            @else { "a responder can download it" } }
+                    }
+                    @for smp in &samples {
+                        li { "Sample " code { (smp.path) } " (" (smp.size) " bytes, SHA-256 " code { (smp.sha256.get(..12).unwrap_or(&smp.sha256)) } "…) — "
+                            @if op.can(Role::Responder) { a href=(format!("/samples/{}", smp.sha256)) download { "download" } " (encrypted ZIP, password " code { (crate::uploads::SAMPLE_PASSWORD) } ")" }
+                            @else { "a responder can download it" } }
+                    }
+                }
+            }
+        }
         section #live-history data-live {
-            h2 { "Latest actions" }
-            @if !actions.is_empty() { table.list {
-                thead { tr { th { "Requested" } th { "Kind" } th { "Status" } th { "By" } th { "Comment" } } }
+            h2 { "Timeline" }
+            @if events.is_empty() { p { "No actions or alerts yet." } }
+            @if !events.is_empty() { table.list {
+                thead { tr { th { "When" } th { "What" } th { "Status" } th { "By" } th { "Detail" } } }
                 tbody {
-                    @for a in &actions {
-                        tr {
-                            td { (rfc3339(a.created_at)) }
-                            td { a href=(format!("/actions/{}", a.id)) { (a.kind.as_str()) } }
-                            td { span class=(format!("badge {}", a.status.as_str())) { (a.status.as_str()) } }
-                            td { (a.requestor) }
-                            td { (a.comment) }
+                    @for e in &events {
+                        @match e {
+                            Event::Action(a) => tr {
+                                td { (rfc3339(a.created_at)) }
+                                td { "Action " a href=(format!("/actions/{}", a.id)) { (a.kind.as_str()) } }
+                                td { span class=(format!("badge {}", a.status.as_str())) { (a.status.as_str()) } }
+                                td { (a.requestor) }
+                                td { (a.comment) }
+                            },
+                            Event::Alert(a) => tr {
+                                td { (rfc3339(a.last_seen)) }
+                                td { "Alert " a href=(format!("/alerts/{}", a.id)) { (a.rule) } }
+                                td { span class=(format!("badge {}", a.severity.as_str())) { (a.severity.as_str()) } " " (a.status.as_str()) }
+                                td { (a.source) }
+                                td { code { (a.path) } }
+                            },
                         }
                     }
                 }
             } }
-            @if actions.is_empty() { p { "No actions yet." } }
-            h2 { "Latest alerts" }
-            @if !alerts.is_empty() { table.list {
-                thead { tr { th { "Last seen" } th { "Severity" } th { "Rule" } th { "Status" } } }
-                tbody {
-                    @for a in &alerts {
-                        tr {
-                            td { (rfc3339(a.last_seen)) }
-                            td { (a.severity.as_str()) }
-                            td { (a.rule) }
-                            td { (a.status.as_str()) }
-                        }
-                    }
-                }
-            } }
-            @if alerts.is_empty() { p { "No alerts." } }
         }
     };
-    let status = error.map_or(StatusCode::OK, |(s, _)| s);
+    let status = error.map_or(StatusCode::OK, |(s, _, _)| s);
     page(status, layout(&d.hostname, Some(op), &op.csrf_token, body))
 }
 
 /// The responder's actions on a device. Every one asks why; offboarding
-/// asks for the host name typed out.
-fn action_bar(op: &Operator, d: &Device, isolated: bool, restricted: bool) -> Markup {
+/// asks for the host name typed out. After a refusal, `typed` fills the
+/// form it came from again.
+fn action_bar(op: &Operator, d: &Device, isolated: bool, restricted: bool, typed: Option<&ActionForm>) -> Markup {
     let to = format!("/devices/{}/actions", d.id);
     let csrf = html! { input type="hidden" name="csrf_token" value=(op.csrf_token); };
-    let comment = |id: &str| {
+    // What was typed, for the form whose kinds include the refused one.
+    let kept = |kinds: &[&str], field: fn(&ActionForm) -> &str| -> String {
+        typed.filter(|t| kinds.contains(&t.kind.as_str())).map(field).unwrap_or_default().to_string()
+    };
+    let comment = |id: &str, kinds: &[&str]| {
         html! {
             label for=(id) { "Comment (required)" }
-            input id=(id) name="comment" type="text" required placeholder="why";
+            input id=(id) name="comment" type="text" required placeholder="why" value=(kept(kinds, |t| &t.comment));
         }
     };
+    const MAIN: [&str; 7] =
+        ["isolate", "release_isolation", "restrict_code", "release_code", "quick_scan", "full_scan", "collect_package"];
     html! {
         section.actions aria-labelledby="take-action" {
             h2 #take-action { "Take action" }
             form.action-bar method="post" action=(to) {
-                (csrf) (comment("action-comment"))
+                (csrf) (comment("action-comment", &MAIN))
                 div.buttons {
                     @if isolated {
                         button type="submit" name="kind" value="release_isolation" { "Release from isolation" }
@@ -349,18 +416,54 @@ fn action_bar(op: &Operator, d: &Device, isolated: bool, restricted: bool) -> Ma
                     button type="submit" name="kind" value="collect_package" { "Collect investigation package" }
                 }
             }
-            form.action-bar method="post" action=(to) {
-                (csrf) input type="hidden" name="kind" value="stop_and_quarantine";
-                label for="quarantine-file" { "File: absolute path or SHA-256" }
-                input #quarantine-file name="file" type="text" required;
-                (comment("quarantine-comment"))
-                div.buttons { button type="submit" { "Stop and quarantine file" } }
+            details open[typed.is_some_and(|t| t.kind != "offboard" && !MAIN.contains(&t.kind.as_str()))] {
+                summary { "More actions: selective isolation, scan paths, kill a process, quarantine a file, request a sample" }
+                @if !isolated {
+                    form.action-bar method="post" action=(to) {
+                        (csrf) input type="hidden" name="kind" value="isolate_selective";
+                        label for="exclusions" { "Keep reachable (one per line: cidr=NET[,protocol=tcp|udp|any][,port=N][,direction=outbound|inbound|both])" }
+                        textarea #exclusions name="exclusions" rows="2" cols="60" { (kept(&["isolate_selective"], |t| &t.exclusions)) }
+                        label { input type="checkbox" name="allow_dns" value="1" checked[typed.is_some_and(|t| t.allow_dns == "1")]; " DNS" }
+                        label { input type="checkbox" name="allow_dhcp" value="1" checked[typed.is_some_and(|t| t.allow_dhcp == "1")]; " DHCP" }
+                        (comment("selective-comment", &["isolate_selective"]))
+                        div.buttons { button type="submit" { "Isolate selectively" } }
+                    }
+                }
+                form.action-bar method="post" action=(to) {
+                    (csrf) input type="hidden" name="kind" value="path_scan";
+                    label for="scan-paths" { "Paths to scan (absolute, one per line)" }
+                    textarea #scan-paths name="paths" rows="2" cols="60" required { (kept(&["path_scan"], |t| &t.paths)) }
+                    (comment("scan-comment", &["path_scan"]))
+                    div.buttons { button type="submit" { "Scan paths" } }
+                }
+                form.action-bar method="post" action=(to) {
+                    (csrf) input type="hidden" name="kind" value="kill_process";
+                    label for="kill-target" { "Process: PID, or SHA-256 of its executable" }
+                    input #kill-target name="process" type="text" required value=(kept(&["kill_process"], |t| &t.process));
+                    (comment("kill-comment", &["kill_process"]))
+                    div.buttons { button type="submit" { "Kill process" } }
+                }
+                form.action-bar method="post" action=(to) {
+                    (csrf) input type="hidden" name="kind" value="stop_and_quarantine";
+                    label for="quarantine-file" { "File: absolute path or SHA-256" }
+                    input #quarantine-file name="file" type="text" required value=(kept(&["stop_and_quarantine"], |t| &t.file));
+                    (comment("quarantine-comment", &["stop_and_quarantine"]))
+                    div.buttons { button type="submit" { "Stop and quarantine file" } }
+                }
+                form.action-bar method="post" action=(to) {
+                    (csrf) input type="hidden" name="kind" value="request_sample";
+                    label for="sample-path" { "File to collect (absolute path)" }
+                    input #sample-path name="file" type="text" required value=(kept(&["request_sample"], |t| &t.file));
+                    (comment("sample-comment", &["request_sample"]))
+                    div.buttons { button type="submit" { "Request sample" } }
+                }
             }
             form.action-bar.danger method="post" action=(to) {
                 (csrf) input type="hidden" name="kind" value="offboard";
                 label for="offboard-confirm" { "Type the host name " strong { (d.hostname) } " to offboard" }
-                input #offboard-confirm name="confirm_hostname" type="text" required autocomplete="off";
-                (comment("offboard-comment"))
+                input #offboard-confirm name="confirm_hostname" type="text" required autocomplete="off"
+                    value=(kept(&["offboard"], |t| &t.confirm_hostname));
+                (comment("offboard-comment", &["offboard"]))
                 div.buttons { button type="submit" { "Offboard device" } }
             }
         }
@@ -371,20 +474,90 @@ fn action_bar(op: &Operator, d: &Device, isolated: bool, restricted: bool) -> Ma
 #[serde(default)]
 pub struct ActionForm {
     csrf_token: String,
-    /// An action kind, or `quick_scan` / `full_scan`.
+    /// An action kind, or one of the console's own: `quick_scan`,
+    /// `full_scan`, `path_scan`, `isolate_selective`.
     kind: String,
     comment: String,
-    /// `stop_and_quarantine`: an absolute path or a SHA-256.
+    /// `stop_and_quarantine`: an absolute path or a SHA-256;
+    /// `request_sample`: an absolute path.
     file: String,
+    /// `kill_process`: a PID or an executable's SHA-256.
+    process: String,
+    /// `path_scan`: one absolute path a line.
+    paths: String,
+    /// `isolate_selective`: one exclusion a line.
+    exclusions: String,
+    allow_dns: String,
+    allow_dhcp: String,
     /// `offboard`: the device's host name, typed.
     confirm_hostname: String,
 }
 
-/// A refused request: audited, and the device page saying why.
-async fn refused(state: &AppState, op: &Operator, device: Uuid, status: StatusCode, message: String) -> Response {
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The action kind and parameters a form asks for (the parameters are
+/// checked against the kind's type by the action center).
+fn requested(form: &ActionForm) -> Result<(ActionKind, serde_json::Value), String> {
+    let lines = |s: &str| s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect::<Vec<_>>();
+    let file = form.file.trim();
+    Ok(match form.kind.as_str() {
+        "isolate" => (ActionKind::Isolate, json!({ "mode": "full" })),
+        "isolate_selective" => {
+            let exclusions = lines(&form.exclusions)
+                .iter()
+                .map(|l| crate::actions::parse_exclusion(l))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("Exclusion {e}"))?;
+            let params = json!({ "mode": "selective", "exclusions": exclusions,
+                "allow_dns": form.allow_dns == "1", "allow_dhcp": form.allow_dhcp == "1" });
+            (ActionKind::Isolate, params)
+        }
+        "quick_scan" => (ActionKind::Scan, json!({ "mode": "quick" })),
+        "full_scan" => (ActionKind::Scan, json!({ "mode": "full" })),
+        "path_scan" => (ActionKind::Scan, json!({ "mode": "paths", "paths": lines(&form.paths) })),
+        "kill_process" => {
+            let target = form.process.trim();
+            match target.parse::<u32>() {
+                Ok(pid) => (ActionKind::KillProcess, json!({ "pid": pid })),
+                Err(_) if is_sha256(target) => {
+                    (ActionKind::KillProcess, json!({ "sha256": target.to_ascii_lowercase() }))
+                }
+                Err(_) => return Err(format!("{target:?} is neither a PID nor a SHA-256.")),
+            }
+        }
+        "stop_and_quarantine" if is_sha256(file) => {
+            (ActionKind::StopAndQuarantine, json!({ "sha256": file.to_ascii_lowercase() }))
+        }
+        "stop_and_quarantine" => (ActionKind::StopAndQuarantine, json!({ "path": file })),
+        "request_sample" => (ActionKind::RequestSample, json!({ "path": file })),
+        "offboard" => (ActionKind::Offboard, json!({})),
+        other => match ActionKind::ALL.into_iter().find(|k| k.as_str() == other) {
+            Some(
+                kind @ (ActionKind::ReleaseIsolation
+                | ActionKind::RestrictCode
+                | ActionKind::ReleaseCode
+                | ActionKind::CollectPackage),
+            ) => (kind, json!({})),
+            _ => return Err(format!("The console offers no action {other:?}.")),
+        },
+    })
+}
+
+/// A refused request: audited, and the device page saying why, with what
+/// was typed back in its form.
+async fn refused(
+    state: &AppState,
+    op: &Operator,
+    device: Uuid,
+    form: &ActionForm,
+    status: StatusCode,
+    message: String,
+) -> Response {
     let target = format!("/devices/{device}/actions");
     audit(&state.store, &op.user, "POST", &target, status.as_str(), &message).await;
-    device_page(state, op, &device.to_string(), Some((status, &message))).await
+    device_page(state, op, &device.to_string(), Some((status, &message, form))).await
 }
 
 /// `POST /devices/{id}/actions`: request an action as the signed-in
@@ -404,40 +577,27 @@ pub async fn request(
         return forbidden("The request did not carry this session's CSRF token.");
     }
     let Ok(device) = raw.parse::<Uuid>() else { return device_page(&state, &op, &raw, None).await };
-    let refuse = |status: StatusCode, message: String| refused(&state, &op, device, status, message);
-    let file = form.file.trim();
-    let (kind, params) = match form.kind.as_str() {
-        "isolate" => (ActionKind::Isolate, json!({ "mode": "full" })),
-        "quick_scan" => (ActionKind::Scan, json!({ "mode": "quick" })),
-        "full_scan" => (ActionKind::Scan, json!({ "mode": "full" })),
-        "stop_and_quarantine" if file.len() == 64 && file.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            (ActionKind::StopAndQuarantine, json!({ "sha256": file.to_ascii_lowercase() }))
-        }
-        "stop_and_quarantine" => (ActionKind::StopAndQuarantine, json!({ "path": file })),
-        "offboard" => {
-            let hostname = match state.store.device(device).await {
-                Ok(d) => d.map(|d| d.hostname).unwrap_or_default(),
-                Err(e) => return db_error("device lookup", e),
-            };
-            if form.confirm_hostname.trim() != hostname || hostname.is_empty() {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "Not offboarded: the host name typed does not match this device's.".into(),
-                )
-                .await;
-            }
-            (ActionKind::Offboard, json!({}))
-        }
-        other => match ActionKind::ALL.into_iter().find(|k| k.as_str() == other) {
-            Some(
-                kind @ (ActionKind::ReleaseIsolation
-                | ActionKind::RestrictCode
-                | ActionKind::ReleaseCode
-                | ActionKind::CollectPackage),
-            ) => (kind, json!({})),
-            _ => return refuse(StatusCode::BAD_REQUEST, format!("The console offers no action {other:?}.")).await,
-        },
+    let refuse = |status: StatusCode, message: String| refused(&state, &op, device, &form, status, message);
+    if !op.can(Role::Responder) {
+        return refuse(StatusCode::FORBIDDEN, "Actions need the responder role.".into()).await;
+    }
+    let (kind, params) = match requested(&form) {
+        Ok(r) => r,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message).await,
     };
+    if kind == ActionKind::Offboard {
+        let hostname = match state.store.device(device).await {
+            Ok(d) => d.map(|d| d.hostname).unwrap_or_default(),
+            Err(e) => return db_error("device lookup", e),
+        };
+        if form.confirm_hostname.trim() != hostname || hostname.is_empty() {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "Not offboarded: the host name typed does not match this device's.".into(),
+            )
+            .await;
+        }
+    }
     let caller = op.caller();
     let who = caller.requestor();
     let request = Request {

@@ -70,6 +70,8 @@ pub fn router(upload_bytes: usize) -> Router<AppState> {
         .route("/actions.csv", get(actions::export))
         .route("/actions/decide", axum::routing::post(actions::decide_many))
         .route("/actions/{id}", get(actions::show))
+        .route("/actions/{id}/package", get(actions::package))
+        .route("/samples/{sha256}", get(actions::sample))
         .route("/actions/{id}/{verb}", axum::routing::post(actions::decide))
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}", get(alerts::show))

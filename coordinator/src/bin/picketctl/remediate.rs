@@ -216,28 +216,6 @@ pub fn run(client: &Client, cmd: &Cmd, json_out: bool, wait: bool) -> Result<(),
     print_action(&a, json_out)
 }
 
-/// `cidr=…,protocol=…,port=…,direction=…` → the API's exclusion object.
 fn parse_exclusion(spec: &str) -> Result<Value, ClientError> {
-    let mut out = serde_json::Map::new();
-    for part in spec.split(',') {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| ClientError::Local(format!("--exclude {spec:?}: expected key=value pairs")))?;
-        let value = match key {
-            "cidr" | "protocol" | "direction" => json!(value),
-            "port" => {
-                json!(value.parse::<u16>().map_err(|_| ClientError::Local(format!("--exclude: bad port {value:?}")))?)
-            }
-            other => {
-                return Err(ClientError::Local(format!(
-                    "--exclude: unknown key {other:?} (cidr, protocol, port, direction)"
-                )))
-            }
-        };
-        out.insert(key.to_string(), value);
-    }
-    if !out.contains_key("cidr") {
-        return Err(ClientError::Local(format!("--exclude {spec:?}: cidr= is required")));
-    }
-    Ok(Value::Object(out))
+    picket_coordinator::actions::parse_exclusion(spec).map_err(|e| ClientError::Local(format!("--exclude: {e}")))
 }
