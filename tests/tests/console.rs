@@ -845,3 +845,107 @@ async fn the_device_page_runs_more_actions_and_serves_packages_and_samples() {
         .await;
     }
 }
+
+/// Every state-changing console route, three ways: without the CSRF token,
+/// with a wrong one (both 403 even for an admin), and as a viewer with the
+/// right one (403: a viewer changes nothing) — and afterwards nothing has
+/// changed: the same actions, users, groups, indicators and bundles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_change_needs_the_csrf_token_and_a_viewer_gets_403_on_each() {
+    for db in databases().await {
+        let env = TestEnv::start(&db).await;
+        let (device, _) = env.enroll("csrf-target").await;
+        let body = json!({"kind": "offboard", "params": {}, "comment": "pending"});
+        let path = format!("/api/v1/devices/{device}/actions");
+        let pending = env.admin(move |c| c.post(&path, &body)).await.expect("pending action");
+        let action = pending["id"].as_str().expect("id").to_string();
+        let body = json!({"name": "val", "role": "viewer", "password": "correct horse battery staple"});
+        env.admin(move |c| c.post("/api/v1/users", &body)).await.expect("create user");
+        let snapshot = || async {
+            let mut out = Vec::new();
+            for path in [
+                "/api/v1/actions?limit=1000",
+                "/api/v1/users",
+                "/api/v1/device-groups",
+                "/api/v1/indicators?all=true",
+                "/api/v1/rules",
+                "/api/v1/enrollment-tokens",
+                "/api/v1/api-tokens",
+            ] {
+                out.push(env.admin(move |c| c.get(path)).await.expect("snapshot").to_string());
+            }
+            out
+        };
+        let before = snapshot().await;
+        let password = env.admin_password();
+        let web = env.web();
+        blocking(move || {
+            let (admin, admin_csrf) = web.session("admin", &password);
+            let (val, val_csrf) = web.session("val", "correct horse battery staple");
+            let any = uuid::Uuid::new_v4();
+            let sha = "cd".repeat(32);
+            let routes: Vec<(String, Vec<(&str, &str)>)> = vec![
+                (format!("/devices/{device}/actions"), vec![("kind", "isolate"), ("comment", "x")]),
+                (
+                    format!("/devices/{device}/actions"),
+                    vec![("kind", "offboard"), ("comment", "x"), ("confirm_hostname", "x")],
+                ),
+                (format!("/actions/{action}/approve"), vec![("comment", "x")]),
+                (format!("/actions/{action}/reject"), vec![("comment", "x")]),
+                (format!("/actions/{action}/cancel"), vec![("comment", "x")]),
+                (format!("/actions/{action}/undo"), vec![("comment", "x")]),
+                ("/actions/decide".into(), vec![("id", action.as_str()), ("decision", "approve")]),
+                ("/actions/decide".into(), vec![("id", action.as_str()), ("decision", "reject")]),
+                (format!("/alerts/{any}/status"), vec![("status", "resolved")]),
+                (format!("/alerts/{any}/classify"), vec![("classification", "true_positive")]),
+                (format!("/investigations/{any}/terminate"), vec![]),
+                (format!("/investigations/{any}/approve-expansion"), vec![]),
+                ("/detection/indicators".into(), vec![("sha256", sha.as_str()), ("action", "block")]),
+                (format!("/detection/indicators/{sha}/delete"), vec![]),
+                ("/settings/groups".into(), vec![("name", "g"), ("automation_level", "full")]),
+                ("/settings/groups/default".into(), vec![("automation_level", "none")]),
+                (
+                    "/settings/enrollment-tokens".into(),
+                    vec![("group", "default"), ("max_uses", "1"), ("expires_in_hours", "1")],
+                ),
+                ("/settings/users".into(), vec![("name", "mallory"), ("role", "admin")]),
+                ("/settings/users/val/disable".into(), vec![]),
+                ("/settings/users/admin/reset-password".into(), vec![]),
+                (format!("/settings/api-tokens/{any}/revoke"), vec![]),
+                (format!("/settings/enrollment-tokens/{any}/revoke"), vec![]),
+                (
+                    "/account/password".into(),
+                    vec![("current_password", "x"), ("new_password", "y"), ("confirm_password", "y")],
+                ),
+                ("/logout".into(), vec![]),
+            ];
+            for (path, fields) in &routes {
+                fn with<'a>(fields: &[(&'a str, &'a str)], token: &'a str) -> Vec<(&'a str, &'a str)> {
+                    let mut form = fields.to_vec();
+                    if !token.is_empty() {
+                        form.push(("csrf_token", token));
+                    }
+                    form
+                }
+                assert_eq!(web.post_form(path, &admin, &with(fields, "")).status, 403, "{path} without a token");
+                let wrong = "0".repeat(64);
+                assert_eq!(web.post_form(path, &admin, &with(fields, &wrong)).status, 403, "{path}: wrong token");
+                let theirs = with(fields, &val_csrf);
+                assert_eq!(web.post_form(path, &admin, &theirs).status, 403, "{path} with another session's token");
+                if path != "/logout" && path != "/account/password" {
+                    let r = web.post_form(path, &val, &theirs);
+                    assert_eq!(r.status, 403, "{path} as a viewer: {}", r.body);
+                }
+            }
+            let rules = json!({"files": [{"name": "x.yar", "source": "rule x { condition: true }"}]});
+            assert_eq!(web.post_json("/detection/rules", &admin, &[], &rules).status, 403);
+            assert_eq!(web.post_json("/detection/rules", &val, &[("X-CSRF-Token", &val_csrf)], &rules).status, 403);
+            // Both sessions are still alive.
+            assert_eq!(web.get("/", &admin).status, 200);
+            assert_eq!(web.get("/", &val).status, 200);
+            let _ = admin_csrf;
+        })
+        .await;
+        assert_eq!(snapshot().await, before, "nothing changed");
+    }
+}

@@ -89,14 +89,10 @@ impl ListQuery {
 
 /// Host names of the devices `actions` name.
 async fn hostnames(state: &AppState, actions: &[Action]) -> Result<HashMap<Uuid, String>, crate::store::StoreError> {
-    let mut names = HashMap::new();
-    for a in actions {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(a.device_id) {
-            let name = state.store.device(a.device_id).await?.map(|d| d.hostname).unwrap_or_else(|| "(gone)".into());
-            slot.insert(name);
-        }
-    }
-    Ok(names)
+    let mut ids: Vec<Uuid> = actions.iter().map(|a| a.device_id).collect();
+    ids.sort();
+    ids.dedup();
+    state.store.device_names(&ids).await
 }
 
 fn status_badge(status: ActionStatus) -> Markup {
@@ -189,7 +185,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
                                 }
                                 td { (rfc3339(a.created_at)) }
                                 td { a href=(format!("/actions/{}", a.id)) { (a.kind.as_str()) } }
-                                td { a href=(format!("/devices/{}", a.device_id)) { (names.get(&a.device_id).map_or("", |n| n)) } }
+                                td { a href=(format!("/devices/{}", a.device_id)) { (names.get(&a.device_id).map_or("(gone)", |n| n)) } }
                                 td { (status_badge(a.status)) }
                                 td { (a.requestor) }
                                 td { (a.comment) }

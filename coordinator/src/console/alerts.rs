@@ -73,10 +73,10 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
     let cursor = (!q.cursor.is_empty()).then_some(q.cursor.as_str());
     let loaded = async {
         let found = state.store.alerts(&filter, cursor, PAGE).await?;
-        let mut names = Vec::with_capacity(found.items.len());
-        for a in &found.items {
-            names.push(hostname(&state, a.device_id).await?);
-        }
+        let ids: Vec<Uuid> = found.items.iter().map(|a| a.device_id).collect();
+        let known = state.store.device_names(&ids).await?;
+        let names: Vec<String> =
+            ids.iter().map(|id| known.get(id).cloned().unwrap_or_else(|| "(gone)".into())).collect();
         Ok::<_, StoreError>((found, names))
     };
     let (found, names) = match loaded.await {
@@ -322,10 +322,10 @@ pub async fn investigations(
     let status = INVESTIGATION_STATUSES.iter().find(|s| **s == q.status).copied();
     let loaded = async {
         let found = state.store.investigations(status, q.device.parse().ok(), 200).await?;
-        let mut names = Vec::with_capacity(found.len());
-        for i in &found {
-            names.push(hostname(&state, i.device_id).await?);
-        }
+        let ids: Vec<Uuid> = found.iter().map(|i| i.device_id).collect();
+        let known = state.store.device_names(&ids).await?;
+        let names: Vec<String> =
+            ids.iter().map(|id| known.get(id).cloned().unwrap_or_else(|| "(gone)".into())).collect();
         Ok::<_, StoreError>((found, names))
     };
     let (found, names) = match loaded.await {
@@ -461,6 +461,11 @@ pub async fn decide(
     if !csrf_ok(&op, &headers, &form.csrf_token) {
         return forbidden("The request did not carry this session's CSRF token.");
     }
+    let target = format!("/investigations/{}/{what}", url_encode(&raw));
+    if !op.can(Role::Responder) {
+        audit(&state.store, &op.user, "POST", &target, "403", "needs the responder role").await;
+        return forbidden("Deciding investigations needs the responder role (an expansion, the approver role).");
+    }
     let Ok(id) = raw.parse::<Uuid>() else { return missing(&op, "investigation", "/investigations") };
     let caller = op.caller();
     let who = caller.requestor();
@@ -469,7 +474,6 @@ pub async fn decide(
         "approve-expansion" => state.investigations.approve_expansion(id, &who).await,
         _ => return missing(&op, "page", &format!("/investigations/{id}")),
     };
-    let target = format!("/investigations/{id}/{what}");
     match outcome {
         Ok(_) => {
             audit(&state.store, &op.user, "POST", &target, "ok", "via console").await;

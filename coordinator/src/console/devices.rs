@@ -90,33 +90,56 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
         "offboarded" => (Some(DeviceStatus::Offboarded), None),
         _ => (None, None),
     };
-    let query = DeviceQuery {
+    let mut query = DeviceQuery {
         text,
         group: q.group.trim(),
         status: registry,
         sort: sort_of(&q.sort),
         descending: q.order == "desc",
+        offset: 0,
+        limit: 0,
     };
-    let loaded =
-        tokio::try_join!(state.store.find_devices(&query), state.store.device_groups(), state.store.containment());
-    let (found, groups, contained) = match loaded {
-        Ok(r) => r,
-        Err(e) => {
-            return db_error("device search", e);
+    let requested = q.page.parse::<usize>().unwrap_or(1).max(1);
+    // The database pages what it can filter alone; being online (this
+    // process's sessions) and containment (the action history) filter the
+    // whole match here first.
+    let loaded = async {
+        let groups = state.store.device_groups().await?;
+        if session.is_none() && q.containment.is_empty() {
+            let total = usize::try_from(state.store.count_devices(&query).await?).unwrap_or(usize::MAX);
+            let pages = total.div_ceil(PAGE).max(1);
+            let current = requested.min(pages);
+            query.offset = u32::try_from((current - 1) * PAGE).unwrap_or(u32::MAX);
+            query.limit = PAGE as u32;
+            let shown = state.store.find_devices(&query).await?;
+            let ids: Vec<Uuid> = shown.iter().map(|d| d.id).collect();
+            let contained = state.store.containment(Some(&ids)).await?;
+            return Ok::<_, StoreError>((groups, total, current, shown, contained));
         }
+        let contained = state.store.containment(None).await?;
+        let found: Vec<Device> = state
+            .store
+            .find_devices(&query)
+            .await?
+            .into_iter()
+            .filter(|d| session.is_none_or(|online| state.gateway.session(&d.id).is_some() == online))
+            .filter(|d| match q.containment.as_str() {
+                "isolated" => contained.get(&d.id).is_some_and(|c| c.isolated),
+                "restricted" => contained.get(&d.id).is_some_and(|c| c.restricted),
+                _ => true,
+            })
+            .collect();
+        let total = found.len();
+        let current = requested.min(total.div_ceil(PAGE).max(1));
+        let shown = found.into_iter().skip((current - 1) * PAGE).take(PAGE).collect();
+        Ok((groups, total, current, shown, contained))
     };
-    let found: Vec<Device> = match session {
-        Some(online) => found.into_iter().filter(|d| state.gateway.session(&d.id).is_some() == online).collect(),
-        None => found,
+    let (groups, total, current, shown, contained) = match loaded.await {
+        Ok(r) => r,
+        Err(e) => return db_error("device search", e),
     };
-    let found: Vec<Device> = match q.containment.as_str() {
-        "isolated" => found.into_iter().filter(|d| contained.get(&d.id).is_some_and(|c| c.isolated)).collect(),
-        "restricted" => found.into_iter().filter(|d| contained.get(&d.id).is_some_and(|c| c.restricted)).collect(),
-        _ => found,
-    };
-    let pages = found.len().div_ceil(PAGE).max(1);
-    let current = q.page.parse::<usize>().unwrap_or(1).clamp(1, pages);
-    let shown = &found[(current - 1) * PAGE..(current * PAGE).min(found.len())];
+    let shown: Vec<Device> = shown;
+    let pages = total.div_ceil(PAGE).max(1);
     let link = |p: usize| {
         format!(
             "/devices?q={}&group={}&status={}&containment={}&sort={}&order={}&page={p}",
@@ -145,13 +168,13 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
             button type="submit" { "Apply" }
         }
         p.count {
-            (found.len()) @if found.len() == 1 { " device" } @else { " devices" }
-            @if found.len() > PAGE { " · page " (current) " of " (pages) }
+            (total) @if total == 1 { " device" } @else { " devices" }
+            @if total > PAGE { " · page " (current) " of " (pages) }
         }
-        @if !found.is_empty() { table.list {
+        @if total > 0 { table.list {
             thead { tr { th { "Host name" } th { "Status" } th { "Group" } th { "IP" } th { "OS" } th { "Agent" } th { "Last seen" } } }
             tbody {
-                @for d in shown {
+                @for d in &shown {
                     @let status = status_of(&state, d);
                     tr {
                         td { a href=(format!("/devices/{}", d.id)) { (d.hostname) } }
@@ -171,7 +194,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, Query(q): Q
                 }
             }
         } }
-        @if found.is_empty() { p { "No device matches." } }
+        @if total == 0 { p { "No device matches." } }
         nav.pager aria-label="Pages" {
             @if current > 1 { a rel="prev" href=(link(current - 1)) { "← Previous" } }
             @if current < pages { a rel="next" href=(link(current + 1)) { "Next →" } }

@@ -523,17 +523,13 @@ async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Response
         Err(r) => return r,
     };
     let counts = async {
-        let devices = state.store.device_statuses().await?;
-        let enrolled = devices.iter().filter(|(_, s)| *s == crate::store::DeviceStatus::Active).count();
-        let pending: i64 = state
-            .store
-            .action_counts()
-            .await?
-            .iter()
-            .filter(|(_, status, _)| status == "pending_approval")
-            .map(|(_, _, n)| n)
-            .sum();
-        let contained = state.store.containment().await?;
+        let active = crate::store::DeviceQuery {
+            status: Some(crate::store::DeviceStatus::Active),
+            ..crate::store::DeviceQuery::default()
+        };
+        let enrolled = usize::try_from(state.store.count_devices(&active).await?).unwrap_or(0);
+        let pending = state.store.count_actions(crate::store::ActionStatus::PendingApproval).await?;
+        let contained = state.store.containment(None).await?;
         let alerts = state.store.open_alert_counts().await?;
         let investigations = state.store.investigation_counts().await?;
         Ok::<_, crate::store::StoreError>((enrolled, pending, contained, alerts, investigations))

@@ -475,33 +475,50 @@ impl Store {
     /// Count of actions by (kind, status), for metrics.
     /// Devices whose latest succeeded isolation, or code restriction, has
     /// not been released by a later succeeded release: what their own
-    /// results last said. Devices never contained are absent.
-    pub async fn containment(&self) -> Result<HashMap<Uuid, Containment>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT device_id, kind, MAX(updated_at) AS at FROM actions \
+    /// results last said. `only`: just these devices (a page of them);
+    /// else the fleet. Devices not contained are absent. The database
+    /// does the sums, so only contained devices come back.
+    pub async fn containment(&self, only: Option<&[Uuid]>) -> Result<HashMap<Uuid, Containment>, StoreError> {
+        if only.is_some_and(|ids| ids.is_empty()) {
+            return Ok(HashMap::new());
+        }
+        // Ids come from Uuids, never from input: safe to inline.
+        let among = only
+            .map(|ids| {
+                let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+                format!("AND device_id IN ({list})")
+            })
+            .unwrap_or_default();
+        let latest = |kind: &str| format!("MAX(CASE WHEN kind = '{kind}' THEN updated_at ELSE 0 END)");
+        let (iso, iso_off, rc, rc_off) =
+            (latest("isolate"), latest("release_isolation"), latest("restrict_code"), latest("release_code"));
+        let rows = sqlx::query(&format!(
+            "SELECT device_id, {iso} AS iso, {iso_off} AS iso_off, {rc} AS rc, {rc_off} AS rc_off FROM actions \
              WHERE kind IN ('isolate', 'release_isolation', 'restrict_code', 'release_code') AND status = 'succeeded' \
-             GROUP BY device_id, kind",
-        )
+             {among} GROUP BY device_id HAVING {iso} > {iso_off} OR {rc} > {rc_off}"
+        ))
         .fetch_all(&self.pool)
         .await?;
-        let mut latest: HashMap<Uuid, [i64; 4]> = HashMap::new();
+        let mut out = HashMap::with_capacity(rows.len());
         for r in &rows {
             let device: String = r.try_get("device_id")?;
             let Ok(device) = device.parse::<Uuid>() else { continue };
-            let kind: String = r.try_get("kind")?;
-            let slot = match kind.as_str() {
-                "isolate" => 0,
-                "release_isolation" => 1,
-                "restrict_code" => 2,
-                _ => 3,
-            };
-            latest.entry(device).or_default()[slot] = r.try_get("at")?;
+            let at = |c: &str| r.try_get::<i64, _>(c);
+            out.insert(
+                device,
+                Containment { isolated: at("iso")? > at("iso_off")?, restricted: at("rc")? > at("rc_off")? },
+            );
         }
-        Ok(latest
-            .into_iter()
-            .map(|(d, at)| (d, Containment { isolated: at[0] > at[1], restricted: at[2] > at[3] }))
-            .filter(|(_, c)| c.isolated || c.restricted)
-            .collect())
+        Ok(out)
+    }
+
+    /// How many actions are in `status`.
+    pub async fn count_actions(&self, status: ActionStatus) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM actions WHERE status = $1")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     pub async fn action_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {

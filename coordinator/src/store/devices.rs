@@ -45,6 +45,9 @@ pub struct DeviceQuery<'a> {
     pub status: Option<DeviceStatus>,
     pub sort: DeviceSort,
     pub descending: bool,
+    /// Rows to skip, and at most how many to return (0: every one).
+    pub offset: u32,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -135,6 +138,25 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
     })
 }
 
+/// The WHERE clause of a [`DeviceQuery`] ($1 to $5, see
+/// [`bind_device_query`]). LIKE wildcards typed by the operator are
+/// matched literally.
+const DEVICE_MATCH: &str = "($1 = '' OR LOWER(hostname) LIKE $2 ESCAPE '\\' OR ip LIKE $2 ESCAPE '\\' \
+     OR id LIKE $3 ESCAPE '\\') AND ($4 = '' OR group_name = $4) AND ($5 = '' OR status = $5)";
+
+fn bind_device_query<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    q: &DeviceQuery<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let literal = q.text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_").to_lowercase();
+    query
+        .bind(q.text)
+        .bind(format!("%{literal}%"))
+        .bind(format!("{literal}%"))
+        .bind(q.group)
+        .bind(q.status.map(DeviceStatus::as_str).unwrap_or_default())
+}
+
 impl Store {
     pub(super) async fn insert_device<'e, E>(executor: E, d: &NewDevice<'_>) -> Result<(), StoreError>
     where
@@ -196,8 +218,6 @@ impl Store {
     /// `text` matches a host name (any case) or IP address containing it,
     /// or an id starting with it.
     pub async fn find_devices(&self, q: &DeviceQuery<'_>) -> Result<Vec<Device>, StoreError> {
-        // LIKE wildcards typed by the operator are matched literally.
-        let literal = q.text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let order = match q.sort {
             DeviceSort::Hostname => "LOWER(hostname)",
             DeviceSort::LastSeen => "COALESCE(last_seen, 0)",
@@ -206,20 +226,45 @@ impl Store {
             DeviceSort::Os => "os",
         };
         let direction = if q.descending { "DESC" } else { "ASC" };
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM devices WHERE \
-             ($1 = '' OR LOWER(hostname) LIKE $2 ESCAPE '\\' OR ip LIKE $2 ESCAPE '\\' OR id LIKE $3 ESCAPE '\\') \
-             AND ($4 = '' OR group_name = $4) AND ($5 = '' OR status = $5) \
-             ORDER BY {order} {direction}, id LIMIT 100000"
-        ))
-        .bind(q.text)
-        .bind(format!("%{}%", literal.to_lowercase()))
-        .bind(format!("{}%", literal.to_lowercase()))
-        .bind(q.group)
-        .bind(q.status.map(DeviceStatus::as_str).unwrap_or_default())
+        let limit = if q.limit == 0 { 1_000_000 } else { i64::from(q.limit) };
+        let rows = bind_device_query(
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM devices WHERE {DEVICE_MATCH} ORDER BY {order} {direction}, id LIMIT $6 OFFSET $7"
+            )),
+            q,
+        )
+        .bind(limit)
+        .bind(i64::from(q.offset))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// How many devices [`Store::find_devices`] would return unpaged.
+    pub async fn count_devices(&self, q: &DeviceQuery<'_>) -> Result<u64, StoreError> {
+        let row = bind_device_query(sqlx::query(&format!("SELECT COUNT(*) AS n FROM devices WHERE {DEVICE_MATCH}")), q)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+    }
+
+    /// Host names of `ids` (those that exist), in one query.
+    pub async fn device_names(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, String>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            // Ids come from Uuids, never from input: safe to inline.
+            let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
+            let rows = sqlx::query(&format!("SELECT id, hostname FROM devices WHERE id IN ({list})"))
+                .fetch_all(&self.pool)
+                .await?;
+            for r in &rows {
+                let id: String = r.try_get("id")?;
+                if let Ok(id) = id.parse() {
+                    out.insert(id, r.try_get("hostname")?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every device's id and status: what the TLS verifier consults.
