@@ -114,6 +114,9 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The URL of a page kind's `i`-th request.
+type PageUrl = Box<dyn Fn(usize) -> String>;
+
 /// Signs in, then times each page kind; (name, sorted times, largest size).
 fn measure(
     url: &str,
@@ -154,7 +157,7 @@ fn measure(
         cursors.push(href.clone());
         next = href;
     }
-    let kinds: Vec<(&str, Box<dyn Fn(usize) -> String>)> = vec![
+    let kinds: Vec<(&str, PageUrl)> = vec![
         ("overview", Box::new(|_| "/".to_string())),
         ("devices: page n of the whole fleet", Box::new(move |i| format!("/devices?page={}", 1 + i * 37 % pages))),
         ("devices: search by name", Box::new(|i| format!("/devices?q=host-{:03}", i % 100))),

@@ -587,6 +587,68 @@ async fn alerts_and_investigations_are_triaged_from_the_console_by_role() {
         let path = format!("/api/v1/investigations/{investigation}");
         let shown = env.admin(move |c| c.get(&path)).await.expect("investigation");
         assert_eq!(shown["status"], "terminated_by_user", "{shown}");
+
+        // Semi-automatic: the proposed quarantine waits, and an approver
+        // approves it on the investigation's own page.
+        let body = json!({ "automation_level": "semi_any" });
+        env.admin(move |c| c.patch("/api/v1/device-groups/default", &body)).await.expect("automation semi");
+        let mut second = picket_e2e::eicar();
+        second.extend_from_slice(b"\n\n");
+        let dropped = temp.join("second.com");
+        std::fs::write(&dropped, second).expect("drop");
+        let scan = json!({ "kind": "scan", "params": { "paths": [temp] }, "comment": "e2e" });
+        let path = format!("/api/v1/devices/{device}/actions");
+        let a = env.admin(move |c| c.post(&path, &scan)).await.expect("scan");
+        let scan_id = a["id"].as_str().expect("id").to_string();
+        eventually!(30, "scan done", env.action_status(&scan_id).await == "succeeded");
+        let want = dropped.display().to_string();
+        let mut pending: (String, String);
+        eventually!(30, "a quarantine waits for approval", {
+            let list = env.admin(|c| c.get("/api/v1/investigations")).await.expect("list");
+            let found =
+                list["items"].as_array().into_iter().flatten().find(|i| i["subject"]["path"] == want.as_str()).cloned();
+            pending = (String::new(), String::new());
+            if let Some(i) = found {
+                let id = i["id"].as_str().unwrap_or_default().to_string();
+                let path = format!("/api/v1/investigations/{id}");
+                let full = env.admin(move |c| c.get(&path)).await.expect("investigation");
+                let waiting = full["actions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["status"] == "pending_approval" && a["kind"] == "stop_and_quarantine")
+                    .and_then(|a| a["id"].as_str().map(String::from));
+                if let Some(action) = waiting {
+                    pending = (id, action);
+                }
+            }
+            !pending.0.is_empty()
+        });
+        let (inv, action) = pending;
+        let body = json!({"name": "abe", "role": "approver", "password": "correct horse battery staple"});
+        env.admin(move |c| c.post("/api/v1/users", &body)).await.expect("create user");
+        let web = env.web();
+        let (inv2, action2) = (inv.clone(), action.clone());
+        blocking(move || {
+            let (rita, _) = web.session("rita", "correct horse battery staple");
+            let (abe, abe_csrf) = web.session("abe", "correct horse battery staple");
+            let approve = format!("action=\"/actions/{action2}/approve\"");
+            assert!(!web.get(&format!("/investigations/{inv2}"), &rita).body.contains(&approve), "not for a responder");
+            let page = web.get(&format!("/investigations/{inv2}"), &abe);
+            assert!(page.body.contains(&approve) && page.body.contains("href=\"#evidence\""), "{}", page.body);
+            let back = format!("/investigations/{inv2}");
+            let done = web.post_form(
+                &format!("/actions/{action2}/approve"),
+                &abe,
+                &[("csrf_token", &abe_csrf), ("back", &back)],
+            );
+            assert_eq!(done.status, 303, "{}", done.body);
+            assert_eq!(done.header("location"), back, "back to the investigation");
+        })
+        .await;
+        eventually!(30, "quarantined", !dropped.exists());
+        assert_ne!(env.action_status(&action).await, "pending_approval");
+        let _ = inv;
     }
 }
 

@@ -382,6 +382,9 @@ async fn action_page(state: &AppState, op: &Operator, raw: &str, notice: Option<
 pub struct DecisionForm {
     csrf_token: String,
     comment: String,
+    /// Where to go back to after the decision (an investigation's page);
+    /// local paths only. Empty: the action's page.
+    back: String,
 }
 
 /// `POST /actions/{id}/{verb}`: approve, reject, cancel or undo as the
@@ -413,6 +416,10 @@ pub async fn decide(
     match outcome {
         Ok((shown, done)) => {
             audit(&state.store, &op.user, "POST", &target, "ok", &format!("action={id} {done} via console")).await;
+            let back = super::local_next(Some(form.back.as_str()));
+            if form.back.starts_with("/investigations/") && back == form.back {
+                return Redirect::to(&back).into_response();
+            }
             Redirect::to(&format!("/actions/{shown}?done={done}")).into_response()
         }
         Err(e) => {

@@ -395,32 +395,51 @@ async fn investigation_page(
     let body = html! {
         p { a href="/investigations" { "← Investigations" } }
         h1 { (i.title) " " (badge(&i.status)) }
+        nav.tabs aria-label="Investigation" {
+            a href="#evidence" { "Evidence" }
+            @if i.alert_id.is_some() { a href="#alert" { "Alert" } }
+            a href="#actions" { "Actions" }
+            a href="#log" { "Log" }
+        }
         @if let Some((s, text)) = &notice {
             @if *s == StatusCode::OK { p.notice role="status" { (text) } } @else { p.error role="alert" { (text) } }
         }
         section #live data-live {
             dl.facts {
                 dt { "Device" } dd { a href=(format!("/devices/{}", i.device_id)) { (host) } }
-                @if let Some(alert) = &i.alert_id { dt { "Alert" } dd { a href=(format!("/alerts/{alert}")) { (alert) } } }
+                @if let Some(alert) = &i.alert_id { dt #alert { "Alert" } dd { a href=(format!("/alerts/{alert}")) { (alert) } } }
                 dt { "Started by" } dd { (i.created_by) }
                 dt { "Started" } dd { (rfc3339(i.created_at)) }
                 dt { "Updated" } dd { (rfc3339(i.updated_at)) }
                 dt { "Subject" } dd { pre { (pretty(&i.subject)) } }
             }
-            h2 { "Evidence and verdicts" }
+            h2 #evidence { "Evidence and verdicts" }
             @if i.evidence.is_null() { p { "Not evaluated yet." } } @else { pre.evidence { (pretty(&i.evidence)) } }
-            h2 { "Actions" }
+            h2 #actions { "Proposed and taken actions" }
             @if actions.is_empty() { p { "None." } }
             @if !actions.is_empty() { table.list {
-                thead { tr { th { "Requested" } th { "Action" } th { "Status" } th { "Comment" } } }
+                thead { tr { th { "Requested" } th { "Action" } th { "Status" } th { "By" } th { "Comment" } th {} } }
                 tbody { @for a in &actions { tr {
                     td { (rfc3339(a.created_at)) }
                     td { a href=(format!("/actions/{}", a.id)) { (a.kind.as_str()) } }
                     td { (badge(a.status.as_str())) }
+                    td { (a.requestor) }
                     td { (a.comment) }
+                    td.row-actions {
+                        @if a.status == crate::store::ActionStatus::PendingApproval && op.can(Role::Approver)
+                            && a.requestor_identity != op.caller().identity {
+                            @for (verb, label) in [("approve", "Approve"), ("reject", "Reject")] {
+                                form.inline method="post" action=(format!("/actions/{}/{verb}", a.id)) {
+                                    input type="hidden" name="csrf_token" value=(op.csrf_token);
+                                    input type="hidden" name="back" value=(format!("/investigations/{id}"));
+                                    button type="submit" { (label) }
+                                }
+                            }
+                        }
+                    }
                 } } }
             } }
-            h2 { "Timeline" }
+            h2 #log { "Log" }
             table.list {
                 thead { tr { th { "When" } th { "Event" } th { "By" } th { "Detail" } } }
                 tbody { @for e in &events { tr { td { (rfc3339(e.at)) } td { (e.event) } td { (e.actor) } td { (e.detail) } } } }

@@ -197,7 +197,7 @@ fn page(status: StatusCode, markup: Markup) -> Response {
 /// A local path to return to after sign-in; anything else is `/`.
 /// Browsers drop tabs and line ends from URLs and read `\` as `/`, so
 /// only visible ASCII without `\` is kept, and never `//` (another host).
-fn local_next(next: Option<&str>) -> String {
+pub(super) fn local_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/') && !n.starts_with("//") && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>

@@ -452,7 +452,7 @@ impl Store {
             "SELECT {COLUMNS} FROM actions WHERE status IN ({}) \
              AND ($1 = '' OR device_id = $1) AND ($2 = '' OR kind = $2) AND ($3 = '' OR source = $3) \
              AND created_at >= $4 AND created_at <= $5 \
-             AND (created_at < $6 OR (created_at = $6 AND ($7 = '' OR id < $7))) \
+             AND (created_at, id) < ($6, $7) \
              AND ($9 = '' OR COALESCE(investigation_id, '') = $9) \
              ORDER BY created_at DESC, id DESC LIMIT $8",
             status_list(&statuses)
