@@ -8,7 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
+use picket_coordinator::{Config, Coordinator};
 use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
 
 pub struct Netns(pub String);
 
@@ -126,4 +128,18 @@ pub fn rand_id() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{:08x}", nanos ^ std::process::id().rotate_left(16))
+}
+
+/// A coordinator started on `rt` (so in that runtime's namespace), until
+/// `shutdown`: its API URL, the first admin token and its CA's PEM.
+pub fn start_coordinator(rt: &Runtime, config: Config, shutdown: CancellationToken) -> (String, String, Vec<u8>) {
+    let ca_path = config.data_dir.join("pki/ca.pem");
+    let (url, token) = on(rt, async move {
+        let c = Coordinator::start(config, shutdown).await.expect("coordinator");
+        let token = std::fs::read_to_string(&c.admin_token_path).expect("token").trim().to_string();
+        let url = c.api_url();
+        tokio::spawn(async move { c.join().await });
+        (url, token)
+    });
+    (url, token, std::fs::read(&ca_path).expect("the coordinator's CA"))
 }

@@ -11,9 +11,9 @@
 use picket_agent::enroll::{enroll, EnrollOptions};
 use picket_agent::state::StateDir;
 use picket_coordinator::client::Client;
-use picket_coordinator::{Config, Coordinator};
+use picket_coordinator::Config;
 use picket_e2e::browser::Browser;
-use picket_e2e::netns::{can_run, on, rand_id, sh, thread_netns, wait, Netns};
+use picket_e2e::netns::{can_run, on, rand_id, sh, start_coordinator, thread_netns, wait, Netns};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -64,16 +64,7 @@ fn a_responder_isolates_through_an_approver_and_undoes_it_in_chromium() {
         ..Config::default()
     };
     config.actions.approval_required_kinds = vec!["isolate".into()];
-    let s = shutdown.clone();
-    let ca_path = config.data_dir.join("pki/ca.pem");
-    let (base, token) = on(&c_rt, async move {
-        let c = Coordinator::start(config, s).await.expect("coordinator");
-        let token = std::fs::read_to_string(&c.admin_token_path).expect("token").trim().to_string();
-        let url = c.api_url();
-        tokio::spawn(async move { c.join().await });
-        (url, token)
-    });
-    let ca = std::fs::read(&ca_path).expect("the coordinator's CA");
+    let (base, token, ca) = start_coordinator(&c_rt, config, shutdown.clone());
     let api = |path: &str, body: Option<Value>| {
         let (base, ca, token, path) = (base.clone(), ca.clone(), token.clone(), path.to_string());
         coord.run(move || {

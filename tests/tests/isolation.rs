@@ -10,8 +10,8 @@ use std::time::Duration;
 use picket_agent::enroll::{enroll, EnrollOptions};
 use picket_agent::state::StateDir;
 use picket_coordinator::client::Client;
-use picket_coordinator::{Config, Coordinator};
-use picket_e2e::netns::{can_run, ok, on, rand_id, sh, thread_netns, wait, Netns};
+use picket_coordinator::Config;
+use picket_e2e::netns::{can_run, ok, on, rand_id, sh, start_coordinator, thread_netns, wait, Netns};
 use serde_json::{json, Value};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
@@ -125,16 +125,7 @@ fn isolation_cuts_everything_but_the_coordinator_survives_restart_and_releases_c
         heartbeat_secs: 5,
         ..Config::default()
     };
-    let s = shutdown.clone();
-    let ca_path = config.data_dir.join("pki/ca.pem");
-    let (url, token) = on(&c_rt, async move {
-        let c = Coordinator::start(config, s).await.expect("coordinator");
-        let token = std::fs::read_to_string(&c.admin_token_path).expect("token").trim().to_string();
-        let url = c.api_url();
-        tokio::spawn(async move { c.join().await });
-        (url, token)
-    });
-    let ca = std::fs::read(&ca_path).expect("the coordinator's CA");
+    let (url, token, ca) = start_coordinator(&c_rt, config, shutdown.clone());
     let t = api(&c_rt, &url, &ca, &token, "/api/v1/enrollment-tokens", Some(json!({})));
     let state = data.path().join("agent");
     let (tok, fp, st) = (

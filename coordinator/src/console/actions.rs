@@ -15,7 +15,7 @@ use picket_common::actions::ActionKind;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{audit, csrf_ok, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
+use super::{audit, changing, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
 use crate::actions::ActionError;
 use crate::api::AppState;
 use crate::clock::rfc3339;
@@ -395,13 +395,10 @@ pub async fn decide(
     Path((raw, verb)): Path<(String, String)>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    let op = match signed_in(&state, &headers, &format!("/actions/{}", url_encode(&raw))).await {
+    let op = match changing(&state, &headers, &format!("/actions/{}", url_encode(&raw)), &form.csrf_token).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let Ok(id) = raw.parse::<Uuid>() else { return action_page(&state, &op, &raw, None).await };
     let caller = op.caller();
     let who = caller.requestor();
@@ -441,14 +438,11 @@ pub async fn decide_many(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let op = match signed_in(&state, &headers, "/actions").await {
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
+    let op = match changing(&state, &headers, "/actions", field("csrf_token")).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
-    if !csrf_ok(&op, &headers, field("csrf_token")) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     if !op.can(Role::Approver) {
         return forbidden("Deciding actions needs the approver role.");
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::actions::refusal;
-use super::{audit, csrf_ok, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
+use super::{audit, changing, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
 use crate::api::AppState;
 use crate::clock::rfc3339;
 use crate::store::{AlertFilter, AlertStatus, Role, StoreError};
@@ -262,13 +262,10 @@ pub async fn triage(
     Path((raw, what)): Path<(String, String)>,
     Form(form): Form<TriageForm>,
 ) -> Response {
-    let op = match signed_in(&state, &headers, &format!("/alerts/{}", url_encode(&raw))).await {
+    let op = match changing(&state, &headers, &format!("/alerts/{}", url_encode(&raw)), &form.csrf_token).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let Ok(id) = raw.parse::<Uuid>() else { return missing(&op, "alert", "/alerts") };
     let target = format!("/alerts/{id}/{what}");
     if !op.can(Role::Responder) {
@@ -473,13 +470,11 @@ pub async fn decide(
     Path((raw, what)): Path<(String, String)>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    let op = match signed_in(&state, &headers, &format!("/investigations/{}", url_encode(&raw))).await {
+    let op = match changing(&state, &headers, &format!("/investigations/{}", url_encode(&raw)), &form.csrf_token).await
+    {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let target = format!("/investigations/{}/{what}", url_encode(&raw));
     if !op.can(Role::Responder) {
         audit(&state.store, &op.user, "POST", &target, "403", "needs the responder role").await;

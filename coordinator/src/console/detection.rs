@@ -15,7 +15,7 @@ use picket_common::detection::{IndicatorAction, RuleFile};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{audit, csrf_ok, db_error, forbidden, layout, page, signed_in, Operator};
+use super::{audit, changing, csrf_ok, db_error, forbidden, layout, page, signed_in, Operator};
 use crate::api::{ApiError, AppState};
 use crate::clock::{now_ms, rfc3339};
 use crate::store::{Role, StoreError};
@@ -196,13 +196,10 @@ pub struct IndicatorForm {
 /// `POST /detection/indicators`: add (approver). On a refusal the form
 /// comes back with what was typed and the reason beside it.
 pub async fn add(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<IndicatorForm>) -> Response {
-    let op = match signed_in(&state, &headers, "/detection").await {
+    let op = match changing(&state, &headers, "/detection", &form.csrf_token).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     if !op.can(Role::Approver) {
         audit(&state.store, &op.user, "POST", "/detection/indicators", "403", "needs the approver role").await;
         return forbidden("Indicators need the approver role.");
@@ -248,13 +245,10 @@ pub async fn delete(
     Path(sha256): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let op = match signed_in(&state, &headers, "/detection").await {
+    let op = match changing(&state, &headers, "/detection", &form.csrf_token).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let target = "/detection/indicators/delete";
     if !op.can(Role::Approver) {
         audit(&state.store, &op.user, "POST", target, "403", "needs the approver role").await;

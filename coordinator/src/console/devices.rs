@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{audit, csrf_ok, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
+use super::{audit, changing, db_error, layout, page, signed_in, url_encode, Operator};
 use crate::actions::{ActionError, Request};
 use crate::api::AppState;
 use crate::clock::rfc3339;
@@ -592,13 +592,10 @@ pub async fn request(
     Path(raw): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    let op = match signed_in(&state, &headers, &format!("/devices/{}", url_encode(&raw))).await {
+    let op = match changing(&state, &headers, &format!("/devices/{}", url_encode(&raw)), &form.csrf_token).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let Ok(device) = raw.parse::<Uuid>() else { return device_page(&state, &op, &raw, None).await };
     let refuse = |status: StatusCode, message: String| refused(&state, &op, device, &form, status, message);
     if !op.can(Role::Responder) {

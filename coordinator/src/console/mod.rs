@@ -384,6 +384,19 @@ fn csrf_ok(op: &Operator, headers: &HeaderMap, form_token: &str) -> bool {
     !given.is_empty() && session::same(given, &op.csrf_token)
 }
 
+/// The signed-in person of a state-changing request that carries their
+/// session's CSRF token (`token`: the form field; the `X-CSRF-Token`
+/// header wins); else the response that refuses it (sign-in, or 403).
+pub async fn changing(state: &AppState, headers: &HeaderMap, path: &str, token: &str) -> Result<Operator, Response> {
+    let op = signed_in(state, headers, path).await?;
+    if csrf_ok(&op, headers, token) {
+        Ok(op)
+    } else {
+        tracing::warn!(user = %op.user, path, "console change without its session's CSRF token refused");
+        Err(forbidden("The request did not carry this session's CSRF token."))
+    }
+}
+
 fn forbidden(why: &str) -> Response {
     page(StatusCode::FORBIDDEN, layout("Refused", None, "", html! { h1 { "Refused" } p { (why) } }))
 }
@@ -391,13 +404,10 @@ fn forbidden(why: &str) -> Response {
 /// `POST /logout`: ends the session (CSRF-checked, so no other site can
 /// sign anyone out).
 async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let op = match signed_in(&state, &headers, "/").await {
+    let op = match changing(&state, &headers, "/", &form.csrf_token).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     if let Err(e) = state.store.end_session(&op.id_hash).await {
         return db_error("ending the session at sign-out", e);
     }
@@ -469,13 +479,10 @@ async fn change_password(
     headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    let op = match signed_in(&state, &headers, "/account").await {
+    let op = match changing(&state, &headers, "/account", &form.csrf_token).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let again = |field: &str, message: &str| page(StatusCode::BAD_REQUEST, account_form(&op, &[(field, message)]));
     if let Some(wait) = state.console.throttle.wait(&op.user, addr) {
         let message = format!("Too many wrong passwords. Wait {} s and try again.", wait.as_secs().max(1));

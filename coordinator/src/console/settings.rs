@@ -11,15 +11,19 @@ use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{audit, csrf_ok, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
+use super::{audit, changing, db_error, forbidden, layout, page, signed_in, url_encode, Operator};
 use crate::api::{ApiError, AppState};
 use crate::clock::rfc3339;
 use crate::investigations::Level;
 use crate::store::{Role, StoreError};
 
-/// The signed-in admin, or the response that refuses everyone else.
-async fn admin(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Operator, Response> {
-    let op = signed_in(state, headers, path).await?;
+/// The signed-in admin (of a change carrying `token`, the CSRF token),
+/// or the response that refuses everyone else.
+async fn admin(state: &AppState, headers: &HeaderMap, path: &str, token: Option<&str>) -> Result<Operator, Response> {
+    let op = match token {
+        Some(token) => changing(state, headers, path, token).await?,
+        None => signed_in(state, headers, path).await?,
+    };
     if op.can(Role::Admin) {
         Ok(op)
     } else {
@@ -43,7 +47,7 @@ fn button(op: &Operator, to: &str, label: &str) -> Markup {
 
 /// `GET /settings`.
 pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match admin(&state, &headers, "/settings").await {
+    match admin(&state, &headers, "/settings", None).await {
         Ok(op) => settings_page(&state, &op, None).await,
         Err(r) => r,
     }
@@ -175,13 +179,10 @@ pub async fn create(
     Path(what): Path<String>,
     Form(form): Form<SettingsForm>,
 ) -> Response {
-    let op = match admin(&state, &headers, "/settings").await {
+    let op = match admin(&state, &headers, "/settings", Some(&form.csrf_token)).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let outcome: Result<(String, Markup), ApiError> = match what.as_str() {
         "groups" => create_group(&state, &form).await,
         "enrollment-tokens" => {
@@ -263,13 +264,10 @@ pub async fn change(
     Path(parts): Path<Vec<(String, String)>>,
     Form(form): Form<SettingsForm>,
 ) -> Response {
-    let op = match admin(&state, &headers, "/settings").await {
+    let op = match admin(&state, &headers, "/settings", Some(&form.csrf_token)).await {
         Ok(op) => op,
         Err(r) => return r,
     };
-    if !csrf_ok(&op, &headers, &form.csrf_token) {
-        return forbidden("The request did not carry this session's CSRF token.");
-    }
     let get = |key: &str| parts.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str()).to_string();
     let (what, name, verb) = (get("what"), get("name"), get("verb"));
     let target =
@@ -330,7 +328,7 @@ pub struct AuditQuery {
 
 /// `GET /settings/audit`: the audit log, newest first, 100 a page.
 pub async fn audit_log(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
-    let op = match admin(&state, &headers, "/settings/audit").await {
+    let op = match admin(&state, &headers, "/settings/audit", None).await {
         Ok(op) => op,
         Err(r) => return r,
     };
@@ -360,7 +358,7 @@ pub async fn audit_log(State(state): State<AppState>, headers: HeaderMap, Query(
 
 /// `GET /settings/audit.csv`: the whole audit log as CSV, newest first.
 pub async fn audit_csv(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&state, &headers, "/settings/audit").await {
+    if let Err(r) = admin(&state, &headers, "/settings/audit", None).await {
         return r;
     }
     let mut out = String::from("id,at,actor,action,target,result,detail\n");
