@@ -732,6 +732,18 @@ async fn admins_manage_groups_tokens_and_users_from_settings_and_nobody_else_can
 
             let log = web.get("/settings/audit", &admin);
             assert!(log.body.contains("/settings/users/carl/disable") && log.body.contains("login_failed"));
+            let only_carl = web.get("/settings/audit?actor=carl", &admin);
+            assert!(only_carl.body.contains("login_failed") && !only_carl.body.contains("/settings/groups"));
+            let groups = web.get("/settings/audit?text=GROUPS/LABS", &admin);
+            assert!(groups.body.contains("/settings/groups/labs") && !groups.body.contains("login_failed"));
+            // A refused create keeps what was typed, and says why in its section.
+            let refused = post("/settings/users", &[("name", "Bad Name"), ("role", "approver")]);
+            assert_eq!(refused.status, 400);
+            let users = refused.body.split("id=\"users\"").nth(1).unwrap_or_default();
+            assert!(users.contains("class=\"error\"") && users.contains("value=\"Bad Name\""), "{}", refused.body);
+            assert!(users.contains("<option value=\"approver\" selected>"), "{}", refused.body);
+            let filtered = web.get("/settings/audit.csv?actor=carl", &admin);
+            assert!(filtered.body.lines().skip(1).all(|l| l.contains(",carl,")), "{}", filtered.body);
             let csv = web.get("/settings/audit.csv", &admin);
             assert!(csv.header("content-type").starts_with("text/csv"));
             assert!(csv.body.starts_with("id,at,actor,action,target,result,detail\n"));

@@ -315,12 +315,13 @@ async fn device_page(
     let status = status_of(state, &d);
     let session = state.gateway.session(&d.id);
     let since = |a: &Action| format!("since {} (action ", rfc3339(a.updated_at));
+    let offers_actions = op.can(Role::Responder) && d.status == DeviceStatus::Active;
     let mut events: Vec<Event> = actions.iter().map(Event::Action).chain(alerts.iter().map(Event::Alert)).collect();
     events.sort_by_key(|e| std::cmp::Reverse(e.at()));
     let body = html! {
         p { a href="/devices" { "← Devices" } }
         h1 { (d.hostname) " " span class=(format!("badge {status}")) { (status) } }
-        @if let Some((_, e, _)) = error { p.error role="alert" { (e) } }
+        @if let Some((_, e, _)) = error.filter(|_| !offers_actions) { p.error role="alert" { (e) } }
         section #live-state data-live {
             dl.facts {
                 dt { "Network" } dd {
@@ -348,8 +349,8 @@ async fn device_page(
                 }
             }
         }
-        @if op.can(Role::Responder) && d.status == DeviceStatus::Active {
-            (action_bar(op, &d, isolated.is_some(), restricted.is_some(), error.map(|(_, _, typed)| typed)))
+        @if offers_actions {
+            (action_bar(op, &d, isolated.is_some(), restricted.is_some(), error.map(|(_, message, typed)| (typed, message))))
         }
         @if !packages.is_empty() || !samples.is_empty() {
             section #files {
@@ -401,9 +402,16 @@ async fn device_page(
 }
 
 /// The responder's actions on a device. Every one asks why; offboarding
-/// asks for the host name typed out. After a refusal, `typed` fills the
-/// form it came from again.
-fn action_bar(op: &Operator, d: &Device, isolated: bool, restricted: bool, typed: Option<&ActionForm>) -> Markup {
+/// asks for the host name typed out. After a refusal, `refused` fills the
+/// form it came from again and says why in it.
+fn action_bar(
+    op: &Operator,
+    d: &Device,
+    isolated: bool,
+    restricted: bool,
+    refused: Option<(&ActionForm, &str)>,
+) -> Markup {
+    let typed = refused.map(|(form, _)| form);
     let to = format!("/devices/{}/actions", d.id);
     let csrf = html! { input type="hidden" name="csrf_token" value=(op.csrf_token); };
     // What was typed, for the form whose kinds include the refused one.
@@ -414,6 +422,9 @@ fn action_bar(op: &Operator, d: &Device, isolated: bool, restricted: bool, typed
         html! {
             label for=(id) { "Comment (required)" }
             input id=(id) name="comment" type="text" required placeholder="why" value=(kept(kinds, |t| &t.comment));
+            @if let Some((_, why)) = refused.filter(|(t, _)| kinds.contains(&t.kind.as_str())) {
+                p.error role="alert" { (why) }
+            }
         }
     };
     const MAIN: [&str; 7] =

@@ -15,7 +15,7 @@ use super::{audit, changing, db_error, forbidden, layout, page, signed_in, url_e
 use crate::api::{ApiError, AppState};
 use crate::clock::rfc3339;
 use crate::investigations::Level;
-use crate::store::{Role, StoreError};
+use crate::store::{AuditFilter, Role, StoreError};
 
 /// The signed-in admin (of a change carrying `token`, the CSRF token),
 /// or the response that refuses everyone else.
@@ -48,13 +48,19 @@ fn button(op: &Operator, to: &str, label: &str) -> Markup {
 /// `GET /settings`.
 pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match admin(&state, &headers, "/settings", None).await {
-        Ok(op) => settings_page(&state, &op, None).await,
+        Ok(op) => settings_page(&state, &op, None, &SettingsForm::default()).await,
         Err(r) => r,
     }
 }
 
 /// The settings page, with `notice` (status and what to say) on top.
-async fn settings_page(state: &AppState, op: &Operator, notice: Option<(StatusCode, Markup)>) -> Response {
+/// What a change said, and in which section of the page (`groups`,
+/// `enrollment`, `users`, `api-tokens`) it goes.
+type Notice = (StatusCode, Markup, &'static str);
+
+/// The settings page; `notice` is shown in its section, and a refused
+/// create form keeps what was `typed`.
+async fn settings_page(state: &AppState, op: &Operator, notice: Option<Notice>, typed: &SettingsForm) -> Response {
     let loaded = async {
         let groups = state.store.device_groups().await?;
         let tokens = state.store.enrollment_tokens(None, 100).await?.items;
@@ -67,17 +73,23 @@ async fn settings_page(state: &AppState, op: &Operator, notice: Option<(StatusCo
         Err(e) => return db_error("settings", e),
     };
     let csrf = html! { input type="hidden" name="csrf_token" value=(op.csrf_token); };
+    let empty = SettingsForm::default();
+    let typed_for = |section: &str| if notice.as_ref().is_some_and(|n| n.2 == section) { typed } else { &empty };
+    let said = |notice: &Option<Notice>, section: &str| {
+        html! {
+            @if let Some((s, message, _)) = notice.as_ref().filter(|n| n.2 == section) {
+                @if *s == StatusCode::OK { div.notice role="status" { (message) } } @else { div.error role="alert" { (message) } }
+            }
+        }
+    };
     let levels = |current: &str| {
         html! { @for l in Level::NAMES { option value=(l) selected[l == current] { (l.replace('_', " ")) } } }
     };
     let body = html! {
         h1 { "Settings" }
-        @if let Some((s, message)) = &notice {
-            @if *s == StatusCode::OK { div.notice role="status" { (message) } } @else { div.error role="alert" { (message) } }
-        }
         p { a href="/settings/audit" { "Audit log →" } }
         section.panel.wide #groups {
-            h2 { "Device groups" }
+            h2 { "Device groups" } (said(&notice, "groups"))
             table.list {
                 thead { tr { th { "Group" } th { "Description" } th { "Automation level" } } }
                 tbody { @for g in &groups { tr {
@@ -92,13 +104,14 @@ async fn settings_page(state: &AppState, op: &Operator, notice: Option<(StatusCo
             }
             form.action-bar method="post" action="/settings/groups" {
                 (csrf)
-                label for="group-name" { "New group" } input #group-name name="name" type="text" required pattern="[A-Za-z0-9._\\-]{1,64}";
-                label for="group-level" { "Automation level" } select #group-level name="automation_level" { (levels("full")) }
+                label for="group-name" { "New group" } input #group-name name="name" type="text" required pattern="[A-Za-z0-9._\\-]{1,64}" value=(typed_for("groups").name);
+                label for="group-level" { "Automation level" }
+                select #group-level name="automation_level" { (levels(if typed_for("groups").automation_level.is_empty() { "full" } else { &typed_for("groups").automation_level })) }
                 button type="submit" { "Create group" }
             }
         }
         section.panel.wide #enrollment {
-            h2 { "Enrollment tokens" }
+            h2 { "Enrollment tokens" } (said(&notice, "enrollment"))
             table.list {
                 thead { tr { th { "Created" } th { "Group" } th { "State" } th { "Uses left" } th { "Expires" } th { "By" } th {} } }
                 tbody { @for t in &tokens { @let st = crate::api::token_state(t); tr {
@@ -109,14 +122,14 @@ async fn settings_page(state: &AppState, op: &Operator, notice: Option<(StatusCo
             }
             form.action-bar method="post" action="/settings/enrollment-tokens" {
                 (csrf)
-                label for="token-group" { "Group" } input #token-group name="group" type="text" value="default" required;
-                label for="token-uses" { "Uses" } input #token-uses name="max_uses" type="number" min="1" max="1000000" value="1" required;
-                label for="token-hours" { "Valid for (hours)" } input #token-hours name="expires_in_hours" type="number" min="1" max="8760" value="24" required;
+                label for="token-group" { "Group" } input #token-group name="group" type="text" required value=(if typed_for("enrollment").group.is_empty() { "default" } else { &typed_for("enrollment").group });
+                label for="token-uses" { "Uses" } input #token-uses name="max_uses" type="number" min="1" max="1000000" required value=(if typed_for("enrollment").max_uses.is_empty() { "1" } else { &typed_for("enrollment").max_uses });
+                label for="token-hours" { "Valid for (hours)" } input #token-hours name="expires_in_hours" type="number" min="1" max="8760" required value=(if typed_for("enrollment").expires_in_hours.is_empty() { "24" } else { &typed_for("enrollment").expires_in_hours });
                 button type="submit" { "Create token" }
             }
         }
         section.panel.wide #users {
-            h2 { "Users" }
+            h2 { "Users" } (said(&notice, "users"))
             table.list {
                 thead { tr { th { "Name" } th { "Role" } th { "State" } th { "Created by" } th { "Password changed" } th {} } }
                 tbody { @for u in &users { tr {
@@ -135,15 +148,15 @@ async fn settings_page(state: &AppState, op: &Operator, notice: Option<(StatusCo
             }
             form.action-bar method="post" action="/settings/users" {
                 (csrf)
-                label for="user-name" { "New user" } input #user-name name="name" type="text" required pattern="[a-z0-9][a-z0-9._\\-]{0,63}";
+                label for="user-name" { "New user" } input #user-name name="name" type="text" required pattern="[a-z0-9][a-z0-9._\\-]{0,63}" value=(typed_for("users").name);
                 label for="user-role" { "Role" }
-                select #user-role name="role" { @for r in ["viewer", "responder", "approver", "admin"] { option value=(r) { (r) } } }
+                select #user-role name="role" { @for r in ["viewer", "responder", "approver", "admin"] { option value=(r) selected[r == typed_for("users").role] { (r) } } }
                 button type="submit" { "Create user" }
             }
             p.hint { "A new user's password is generated and shown once; they change it under Account." }
         }
         section.panel.wide #api-tokens {
-            h2 { "API tokens" }
+            h2 { "API tokens" } (said(&notice, "api-tokens"))
             p.hint { "Create them with " code { "picketctl token create" } ": the secret is shown once, to the terminal." }
             table.list {
                 thead { tr { th { "Name" } th { "For" } th { "Role" } th { "Created" } th { "Expires" } th { "State" } th {} } }
@@ -156,7 +169,7 @@ async fn settings_page(state: &AppState, op: &Operator, notice: Option<(StatusCo
             }
         }
     };
-    let status = notice.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
+    let status = notice.as_ref().map_or(StatusCode::OK, |(s, _, _)| *s);
     page(status, layout("Settings", Some(op), &op.csrf_token, body))
 }
 
@@ -213,7 +226,7 @@ pub async fn create(
         },
         _ => Err(ApiError::NotFound(format!("nothing to create at /settings/{what}"))),
     };
-    finish(&state, &op, &format!("/settings/{what}"), outcome).await
+    finish(&state, &op, &format!("/settings/{what}"), outcome, &form).await
 }
 
 async fn create_group(state: &AppState, form: &SettingsForm) -> Result<(String, Markup), ApiError> {
@@ -241,16 +254,24 @@ async fn finish(
     op: &Operator,
     target: &str,
     outcome: Result<(String, Markup), ApiError>,
+    typed: &SettingsForm,
 ) -> Response {
+    // The section of the page the change belongs to.
+    let section = match target.split('/').nth(2).unwrap_or_default() {
+        "groups" => "groups",
+        "enrollment-tokens" => "enrollment",
+        "api-tokens" => "api-tokens",
+        _ => "users",
+    };
     match outcome {
         Ok((detail, message)) => {
             audit(&state.store, &op.user, "POST", target, "ok", &format!("{detail} via console")).await;
-            settings_page(state, op, Some((StatusCode::OK, message))).await
+            settings_page(state, op, Some((StatusCode::OK, message, section)), &SettingsForm::default()).await
         }
         Err(e) => {
             let status = e.status();
             audit(&state.store, &op.user, "POST", target, status.as_str(), &e.to_string()).await;
-            settings_page(state, op, Some((status, html! { p { (e.to_string()) } }))).await
+            settings_page(state, op, Some((status, html! { p { (e.to_string()) } }, section)), typed).await
         }
     }
 }
@@ -317,13 +338,31 @@ pub async fn change(
         }
         _ => Err(ApiError::NotFound(format!("nothing to do at {target}"))),
     };
-    finish(&state, &op, &target, outcome).await
+    finish(&state, &op, &target, outcome, &SettingsForm::default()).await
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct AuditQuery {
     cursor: String,
+    /// Only this actor's entries.
+    actor: String,
+    /// Only entries with this text in the action, target, result or detail.
+    text: String,
+}
+
+impl AuditQuery {
+    fn filter(&self) -> AuditFilter<'_> {
+        AuditFilter { actor: self.actor.trim(), text: self.text.trim() }
+    }
+
+    fn link(&self, cursor: &str) -> String {
+        let mut url = format!("?actor={}&text={}", url_encode(self.actor.trim()), url_encode(self.text.trim()));
+        if !cursor.is_empty() {
+            url.push_str(&format!("&cursor={}", url_encode(cursor)));
+        }
+        url
+    }
 }
 
 /// `GET /settings/audit`: the audit log, newest first, 100 a page.
@@ -333,14 +372,19 @@ pub async fn audit_log(State(state): State<AppState>, headers: HeaderMap, Query(
         Err(r) => return r,
     };
     let cursor = q.cursor.parse::<i64>().ok();
-    let found = match state.store.audit_entries(cursor, 100).await {
+    let found = match state.store.audit_search(&q.filter(), cursor, 100).await {
         Ok(f) => f,
         Err(e) => return db_error("audit log", e),
     };
     let body = html! {
         p { a href="/settings" { "← Settings" } }
         h1 { "Audit log" }
-        p { a.export href="/settings/audit.csv" download { "Export CSV (everything)" } }
+        form.filters method="get" action="/settings/audit" role="search" {
+            label for="actor" { "Who" input #actor name="actor" type="text" value=(q.actor); }
+            label for="text" { "Containing" input #text name="text" type="search" value=(q.text) placeholder="action, path, result or detail"; }
+            button type="submit" { "Apply" }
+            a.export href=(format!("/settings/audit.csv{}", q.link(""))) download { "Export CSV (every match)" }
+        }
         table.list {
             thead { tr { th { "When" } th { "Who" } th { "Action" } th { "Target" } th { "Result" } th { "Detail" } } }
             tbody { @for e in &found.items { tr {
@@ -349,22 +393,23 @@ pub async fn audit_log(State(state): State<AppState>, headers: HeaderMap, Query(
             } } }
         }
         nav.pager aria-label="Pages" {
-            @if cursor.is_some() { a href="/settings/audit" { "← Newest" } }
-            @if let Some(next) = &found.next_cursor { a rel="next" href=(format!("/settings/audit?cursor={}", url_encode(next))) { "Older →" } }
+            @if cursor.is_some() { a href=(format!("/settings/audit{}", q.link(""))) { "← Newest" } }
+            @if let Some(next) = &found.next_cursor { a rel="next" href=(format!("/settings/audit{}", q.link(next))) { "Older →" } }
         }
     };
     page(StatusCode::OK, layout("Audit log", Some(&op), &op.csrf_token, body))
 }
 
-/// `GET /settings/audit.csv`: the whole audit log as CSV, newest first.
-pub async fn audit_csv(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `GET /settings/audit.csv`: every entry matching the filters as CSV,
+/// newest first.
+pub async fn audit_csv(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
     if let Err(r) = admin(&state, &headers, "/settings/audit", None).await {
         return r;
     }
     let mut out = String::from("id,at,actor,action,target,result,detail\n");
     let mut cursor = None;
     loop {
-        let found = match state.store.audit_entries(cursor, 1000).await {
+        let found = match state.store.audit_search(&q.filter(), cursor, 1000).await {
             Ok(f) => f,
             Err(e) => return db_error("audit export", e),
         };

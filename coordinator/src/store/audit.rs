@@ -24,6 +24,13 @@ pub struct NewAudit<'a> {
     pub detail: &'a str,
 }
 
+/// What [`Store::audit_search`] keeps; empty fields keep everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AuditFilter<'a> {
+    pub actor: &'a str,
+    pub text: &'a str,
+}
+
 impl Store {
     pub async fn audit(&self, e: &NewAudit<'_>) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO audit (at, actor, action, target, result, detail) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -40,11 +47,30 @@ impl Store {
 
     /// Audit entries, newest first; `cursor` is the id of the last entry seen.
     pub async fn audit_entries(&self, cursor: Option<i64>, limit: u32) -> Result<Page<AuditEntry>, StoreError> {
+        self.audit_search(&AuditFilter::default(), cursor, limit).await
+    }
+
+    /// [`Store::audit_entries`] of one actor and / or containing a text in
+    /// the action, target, result or detail (any case, taken literally).
+    pub async fn audit_search(
+        &self,
+        f: &AuditFilter<'_>,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let literal = f.text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_").to_lowercase();
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, result, detail FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2",
+            "SELECT id, at, actor, action, target, result, detail FROM audit WHERE id < $1 \
+             AND ($3 = '' OR actor = $3) \
+             AND ($4 = '' OR LOWER(action) LIKE $5 ESCAPE '\\' OR LOWER(target) LIKE $5 ESCAPE '\\' \
+                  OR LOWER(result) LIKE $5 ESCAPE '\\' OR LOWER(detail) LIKE $5 ESCAPE '\\') \
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(cursor.unwrap_or(i64::MAX))
         .bind(i64::from(limit) + 1)
+        .bind(f.actor)
+        .bind(f.text)
+        .bind(format!("%{literal}%"))
         .fetch_all(&self.pool)
         .await?;
         let mut items = rows

@@ -31,7 +31,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use actions::{Action, ActionFilter, ActionSource, Changes, Containment, NewAction};
 pub use alerts::{Alert, AlertEvent, AlertFilter, AlertPath, AlertStatus};
-pub use audit::{AuditEntry, NewAudit};
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use content::{Bundle, Indicator, NewBundle};
 pub use devices::{Device, DeviceQuery, DeviceSort, DeviceStatus, HelloInfo, NewDevice};
 pub use events::ActionEvent;
