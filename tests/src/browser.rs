@@ -222,6 +222,11 @@ impl Browser {
         self.session_call("GET", "/alert/text", None).ok().and_then(|v| v.as_str().map(String::from))
     }
 
+    /// Resizes the window (CSS pixels, outer size).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.session_call("POST", "/window/rect", Some(json!({ "width": width, "height": height }))).expect("resize");
+    }
+
     /// Saves a PNG of the window.
     pub fn screenshot(&self, path: &Path) {
         use base64::Engine as _;

@@ -577,6 +577,10 @@ async fn alerts_and_investigations_are_triaged_from_the_console_by_role() {
             assert!(list.body.contains(&format!("/investigations/{inv}")), "{}", list.body);
             let page = web.get(&format!("/investigations/{inv}"), &val);
             assert!(page.body.contains("Evidence and verdicts") && !page.body.contains("Terminate investigation"));
+            assert!(
+                page.body.contains("<td>file</td>") && page.body.contains("dropper.com"),
+                "each entity with its verdict"
+            );
             let terminate = format!("/investigations/{inv}/terminate");
             assert_eq!(post(&val, &terminate, &[("csrf_token", &val_csrf)]).status, 403);
             assert!(web.get(&format!("/investigations/{inv}"), &rita).body.contains("Terminate investigation"));

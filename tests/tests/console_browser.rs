@@ -85,6 +85,15 @@ async fn an_analyst_and_an_approver_work_the_console_in_chromium() {
             browser.wait_for("form.filters", 10);
             assert!(browser.url().ends_with("/devices"), "back where she was going: {}", browser.url());
             shot(&browser, "devices");
+            // On a phone-sized screen nothing runs off the side.
+            browser.resize(420, 860);
+            let overflow = browser.execute("return document.documentElement.scrollWidth - window.innerWidth;");
+            assert!(
+                overflow.as_i64().is_some_and(|o| o <= 0),
+                "the device list overflows a narrow screen by {overflow}"
+            );
+            shot(&browser, "devices-narrow");
+            browser.resize(1280, 900);
 
             // The host name is text in a link: no image element, no alert.
             let link = browser.find(&format!("a[href='/devices/{hostile}']"));

@@ -358,6 +358,42 @@ pub async fn investigations(
     page(StatusCode::OK, layout("Investigations", Some(&op), &op.csrf_token, body))
 }
 
+/// Each entity of the evidence with its verdict, then what was decided.
+fn evidence_table(evidence: &serde_json::Value) -> Markup {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let items = evidence["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let remediation = evidence["remediation"].as_array().map(Vec::as_slice).unwrap_or_default();
+    html! {
+        @if !items.is_empty() { table.list {
+            thead { tr { th { "Entity" } th { "What" } th { "Verdict" } th { "Why, and what was done" } } }
+            tbody { @for item in items { tr {
+                td { (text(&item["type"])) }
+                td {
+                    @if let Some(pid) = item["pid"].as_u64() { "PID " (pid) " " }
+                    code { (text(&item["path"])) (text(&item["executable"])) (text(&item["what"])) }
+                    @if let Some(sha) = item["sha256"].as_str() { br; span.hint { "SHA-256 " (sha) } }
+                }
+                td { (badge(&text(&item["verdict"]))) }
+                td { (text(&item["why"])) @if item["remediation"].is_string() { " " (text(&item["remediation"])) } }
+            } } }
+        } }
+        @if !remediation.is_empty() {
+            h3 { "Remediation decided" }
+            table.list {
+                thead { tr { th { "Action" } th { "Path" } th { "Decision" } th {} } }
+                tbody { @for r in remediation { tr {
+                    td { (text(&r["kind"])) } td { code { (text(&r["path"])) } } td { (text(&r["decision"])) }
+                    td { @if let Some(a) = r["action_id"].as_str() { a href=(format!("/actions/{a}")) { "the action" } } }
+                } } }
+            }
+        }
+    }
+}
+
 /// `GET /investigations/{id}`.
 pub async fn investigation(State(state): State<AppState>, headers: HeaderMap, Path(raw): Path<String>) -> Response {
     let op = match signed_in(&state, &headers, &format!("/investigations/{}", url_encode(&raw))).await {
@@ -411,7 +447,11 @@ async fn investigation_page(
                 dt { "Subject" } dd { pre { (pretty(&i.subject)) } }
             }
             h2 #evidence { "Evidence and verdicts" }
-            @if i.evidence.is_null() { p { "Not evaluated yet." } } @else { pre.evidence { (pretty(&i.evidence)) } }
+            @if i.evidence.is_null() { p { "Not evaluated yet." } } @else {
+                @if let Some(e) = i.evidence["evidence_error"].as_str() { p.error { "Evidence could not be collected: " (e) } }
+                (evidence_table(&i.evidence))
+                details { summary { "All evidence as recorded (JSON)" } pre.evidence { (pretty(&i.evidence)) } }
+            }
             h2 #actions { "Proposed and taken actions" }
             @if actions.is_empty() { p { "None." } }
             @if !actions.is_empty() { table.list {
