@@ -82,5 +82,6 @@ async fn wait_follows_an_action_through_approval_to_its_outcome_and_exits_with_i
     .await
     .expect("join");
     assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stderr).contains("ended failed"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("ended failed: "), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("No such file"), "the agent's reason: {}", text(&out.stderr));
 }

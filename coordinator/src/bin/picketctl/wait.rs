@@ -32,6 +32,9 @@ pub fn follow(client: &Client, action: &Value, json_out: bool) -> Result<(), Cli
     let mut current = action.clone();
     loop {
         let status = current["status"].as_str().unwrap_or_default().to_string();
+        if status == "succeeded" {
+            bar.set_position(100);
+        }
         let progress = &current["progress"];
         let phase = progress["phase"].as_str().unwrap_or_default();
         bar.set_message(match (status.as_str(), phase) {
@@ -45,15 +48,14 @@ pub fn follow(client: &Client, action: &Value, json_out: bool) -> Result<(), Cli
             bar.set_position(percent.min(100));
         }
         if FINAL.contains(&status.as_str()) {
-            if status == "succeeded" {
-                bar.set_position(100);
-            }
             bar.finish_and_clear();
             print_action(&current, json_out)?;
             return if status == "succeeded" {
                 Ok(())
             } else {
-                let why = current["error"].as_str().or(current["failure_reason"].as_str()).unwrap_or_default();
+                // A failed action's result is `{"error", "reason"}`.
+                let result = &current["result"];
+                let why = result["error"].as_str().or(result["reason"].as_str()).unwrap_or_default();
                 let why = if why.is_empty() { String::new() } else { format!(": {why}") };
                 Err(ClientError::Local(format!("action {id} ended {status}{why}")))
             };
