@@ -27,6 +27,8 @@ pub struct AgentConfig {
     /// Where investigations look for other copies of a file on this device
     /// (empty: what the coordinator asks, else the quick-scan places).
     pub evidence_search_paths: Vec<PathBuf>,
+    /// `[mail]`: this device is a mail host (its Dovecot).
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 impl Default for AgentConfig {
@@ -41,6 +43,7 @@ impl Default for AgentConfig {
             persistence_root: PathBuf::from("/"),
             restrict_scope: Vec::new(),
             evidence_search_paths: Vec::new(),
+            mail: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Layout:
 //! - [`actions`]: the executor (journal + platform + session), one file per kind.
 //! - [`journal`]: durable per-action records and the result outbox.
+//! - [`mail`]: the mail adapter (the local Dovecot through doveadm's HTTP API).
 //! - [`offboard`]: releasing, wiping and disabling on offboarding.
 //! - [`platform`]: the `Platform` trait and its Linux implementation.
 //! - [`config`]: agent TOML config and defaults.
@@ -36,6 +37,7 @@ pub mod enroll;
 pub mod fault;
 pub mod fsutil;
 pub mod journal;
+pub mod mail;
 pub mod offboard;
 pub mod platform;
 pub mod protected;

@@ -53,6 +53,8 @@ pub enum RunError {
     Content(String),
     #[error(transparent)]
     Vault(#[from] crate::quarantine::vault::VaultError),
+    #[error("{0}")]
+    Mail(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +190,10 @@ pub async fn run_with(
     let uploader = Arc::new(crate::upload::Uploader::new(out_tx.clone()));
     let vault = Arc::new(crate::quarantine::Vault::open(state.path())?);
     crate::quarantine::recover(&vault);
+    let mail = match config.mail.clone() {
+        Some(mail) => Some(Arc::new(crate::mail::MailHost::open(mail, state.path()).map_err(RunError::Mail)?)),
+        None => None,
+    };
     let context = crate::actions::Context {
         state_dir: state.path().to_path_buf(),
         coordinator: coordinator_addr,
@@ -199,6 +205,7 @@ pub async fn run_with(
         restrict_scope: config.restrict_scope.clone(),
         evidence_search_paths: config.evidence_search_paths.clone(),
         device_id: identity.enrollment.device_id,
+        mail,
     };
     let executor = Executor::new(journal, platform, context, out_tx.clone());
     executor.recover().await?;

@@ -10,6 +10,7 @@
 
 pub mod attacker;
 pub mod browser;
+pub mod dovecot;
 pub mod netns;
 pub mod raw;
 pub mod web;

@@ -24,6 +24,7 @@ mod collect_package;
 mod delete_file;
 pub mod isolate;
 mod kill_process;
+mod mail;
 mod offboard;
 mod persisted;
 mod release_code;
@@ -103,6 +104,19 @@ pub struct Context {
     pub evidence_search_paths: Vec<std::path::PathBuf>,
     /// This device (named in every action's log span).
     pub device_id: uuid::Uuid,
+    /// The local mail server, on a mail host.
+    pub mail: Option<Arc<crate::mail::MailHost>>,
+}
+
+impl Context {
+    /// What this agent can do: the platform's features, and mail on a mail host.
+    pub fn features(&self, platform: &dyn Platform) -> Vec<Feature> {
+        let mut features = platform.features();
+        if self.mail.is_some() {
+            features.push(Feature::Mail);
+        }
+        features
+    }
 }
 
 /// Progress reports of one running action (dropped while offline).
@@ -177,7 +191,7 @@ fn execute(
     params: &str,
     progress: &Progress,
 ) -> ActionOutcome {
-    let features = platform.features();
+    let features = ctx.features(platform);
     let result = match table::find(kind) {
         Some(action) if action.needs().iter().all(|f| features.contains(f)) => {
             action.execute(params, &Run { platform, ctx, progress })
@@ -233,7 +247,10 @@ impl Executor {
     }
 
     pub fn capabilities(&self) -> Vec<String> {
-        table::capabilities(&self.platform.features()).iter().map(|k| k.as_str().to_string()).collect()
+        table::capabilities(&self.context.features(self.platform.as_ref()))
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect()
     }
 
     /// Finish what a crash interrupted: `running` entries become `failed:

@@ -23,6 +23,11 @@ pub static TABLE: &[&dyn Registered] = &[
     &super::collect_package::CollectPackage,
     &super::collect_evidence::CollectEvidence,
     &super::offboard::Offboard,
+    &super::mail::MailSearch,
+    &super::mail::SoftDeleteEmail,
+    &super::mail::MoveToJunk,
+    &super::mail::MoveToInbox,
+    &super::mail::RestoreEmail,
 ];
 
 /// The row of `kind`.
@@ -52,5 +57,8 @@ mod tests {
         let kinds = capabilities(&[Feature::Processes, Feature::Files, Feature::ExecControl]);
         assert!(!kinds.contains(&ActionKind::Isolate) && kinds.contains(&ActionKind::KillProcess));
         assert!(capabilities(&[]).is_empty());
+        let mail = capabilities(&[Feature::Mail]);
+        assert!(mail.contains(&ActionKind::SoftDeleteEmail) && !mail.contains(&ActionKind::Scan));
+        assert!(!capabilities(&[Feature::Processes, Feature::Files]).contains(&ActionKind::MailSearch));
     }
 }

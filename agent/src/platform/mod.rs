@@ -83,6 +83,9 @@ pub enum Feature {
     Firewall,
     /// Allow or refuse each program execution (fanotify on Linux).
     ExecControl,
+    /// Act on the local mail server (the agent's `[mail]` configuration,
+    /// not the platform: see [`crate::mail`]).
+    Mail,
 }
 
 pub trait Platform: Send + Sync + 'static {

@@ -7,6 +7,7 @@
 //! [`results`].
 //! Kinds are the snake_case names of DESIGN.md.
 
+pub mod mail;
 pub mod params;
 pub mod results;
 #[cfg(feature = "openapi")]
@@ -36,6 +37,14 @@ pub enum ActionKind {
     CollectEvidence,
     /// The undo of `remove_persistence`.
     RestorePersistence,
+    /// Read-only: messages on a mail host.
+    MailSearch,
+    /// Messages to a folder the user does not see by default (recoverable).
+    SoftDeleteEmail,
+    MoveToJunk,
+    MoveToInbox,
+    /// The undo of the three moves above.
+    RestoreEmail,
 }
 
 /// What the rest of Picket needs to know about a kind, declared in its row
@@ -76,7 +85,7 @@ const fn undo(kind: ActionKind, params: fn(&str, &str) -> Result<String, String>
 
 impl ActionKind {
     /// One row per kind, in declaration order.
-    pub const SPECS: [Spec; 15] = [
+    pub const SPECS: [Spec; 20] = [
         spec(K::Isolate, "isolate", true, undo(K::ReleaseIsolation, undo::release)),
         spec(K::ReleaseIsolation, "release_isolation", true, None),
         spec(K::RestrictCode, "restrict_code", true, undo(K::ReleaseCode, undo::release)),
@@ -93,10 +102,17 @@ impl ActionKind {
         spec(K::CollectEvidence, "collect_evidence", true, None),
         // Putting back is idempotent: a line or file already there is kept.
         spec(K::RestorePersistence, "restore_persistence", true, None),
+        spec(K::MailSearch, "mail_search", true, None),
+        // A batch writes its plan before it moves anything, and a re-run
+        // resumes from the plan: nothing moves twice.
+        spec(K::SoftDeleteEmail, "soft_delete_email", true, undo(K::RestoreEmail, undo::mail)),
+        spec(K::MoveToJunk, "move_to_junk", true, undo(K::RestoreEmail, undo::mail)),
+        spec(K::MoveToInbox, "move_to_inbox", true, undo(K::RestoreEmail, undo::mail)),
+        spec(K::RestoreEmail, "restore_email", true, None),
     ];
 
-    pub const ALL: [ActionKind; 15] = {
-        let mut all = [K::Isolate; 15];
+    pub const ALL: [ActionKind; 20] = {
+        let mut all = [K::Isolate; 20];
         let mut i = 0;
         while i < all.len() {
             all[i] = Self::SPECS[i].kind;
@@ -131,7 +147,7 @@ impl ActionKind {
 
 /// How each inverse's parameters come from what the original did.
 mod undo {
-    use super::{params, results};
+    use super::{mail, params, results};
 
     fn json<T: serde::Serialize>(p: &T) -> Result<String, String> {
         serde_json::to_string(p).map_err(|e| e.to_string())
@@ -158,6 +174,13 @@ mod undo {
              the removed entries are listed in its result",
         )?;
         json(&params::RestorePersistence { record_id: record, undo_of: Some(undo_of.to_string()) })
+    }
+
+    /// `restore_email` of the batch the agent recorded.
+    pub fn mail(undo_of: &str, output: &str) -> Result<String, String> {
+        let done: mail::MailBatchOutput =
+            serde_json::from_str(output).map_err(|e| format!("the batch's result is unreadable: {e}"))?;
+        json(&mail::RestoreEmail { record_id: done.record_id, undo_of: Some(undo_of.to_string()) })
     }
 }
 
@@ -240,7 +263,10 @@ mod tests {
                 ActionKind::RestrictCode,
                 ActionKind::StopAndQuarantine,
                 ActionKind::RemovePersistence,
-                ActionKind::DeleteFile
+                ActionKind::DeleteFile,
+                ActionKind::SoftDeleteEmail,
+                ActionKind::MoveToJunk,
+                ActionKind::MoveToInbox,
             ]
         );
         assert!(!ActionKind::KillProcess.rerunnable());
@@ -257,6 +283,10 @@ mod tests {
             (
                 ActionKind::RemovePersistence,
                 r#"{"path":"/x","removed":[],"removals":[],"record_id":"6b1a6f9e-4a7c-4a44-9a38-000000000009"}"#,
+            ),
+            (
+                ActionKind::SoftDeleteEmail,
+                r#"{"record_id":"6b1a6f9e-4a7c-4a44-9a38-00000000000a","counts":{},"items":[]}"#,
             ),
         ];
         for (kind, output) in outputs {

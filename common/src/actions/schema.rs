@@ -8,6 +8,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::PartialSchema;
 
+use super::mail::{MailMessages, MailSearch, RestoreEmail};
 use super::params::*;
 use super::ActionKind;
 
@@ -83,5 +84,16 @@ pub fn of(kind: ActionKind) -> Value {
         K::RemovePersistence => derived::<RemovePersistence>(),
         K::RestorePersistence => derived::<RestorePersistence>(),
         K::RestrictCode => derived::<RestrictCode>(),
+        K::MailSearch => {
+            let criteria = ["from", "recipient", "subject", "message_id", "since", "before"];
+            let any: Vec<Value> = criteria.iter().map(|c| given(c, "string")).collect();
+            let user = "^[A-Za-z0-9._@+=][A-Za-z0-9._@+=-]{0,254}$";
+            with(
+                derived::<MailSearch>(),
+                json!({ "properties": { "users": { "items": { "pattern": user } } }, "anyOf": any }),
+            )
+        }
+        K::SoftDeleteEmail | K::MoveToJunk | K::MoveToInbox => derived::<MailMessages>(),
+        K::RestoreEmail => derived::<RestoreEmail>(),
     }
 }

@@ -1,0 +1,101 @@
+//! The mail adapter: on a mail host, the agent acts on the local Dovecot
+//! through its doveadm HTTP API (DESIGN.md "Email"). The coordinator holds
+//! no mail credentials: the API key is in a root-only file on this host.
+//!
+//! - [`doveadm`]: the API client (loopback only).
+//! - [`search`]: `mail_search`, messages by header, date and user.
+//! - [`batch`]: moves of many messages (soft delete, junk, inbox) and their
+//!   restore, with a durable record per batch so a re-run resumes and an
+//!   undo puts back exactly what was moved.
+
+pub mod batch;
+pub mod doveadm;
+pub mod search;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `[mail]` in the agent's configuration: present on a mail host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// Dovecot's doveadm HTTP API, e.g. `http://127.0.0.1:8080/doveadm/v1`
+    /// (loopback only).
+    pub doveadm_url: String,
+    /// A file holding Dovecot's `doveadm_api_key` (not world-readable).
+    pub doveadm_api_key_file: PathBuf,
+    /// The organisation's mail domains on this host.
+    #[serde(default)]
+    pub internal_domains: Vec<String>,
+    /// Where soft-deleted messages go: a folder each user has but is not
+    /// subscribed to, so mail clients do not show it by default.
+    #[serde(default = "recoverable")]
+    pub recoverable_mailbox: String,
+    #[serde(default = "junk")]
+    pub junk_mailbox: String,
+}
+
+impl MailConfig {
+    /// The API at `doveadm_url` with the key in `key_file`; defaults otherwise.
+    pub fn new(doveadm_url: &str, key_file: &Path) -> Self {
+        Self {
+            doveadm_url: doveadm_url.to_string(),
+            doveadm_api_key_file: key_file.to_path_buf(),
+            internal_domains: Vec::new(),
+            recoverable_mailbox: recoverable(),
+            junk_mailbox: junk(),
+        }
+    }
+}
+
+fn recoverable() -> String {
+    "Recoverable Items".into()
+}
+
+fn junk() -> String {
+    "Junk".into()
+}
+
+/// The local Dovecot, as the actions use it.
+pub struct MailHost {
+    pub config: MailConfig,
+    pub doveadm: doveadm::Doveadm,
+    /// Batch records: `<state dir>/mail`.
+    pub records: PathBuf,
+}
+
+impl MailHost {
+    /// Read the API key and check the configuration.
+    pub fn open(config: MailConfig, state_dir: &Path) -> Result<Self, String> {
+        use std::os::unix::fs::MetadataExt;
+        let key_file = &config.doveadm_api_key_file;
+        let meta = std::fs::metadata(key_file).map_err(|e| format!("mail: {}: {e}", key_file.display()))?;
+        if meta.mode() & 0o004 != 0 {
+            return Err(format!(
+                "mail: {} is readable by every user; it holds Dovecot's API key (chmod 600 it)",
+                key_file.display()
+            ));
+        }
+        let key = std::fs::read_to_string(key_file).map_err(|e| format!("mail: {}: {e}", key_file.display()))?;
+        if key.trim().is_empty() {
+            return Err(format!("mail: {} is empty", key_file.display()));
+        }
+        for (what, name) in
+            [("recoverable_mailbox", &config.recoverable_mailbox), ("junk_mailbox", &config.junk_mailbox)]
+        {
+            let probe =
+                picket_common::actions::mail::MailRef { user: "u".into(), mailbox: name.clone(), guid: "g".into() };
+            picket_common::actions::mail::check_ref(&probe).map_err(|e| format!("mail.{what}: {e}"))?;
+        }
+        let doveadm = doveadm::Doveadm::new(&config.doveadm_url, &key).map_err(|e| format!("mail: {e}"))?;
+        let records = state_dir.join("mail");
+        crate::fsutil::create_private_dir(&records).map_err(|e| format!("mail: {}: {e}", records.display()))?;
+        Ok(Self { config, doveadm, records })
+    }
+}
+
+/// Split doveadm's flag list, leaving out the per-session `\Recent`.
+pub(crate) fn flags(value: &str) -> Vec<String> {
+    value.split_whitespace().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).map(str::to_string).collect()
+}

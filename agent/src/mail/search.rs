@@ -1,0 +1,139 @@
+//! `mail_search`: one doveadm `fetch` over every user (or the users named),
+//! with the criteria as a doveadm search query. Each value is its own
+//! element of the query list, so no value can change the query's shape.
+
+use picket_common::actions::mail::{FoundMessage, MailSearch, MailSearchOutput};
+use serde_json::{json, Value};
+
+use super::doveadm::{Command, Doveadm, DoveadmError};
+
+const FIELDS: [&str; 10] = [
+    "guid",
+    "uid",
+    "mailbox",
+    "flags",
+    "date.received.unixtime",
+    "size.physical",
+    "hdr.message-id",
+    "hdr.from",
+    "hdr.to",
+    "hdr.subject",
+];
+
+/// Users asked in one request.
+const USERS_PER_REQUEST: usize = 50;
+
+/// The doveadm search query of `p` (every criterion must hold).
+pub fn query(p: &MailSearch) -> Vec<String> {
+    let mut q: Vec<String> = Vec::new();
+    let mut push = |parts: &[&str]| q.extend(parts.iter().map(|s| s.to_string()));
+    if let Some(v) = &p.from {
+        push(&["from", v]);
+    }
+    if let Some(v) = &p.recipient {
+        push(&["(", "to", v, "OR", "cc", v, ")"]);
+    }
+    if let Some(v) = &p.subject {
+        push(&["subject", v]);
+    }
+    if let Some(v) = &p.message_id {
+        push(&["header", "message-id", v.trim()]);
+    }
+    if let Some(v) = &p.since {
+        push(&["since", v]);
+    }
+    if let Some(v) = &p.before {
+        push(&["before", v]);
+    }
+    if q.is_empty() {
+        q.push("all".into());
+    }
+    q
+}
+
+pub fn search(dv: &Doveadm, p: &MailSearch) -> Result<MailSearchOutput, DoveadmError> {
+    let query = query(p);
+    let limit = p.limit as usize;
+    let mut rows: Vec<FoundMessage> = Vec::new();
+    if p.users.is_empty() {
+        let mut fields: Vec<&str> = vec!["user"];
+        fields.extend(FIELDS);
+        let found = dv.one("fetch", json!({ "allUsers": true, "field": fields, "query": query }))?;
+        rows.extend(read_rows(&found, None));
+    } else {
+        for users in p.users.chunks(USERS_PER_REQUEST) {
+            let commands: Vec<Command> = users
+                .iter()
+                .map(|u| Command::new("fetch", json!({ "user": u, "field": FIELDS, "query": query })))
+                .collect();
+            for (user, answer) in users.iter().zip(dv.run(&commands)?) {
+                match answer {
+                    Ok(found) => rows.extend(read_rows(&found, Some(user))),
+                    // A user named who does not exist has no messages.
+                    Err(e) if e.is_no_user() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    rows.sort_by(|a, b| b.received.cmp(&a.received).then_with(|| a.user.cmp(&b.user)).then(a.uid.cmp(&b.uid)));
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    Ok(MailSearchOutput { messages: rows, truncated })
+}
+
+fn read_rows(found: &Value, user: Option<&str>) -> Vec<FoundMessage> {
+    let Some(rows) = found.as_array() else { return Vec::new() };
+    rows.iter()
+        .map(|r| {
+            let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let n = |k: &str| r.get(k).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            FoundMessage {
+                user: user.map(str::to_string).unwrap_or_else(|| s("user")),
+                mailbox: s("mailbox"),
+                guid: s("guid"),
+                uid: u32::try_from(n("uid")).unwrap_or(0),
+                message_id: s("hdr.message-id"),
+                from: s("hdr.from"),
+                to: s("hdr.to"),
+                subject: s("hdr.subject"),
+                received: n("date.received.unixtime"),
+                size: u64::try_from(n("size.physical")).unwrap_or(0),
+                flags: super::flags(&s("flags")),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_value_is_one_element_of_the_query() {
+        let p = MailSearch {
+            recipient: Some("bob OR all".into()),
+            subject: Some(") OR (".into()),
+            message_id: Some(" <m1@x> ".into()),
+            limit: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            query(&p),
+            vec![
+                "(",
+                "to",
+                "bob OR all",
+                "OR",
+                "cc",
+                "bob OR all",
+                ")",
+                "subject",
+                ") OR (",
+                "header",
+                "message-id",
+                "<m1@x>"
+            ]
+        );
+    }
+}

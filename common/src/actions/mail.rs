@@ -1,0 +1,330 @@
+//! The mail kinds' parameters and results (a mail host's agent acting on
+//! its Dovecot; DESIGN.md "Email").
+//!
+//! A message is named by its mailbox user, the mailbox it was seen in and
+//! Dovecot's GUID for it (kept when a message moves between mailboxes, so
+//! a batch can find a message again after it was moved). Every name a
+//! request carries is checked here, on both ends, before it reaches
+//! Dovecot: user names are plain login names, mailbox names carry no
+//! control characters, GUIDs no spaces or brackets, and search text is
+//! bounded.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Most messages one batch may name (the coordinator also caps the
+/// parameters at 64 KiB; a whole cluster is named by its search instead).
+pub const MAX_BATCH: usize = 1_000;
+/// Most messages one search returns (`limit`'s ceiling).
+pub const MAX_SEARCH_RESULTS: u32 = 10_000;
+/// Longest user, mailbox, GUID or search text accepted.
+pub const MAX_NAME: usize = 255;
+
+/// One message on a mail host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MailRef {
+    /// The mailbox user (login name).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._@+=][A-Za-z0-9._@+=-]{0,254}$"))]
+    pub user: String,
+    /// The folder it was seen in, e.g. `INBOX`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"))]
+    pub mailbox: String,
+    /// Dovecot's message GUID.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-'*-~]{1,255}$"))]
+    pub guid: String,
+}
+
+/// `mail_search`: messages on this mail host matching every criterion
+/// given (text criteria match case-insensitively as substrings, like IMAP
+/// SEARCH).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MailSearch {
+    /// Text in the From header.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"))]
+    pub from: Option<String>,
+    /// Text in the To or Cc header.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"))]
+    pub recipient: Option<String>,
+    /// Text in the subject.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"))]
+    pub subject: Option<String>,
+    /// The Message-ID header, with or without its angle brackets.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"))]
+    pub message_id: Option<String>,
+    /// Received on or after this day (`YYYY-MM-DD`, the host's time zone).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub since: Option<String>,
+    /// Received before this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub before: Option<String>,
+    /// Only these users' mailboxes (empty: every user of the host).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, max_items = 1000))]
+    pub users: Vec<String>,
+    /// Most messages returned (default 1,000, at most 10,000).
+    #[serde(default = "default_limit")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    pub limit: u32,
+}
+
+fn default_limit() -> u32 {
+    1000
+}
+
+/// `soft_delete_email`, `move_to_junk`, `move_to_inbox`: the messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MailMessages {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
+    pub messages: Vec<MailRef>,
+}
+
+/// `restore_email`: put back what a batch on this host moved. Only the
+/// agent's own record of that batch is named: where each message goes
+/// back to comes from the device, never from these parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RestoreEmail {
+    pub record_id: Uuid,
+    /// Set by the coordinator's undo.
+    #[serde(default)]
+    pub undo_of: Option<String>,
+}
+
+/// Whether `user` is a plain login name.
+pub fn valid_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= MAX_NAME
+        && !user.starts_with('-')
+        && user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@+=-".contains(&b))
+}
+
+fn valid_mailbox(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= MAX_NAME && !name.chars().any(char::is_control)
+}
+
+fn valid_guid(guid: &str) -> bool {
+    !guid.is_empty() && guid.len() <= MAX_NAME && guid.bytes().all(|b| b.is_ascii_graphic() && b != b'(' && b != b')')
+}
+
+fn text(what: &str, value: &Option<String>) -> Result<(), String> {
+    match value {
+        Some(v) if v.is_empty() => Err(format!("{what} is empty")),
+        Some(v) if v.chars().count() > MAX_NAME => Err(format!("{what} is longer than {MAX_NAME} characters")),
+        Some(v) if v.chars().any(char::is_control) => Err(format!("{what} holds control characters")),
+        _ => Ok(()),
+    }
+}
+
+fn day(what: &str, value: &Option<String>) -> Result<(), String> {
+    let Some(v) = value else { return Ok(()) };
+    let b = v.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let ok = b.len() == 10 && b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} must be a day, YYYY-MM-DD"))
+    }
+}
+
+/// Check one message reference.
+pub fn check_ref(m: &MailRef) -> Result<(), String> {
+    if !valid_user(&m.user) {
+        return Err(format!("user {:?}: letters, digits and ._@+=- only (not leading -), 1 to 255", m.user));
+    }
+    if !valid_mailbox(&m.mailbox) {
+        return Err(format!("mailbox {:?}: 1 to 255 characters, no control characters", m.mailbox));
+    }
+    if !valid_guid(&m.guid) {
+        return Err(format!("guid {:?}: 1 to 255 visible characters, no brackets", m.guid));
+    }
+    Ok(())
+}
+
+pub fn check_search(p: &MailSearch) -> Result<(), String> {
+    text("from", &p.from)?;
+    text("recipient", &p.recipient)?;
+    text("subject", &p.subject)?;
+    text("message_id", &p.message_id)?;
+    day("since", &p.since)?;
+    day("before", &p.before)?;
+    if !(1..=MAX_SEARCH_RESULTS).contains(&p.limit) {
+        return Err(format!("limit must be 1..={MAX_SEARCH_RESULTS}"));
+    }
+    if p.users.len() > 1000 {
+        return Err("at most 1000 users".into());
+    }
+    if let Some(u) = p.users.iter().find(|u| !valid_user(u)) {
+        return Err(format!("user {u:?}: letters, digits and ._@+=- only (not leading -), 1 to 255"));
+    }
+    let criteria = [&p.from, &p.recipient, &p.subject, &p.message_id, &p.since, &p.before];
+    if criteria.iter().all(|c| c.is_none()) {
+        return Err("give at least one of from, recipient, subject, message_id, since, before".into());
+    }
+    Ok(())
+}
+
+pub fn check_messages(p: &MailMessages) -> Result<(), String> {
+    if p.messages.is_empty() || p.messages.len() > MAX_BATCH {
+        return Err(format!("messages: 1 to {MAX_BATCH}"));
+    }
+    p.messages.iter().try_for_each(check_ref)
+}
+
+/// One message a search found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FoundMessage {
+    pub user: String,
+    pub mailbox: String,
+    pub guid: String,
+    pub uid: u32,
+    /// Header values as stored (encoded words not decoded).
+    pub message_id: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    /// Internal (received) date, Unix seconds.
+    pub received: i64,
+    pub size: u64,
+    pub flags: Vec<String>,
+}
+
+/// `mail_search`'s result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MailSearchOutput {
+    pub messages: Vec<FoundMessage>,
+    /// More messages matched than `limit`.
+    pub truncated: bool,
+}
+
+/// How one message of a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemOutcome {
+    Done,
+    Failed,
+    /// It was already where the batch moves it (nothing done).
+    AlreadyThere,
+    /// Not in any of the user's mailboxes.
+    NotFound,
+}
+
+impl ItemOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::AlreadyThere => "already_there",
+            Self::NotFound => "not_found",
+        }
+    }
+}
+
+/// One message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailItem {
+    pub user: String,
+    pub guid: String,
+    /// Where it was when the batch began (None: not found).
+    pub from: Option<String>,
+    /// Where the batch puts it.
+    pub to: String,
+    pub outcome: ItemOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its flags when the batch began.
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// Counts of a batch's outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchCounts {
+    pub done: u64,
+    pub failed: u64,
+    pub already_there: u64,
+    pub not_found: u64,
+}
+
+impl BatchCounts {
+    pub fn of(items: &[MailItem]) -> Self {
+        let mut c = Self::default();
+        for i in items {
+            match i.outcome {
+                ItemOutcome::Done => c.done += 1,
+                ItemOutcome::Failed => c.failed += 1,
+                ItemOutcome::AlreadyThere => c.already_there += 1,
+                ItemOutcome::NotFound => c.not_found += 1,
+            }
+        }
+        c
+    }
+}
+
+/// A batch's result (moves and their restore).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailBatchOutput {
+    /// The agent's record of this batch (what `restore_email` names).
+    pub record_id: Uuid,
+    pub counts: BatchCounts,
+    pub items: Vec<MailItem>,
+    /// Set when this batch undoes another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_of: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(user: &str, mailbox: &str, guid: &str) -> MailRef {
+        MailRef { user: user.into(), mailbox: mailbox.into(), guid: guid.into() }
+    }
+
+    #[test]
+    fn names_that_could_steer_dovecot_are_refused() {
+        assert!(check_ref(&r("alice", "INBOX", "1796610141.M362184P8720.vm,S=350,W=362")).is_ok());
+        assert!(check_ref(&r("alice@example.org", "Recoverable Items", "abc")).is_ok());
+        for bad in [
+            r("-alice", "INBOX", "g"),
+            r("al ice", "INBOX", "g"),
+            r("*", "INBOX", "g"),
+            r("alice", "IN\nBOX", "g"),
+            r("alice", "", "g"),
+            r("alice", "INBOX", "a b"),
+            r("alice", "INBOX", ")"),
+            r("alice", "INBOX", ""),
+        ] {
+            assert!(check_ref(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_search_needs_a_criterion_and_bounded_text() {
+        assert!(check_search(&MailSearch { limit: 10, ..Default::default() }).is_err());
+        let ok = MailSearch { subject: Some("Invoice".into()), limit: 10, ..Default::default() };
+        assert!(check_search(&ok).is_ok());
+        let bad_day = MailSearch { since: Some("2026-1-1".into()), limit: 10, ..Default::default() };
+        assert!(check_search(&bad_day).expect_err("day").contains("YYYY-MM-DD"));
+        let long = MailSearch { from: Some("x".repeat(300)), limit: 10, ..Default::default() };
+        assert!(check_search(&long).is_err());
+        let zero = MailSearch { subject: Some("x".into()), limit: 0, ..Default::default() };
+        assert!(check_search(&zero).is_err());
+    }
+}

@@ -1,0 +1,341 @@
+//! A real Dovecot for the mail tests (Debian's `dovecot-imapd`,
+//! `dovecot-lmtpd`): its own configuration, users, maildirs, run dir and
+//! log in a temp dir, listening on free loopback ports only — it never
+//! touches the host's Dovecot. Mail arrives through LMTP (as from an MTA)
+//! and is read back through IMAP as the user's mail client would.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Why the mail tests cannot run here (None: they can). On CI a missing
+/// Dovecot is an error, not a skip.
+pub fn skip_reason() -> Option<String> {
+    let why = if !nix::unistd::geteuid().is_root() {
+        "not root (Dovecot drops privileges to its own users)".to_string()
+    } else if !Path::new("/usr/sbin/dovecot").exists() || !Path::new("/usr/bin/doveadm").exists() {
+        "Dovecot is not installed (apt install dovecot-imapd dovecot-lmtpd)".to_string()
+    } else {
+        return None;
+    };
+    assert!(std::env::var_os("CI").is_none(), "the mail tests must run on CI: {why}");
+    Some(why)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+pub struct Dovecot {
+    dir: tempfile::TempDir,
+    pub imap: u16,
+    pub lmtp: u16,
+    pub api: u16,
+    pub api_key: String,
+    conf: PathBuf,
+    running: bool,
+}
+
+/// Every user's password.
+pub const PASSWORD: &str = "secret";
+
+impl Dovecot {
+    /// Start a Dovecot with these users (password [`PASSWORD`]).
+    pub fn start(users: &[String]) -> Self {
+        let dir = tempfile::Builder::new().prefix("picket-dovecot").tempdir().expect("tempdir");
+        let d = dir.path();
+        for sub in ["run", "log", "mail"] {
+            std::fs::create_dir(d.join(sub)).expect("mkdir");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let (imap, lmtp, api) = (free_port(), free_port(), free_port());
+        let api_key = format!("k{}", uuid::Uuid::new_v4().simple());
+        let users_file: String = users.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).collect();
+        std::fs::write(d.join("users"), users_file).expect("users");
+        let conf = d.join("dovecot.conf");
+        std::fs::write(&conf, config(d, imap, lmtp, api, &api_key)).expect("config");
+        let ok = Command::new("chown").args(["-R", "dovecot:dovecot"]).arg(d.join("mail")).status().expect("chown");
+        assert!(ok.success());
+        let mut me = Self { dir, imap, lmtp, api, api_key, conf, running: false };
+        me.run();
+        me
+    }
+
+    fn run(&mut self) {
+        // The master forks and keeps its standard streams: a pipe would
+        // never reach end of file, so they go to a file.
+        let errors = self.path().join("log/start.err");
+        let err = std::fs::File::create(&errors).expect("start.err");
+        let status = Command::new("/usr/sbin/dovecot")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(err.try_clone().expect("clone"))
+            .stderr(err)
+            .status()
+            .expect("dovecot");
+        let said = std::fs::read_to_string(&errors).unwrap_or_default();
+        assert!(status.success(), "dovecot did not start: {said}");
+        self.running = true;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [self.imap, self.lmtp, self.api] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "Dovecot is not listening on {port}: {}", self.log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The doveadm HTTP API's URL.
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}/doveadm/v1", self.api)
+    }
+
+    /// Write the API key to a 0600 file for the agent; returns its path.
+    pub fn api_key_file(&self) -> PathBuf {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path().join("doveadm-api.key");
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).expect("key");
+        f.write_all(self.api_key.as_bytes()).expect("write key");
+        path
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("log/dovecot.log")).unwrap_or_default()
+    }
+
+    /// Stop it (and wait until its ports are closed).
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let _ = Command::new("/usr/sbin/dovecot")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.api)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.running = false;
+    }
+
+    /// Start it again after [`Dovecot::stop`].
+    pub fn restart(&mut self) {
+        self.run();
+    }
+
+    /// Deliver `message` to `recipients` over LMTP, as an MTA would.
+    pub fn deliver(&self, from: &str, recipients: &[String], message: &[u8]) {
+        let stream = TcpStream::connect(("127.0.0.1", self.lmtp)).expect("LMTP");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut w = stream;
+        let reply = |reader: &mut BufReader<TcpStream>| -> String {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("LMTP reply");
+                all.push_str(&line);
+                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                    return all;
+                }
+            }
+        };
+        let expect = |reply: String, code: &str| assert!(reply.starts_with(code), "LMTP: wanted {code}, got {reply}");
+        expect(reply(&mut reader), "220");
+        let say = |w: &mut TcpStream, line: &str| w.write_all(format!("{line}\r\n").as_bytes()).expect("LMTP write");
+        say(&mut w, "LHLO picket-tests");
+        expect(reply(&mut reader), "250");
+        say(&mut w, &format!("MAIL FROM:<{from}>"));
+        expect(reply(&mut reader), "250");
+        for r in recipients {
+            say(&mut w, &format!("RCPT TO:<{r}>"));
+            expect(reply(&mut reader), "250");
+        }
+        say(&mut w, "DATA");
+        expect(reply(&mut reader), "354");
+        let mut data = Vec::with_capacity(message.len() + 64);
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            if line.first() == Some(&b'.') {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+        }
+        if !data.ends_with(b"\n") {
+            data.extend_from_slice(b"\r\n");
+        }
+        data.extend_from_slice(b".\r\n");
+        w.write_all(&data).expect("LMTP data");
+        for r in recipients {
+            let got = reply(&mut reader);
+            assert!(got.starts_with("250"), "LMTP delivery to {r}: {got}");
+        }
+        say(&mut w, "QUIT");
+    }
+
+    /// An IMAP session as `user`.
+    pub fn imap(&self, user: &str) -> Imap {
+        Imap::login(SocketAddr::from(([127, 0, 0, 1], self.imap)), user)
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config(d: &Path, imap: u16, lmtp: u16, api: u16, key: &str) -> String {
+    let d = d.display();
+    format!(
+        r#"base_dir = {d}/run
+log_path = {d}/log/dovecot.log
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+mail_location = maildir:{d}/mail/%u
+default_internal_user = dovecot
+default_login_user = dovenull
+default_internal_group = dovecot
+first_valid_uid = 100
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {d}/users
+  default_fields = uid=dovecot gid=dovecot home={d}/mail/%u
+}}
+namespace inbox {{
+  inbox = yes
+  mailbox Junk {{
+    special_use = \Junk
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \Trash
+    auto = subscribe
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+doveadm_api_key = {key}
+service doveadm {{
+  inet_listener http {{
+    address = 127.0.0.1
+    port = {api}
+  }}
+}}
+"#
+    )
+}
+
+/// A minimal IMAP client: enough to see a mailbox as its user does.
+pub struct Imap {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    tag: u32,
+}
+
+impl Imap {
+    fn login(addr: SocketAddr, user: &str) -> Self {
+        let stream = TcpStream::connect(addr).expect("IMAP");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut me = Self { reader: BufReader::new(stream.try_clone().expect("clone")), writer: stream, tag: 0 };
+        let mut greeting = String::new();
+        me.reader.read_line(&mut greeting).expect("greeting");
+        assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting}");
+        me.command(&format!("LOGIN {user} {PASSWORD}")).expect("IMAP login");
+        me
+    }
+
+    /// Run one command; its untagged lines (literals inlined), or the
+    /// server's NO/BAD line.
+    pub fn command(&mut self, command: &str) -> Result<Vec<String>, String> {
+        self.tag += 1;
+        let tag = format!("t{}", self.tag);
+        self.writer.write_all(format!("{tag} {command}\r\n").as_bytes()).expect("IMAP write");
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("IMAP read");
+            assert!(!line.is_empty(), "IMAP connection closed during {command}");
+            // A literal: {n}\r\n then n bytes, then the rest of the line.
+            while let Some(n) = literal_len(&line) {
+                let mut bytes = vec![0; n];
+                self.reader.read_exact(&mut bytes).expect("IMAP literal");
+                line.push_str(&String::from_utf8_lossy(&bytes));
+                let mut rest = String::new();
+                self.reader.read_line(&mut rest).expect("IMAP read");
+                line.push_str(&rest);
+            }
+            if let Some(status) = line.strip_prefix(&format!("{tag} ")) {
+                return if status.starts_with("OK") { Ok(lines) } else { Err(status.trim().to_string()) };
+            }
+            lines.push(line.trim_end().to_string());
+        }
+    }
+
+    /// UIDs in `mailbox` whose Message-ID is `id`.
+    pub fn find(&mut self, mailbox: &str, message_id: &str) -> Vec<u32> {
+        self.command(&format!("EXAMINE \"{mailbox}\"")).expect("EXAMINE");
+        let lines = self.command(&format!("UID SEARCH HEADER Message-ID \"{message_id}\"")).expect("SEARCH");
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("* SEARCH"))
+            .flat_map(|l| l.split_whitespace().filter_map(|n| n.parse().ok()).collect::<Vec<u32>>())
+            .collect()
+    }
+
+    /// The flags and internal date of message `uid` in the examined mailbox.
+    pub fn flags_and_date(&mut self, uid: u32) -> (Vec<String>, String) {
+        let lines = self.command(&format!("UID FETCH {uid} (FLAGS INTERNALDATE)")).expect("FETCH");
+        let line = lines.iter().find(|l| l.contains("FETCH")).expect("a FETCH line").clone();
+        let flags = between(&line, "FLAGS (", ")").split_whitespace().map(str::to_string).collect();
+        let date = between(&line, "INTERNALDATE \"", "\"").to_string();
+        (flags, date)
+    }
+
+    /// The subscribed folders (what a mail client shows by default).
+    pub fn subscribed(&mut self) -> Vec<String> {
+        let lines = self.command("LSUB \"\" \"*\"").expect("LSUB");
+        lines.iter().filter_map(|l| l.rsplit(' ').next()).map(|m| m.trim_matches('"').to_string()).collect()
+    }
+}
+
+fn literal_len(line: &str) -> Option<usize> {
+    let body = line.trim_end_matches(['\r', '\n']);
+    let open = body.rfind('{')?;
+    body.strip_suffix('}')?[open + 1..].parse().ok()
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
+    let Some(from) = s.find(start).map(|i| i + start.len()) else { return "" };
+    s[from..].find(end).map(|to| &s[from..from + to]).unwrap_or_default()
+}

@@ -1,0 +1,184 @@
+//! Email remediation on a real Dovecot (tests/src/dovecot.rs): the agent on
+//! the mail host finds a phishing cluster delivered through LMTP, soft
+//! deletes it through the action pipeline, and the undo puts each message
+//! back with its flags and internal date — all checked through IMAP as the
+//! users' mail clients see it.
+
+use picket_agent::mail::MailConfig;
+use picket_e2e::dovecot::{self, Dovecot};
+use picket_e2e::{eventually, Db, TestEnv};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn act(env: &TestEnv, device: Uuid, kind: &str, params: Value) -> Value {
+    let body = json!({ "kind": kind, "params": params, "comment": "e2e" });
+    let a = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("create");
+    let id = a["id"].as_str().expect("id").to_string();
+    eventually!(
+        60,
+        format!("{kind} finished"),
+        matches!(env.action_status(&id).await.as_str(), "succeeded" | "failed")
+    );
+    env.action(&id).await
+}
+
+fn message(id: &str, from: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: staff@example.org\r\nSubject: {subject}\r\nMessage-ID: {id}\r\n\
+         Date: Mon, 7 Dec 2026 01:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn users(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("user{i:02}")).collect()
+}
+
+/// (user, mailbox, guid) of each message of a search result.
+fn refs(found: &Value) -> Vec<Value> {
+    found["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| json!({ "user": m["user"], "mailbox": m["mailbox"], "guid": m["guid"] }))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut everyone = users(20);
+    everyone.push("carol".into());
+    let mail = Dovecot::start(&everyone);
+    let phish_id = format!("<{}@invoices.example>", Uuid::new_v4());
+    let phish = message(
+        &phish_id,
+        "Billing <billing@invoices.example>",
+        "Overdue invoice 4471",
+        "Pay at http://invoices.example/pay",
+    );
+    mail.deliver("billing@invoices.example", &users(20), &phish);
+    let benign_id = format!("<{}@example.org>", Uuid::new_v4());
+    mail.deliver("hr@example.org", &everyone, &message(&benign_id, "HR <hr@example.org>", "Holiday rota", "See you"));
+
+    // What the users did before: user01 read and flagged it.
+    let mut imap = mail.imap("user01");
+    let uid = imap.find("INBOX", &phish_id)[0];
+    imap.command("SELECT INBOX").expect("select");
+    imap.command(&format!("UID STORE {uid} +FLAGS (\\Seen \\Flagged)")).expect("store");
+    let (flags_before, date_before) = imap.flags_and_date(uid);
+    assert!(flags_before.contains(&"\\Flagged".to_string()), "{flags_before:?}");
+
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("mail-1").await;
+    let (url, key) = (mail.api_url(), mail.api_key_file());
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(MailConfig::new(&url, &key)));
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let caps = env.device(device).await["capabilities"].clone();
+    assert!(caps.as_array().expect("caps").iter().any(|c| c == "soft_delete_email"), "{caps}");
+
+    // The explorer: by Message-ID, and by subject text.
+    let found = act(&env, device, "mail_search", json!({ "message_id": phish_id })).await;
+    assert_eq!(found["status"], "succeeded", "{found}");
+    let out = &found["result"]["output"];
+    let mut who: Vec<String> =
+        out["messages"].as_array().expect("messages").iter().map(|m| m["user"].as_str().unwrap_or("").into()).collect();
+    who.sort();
+    assert_eq!(who, users(20), "exactly the cluster: {out}");
+    let by_subject =
+        act(&env, device, "mail_search", json!({ "subject": "overdue INVOICE", "users": ["user03", "carol"] })).await;
+    assert_eq!(by_subject["result"]["output"]["messages"].as_array().map(Vec::len), Some(1), "{by_subject}");
+
+    // Soft delete the cluster: gone from every INBOX, not in any folder a
+    // client shows by default; the benign message stays.
+    let cluster = refs(out);
+    let deleted = act(&env, device, "soft_delete_email", json!({ "messages": cluster })).await;
+    assert_eq!(deleted["status"], "succeeded", "{deleted}");
+    assert_eq!(deleted["result"]["output"]["counts"]["done"], 20, "{deleted}");
+    for user in users(20) {
+        let mut imap = mail.imap(&user);
+        assert!(imap.find("INBOX", &phish_id).is_empty(), "{user} still sees it");
+        assert_eq!(imap.find("INBOX", &benign_id).len(), 1, "{user} lost the benign message");
+        assert_eq!(imap.find("Recoverable Items", &phish_id).len(), 1, "{user}: recoverable");
+        assert!(!imap.subscribed().iter().any(|m| m == "Recoverable Items"), "{user}: the folder is shown");
+    }
+    assert_eq!(mail.imap("carol").find("INBOX", &benign_id).len(), 1);
+
+    // The same batch again: already there, nothing moved twice; a message
+    // that does not exist and a user that does not exist are reported.
+    let mut again = cluster.clone();
+    again.push(json!({ "user": "user01", "mailbox": "INBOX", "guid": "no-such-guid" }));
+    again.push(json!({ "user": "nobody", "mailbox": "INBOX", "guid": "x" }));
+    let repeat = act(&env, device, "soft_delete_email", json!({ "messages": again })).await;
+    let counts = &repeat["result"]["output"]["counts"];
+    assert_eq!((counts["already_there"].as_u64(), counts["not_found"].as_u64()), (Some(20), Some(2)), "{repeat}");
+
+    // Undo: back in INBOX, with the flags and internal date it had.
+    let id = deleted["id"].as_str().expect("id").to_string();
+    let undo = env
+        .admin(move |c| c.post(&format!("/api/v1/actions/{id}/undo"), &json!({ "comment": "false positive" })))
+        .await
+        .expect("undo");
+    assert_eq!(undo["kind"], "restore_email", "{undo}");
+    let undo_id = undo["id"].as_str().expect("id").to_string();
+    eventually!(60, "restored", matches!(env.action_status(&undo_id).await.as_str(), "succeeded" | "failed"));
+    let restored = env.action(&undo_id).await;
+    assert_eq!(restored["result"]["output"]["counts"]["done"], 20, "{restored}");
+    for user in users(20) {
+        let mut imap = mail.imap(&user);
+        assert_eq!(imap.find("INBOX", &phish_id).len(), 1, "{user} did not get it back");
+        assert!(imap.find("Recoverable Items", &phish_id).is_empty(), "{user}");
+    }
+    let mut imap = mail.imap("user01");
+    let uid = imap.find("INBOX", &phish_id)[0];
+    let (flags_after, date_after) = imap.flags_and_date(uid);
+    let sorted = |mut f: Vec<String>| {
+        f.retain(|x| x != "\\Recent");
+        f.sort();
+        f
+    };
+    assert_eq!(sorted(flags_after), sorted(flags_before));
+    assert_eq!(date_after, date_before);
+
+    // Junk and back to the inbox, for one user.
+    let user05 = act(&env, device, "mail_search", json!({ "message_id": phish_id, "users": ["user05"] })).await;
+    let one = refs(&user05["result"]["output"]);
+    assert_eq!(one.len(), 1, "{user05}");
+    let junked = act(&env, device, "move_to_junk", json!({ "messages": one })).await;
+    assert_eq!(junked["result"]["output"]["counts"]["done"], 1, "{junked}");
+    assert_eq!(mail.imap("user05").find("Junk", &phish_id).len(), 1);
+    let mut back = one[0].clone();
+    back["mailbox"] = json!("Junk");
+    let inboxed = act(&env, device, "move_to_inbox", json!({ "messages": [back] })).await;
+    assert_eq!(inboxed["result"]["output"]["counts"]["done"], 1, "{inboxed}");
+    assert_eq!(mail.imap("user05").find("INBOX", &phish_id).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mail_kinds_are_refused_for_a_device_that_is_not_a_mail_host_and_bad_names_never_reach_dovecot() {
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("not-mail").await;
+    let _agent = env.start_agent(device, &dir);
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let body = json!({ "kind": "mail_search", "params": { "subject": "x" }, "comment": "e2e" });
+    let refused = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await;
+    let err = refused.expect_err("not a mail host").to_string();
+    assert!(err.contains("mail_search"), "{err}");
+    for params in [
+        json!({ "messages": [{ "user": "-alice", "mailbox": "INBOX", "guid": "g" }] }),
+        json!({ "messages": [{ "user": "alice", "mailbox": "IN\u{0}BOX", "guid": "g" }] }),
+        json!({ "messages": [{ "user": "alice", "mailbox": "INBOX", "guid": "a b" }] }),
+        json!({ "messages": [] }),
+    ] {
+        let body = json!({ "kind": "soft_delete_email", "params": params, "comment": "e2e" });
+        let refused = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await;
+        let err = refused.expect_err("bad names").to_string();
+        assert!(
+            err.contains("user") || err.contains("mailbox") || err.contains("guid") || err.contains("messages"),
+            "{err}"
+        );
+    }
+}
