@@ -52,7 +52,7 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
     }
     let mut everyone = users(20);
     everyone.push("carol".into());
-    let mail = Dovecot::start(&everyone);
+    let mut mail = Dovecot::start(&everyone);
     let phish_id = format!("<{}@invoices.example>", Uuid::new_v4());
     let phish = message(
         &phish_id,
@@ -155,6 +155,28 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
     let inboxed = act(&env, device, "move_to_inbox", json!({ "messages": [back] })).await;
     assert_eq!(inboxed["result"]["output"]["counts"]["done"], 1, "{inboxed}");
     assert_eq!(mail.imap("user05").find("INBOX", &phish_id).len(), 1);
+    // The whole cluster named by its search, resolved on the host.
+    let by_search = json!({ "search": { "message_id": phish_id } });
+    let cluster_deleted = act(&env, device, "soft_delete_email", by_search).await;
+    assert_eq!(cluster_deleted["result"]["output"]["counts"]["done"], 20, "{cluster_deleted}");
+    assert!(mail.imap("user07").find("INBOX", &phish_id).is_empty());
+
+    // Dovecot stops while the undo is asked: the agent waits for it and
+    // finishes the batch once it is back.
+    mail.stop();
+    let id = cluster_deleted["id"].as_str().expect("id").to_string();
+    let undo = env
+        .admin(move |c| c.post(&format!("/api/v1/actions/{id}/undo"), &json!({ "comment": "released" })))
+        .await
+        .expect("undo");
+    let undo_id = undo["id"].as_str().expect("id").to_string();
+    eventually!(10, "running", env.action_status(&undo_id).await == "running");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    mail.restart();
+    eventually!(60, "restored", matches!(env.action_status(&undo_id).await.as_str(), "succeeded" | "failed"));
+    let restored = env.action(&undo_id).await;
+    assert_eq!(restored["result"]["output"]["counts"]["done"], 20, "{restored}");
+    assert_eq!(mail.imap("user07").find("INBOX", &phish_id).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -181,4 +203,45 @@ async fn mail_kinds_are_refused_for_a_device_that_is_not_a_mail_host_and_bad_nam
             "{err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_dovecot_gone_each_message_fails_with_the_reason_and_nothing_is_lost() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut mail = Dovecot::start(&users(3));
+    let id = format!("<{}@x.example>", Uuid::new_v4());
+    mail.deliver("x@x.example", &users(3), &message(&id, "x@x.example", "Hello", "body"));
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("mail-2").await;
+    let (url, key) = (mail.api_url(), mail.api_key_file());
+    let _agent = env.start_agent_with(device, &dir, move |c| {
+        let mut config = MailConfig::new(&url, &key);
+        config.unreachable_wait_secs = 1;
+        c.mail = Some(config);
+    });
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
+    let cluster = refs(&found["result"]["output"]);
+    assert_eq!(cluster.len(), 3, "{found}");
+
+    mail.stop();
+    let a = act(&env, device, "soft_delete_email", json!({ "messages": cluster })).await;
+    let out = &a["result"]["output"];
+    assert_eq!(out["counts"]["failed"], 3, "{a}");
+    let why = out["items"][0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("unreachable"), "{why}");
+    // A search cannot run at all: the action fails and says why.
+    let search = act(&env, device, "mail_search", json!({ "subject": "Hello" })).await;
+    assert_eq!(search["status"], "failed", "{search}");
+    assert!(search["result"]["error"].as_str().unwrap_or_default().contains("unreachable"), "{search}");
+
+    mail.restart();
+    for user in users(3) {
+        assert_eq!(mail.imap(&user).find("INBOX", &id).len(), 1, "{user} lost the message");
+    }
+    let again = act(&env, device, "soft_delete_email", json!({ "messages": cluster })).await;
+    assert_eq!(again["result"]["output"]["counts"]["done"], 3, "{again}");
 }

@@ -48,7 +48,7 @@ fn move_batch(kind: ActionKind, p: &mail::MailMessages, run: &Run<'_>) -> Result
     let host = host(run)?;
     let to = destination(kind, host);
     let id = run.progress.action_id();
-    batch::move_messages(&host.doveadm, &host.records, id, kind.as_str(), &p.messages, &to, &progress(run))
+    batch::move_messages(&host.doveadm, &host.records, id, kind.as_str(), p, &to, &progress(run))
         .map_err(ActionFailure::error)
 }
 

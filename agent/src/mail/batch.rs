@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use picket_common::actions::mail::{BatchCounts, ItemOutcome, MailBatchOutput, MailItem, MailRef};
+use picket_common::actions::mail::{BatchCounts, ItemOutcome, MailBatchOutput, MailItem, MailMessages, MailRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -37,6 +37,9 @@ pub struct Record {
     /// Set on a restore: the record it puts back.
     #[serde(default)]
     pub undo_of: Option<String>,
+    /// The batch's search found more than its limit.
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// One message of a batch.
@@ -76,11 +79,7 @@ fn save(dir: &Path, record: &Record) -> Result<(), String> {
 type Places = Vec<(String, Vec<String>)>;
 
 /// Where each of `guids` is in `user`'s mailboxes.
-fn locate(
-    dv: &Doveadm,
-    user: &str,
-    guids: &[&str],
-) -> Result<HashMap<String, Places>, DoveadmError> {
+fn locate(dv: &Doveadm, user: &str, guids: &[&str]) -> Result<HashMap<String, Places>, DoveadmError> {
     let mut found: HashMap<String, Places> = HashMap::new();
     let commands: Vec<Command> = guids
         .chunks(CHUNK)
@@ -281,24 +280,40 @@ fn output(record: &Record) -> MailBatchOutput {
             flags: p.flags.clone(),
         })
         .collect();
-    MailBatchOutput { record_id: record.id, counts: BatchCounts::of(&items), items, undo_of: record.undo_of.clone() }
+    MailBatchOutput {
+        record_id: record.id,
+        counts: BatchCounts::of(&items),
+        items,
+        undo_of: record.undo_of.clone(),
+        more: record.more,
+    }
 }
 
-/// Move `messages` to `to` (batch `id` of `kind`).
+/// Move the messages `which` names to `to` (batch `id` of `kind`).
 pub fn move_messages(
     dv: &Doveadm,
     dir: &Path,
     id: Uuid,
     kind: &str,
-    messages: &[MailRef],
+    which: &MailMessages,
     to: &str,
     progress: &dyn Fn(usize, usize),
 ) -> Result<MailBatchOutput, String> {
     let mut record = match load(dir, id)? {
         Some(r) => r,
         None => {
-            let wanted: Vec<(MailRef, String)> = messages.iter().map(|m| (m.clone(), to.to_string())).collect();
-            let r = Record { id, kind: kind.to_string(), items: plan(dv, &wanted, Elsewhere::Follow), undo_of: None };
+            let (messages, more) = match &which.search {
+                Some(query) => {
+                    let found = super::search::search(dv, query).map_err(|e| format!("the batch's search: {e}"))?;
+                    let refs =
+                        found.messages.into_iter().map(|m| MailRef { user: m.user, mailbox: m.mailbox, guid: m.guid });
+                    (refs.collect(), found.truncated)
+                }
+                None => (which.messages.clone(), false),
+            };
+            let wanted: Vec<(MailRef, String)> = messages.into_iter().map(|m| (m, to.to_string())).collect();
+            let items = plan(dv, &wanted, Elsewhere::Follow);
+            let r = Record { id, kind: kind.to_string(), items, undo_of: None, more };
             save(dir, &r)?;
             r
         }
@@ -330,7 +345,8 @@ pub fn restore(
                     Some((MailRef { user: p.user.clone(), mailbox: p.to.clone(), guid: p.guid.clone() }, back))
                 })
                 .collect();
-            let r = Record { id, kind: "restore_email".into(), items: plan(dv, &wanted, Elsewhere::Leave), undo_of };
+            let items = plan(dv, &wanted, Elsewhere::Leave);
+            let r = Record { id, kind: "restore_email".into(), items, undo_of, more: false };
             save(dir, &r)?;
             r
         }

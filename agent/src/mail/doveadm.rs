@@ -64,11 +64,14 @@ pub struct Doveadm {
     url: String,
     authorization: String,
     agent: ureq::Agent,
+    /// How long a request waits for an unreachable Dovecot to come back.
+    patience: Duration,
 }
 
 impl Doveadm {
-    /// `url`: `http://127.0.0.1:PORT/doveadm/v1` (loopback only).
-    pub fn new(url: &str, api_key: &str) -> Result<Self, String> {
+    /// `url`: `http://127.0.0.1:PORT/doveadm/v1` (loopback only);
+    /// `patience`: how long to keep trying while Dovecot is unreachable.
+    pub fn new(url: &str, api_key: &str, patience: Duration) -> Result<Self, String> {
         check_loopback(url)?;
         let config = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(5)))
@@ -79,6 +82,7 @@ impl Doveadm {
             url: url.to_string(),
             authorization: format!("X-Dovecot-API {}", base64(api_key.trim().as_bytes())),
             agent: config.into(),
+            patience,
         })
     }
 
@@ -87,7 +91,26 @@ impl Doveadm {
     }
 
     /// Run `commands` in one request; one answer per command, in order.
+    /// While Dovecot is unreachable (stopped, restarting) the request is
+    /// sent again, with growing pauses, for up to the patience: every
+    /// request a batch makes may be repeated (a move only matches what is
+    /// still in its old folder; creating an existing folder is no error).
     pub fn run(&self, commands: &[Command]) -> Result<Vec<Result<Value, DoveadmError>>, DoveadmError> {
+        let deadline = std::time::Instant::now() + self.patience;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.attempt(commands) {
+                Err(DoveadmError::Unreachable { why, .. }) if std::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(url = %self.url, %why, "Dovecot is unreachable; trying again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn attempt(&self, commands: &[Command]) -> Result<Vec<Result<Value, DoveadmError>>, DoveadmError> {
         let body: Vec<Value> =
             commands.iter().enumerate().map(|(i, c)| json!([c.name, c.params, format!("c{i}")])).collect();
         let unreachable = |why: String| DoveadmError::Unreachable { url: self.url.clone(), why };

@@ -34,6 +34,10 @@ pub struct MailConfig {
     pub recoverable_mailbox: String,
     #[serde(default = "junk")]
     pub junk_mailbox: String,
+    /// How long an action waits for an unreachable Dovecot (restarting,
+    /// stopped) before the messages it could not reach fail.
+    #[serde(default = "patience")]
+    pub unreachable_wait_secs: u64,
 }
 
 impl MailConfig {
@@ -45,6 +49,7 @@ impl MailConfig {
             internal_domains: Vec::new(),
             recoverable_mailbox: recoverable(),
             junk_mailbox: junk(),
+            unreachable_wait_secs: patience(),
         }
     }
 }
@@ -55,6 +60,10 @@ fn recoverable() -> String {
 
 fn junk() -> String {
     "Junk".into()
+}
+
+fn patience() -> u64 {
+    300
 }
 
 /// The local Dovecot, as the actions use it.
@@ -88,7 +97,8 @@ impl MailHost {
                 picket_common::actions::mail::MailRef { user: "u".into(), mailbox: name.clone(), guid: "g".into() };
             picket_common::actions::mail::check_ref(&probe).map_err(|e| format!("mail.{what}: {e}"))?;
         }
-        let doveadm = doveadm::Doveadm::new(&config.doveadm_url, &key).map_err(|e| format!("mail: {e}"))?;
+        let patience = std::time::Duration::from_secs(config.unreachable_wait_secs.min(3600));
+        let doveadm = doveadm::Doveadm::new(&config.doveadm_url, &key, patience).map_err(|e| format!("mail: {e}"))?;
         let records = state_dir.join("mail");
         crate::fsutil::create_private_dir(&records).map_err(|e| format!("mail: {}: {e}", records.display()))?;
         Ok(Self { config, doveadm, records })

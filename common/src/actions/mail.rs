@@ -81,13 +81,19 @@ fn default_limit() -> u32 {
     1000
 }
 
-/// `soft_delete_email`, `move_to_junk`, `move_to_inbox`: the messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `soft_delete_email`, `move_to_junk`, `move_to_inbox`: the messages
+/// named, or every message a search finds on the host (a whole cluster).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MailMessages {
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub messages: Vec<MailRef>,
+    /// Instead of `messages`: what the host's search finds (up to its
+    /// `limit`), resolved on the host when the batch starts.
+    #[serde(default)]
+    pub search: Option<MailSearch>,
 }
 
 /// `restore_email`: put back what a batch on this host moved. Only the
@@ -178,10 +184,12 @@ pub fn check_search(p: &MailSearch) -> Result<(), String> {
 }
 
 pub fn check_messages(p: &MailMessages) -> Result<(), String> {
-    if p.messages.is_empty() || p.messages.len() > MAX_BATCH {
-        return Err(format!("messages: 1 to {MAX_BATCH}"));
+    match (p.messages.is_empty(), &p.search) {
+        (true, Some(search)) => check_search(search),
+        (false, None) if p.messages.len() <= MAX_BATCH => p.messages.iter().try_for_each(check_ref),
+        (false, None) => Err(format!("messages: at most {MAX_BATCH} (name a whole cluster by its search)")),
+        _ => Err("give messages or search (one of them)".into()),
     }
-    p.messages.iter().try_for_each(check_ref)
 }
 
 /// One message a search found.
@@ -287,6 +295,9 @@ pub struct MailBatchOutput {
     /// Set when this batch undoes another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo_of: Option<String>,
+    /// The batch's search found more than its limit: run it again for the rest.
+    #[serde(default)]
+    pub more: bool,
 }
 
 #[cfg(test)]
@@ -313,6 +324,16 @@ mod tests {
         ] {
             assert!(check_ref(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_batch_names_messages_or_a_search_never_both() {
+        let search = MailSearch { message_id: Some("<m@x>".into()), limit: 10, ..Default::default() };
+        let refs = vec![r("alice", "INBOX", "g")];
+        assert!(check_messages(&MailMessages { messages: refs.clone(), search: None }).is_ok());
+        assert!(check_messages(&MailMessages { messages: Vec::new(), search: Some(search.clone()) }).is_ok());
+        assert!(check_messages(&MailMessages { messages: refs, search: Some(search) }).is_err());
+        assert!(check_messages(&MailMessages::default()).is_err());
     }
 
     #[test]
