@@ -92,9 +92,48 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
         act(&env, device, "mail_search", json!({ "subject": "overdue INVOICE", "users": ["user03", "carol"] })).await;
     assert_eq!(by_subject["result"]["output"]["messages"].as_array().map(Vec::len), Some(1), "{by_subject}");
 
+    // The explorer across mail hosts: one cluster of 20 messages in 20
+    // mailboxes, with the references to act on.
+    let created = env
+        .admin(|c| c.post("/api/v1/mail/searches", &json!({ "criteria": { "subject": "invoice" } })))
+        .await
+        .expect("explorer search");
+    let sid = created["id"].as_str().expect("search id").to_string();
+    let path = format!("/api/v1/mail/searches/{sid}");
+    let show = |query: &str| {
+        let path = format!("{path}{query}");
+        env.admin(move |c| c.get(&path))
+    };
+    eventually!(30, "every host answered", show("").await.expect("show")["complete"] == true);
+    let explored = show("").await.expect("show");
+    assert_eq!(explored["total_clusters"], 1, "{explored}");
+    let top = &explored["clusters"][0];
+    assert_eq!((top["messages"].as_u64(), top["mailboxes"].as_u64()), (Some(20), Some(20)), "{top}");
+    assert_eq!(top["message_id"], phish_id.as_str());
+    let cluster = top["targets"][0]["messages"].as_array().expect("targets").clone();
+    assert_eq!(top["targets"][0]["device_id"], device.to_string());
+    let by_sender = show("?by=sender_subject&per_page=1").await.expect("show");
+    assert_eq!(by_sender["clusters"].as_array().map(Vec::len), Some(1));
+    // The same through picketctl.
+    let ca = tempfile::NamedTempFile::new().expect("ca file");
+    std::fs::write(ca.path(), env.ca_pem()).expect("write ca");
+    let token = env.token("explorer", "responder").await;
+    let ctl = std::process::Command::new(picket_e2e::picketctl_binary())
+        .env_remove("PICKET_TOKEN_FILE")
+        .env_remove("PICKET_CA_FINGERPRINT")
+        .env("PICKET_SERVER", env.api_url())
+        .env("PICKET_CA_FILE", ca.path())
+        .env("PICKET_TOKEN", &token)
+        .env("PICKET_CONFIG_DIR", "/nonexistent/picket-test-config")
+        .args(["mail", "search", "--subject", "Holiday rota"])
+        .output()
+        .expect("picketctl");
+    let said = String::from_utf8_lossy(&ctl.stdout);
+    assert!(ctl.status.success(), "{said} {}", String::from_utf8_lossy(&ctl.stderr));
+    assert!(said.contains("21 messages, 1 clusters") && said.contains("Holiday rota"), "{said}");
+
     // Soft delete the cluster: gone from every INBOX, not in any folder a
     // client shows by default; the benign message stays.
-    let cluster = refs(out);
     let deleted = act(&env, device, "soft_delete_email", json!({ "messages": cluster })).await;
     assert_eq!(deleted["status"], "succeeded", "{deleted}");
     assert_eq!(deleted["result"]["output"]["counts"]["done"], 20, "{deleted}");

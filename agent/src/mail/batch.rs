@@ -78,10 +78,13 @@ fn save(dir: &Path, record: &Record) -> Result<(), String> {
 /// flags in each.
 type Places = Vec<(String, Vec<String>)>;
 
-/// Where each of `guids` is in `user`'s mailboxes.
-fn locate(dv: &Doveadm, user: &str, guids: &[&str]) -> Result<HashMap<String, Places>, DoveadmError> {
-    let mut found: HashMap<String, Places> = HashMap::new();
-    let commands: Vec<Command> = guids
+/// Users whose commands go in one request: doveadm answers each request
+/// with a fixed cost (~20 ms here) and each command in it with ~3 ms.
+const USERS_PER_REQUEST: usize = 50;
+
+/// The `fetch` commands that find `guids` in `user`'s mailboxes.
+fn locate_commands(user: &str, guids: &[&str]) -> Vec<Command> {
+    guids
         .chunks(CHUNK)
         .map(|chunk| {
             Command::new(
@@ -89,8 +92,13 @@ fn locate(dv: &Doveadm, user: &str, guids: &[&str]) -> Result<HashMap<String, Pl
                 json!({ "user": user, "field": ["guid", "mailbox", "flags"], "query": any_guid(chunk) }),
             )
         })
-        .collect();
-    for answer in dv.run(&commands)? {
+        .collect()
+}
+
+/// Read `fetch` answers into GUID → places.
+fn places(answers: impl Iterator<Item = Result<Value, DoveadmError>>) -> Result<HashMap<String, Places>, DoveadmError> {
+    let mut found: HashMap<String, Places> = HashMap::new();
+    for answer in answers {
         for row in answer?.as_array().into_iter().flatten() {
             let s = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             found.entry(s("guid")).or_default().push((s("mailbox"), super::flags(&s("flags"))));
@@ -159,111 +167,222 @@ fn plan_one(user: &str, want: &MailRef, to: &str, at: Option<&Places>, rule: Els
     p
 }
 
-/// Make the plan of `wanted` (message → destination).
-fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere) -> Vec<Planned> {
-    let mut by_user: BTreeMap<&str, Vec<&(MailRef, String)>> = BTreeMap::new();
+/// `wanted` (message → destination) by user, each message once.
+fn by_user(wanted: &[(MailRef, String)]) -> BTreeMap<&str, Vec<&(MailRef, String)>> {
+    let mut users: BTreeMap<&str, Vec<&(MailRef, String)>> = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
     for w in wanted {
         if seen.insert((&w.0.user, &w.0.guid)) {
-            by_user.entry(w.0.user.as_str()).or_default().push(w);
+            users.entry(w.0.user.as_str()).or_default().push(w);
         }
     }
+    users
+}
+
+/// Make the plan of `wanted`: where each message is now, found with one
+/// request per [`USERS_PER_REQUEST`] users.
+fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere) -> Vec<Planned> {
+    let users: Vec<_> = by_user(wanted).into_iter().collect();
+    let chunks: Vec<_> = users.chunks(USERS_PER_REQUEST).collect();
+    let work = |n: usize| {
+        let chunk = chunks[n];
+        let mut commands = Vec::new();
+        let mut spans = Vec::new();
+        for (user, ws) in chunk {
+            let guids: Vec<&str> = ws.iter().map(|w| w.0.guid.as_str()).collect();
+            let mine = locate_commands(user, &guids);
+            spans.push(commands.len()..commands.len() + mine.len());
+            commands.extend(mine);
+        }
+        let answers = dv.run(&commands);
+        let mut items = Vec::new();
+        for (i, (user, ws)) in chunk.iter().enumerate() {
+            let at = match &answers {
+                Ok(all) => places(all[spans[i].clone()].iter().cloned()),
+                Err(e) => Err(e.clone()),
+            };
+            match at {
+                Ok(at) => items.extend(ws.iter().map(|(r, to)| plan_one(user, r, to, at.get(&r.guid), rule))),
+                Err(e) => items.extend(ws.iter().map(|(r, to)| Planned {
+                    user: user.to_string(),
+                    guid: r.guid.clone(),
+                    from: None,
+                    to: to.clone(),
+                    flags: Vec::new(),
+                    outcome: Some(if e.is_no_user() { ItemOutcome::NotFound } else { ItemOutcome::Failed }),
+                    error: Some(e.to_string()),
+                })),
+            }
+        }
+        items
+    };
+    let mut planned: Vec<Vec<Planned>> = vec![Vec::new(); chunks.len()];
+    in_parallel(chunks.len(), work, |n, items| planned[n] = items);
+    planned.into_iter().flatten().collect()
+}
+
+/// The plan of moving what a search found (it says where each message is).
+fn plan_found(found: Vec<picket_common::actions::mail::FoundMessage>, to: &str) -> Vec<Planned> {
+    let mut at: HashMap<(String, String), Places> = HashMap::new();
+    let mut wanted = Vec::new();
+    for m in found {
+        at.entry((m.user.clone(), m.guid.clone())).or_default().push((m.mailbox.clone(), m.flags));
+        wanted.push((MailRef { user: m.user, mailbox: m.mailbox, guid: m.guid }, to.to_string()));
+    }
     let mut items = Vec::with_capacity(wanted.len());
-    for (user, ws) in by_user {
-        let guids: Vec<&str> = ws.iter().map(|w| w.0.guid.as_str()).collect();
-        match locate(dv, user, &guids) {
-            Ok(at) => items.extend(ws.iter().map(|(r, to)| plan_one(user, r, to, at.get(&r.guid), rule))),
-            Err(e) => items.extend(ws.iter().map(|(r, to)| Planned {
-                user: user.to_string(),
-                guid: r.guid.clone(),
-                from: None,
-                to: to.clone(),
-                flags: Vec::new(),
-                outcome: Some(if e.is_no_user() { ItemOutcome::NotFound } else { ItemOutcome::Failed }),
-                error: Some(e.to_string()),
-            })),
+    for (user, ws) in by_user(&wanted) {
+        for (r, to) in ws {
+            let places = at.get(&(r.user.clone(), r.guid.clone()));
+            items.push(plan_one(user, r, to, places, Elsewhere::Follow));
         }
     }
     items
 }
 
-/// Move the still-pending items of one user, then check where they are.
-fn move_user(dv: &Doveadm, user: &str, items: &mut [&mut Planned]) {
-    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (i, p) in items.iter().enumerate() {
-        if let (None, Some(from)) = (p.outcome, &p.from) {
-            groups.entry((from.clone(), p.to.clone())).or_default().push(i);
-        }
-    }
-    if groups.is_empty() {
-        return;
-    }
-    let mut commands = Vec::new();
-    for to in groups.keys().map(|(_, to)| to).collect::<std::collections::BTreeSet<_>>() {
-        commands.push(Command::new("mailboxCreate", json!({ "user": user, "mailbox": [to] })));
-    }
-    let creates = commands.len();
-    for ((from, to), idx) in &groups {
-        let guids: Vec<&str> = idx.iter().map(|&i| items[i].guid.as_str()).collect();
-        for chunk in guids.chunks(CHUNK) {
-            let mut query = vec!["mailbox".to_string(), from.clone()];
-            query.extend(any_guid(chunk));
-            commands.push(Command::new("move", json!({ "user": user, "destinationMailbox": to, "query": query })));
-        }
-    }
-    let fail_all = |items: &mut [&mut Planned], why: String| {
-        for i in groups.values().flatten() {
-            items[*i].outcome = Some(ItemOutcome::Failed);
-            items[*i].error = Some(why.clone());
-        }
-    };
-    let answers = match dv.run(&commands) {
-        Ok(a) => a,
-        Err(e) => return fail_all(items, e.to_string()),
-    };
-    if let Some(Err(e)) = answers[..creates].iter().find(|a| matches!(a, Err(e) if !e.is_exists())) {
-        return fail_all(items, format!("cannot create the destination folder: {e}"));
-    }
-    let move_error = answers[creates..].iter().find_map(|a| a.as_ref().err()).map(ToString::to_string);
-    // Where did each end up?
-    let guids: Vec<&str> = groups.values().flatten().map(|&i| items[i].guid.as_str()).collect();
-    let at = match locate(dv, user, &guids) {
-        Ok(at) => at,
-        Err(e) => return fail_all(items, format!("moved, but could not check where to: {e}")),
-    };
-    for &i in groups.values().flatten() {
-        let p = &mut *items[i];
-        let places = at.get(&p.guid).map(Vec::as_slice).unwrap_or_default();
-        if places.iter().any(|(m, _)| *m == p.to) {
-            p.outcome = Some(ItemOutcome::Done);
-        } else {
-            p.outcome = Some(ItemOutcome::Failed);
-            let now = places.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
-            p.error = Some(match (&move_error, now.is_empty()) {
-                (Some(e), _) => e.clone(),
-                (None, true) => "it disappeared during the move".into(),
-                (None, false) => format!("still in {now} after the move"),
+/// One user's pending moves: (from, to) → (index into the record's items, GUID).
+type Moves = BTreeMap<(String, String), Vec<(usize, String)>>;
+
+/// An item's outcome, to be written into the record.
+type Update = (usize, ItemOutcome, Option<String>);
+
+/// Requests in flight at once (doveadm serves each connection in its own
+/// process, so this is how many cores a batch may keep busy).
+const WORKERS: usize = 4;
+
+/// Run `work(0..n)` on [`WORKERS`] threads; `done` gets each result, on
+/// the calling thread, as it comes.
+fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync, mut done: impl FnMut(usize, T)) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS.min(n) {
+            let (tx, next, work) = (tx.clone(), &next, &work);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n || tx.send((i, work(i))).is_err() {
+                    return;
+                }
             });
         }
-    }
+        drop(tx);
+        for (i, result) in rx {
+            done(i, result);
+        }
+    });
 }
 
-/// Run the plan in `record`, saving it after each user.
-fn execute(dv: &Doveadm, dir: &Path, record: &mut Record, progress: &dyn Fn(usize, usize)) -> Result<(), String> {
-    let users: Vec<String> = {
-        let mut u: Vec<String> = record.items.iter().filter(|p| p.outcome.is_none()).map(|p| p.user.clone()).collect();
-        u.dedup();
-        u.sort();
-        u.dedup();
-        u
-    };
-    for (n, user) in users.iter().enumerate() {
-        let mut mine: Vec<&mut Planned> = record.items.iter_mut().filter(|p| p.user == *user).collect();
-        move_user(dv, user, &mut mine);
-        save(dir, record)?;
-        progress(n + 1, users.len());
+/// Move the pending messages of several users in one request — per user
+/// its moves (creating the destination first when `create`), then a
+/// `fetch` that shows where each message ended up. Returns each message's
+/// outcome, and the users whose destination folder did not exist yet.
+fn move_users(dv: &Doveadm, users: &[(String, Moves)], create: bool) -> (Vec<Update>, Vec<usize>) {
+    let mut commands = Vec::new();
+    // Per user: the range of its move commands and the range of its check.
+    let mut spans = Vec::new();
+    for (user, moves) in users {
+        if create {
+            let destinations: std::collections::BTreeSet<&String> = moves.keys().map(|(_, to)| to).collect();
+            for to in destinations {
+                commands.push(Command::new("mailboxCreate", json!({ "user": user, "mailbox": [to] })));
+            }
+        }
+        let first = commands.len();
+        for ((from, to), msgs) in moves {
+            let guids: Vec<&str> = msgs.iter().map(|(_, g)| g.as_str()).collect();
+            for chunk in guids.chunks(CHUNK) {
+                let mut query = vec!["mailbox".to_string(), from.clone()];
+                query.extend(any_guid(chunk));
+                commands.push(Command::new("move", json!({ "user": user, "destinationMailbox": to, "query": query })));
+            }
+        }
+        let moved = first..commands.len();
+        let guids: Vec<&str> = moves.values().flatten().map(|(_, g)| g.as_str()).collect();
+        commands.extend(locate_commands(user, &guids));
+        spans.push((moved.clone(), moved.end..commands.len()));
     }
-    Ok(())
+    let answers = dv.run(&commands);
+    let (mut updates, mut missing_folder) = (Vec::new(), Vec::new());
+    for (u, (moved, check)) in spans.into_iter().enumerate() {
+        let moves = &users[u].1;
+        let mut fail = |why: String| {
+            for ((_, _), msgs) in moves {
+                updates.extend(msgs.iter().map(|(i, _)| (*i, ItemOutcome::Failed, Some(why.clone()))));
+            }
+        };
+        let all = match &answers {
+            Ok(all) => all,
+            Err(e) => {
+                fail(e.to_string());
+                continue;
+            }
+        };
+        let move_error = all[moved].iter().find_map(|a| a.as_ref().err());
+        if !create && matches!(move_error, Some(DoveadmError::Command { code: 68, .. })) {
+            missing_folder.push(u);
+            continue;
+        }
+        let at = match places(all[check].iter().cloned()) {
+            Ok(at) => at,
+            Err(e) => {
+                fail(format!("could not check where the messages are: {e}"));
+                continue;
+            }
+        };
+        for ((_, to), msgs) in moves {
+            for (i, guid) in msgs {
+                let now = at.get(guid).map(Vec::as_slice).unwrap_or_default();
+                if now.iter().any(|(m, _)| m == to) {
+                    updates.push((*i, ItemOutcome::Done, None));
+                    continue;
+                }
+                let places = now.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
+                let why = match (move_error, places.is_empty()) {
+                    (Some(e), _) => e.to_string(),
+                    (None, true) => "it disappeared during the move".into(),
+                    (None, false) => format!("still in {places} after the move"),
+                };
+                updates.push((*i, ItemOutcome::Failed, Some(why)));
+            }
+        }
+    }
+    (updates, missing_folder)
+}
+
+/// Run the plan in `record`: [`USERS_PER_REQUEST`] users per request,
+/// [`WORKERS`] requests at once, the record saved after each request.
+fn execute(dv: &Doveadm, dir: &Path, record: &mut Record, progress: &dyn Fn(usize, usize)) -> Result<(), String> {
+    let mut users: BTreeMap<String, Moves> = BTreeMap::new();
+    for (i, p) in record.items.iter().enumerate() {
+        if let (None, Some(from)) = (p.outcome, &p.from) {
+            let moves = users.entry(p.user.clone()).or_default();
+            moves.entry((from.clone(), p.to.clone())).or_default().push((i, p.guid.clone()));
+        }
+    }
+    let users: Vec<(String, Moves)> = users.into_iter().collect();
+    let chunks: Vec<&[(String, Moves)]> = users.chunks(USERS_PER_REQUEST).collect();
+    let work = |n: usize| {
+        // The destination usually exists (the folder of an earlier batch,
+        // INBOX, Junk): it is created only for the users who lack it.
+        let (mut updates, missing) = move_users(dv, chunks[n], false);
+        if !missing.is_empty() {
+            let retry: Vec<(String, Moves)> = missing.into_iter().map(|u| chunks[n][u].clone()).collect();
+            updates.extend(move_users(dv, &retry, true).0);
+        }
+        updates
+    };
+    let (mut done_users, mut saved) = (0, Ok(()));
+    in_parallel(chunks.len(), work, |n, updates| {
+        for (i, outcome, error) in updates {
+            record.items[i].outcome = Some(outcome);
+            record.items[i].error = error;
+        }
+        if saved.is_ok() {
+            saved = save(dir, record);
+        }
+        done_users += chunks[n].len();
+        progress(done_users, users.len());
+    });
+    saved
 }
 
 fn output(record: &Record) -> MailBatchOutput {
@@ -302,17 +421,17 @@ pub fn move_messages(
     let mut record = match load(dir, id)? {
         Some(r) => r,
         None => {
-            let (messages, more) = match &which.search {
+            let (items, more) = match &which.search {
                 Some(query) => {
                     let found = super::search::search(dv, query).map_err(|e| format!("the batch's search: {e}"))?;
-                    let refs =
-                        found.messages.into_iter().map(|m| MailRef { user: m.user, mailbox: m.mailbox, guid: m.guid });
-                    (refs.collect(), found.truncated)
+                    (plan_found(found.messages, to), found.truncated)
                 }
-                None => (which.messages.clone(), false),
+                None => {
+                    let wanted: Vec<(MailRef, String)> =
+                        which.messages.iter().map(|m| (m.clone(), to.to_string())).collect();
+                    (plan(dv, &wanted, Elsewhere::Follow), false)
+                }
             };
-            let wanted: Vec<(MailRef, String)> = messages.into_iter().map(|m| (m, to.to_string())).collect();
-            let items = plan(dv, &wanted, Elsewhere::Follow);
             let r = Record { id, kind: kind.to_string(), items, undo_of: None, more };
             save(dir, &r)?;
             r

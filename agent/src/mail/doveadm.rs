@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 /// Largest answer read (a search over a big host).
 const MAX_ANSWER: u64 = 256 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DoveadmError {
     #[error("Dovecot's doveadm API at {url} is unreachable: {why}")]
     Unreachable { url: String, why: String },

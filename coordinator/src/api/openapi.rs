@@ -127,6 +127,7 @@ pub fn finish(doc: OpenApi) -> Result<Value, String> {
         } } }
     } });
     components["schemas"]["CreateAction"] = super::actions::create_action_schema();
+    components["schemas"]["CreateMailSearch"] = super::mail::create_schema();
     let paths = doc["paths"].as_object_mut().ok_or("document has no paths")?;
     for (path, item) in paths.iter_mut() {
         for method in METHODS {

@@ -16,6 +16,7 @@ mod events;
 mod import;
 mod investigations;
 mod lifecycle;
+mod mail;
 mod samples;
 mod tokens;
 mod users;
@@ -38,6 +39,7 @@ pub use events::ActionEvent;
 pub use import::ImportedAction;
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use lifecycle::{ActionStatus, Move, Step};
+pub use mail::MailSearchRecord;
 pub use samples::Sample;
 pub use tokens::{
     hash_secret, ApiToken, EnrollmentToken, NewApiToken, NewDeviceOwned, NewEnrollmentToken, Refused, Role, TokenGrant,
@@ -192,6 +194,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "renewal", include_str!("../../migrations/sqlite/0010_renewal.sql")),
     (11, "users", include_str!("../../migrations/sqlite/0011_users.sql")),
     (12, "containment", include_str!("../../migrations/sqlite/0012_containment.sql")),
+    (13, "mail_searches", include_str!("../../migrations/sqlite/0013_mail_searches.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -206,6 +209,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "renewal", include_str!("../../migrations/postgres/0010_renewal.sql")),
     (11, "users", include_str!("../../migrations/postgres/0011_users.sql")),
     (12, "containment", include_str!("../../migrations/postgres/0012_containment.sql")),
+    (13, "mail_searches", include_str!("../../migrations/postgres/0013_mail_searches.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

@@ -10,6 +10,7 @@ mod devices;
 mod files;
 mod investigations;
 mod login;
+mod mail;
 mod output;
 mod remediate;
 mod tokens;
@@ -110,6 +111,9 @@ enum Command {
     /// Named users who sign in to the console (admin).
     #[command(subcommand)]
     Users(users::UsersCmd),
+    /// The mail explorer: search every mail host's mailboxes, see clusters.
+    #[command(subcommand)]
+    Mail(mail::MailCmd),
     /// The audit trail, newest first.
     Audit {
         /// How many entries to show.
@@ -215,6 +219,7 @@ fn execute(client: &Client, cli: &Cli) -> Result<(), ClientError> {
         Command::Alerts(cmd) => detection::alerts(client, cmd, json_out),
         Command::Audit { limit } => devices::audit(client, *limit, json_out),
         Command::Users(cmd) => users::run(client, cmd, json_out),
+        Command::Mail(cmd) => mail::run(client, cmd, json_out),
         Command::Login { .. } => Ok(()),
     }
 }

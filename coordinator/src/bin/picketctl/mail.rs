@@ -1,0 +1,156 @@
+//! `mail`: the mail explorer (search every mail host, see the clusters).
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use picket_coordinator::client::{Client, ClientError};
+use serde_json::{json, Map, Value};
+
+use crate::output::{print_json, s, seg, table};
+
+#[derive(Subcommand)]
+pub enum MailCmd {
+    /// Search the mailboxes of every mail host (or --device ones) and show
+    /// the clusters once every host answered (or --timeout passed).
+    Search {
+        #[command(flatten)]
+        criteria: Criteria,
+        /// Only this mail host (repeatable).
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        #[command(flatten)]
+        view: View,
+        /// Seconds to wait for the hosts' answers.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// The clusters of an earlier search.
+    Show {
+        id: String,
+        #[command(flatten)]
+        view: View,
+    },
+}
+
+#[derive(Args)]
+pub struct Criteria {
+    /// Text in the From header.
+    #[arg(long)]
+    from: Option<String>,
+    /// Text in the To or Cc header.
+    #[arg(long)]
+    recipient: Option<String>,
+    /// Text in the subject.
+    #[arg(long)]
+    subject: Option<String>,
+    #[arg(long)]
+    message_id: Option<String>,
+    /// Received on or after this day (YYYY-MM-DD).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before this day (YYYY-MM-DD).
+    #[arg(long)]
+    before: Option<String>,
+    /// Only this mailbox user (repeatable).
+    #[arg(long = "user")]
+    users: Vec<String>,
+    /// Most messages per host (at most 10000).
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+}
+
+#[derive(Args)]
+pub struct View {
+    /// Group by message_id or sender_subject.
+    #[arg(long, default_value = "message_id")]
+    by: String,
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    #[arg(long, default_value_t = 20)]
+    per_page: u32,
+}
+
+impl Criteria {
+    fn json(&self) -> Value {
+        let mut c = Map::new();
+        let text = [
+            ("from", &self.from),
+            ("recipient", &self.recipient),
+            ("subject", &self.subject),
+            ("message_id", &self.message_id),
+            ("since", &self.since),
+            ("before", &self.before),
+        ];
+        for (k, v) in text {
+            if let Some(v) = v {
+                c.insert(k.into(), json!(v));
+            }
+        }
+        if !self.users.is_empty() {
+            c.insert("users".into(), json!(self.users));
+        }
+        c.insert("limit".into(), json!(self.limit));
+        Value::Object(c)
+    }
+}
+
+fn show(client: &Client, id: &str, view: &View) -> Result<Value, ClientError> {
+    client.get(&format!(
+        "/api/v1/mail/searches/{}?by={}&page={}&per_page={}",
+        seg(id),
+        seg(&view.by),
+        view.page,
+        view.per_page
+    ))
+}
+
+pub fn run(client: &Client, cmd: &MailCmd, json_out: bool) -> Result<(), ClientError> {
+    let (result, view) = match cmd {
+        MailCmd::Search { criteria, devices, view, timeout } => {
+            let mut body = json!({ "criteria": criteria.json() });
+            if !devices.is_empty() {
+                body["devices"] = json!(devices);
+            }
+            let created = client.post("/api/v1/mail/searches", &body)?;
+            let id = s(&created["id"]);
+            if let Some(w) = created["warning"].as_str() {
+                eprintln!("{w}");
+            }
+            let deadline = Instant::now() + Duration::from_secs(*timeout);
+            let mut r = show(client, &id, view)?;
+            while r["complete"] != json!(true) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(500));
+                r = show(client, &id, view)?;
+            }
+            (r, view)
+        }
+        MailCmd::Show { id, view } => (show(client, id, view)?, view),
+    };
+    if json_out {
+        return print_json(&result);
+    }
+    println!("search {}  ({} messages, {} clusters)", s(&result["id"]), result["messages"], result["total_clusters"]);
+    let hosts = result["hosts"].as_array().cloned().unwrap_or_default();
+    table(&["HOST", "STATUS", "FOUND", "NOTE"], &hosts, |h| {
+        let note = match (h["truncated"].as_bool(), h["error"].as_str()) {
+            (_, Some(e)) => e.to_string(),
+            (Some(true), _) => "more than the limit; narrow the search".into(),
+            _ => String::new(),
+        };
+        vec![s(&h["hostname"]), s(&h["status"]), s(&h["found"]), note]
+    });
+    if result["complete"] != json!(true) {
+        println!("(not every host has answered yet: picketctl mail show {})", s(&result["id"]));
+    }
+    println!();
+    let clusters = result["clusters"].as_array().cloned().unwrap_or_default();
+    table(&["MESSAGES", "MAILBOXES", "FROM", "SUBJECT", "MESSAGE-ID"], &clusters, |c| {
+        vec![s(&c["messages"]), s(&c["mailboxes"]), s(&c["from"]), s(&c["subject"]), s(&c["message_id"])]
+    });
+    let total = result["total_clusters"].as_u64().unwrap_or(0);
+    let shown = u64::from(view.page.saturating_sub(1)) * u64::from(view.per_page) + clusters.len() as u64;
+    if shown < total {
+        println!("clusters up to {shown} of {total}: --page {} for more", view.page + 1);
+    }
+    Ok(())
+}
