@@ -61,11 +61,11 @@ pub struct MailSearch {
     pub message_id: Option<String>,
     /// Received on or after this day (`YYYY-MM-DD`, the host's time zone).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"))]
     pub since: Option<String>,
     /// Received before this day (`YYYY-MM-DD`).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"))]
     pub before: Option<String>,
     /// Only these users' mailboxes (empty: every user of the host).
     #[serde(default)]
@@ -88,11 +88,12 @@ fn default_limit() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct MailMessages {
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
+    #[cfg_attr(feature = "openapi", schema(inline, max_items = 1000))]
     pub messages: Vec<MailRef>,
     /// Instead of `messages`: what the host's search finds (up to its
     /// `limit`), resolved on the host when the batch starts.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub search: Option<MailSearch>,
 }
 
@@ -138,7 +139,15 @@ fn day(what: &str, value: &Option<String>) -> Result<(), String> {
     let Some(v) = value else { return Ok(()) };
     let b = v.as_bytes();
     let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    let ok = b.len() == 10 && b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7) && digits(8..10);
+    let number = |r: std::ops::Range<usize>| v[r].parse::<u32>().unwrap_or(0);
+    let ok = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10)
+        && (1..=12).contains(&number(5..7))
+        && (1..=31).contains(&number(8..10));
     if ok {
         Ok(())
     } else {
@@ -341,8 +350,10 @@ mod tests {
         assert!(check_search(&MailSearch { limit: 10, ..Default::default() }).is_err());
         let ok = MailSearch { subject: Some("Invoice".into()), limit: 10, ..Default::default() };
         assert!(check_search(&ok).is_ok());
-        let bad_day = MailSearch { since: Some("2026-1-1".into()), limit: 10, ..Default::default() };
-        assert!(check_search(&bad_day).expect_err("day").contains("YYYY-MM-DD"));
+        for day in ["2026-1-1", "0000-00-00", "2026-13-01", "2026-12-32"] {
+            let bad_day = MailSearch { since: Some(day.into()), limit: 10, ..Default::default() };
+            assert!(check_search(&bad_day).expect_err("day").contains("YYYY-MM-DD"), "{day}");
+        }
         let long = MailSearch { from: Some("x".repeat(300)), limit: 10, ..Default::default() };
         assert!(check_search(&long).is_err());
         let zero = MailSearch { subject: Some("x".into()), limit: 0, ..Default::default() };

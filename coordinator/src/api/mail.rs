@@ -77,6 +77,9 @@ pub async fn create(
         }
     };
     let comment = req.comment.clone().unwrap_or_else(|| "mail explorer".into());
+    if !comment.chars().any(|c| !c.is_whitespace() && !c.is_control()) {
+        return Err(ApiError::BadRequest("comment is blank: say why, or leave it out".into()));
+    }
     let who = caller.requestor();
     let mut actions = Vec::with_capacity(hosts.len());
     for device in hosts {
