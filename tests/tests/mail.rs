@@ -194,6 +194,40 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
     let inboxed = act(&env, device, "move_to_inbox", json!({ "messages": [back] })).await;
     assert_eq!(inboxed["result"]["output"]["counts"]["done"], 1, "{inboxed}");
     assert_eq!(mail.imap("user05").find("INBOX", &phish_id).len(), 1);
+    // The console: the same search's clusters, and a whole cluster moved
+    // to junk and back from there.
+    let (web, password, sid2) = (env.web(), env.admin_password(), sid.clone());
+    let key = top["key"].as_str().expect("key").to_string();
+    let page = tokio::task::spawn_blocking(move || {
+        let (cookie, csrf) = web.session("admin", &password);
+        let results = web.get(&format!("/mail/searches/{sid2}"), &cookie);
+        assert_eq!(results.status, 200, "{}", results.body);
+        assert!(results.body.contains("Overdue invoice 4471") && results.body.contains("Apply to the cluster"));
+        let act = |kind: &str| {
+            let form = [
+                ("csrf_token", csrf.as_str()),
+                ("key", &key),
+                ("by", "message_id"),
+                ("kind", kind),
+                ("comment", "console"),
+            ];
+            let done = web.post_form(&format!("/mail/searches/{sid2}/act"), &cookie, &form);
+            assert_eq!(done.status, 303, "{}", done.body);
+            web.get(&done.header("location"), &cookie).body
+        };
+        let junked = act("move_to_junk");
+        let without_csrf =
+            web.post_form(&format!("/mail/searches/{sid2}/act"), &cookie, &[("key", &key), ("kind", "move_to_junk")]);
+        assert_eq!(without_csrf.status, 403);
+        junked
+    })
+    .await
+    .expect("console");
+    assert!(page.contains("1 move_to_junk action(s) requested"), "{page}");
+    eventually!(60, "junked", users(20).iter().all(|u| mail.imap(u).find("Junk", &phish_id).len() == 1));
+    let back = act(&env, device, "move_to_inbox", json!({ "messages": cluster })).await;
+    assert_eq!(back["result"]["output"]["counts"]["done"], 20, "{back}");
+
     // The whole cluster named by its search, resolved on the host.
     let by_search = json!({ "search": { "message_id": phish_id } });
     let cluster_deleted = act(&env, device, "soft_delete_email", by_search).await;

@@ -62,11 +62,21 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateMailSearch>,
 ) -> Result<Response, ApiError> {
+    let body = start(&state, &caller, req).await?;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Start a search as `caller`: one `mail_search` action per mail host.
+pub async fn start(state: &AppState, caller: &Caller, req: CreateMailSearch) -> Result<Value, ApiError> {
     if !req.criteria.is_object() {
         return Err(ApiError::BadRequest("criteria must be a JSON object".into()));
     }
     picket_common::actions::params::check(ActionKind::MailSearch, &req.criteria.to_string())
         .map_err(ApiError::BadRequest)?;
+    let comment = req.comment.clone().unwrap_or_else(|| "mail explorer".into());
+    if !comment.chars().any(|c| !c.is_whitespace() && !c.is_control()) {
+        return Err(ApiError::BadRequest("comment is blank: say why, or leave it out".into()));
+    }
     let hosts = match &req.devices {
         Some(ids) => ids.clone(),
         None => {
@@ -76,10 +86,6 @@ pub async fn create(
             devices.iter().filter(mail).map(|d| d.id).collect()
         }
     };
-    let comment = req.comment.clone().unwrap_or_else(|| "mail explorer".into());
-    if !comment.chars().any(|c| !c.is_whitespace() && !c.is_control()) {
-        return Err(ApiError::BadRequest("comment is blank: say why, or leave it out".into()));
-    }
     let who = caller.requestor();
     let mut actions = Vec::with_capacity(hosts.len());
     for device in hosts {
@@ -97,12 +103,11 @@ pub async fn create(
         actions.push((device, action.id));
     }
     let record = state.store.put_mail_search(&caller.name, &req.criteria.to_string(), &actions).await?;
-    let body = json!({
+    Ok(json!({
         "id": record.id,
         "hosts": actions.iter().map(|(d, a)| json!({ "device_id": d, "action_id": a })).collect::<Vec<_>>(),
         "warning": if actions.is_empty() { Some("no enrolled device is a mail host") } else { None },
-    });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    }))
 }
 
 /// How messages are grouped.
@@ -154,6 +159,17 @@ pub async fn show(
     if !(1..=100).contains(&p.per_page) || !(1..=100_000).contains(&p.page) {
         return Err(ApiError::BadRequest("page is 1..=100000 and per_page 1..=100".into()));
     }
+    let (mut body, clusters) = view(&state, id, p.by).await?;
+    let start = ((p.page - 1) * p.per_page) as usize;
+    let page: Vec<Value> = clusters.into_iter().skip(start).take(p.per_page as usize).collect();
+    body["page"] = json!(p.page);
+    body["per_page"] = json!(p.per_page);
+    body["clusters"] = Value::Array(page);
+    Ok(Json(body))
+}
+
+/// A search as it stands — its hosts and every cluster, largest first.
+pub async fn view(state: &AppState, id: Uuid, by: ClusterBy) -> Result<(Value, Vec<Value>), ApiError> {
     let search =
         state.store.mail_search(id).await?.ok_or_else(|| ApiError::NotFound(format!("no mail search {id}")))?;
     let names = state.store.device_names(&search.actions.iter().map(|(d, _)| *d).collect::<Vec<_>>()).await?;
@@ -179,10 +195,8 @@ pub async fn show(
             found.extend(out.messages.into_iter().map(|m| (*device, m)));
         }
     }
-    let clusters = cluster(&found, p.by, &names);
-    let start = ((p.page - 1) * p.per_page) as usize;
-    let page: Vec<Value> = clusters.iter().skip(start).take(p.per_page as usize).cloned().collect();
-    Ok(Json(json!({
+    let clusters = cluster(&found, by, &names);
+    let body = json!({
         "id": search.id,
         "created_by": search.created_by,
         "created_at": rfc3339(search.created_at),
@@ -191,10 +205,8 @@ pub async fn show(
         "hosts": hosts,
         "messages": found.len(),
         "total_clusters": clusters.len(),
-        "page": p.page,
-        "per_page": p.per_page,
-        "clusters": page,
-    })))
+    });
+    Ok((body, clusters))
 }
 
 fn key(m: &FoundMessage, by: ClusterBy) -> String {

@@ -18,7 +18,7 @@ mod error;
 mod extract;
 mod groups;
 mod investigations;
-mod mail;
+pub mod mail;
 mod metrics;
 mod openapi;
 pub mod range;

@@ -13,6 +13,7 @@ mod actions;
 mod alerts;
 mod detection;
 mod devices;
+mod mail;
 pub mod session;
 mod settings;
 
@@ -92,6 +93,10 @@ pub fn router(upload_bytes: usize) -> Router<AppState> {
         .route("/investigations", get(alerts::investigations))
         .route("/investigations/{id}", get(alerts::investigation))
         .route("/investigations/{id}/{what}", axum::routing::post(alerts::decide))
+        .route("/mail", get(mail::show))
+        .route("/mail/search", axum::routing::post(mail::search))
+        .route("/mail/searches/{id}", get(mail::results))
+        .route("/mail/searches/{id}/act", axum::routing::post(mail::act))
         .route("/account", get(account_page))
         .route("/account/password", axum::routing::post(change_password))
         .route("/assets/console.css", get(css))
@@ -174,6 +179,7 @@ fn layout(title: &str, op: Option<&Operator>, csrf: &str, body: Markup) -> Marku
                             a href="/actions" { "Action center" }
                             a href="/investigations" { "Investigations" }
                             a href="/alerts" { "Alerts" }
+                            a href="/mail" { "Mail" }
                             a href="/detection" { "Detection" }
                             @if op.can(crate::store::Role::Admin) { a href="/settings" { "Settings" } }
                         }
