@@ -3,7 +3,7 @@
 //! cluster and puts it back — side by side with doveadm's own CLI doing
 //! the same search and moves (`doveadm -A`), in the same run.
 //!
-//!   bench/run-mail.sh [MAILBOXES] [MESSAGES PER MAILBOX] [CLUSTER PER MAILBOX]
+//! `bench/run-mail.sh [MAILBOXES] [MESSAGES PER MAILBOX] [CLUSTER PER MAILBOX]`
 
 use std::process::Command;
 use std::time::{Duration, Instant};

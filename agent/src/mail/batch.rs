@@ -272,20 +272,25 @@ fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync, mut done: im
 }
 
 /// Move the pending messages of several users in one request — per user
-/// its moves (creating the destination first when `create`), then a
-/// `fetch` that shows where each message ended up. Returns each message's
-/// outcome, and the users whose destination folder did not exist yet.
+/// its moves (first creating each destination not known to exist, or
+/// every one when `create`), then a `fetch` that shows where each message
+/// ended up. Returns each message's outcome, and the users whose
+/// destination folder turned out not to exist.
 fn move_users(dv: &Doveadm, users: &[(String, Moves)], create: bool) -> (Vec<Update>, Vec<usize>) {
     let mut commands = Vec::new();
     // Per user: the range of its move commands and the range of its check.
     let mut spans = Vec::new();
+    let mut created = Vec::with_capacity(users.len());
     for (user, moves) in users {
-        if create {
-            let destinations: std::collections::BTreeSet<&String> = moves.keys().map(|(_, to)| to).collect();
-            for to in destinations {
+        let destinations: std::collections::BTreeSet<&String> = moves.keys().map(|(_, to)| to).collect();
+        let mut creates = false;
+        for to in destinations {
+            if create || !dv.has_folder(user, to) {
                 commands.push(Command::new("mailboxCreate", json!({ "user": user, "mailbox": [to] })));
+                creates = true;
             }
         }
+        created.push(creates);
         let first = commands.len();
         for ((from, to), msgs) in moves {
             let guids: Vec<&str> = msgs.iter().map(|(_, g)| g.as_str()).collect();
@@ -317,7 +322,11 @@ fn move_users(dv: &Doveadm, users: &[(String, Moves)], create: bool) -> (Vec<Upd
             }
         };
         let move_error = all[moved].iter().find_map(|a| a.as_ref().err());
-        if !create && matches!(move_error, Some(DoveadmError::Command { code: 68, .. })) {
+        let folder_missing = matches!(move_error, Some(DoveadmError::Command { code: 68, .. }));
+        for (_, to) in moves.keys() {
+            dv.set_folder(&users[u].0, to, !folder_missing);
+        }
+        if folder_missing && !created[u] {
             missing_folder.push(u);
             continue;
         }
@@ -361,8 +370,8 @@ fn execute(dv: &Doveadm, dir: &Path, record: &mut Record, progress: &dyn Fn(usiz
     let users: Vec<(String, Moves)> = users.into_iter().collect();
     let chunks: Vec<&[(String, Moves)]> = users.chunks(USERS_PER_REQUEST).collect();
     let work = |n: usize| {
-        // The destination usually exists (the folder of an earlier batch,
-        // INBOX, Junk): it is created only for the users who lack it.
+        // A destination is created first where it is not known to exist;
+        // one that vanished since is created on a second try.
         let (mut updates, missing) = move_users(dv, chunks[n], false);
         if !missing.is_empty() {
             let retry: Vec<(String, Moves)> = missing.into_iter().map(|u| chunks[n][u].clone()).collect();

@@ -66,6 +66,9 @@ pub struct Doveadm {
     agent: ureq::Agent,
     /// How long a request waits for an unreachable Dovecot to come back.
     patience: Duration,
+    /// (user, folder) seen to exist: a batch creates a destination folder
+    /// only for users not known to have it.
+    folders: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Doveadm {
@@ -83,7 +86,25 @@ impl Doveadm {
             authorization: format!("X-Dovecot-API {}", base64(api_key.trim().as_bytes())),
             agent: config.into(),
             patience,
+            folders: Default::default(),
         })
+    }
+
+    /// Whether `user`'s `folder` was seen to exist.
+    pub fn has_folder(&self, user: &str, folder: &str) -> bool {
+        self.folders.lock().is_ok_and(|f| f.contains(&(user.to_string(), folder.to_string())))
+    }
+
+    /// Remember that `user`'s `folder` exists (or forget it, if it vanished).
+    pub fn set_folder(&self, user: &str, folder: &str, exists: bool) {
+        if let Ok(mut f) = self.folders.lock() {
+            let key = (user.to_string(), folder.to_string());
+            if exists {
+                f.insert(key);
+            } else {
+                f.remove(&key);
+            }
+        }
     }
 
     pub fn url(&self) -> &str {
