@@ -300,6 +300,13 @@ async fn with_dovecot_gone_each_message_fails_with_the_reason_and_nothing_is_los
     let cluster = refs(&found["result"]["output"]);
     assert_eq!(cluster.len(), 3, "{found}");
 
+    // Search text that looks like doveadm's query language is only text:
+    // nothing matches, nothing widens the search.
+    for subject in [") OR ALL (", "Hello\" OR ALL", "ALL"] {
+        let probe = act(&env, device, "mail_search", json!({ "subject": subject })).await;
+        assert_eq!(probe["result"]["output"]["messages"], json!([]), "{subject}: {probe}");
+    }
+
     mail.stop();
     let a = act(&env, device, "soft_delete_email", json!({ "messages": cluster })).await;
     let out = &a["result"]["output"];
