@@ -1,18 +1,18 @@
 //! Moving many messages, and putting them back.
 //!
-//! A batch first finds where each message is (one `fetch` by GUID per
-//! user) and writes that plan to `<state dir>/mail/<id>.json` (0600, fsync)
-//! before anything moves. Then, per user and folder, one `move` per chunk
-//! of GUIDs, and a `fetch` that checks where each message ended up; the
-//! record is rewritten after each user. A re-run of the same batch (the
-//! agent restarted) reads the plan instead of making a new one, and a move
-//! only matches messages still in their old folder: nothing moves twice,
-//! and what was moved before the restart is still known, so its undo
-//! still works.
+//! A batch first finds where each message is — from its search's own
+//! answer, or with a `fetch` by GUID per user — and writes that plan to
+//! `<state dir>/mail/<id>.json` (0600, fsync) before anything moves. Then
+//! the moves: per user and folder one `move` per chunk of GUIDs, followed
+//! by a `fetch` that checks where each message ended up; 50 users' commands
+//! go in one request, 4 requests at once, and the record is rewritten after
+//! each request. A re-run of the same batch (the agent restarted) reads the
+//! plan instead of making a new one, and a move only matches messages still
+//! in their old folder: nothing moves twice, and what was moved before the
+//! restart is still known, so its undo still works.
 //!
 //! Moving keeps a message's GUID, flags and internal date (Dovecot copies
-//! them with it); the record also keeps the flags seen before, and the
-//! restore reports the flags found after.
+//! them with it); the record also keeps the flags seen before the move.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
