@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use picket_common::actions::params::{self, check};
-use picket_common::actions::ActionKind;
+use picket_common::actions::{mail, ActionKind};
 
 fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(kind: ActionKind, json: &str) {
     let value: T = params::parse(kind, json).expect("checked parameters parse");
@@ -35,5 +35,10 @@ fuzz_target!(|data: &[u8]| {
         ActionKind::RemovePersistence => round_trip::<RemovePersistence>(kind, json),
         ActionKind::RestorePersistence => round_trip::<RestorePersistence>(kind, json),
         ActionKind::RestrictCode => round_trip::<RestrictCode>(kind, json),
+        ActionKind::MailSearch => round_trip::<mail::MailSearch>(kind, json),
+        ActionKind::SoftDeleteEmail | ActionKind::MoveToJunk | ActionKind::MoveToInbox => {
+            round_trip::<mail::MailMessages>(kind, json)
+        }
+        ActionKind::RestoreEmail => round_trip::<mail::RestoreEmail>(kind, json),
     }
 });

@@ -262,6 +262,15 @@ async fn mail_kinds_are_refused_for_a_device_that_is_not_a_mail_host_and_bad_nam
     let refused = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await;
     let err = refused.expect_err("not a mail host").to_string();
     assert!(err.contains("mail_search"), "{err}");
+    // The explorer refuses a device that is not a mail host before it asks
+    // any: no half-sent search.
+    let body = json!({ "criteria": { "subject": "x" }, "devices": [device] });
+    let refused = env.admin(move |c| c.post("/api/v1/mail/searches", &body)).await;
+    let err = refused.expect_err("not a mail host").to_string();
+    assert!(err.contains("not a mail host"), "{err}");
+    let path = format!("/api/v1/actions?device={device}&kind=mail_search");
+    let listed = env.admin(move |c| c.get(&path)).await.expect("actions");
+    assert_eq!(listed["items"], json!([]), "{listed}");
     for params in [
         json!({ "messages": [{ "user": "-alice", "mailbox": "INBOX", "guid": "g" }] }),
         json!({ "messages": [{ "user": "alice", "mailbox": "IN\u{0}BOX", "guid": "g" }] }),

@@ -78,7 +78,17 @@ pub async fn start(state: &AppState, caller: &Caller, req: CreateMailSearch) -> 
         return Err(ApiError::BadRequest("comment is blank: say why, or leave it out".into()));
     }
     let hosts = match &req.devices {
-        Some(ids) => ids.clone(),
+        Some(ids) => {
+            // All checked before any is asked: no half-sent search.
+            for id in ids {
+                let device =
+                    state.store.device(*id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+                if !device.capabilities.iter().any(|c| c == ActionKind::MailSearch.as_str()) {
+                    return Err(ApiError::Conflict(format!("{} ({id}) is not a mail host", device.hostname)));
+                }
+            }
+            ids.clone()
+        }
         None => {
             let q = DeviceQuery { status: Some(DeviceStatus::Active), ..DeviceQuery::default() };
             let devices = state.store.find_devices(&q).await?;
