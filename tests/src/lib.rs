@@ -330,6 +330,20 @@ impl TestEnv {
         a
     }
 
+    /// Request `kind` on `device` as the admin (comment "e2e"), wait up to
+    /// `secs` seconds for it to succeed or fail, and return it.
+    pub async fn act(&self, device: Uuid, kind: &str, params: Value, secs: u64) -> Value {
+        let body = json!({ "kind": kind, "params": params, "comment": "e2e" });
+        let a = self.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("create");
+        let id = a["id"].as_str().expect("id").to_string();
+        eventually!(
+            secs,
+            format!("{kind} finished"),
+            matches!(self.action_status(&id).await.as_str(), "succeeded" | "failed")
+        );
+        self.action(&id).await
+    }
+
     /// The action as the API shows it.
     pub async fn action(&self, id: &str) -> Value {
         let path = format!("/api/v1/actions/{id}");

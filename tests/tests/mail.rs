@@ -11,15 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 async fn act(env: &TestEnv, device: Uuid, kind: &str, params: Value) -> Value {
-    let body = json!({ "kind": kind, "params": params, "comment": "e2e" });
-    let a = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("create");
-    let id = a["id"].as_str().expect("id").to_string();
-    eventually!(
-        60,
-        format!("{kind} finished"),
-        matches!(env.action_status(&id).await.as_str(), "succeeded" | "failed")
-    );
-    env.action(&id).await
+    env.act(device, kind, params, 60).await
 }
 
 fn message(id: &str, from: &str, subject: &str, body: &str) -> Vec<u8> {
