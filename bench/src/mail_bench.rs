@@ -57,10 +57,10 @@ fn main() -> anyhow::Result<()> {
     };
     // Warm: the first search builds Dovecot's caches for these headers.
     let t = Instant::now();
-    let found = search::search(&dv, &query)?;
+    let found = search::search(&dv, &query, "picket-quarantine")?;
     let cold = t.elapsed();
     let t = Instant::now();
-    let found2 = search::search(&dv, &query)?;
+    let found2 = search::search(&dv, &query, "picket-quarantine")?;
     let warm = t.elapsed();
     anyhow::ensure!(
         found.messages.len() == cluster && found2.messages.len() == cluster,
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
     let by_id =
         MailSearch { message_id: Some("<bench-0@pay-roll.example>".into()), limit: 10_000, ..Default::default() };
     let t = Instant::now();
-    let one = search::search(&dv, &by_id)?;
+    let one = search::search(&dv, &by_id, "picket-quarantine")?;
     let by_id_time = t.elapsed();
 
     let conf = mail.path().join("dovecot.conf");
@@ -91,14 +91,15 @@ fn main() -> anyhow::Result<()> {
     let which = MailMessages { messages: Vec::new(), search: Some(query.clone()) };
     let id = uuid::Uuid::new_v4();
     let t = Instant::now();
-    let moved =
-        batch::move_messages(&dv, records.path(), id, "soft_delete_email", &which, "Recoverable Items", &|_, _| {})
-            .map_err(anyhow::Error::msg)?;
+    let batches = batch::Batches { dv: &dv, dir: records.path(), quarantine: "picket-quarantine" };
+    let moved = batches
+        .move_messages(id, "soft_delete_email", &which, "Recoverable Items", batch::Route::default(), &|_, _| {})
+        .map_err(anyhow::Error::msg)?;
     let soft = t.elapsed();
     anyhow::ensure!(moved.counts.done as usize == cluster, "soft delete: {:?}", moved.counts);
     let t = Instant::now();
     let back =
-        batch::restore(&dv, records.path(), uuid::Uuid::new_v4(), id, None, &|_, _| {}).map_err(anyhow::Error::msg)?;
+        batches.restore(uuid::Uuid::new_v4(), "restore_email", id, None, &|_, _| {}).map_err(anyhow::Error::msg)?;
     let undo = t.elapsed();
     anyhow::ensure!(back.counts.done as usize == cluster, "restore: {:?}", back.counts);
     // The peer: doveadm's CLI moving the same messages there and back.

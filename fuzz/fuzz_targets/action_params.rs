@@ -36,9 +36,11 @@ fuzz_target!(|data: &[u8]| {
         ActionKind::RestorePersistence => round_trip::<RestorePersistence>(kind, json),
         ActionKind::RestrictCode => round_trip::<RestrictCode>(kind, json),
         ActionKind::MailSearch => round_trip::<mail::MailSearch>(kind, json),
-        ActionKind::SoftDeleteEmail | ActionKind::MoveToJunk | ActionKind::MoveToInbox => {
-            round_trip::<mail::MailMessages>(kind, json)
-        }
-        ActionKind::RestoreEmail => round_trip::<mail::RestoreEmail>(kind, json),
+        ActionKind::SoftDeleteEmail
+        | ActionKind::MoveToJunk
+        | ActionKind::MoveToInbox
+        | ActionKind::QuarantineEmail
+        | ActionKind::HardDeleteEmail => round_trip::<mail::MailMessages>(kind, json),
+        ActionKind::RestoreEmail | ActionKind::ReleaseEmail => round_trip::<mail::RestoreEmail>(kind, json),
     }
 });

@@ -41,6 +41,10 @@ pub struct Dovecot {
 /// Every user's password.
 pub const PASSWORD: &str = "secret";
 
+/// The account quarantined mail goes to (the agent's default): no
+/// password can match (`{CRYPT}!`) and `nologin=y` refuses every login.
+pub const QUARANTINE: &str = "picket-quarantine";
+
 impl Dovecot {
     /// Start a Dovecot with these users (password [`PASSWORD`]).
     pub fn start(users: &[String]) -> Self {
@@ -53,7 +57,8 @@ impl Dovecot {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let (imap, lmtp, api) = (free_port(), free_port(), free_port());
         let api_key = format!("k{}", uuid::Uuid::new_v4().simple());
-        let users_file: String = users.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).collect();
+        let mut users_file: String = users.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).collect();
+        users_file.push_str(&format!("{QUARANTINE}:{{CRYPT}}!::::::nologin=y\n"));
         std::fs::write(d.join("users"), users_file).expect("users");
         let conf = d.join("dovecot.conf");
         std::fs::write(&conf, config(d, imap, lmtp, api, &api_key)).expect("config");
@@ -188,7 +193,28 @@ impl Dovecot {
 
     /// An IMAP session as `user`.
     pub fn imap(&self, user: &str) -> Imap {
-        Imap::login(SocketAddr::from(([127, 0, 0, 1], self.imap)), user)
+        Imap::login(SocketAddr::from(([127, 0, 0, 1], self.imap)), user, PASSWORD).expect("IMAP login")
+    }
+
+    /// Try to log in over IMAP as `user` with `password`: the server's
+    /// refusal, if it refuses.
+    pub fn imap_login(&self, user: &str, password: &str) -> Result<Imap, String> {
+        Imap::login(SocketAddr::from(([127, 0, 0, 1], self.imap)), user, password)
+    }
+
+    /// `doveadm fetch` as the administrator would run it on the host, e.g.
+    /// to look into the quarantine account no user reaches.
+    pub fn doveadm_fetch(&self, user: &str, fields: &str, query: &[&str]) -> String {
+        let out = Command::new("/usr/bin/doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-f", "flow", "fetch", "-u", user, fields])
+            .args(query)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("doveadm fetch");
+        assert!(out.status.success(), "doveadm fetch: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -264,15 +290,23 @@ pub struct Imap {
 }
 
 impl Imap {
-    fn login(addr: SocketAddr, user: &str) -> Self {
+    fn login(addr: SocketAddr, user: &str, password: &str) -> Result<Self, String> {
         let stream = TcpStream::connect(addr).expect("IMAP");
         stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
         let mut me = Self { reader: BufReader::new(stream.try_clone().expect("clone")), writer: stream, tag: 0 };
         let mut greeting = String::new();
         me.reader.read_line(&mut greeting).expect("greeting");
         assert!(greeting.starts_with("* OK"), "IMAP greeting: {greeting}");
-        me.command(&format!("LOGIN {user} {PASSWORD}")).expect("IMAP login");
-        me
+        me.command(&format!("LOGIN \"{user}\" \"{password}\""))?;
+        Ok(me)
+    }
+
+    /// The whole message `uid` of the examined mailbox as the server
+    /// sends it (`BODY.PEEK[]`: header and body, every byte).
+    pub fn raw(&mut self, uid: u32) -> String {
+        let lines = self.command(&format!("UID FETCH {uid} BODY.PEEK[]")).expect("FETCH");
+        let line = lines.iter().find(|l| l.contains("BODY[]")).expect("a BODY[] line");
+        line[line.find("BODY[]").expect("BODY[]")..].to_string()
     }
 
     /// Run one command; its untagged lines (literals inlined), or the

@@ -326,3 +326,140 @@ async fn with_dovecot_gone_each_message_fails_with_the_reason_and_nothing_is_los
     let again = act(&env, device, "soft_delete_email", json!({ "messages": cluster })).await;
     assert_eq!(again["result"]["output"]["counts"]["done"], 3, "{again}");
 }
+
+/// Every (mailbox, uid) where `user` sees the message `message_id`.
+fn anywhere(mail: &Dovecot, user: &str, message_id: &str) -> Vec<(String, u32)> {
+    let mut imap = mail.imap(user);
+    let folders: Vec<String> = imap
+        .command("LIST \"\" \"*\"")
+        .expect("LIST")
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(|m| m.trim_matches('"').to_string())
+        .collect();
+    folders.into_iter().flat_map(|f| imap.find(&f, message_id).into_iter().map(move |u| (f.clone(), u))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quarantine_takes_mail_where_no_user_reaches_release_is_byte_identical_and_hard_delete_takes_two_people() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let people: Vec<String> = ["alice", "bob", "carol"].iter().map(|u| u.to_string()).collect();
+    let mail = Dovecot::start(&people);
+    let id = format!("<{}@payroll.example>", Uuid::new_v4());
+    let body = "Your salary slip is attached: http://payroll.example/slip\r\n".repeat(5);
+    // One LMTP delivery to two people: Dovecot gives both copies one GUID.
+    mail.deliver("hr@payroll.example", &people[..2], &message(&id, "HR <hr@payroll.example>", "Salary slip", &body));
+    let mut imap = mail.imap("alice");
+    let uid = imap.find("INBOX", &id)[0];
+    imap.command("SELECT INBOX").expect("select");
+    imap.command(&format!("UID STORE {uid} +FLAGS (\\Flagged $Important)")).expect("store");
+    let (flags_before, date_before) = imap.flags_and_date(uid);
+    let raw_before = imap.raw(uid);
+    drop(imap);
+
+    // The configured two-person rule is off: a hard delete keeps it anyway.
+    let mut env = TestEnv::start_with(&Db::Sqlite, |c| c.actions.two_person_rule = false).await;
+    let (device, dir) = env.enroll("mail-q").await;
+    let (url, key) = (mail.api_url(), mail.api_key_file());
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(MailConfig::new(&url, &key)));
+    eventually!(10, "online", env.device_status(device).await == "online");
+
+    // Quarantine the cluster: gone from every folder both users can see,
+    // kept in the quarantine account, one folder per user.
+    let quarantined = act(&env, device, "quarantine_email", json!({ "search": { "message_id": id } })).await;
+    assert_eq!(quarantined["result"]["output"]["counts"]["done"], 2, "{quarantined}");
+    for user in ["alice", "bob"] {
+        assert_eq!(anywhere(&mail, user, &id), vec![], "{user} still reaches it");
+    }
+    let held = mail.doveadm_fetch(dovecot::QUARANTINE, "mailbox", &["header", "message-id", &id]);
+    assert!(held.contains("mailbox=alice") && held.contains("mailbox=bob"), "{held}");
+    // No one logs in to the quarantine account, with any password.
+    for password in ["!", "", dovecot::PASSWORD] {
+        let refused = mail.imap_login(dovecot::QUARANTINE, password);
+        assert!(refused.is_err(), "logged in to the quarantine account with {password:?}");
+    }
+    // The explorer does not offer quarantined mail as the users' mail, and
+    // no batch moves it out of the quarantine account but a release.
+    let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
+    assert_eq!(found["result"]["output"]["messages"], json!([]), "{found}");
+    let guid = quarantined["result"]["output"]["items"][0]["guid"].clone();
+    let theft = json!({ "messages": [{ "user": dovecot::QUARANTINE, "mailbox": "alice", "guid": guid }] });
+    let moved = act(&env, device, "move_to_inbox", theft).await;
+    let item = &moved["result"]["output"]["items"][0];
+    assert_eq!(item["outcome"], "failed", "{moved}");
+    assert!(item["error"].as_str().unwrap_or_default().contains("release_email"), "{moved}");
+
+    // Release (the undo): back in alice's INBOX byte for byte, with her
+    // flags and its internal date.
+    let qid = quarantined["id"].as_str().expect("id").to_string();
+    let release = env
+        .admin(move |c| c.post(&format!("/api/v1/actions/{qid}/undo"), &json!({ "comment": "legitimate" })))
+        .await
+        .expect("release");
+    assert_eq!(release["kind"], "release_email", "{release}");
+    let rid = release["id"].as_str().expect("id").to_string();
+    eventually!(60, "released", matches!(env.action_status(&rid).await.as_str(), "succeeded" | "failed"));
+    let released = env.action(&rid).await;
+    assert_eq!(released["result"]["output"]["counts"]["done"], 2, "{released}");
+    let mut imap = mail.imap("alice");
+    let uid = imap.find("INBOX", &id)[0];
+    assert_eq!(imap.raw(uid), raw_before, "the released message differs from the original");
+    let (flags_after, date_after) = imap.flags_and_date(uid);
+    let sorted = |mut f: Vec<String>| {
+        f.retain(|x| x != "\\Recent");
+        f.sort();
+        f
+    };
+    assert_eq!((sorted(flags_after), date_after), (sorted(flags_before), date_before));
+    assert_eq!(anywhere(&mail, "bob", &id).len(), 1, "bob got his copy back");
+    let empty = mail.doveadm_fetch(dovecot::QUARANTINE, "mailbox", &["header", "message-id", &id]);
+    assert!(empty.trim().is_empty(), "{empty}");
+    // A quarantine's record is released, not restored.
+    let record = quarantined["result"]["output"]["record_id"].clone();
+    let wrong = act(&env, device, "restore_email", json!({ "record_id": record })).await;
+    assert_eq!(wrong["status"], "failed", "{wrong}");
+    assert!(wrong["result"]["error"].as_str().unwrap_or_default().contains("release_email"), "{wrong}");
+
+    // Hard delete: a responder may not ask for it; an approver asks, waits
+    // for a second approver (the same person cannot), and it is gone for
+    // good with what it was kept in the action's result.
+    let bobs = json!({ "messages": [{ "user": "bob", "mailbox": "INBOX", "guid": guid }] });
+    let body = json!({ "kind": "hard_delete_email", "params": bobs, "comment": "malware" });
+    let responder = env.token("resp", "responder").await;
+    let asked = body.clone();
+    let refused = env.api(&responder, move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &asked)).await;
+    assert!(refused.expect_err("a responder").to_string().contains("approver"));
+    let asker = env.token("asker", "approver").await;
+    let asked = body.clone();
+    let pending = env
+        .api(&asker, move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &asked))
+        .await
+        .expect("an approver asks");
+    assert_eq!(pending["status"], "pending_approval", "{pending}");
+    let hid = pending["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/actions/{hid}/approve");
+    let p = path.clone();
+    let own = env.api(&asker, move |c| c.post(&p, &json!({ "comment": "me" }))).await;
+    assert!(own.expect_err("two-person").to_string().contains("two-person"));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(anywhere(&mail, "bob", &id).len(), 1, "deleted before a second person approved");
+    let second = env.token("second", "approver").await;
+    env.api(&second, move |c| c.post(&path, &json!({ "comment": "confirmed malware" }))).await.expect("approve");
+    eventually!(60, "hard deleted", matches!(env.action_status(&hid).await.as_str(), "succeeded" | "failed"));
+    let gone = env.action(&hid).await;
+    let item = &gone["result"]["output"]["items"][0];
+    assert_eq!(item["outcome"], "done", "{gone}");
+    assert_eq!(
+        (item["message"]["message_id"].as_str(), item["message"]["subject"].as_str()),
+        (Some(id.as_str()), Some("Salary slip"))
+    );
+    assert_eq!(anywhere(&mail, "bob", &id), vec![], "bob still has it");
+    let left = mail.doveadm_fetch("bob", "guid", &["all"]);
+    assert!(left.trim().is_empty(), "{left}");
+    assert_eq!(anywhere(&mail, "alice", &id).len(), 1, "alice's copy is not part of it");
+    let undo = env.admin(move |c| c.post(&format!("/api/v1/actions/{hid}/undo"), &json!({ "comment": "oops" }))).await;
+    assert!(undo.is_err(), "a hard delete was undone: {undo:?}");
+}

@@ -1,13 +1,15 @@
 //! The mail kinds (a mail host's Dovecot, through [`crate::mail`]):
 //! `mail_search`; `soft_delete_email`, `move_to_junk`, `move_to_inbox` (one
-//! batch mover, three destinations); `restore_email`, their undo. They are
-//! advertised only when the agent's configuration has a `[mail]` section.
+//! batch mover, three destinations) and `restore_email`, their undo;
+//! `quarantine_email` (into the quarantine account) and `release_email`,
+//! its undo; `hard_delete_email`. They are advertised only when the
+//! agent's configuration has a `[mail]` section.
 
 use picket_common::actions::mail::{self, MailBatchOutput, MailSearchOutput};
 use picket_common::actions::ActionKind;
 
 use super::{Action, ActionFailure, Run};
-use crate::mail::{batch, search, MailHost};
+use crate::mail::{batch::Route, search, MailHost};
 use crate::platform::Feature;
 
 fn host<'a>(run: &Run<'a>) -> Result<&'a MailHost, ActionFailure> {
@@ -31,25 +33,32 @@ impl Action for MailSearch {
     type Output = MailSearchOutput;
 
     fn run(&self, p: mail::MailSearch, run: &Run<'_>) -> Result<MailSearchOutput, ActionFailure> {
-        search::search(&host(run)?.doveadm, &p).map_err(|e| ActionFailure::error(e.to_string()))
+        let host = host(run)?;
+        search::search(&host.doveadm, &p, &host.config.quarantine_account)
+            .map_err(|e| ActionFailure::error(e.to_string()))
     }
 }
 
-/// Where each move kind puts messages.
-fn destination(kind: ActionKind, host: &MailHost) -> String {
+/// Where each batch kind puts messages: a folder, and the accounts.
+fn destination(kind: ActionKind, host: &MailHost) -> (String, Route) {
     match kind {
-        ActionKind::SoftDeleteEmail => host.config.recoverable_mailbox.clone(),
-        ActionKind::MoveToJunk => host.config.junk_mailbox.clone(),
-        _ => "INBOX".into(),
+        ActionKind::SoftDeleteEmail => (host.config.recoverable_mailbox.clone(), Route::default()),
+        ActionKind::MoveToJunk => (host.config.junk_mailbox.clone(), Route::default()),
+        // The folder there is named after each message's user.
+        ActionKind::QuarantineEmail => (String::new(), Route::into_quarantine(&host.config.quarantine_account)),
+        ActionKind::HardDeleteEmail => (String::new(), Route::expunge()),
+        _ => ("INBOX".into(), Route::default()),
     }
 }
 
 fn move_batch(kind: ActionKind, p: &mail::MailMessages, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
     let host = host(run)?;
-    let to = destination(kind, host);
+    if kind == ActionKind::QuarantineEmail {
+        host.check_quarantine().map_err(ActionFailure::error)?;
+    }
+    let (to, route) = destination(kind, host);
     let id = run.progress.action_id();
-    batch::move_messages(&host.doveadm, &host.records, id, kind.as_str(), p, &to, &progress(run))
-        .map_err(ActionFailure::error)
+    host.batches().move_messages(id, kind.as_str(), p, &to, route, &progress(run)).map_err(ActionFailure::error)
 }
 
 pub struct SoftDeleteEmail;
@@ -100,9 +109,51 @@ impl Action for RestoreEmail {
     type Output = MailBatchOutput;
 
     fn run(&self, p: mail::RestoreEmail, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
-        let host = host(run)?;
-        let id = run.progress.action_id();
-        batch::restore(&host.doveadm, &host.records, id, p.record_id, p.undo_of, &progress(run))
-            .map_err(ActionFailure::error)
+        restore(Self::KIND, p, run)
+    }
+}
+
+fn restore(kind: ActionKind, p: mail::RestoreEmail, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
+    let host = host(run)?;
+    let id = run.progress.action_id();
+    host.batches().restore(id, kind.as_str(), p.record_id, p.undo_of, &progress(run)).map_err(ActionFailure::error)
+}
+
+pub struct QuarantineEmail;
+
+impl Action for QuarantineEmail {
+    const KIND: ActionKind = ActionKind::QuarantineEmail;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::MailMessages;
+    type Output = MailBatchOutput;
+
+    fn run(&self, p: mail::MailMessages, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
+        move_batch(Self::KIND, &p, run)
+    }
+}
+
+pub struct ReleaseEmail;
+
+impl Action for ReleaseEmail {
+    const KIND: ActionKind = ActionKind::ReleaseEmail;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::RestoreEmail;
+    type Output = MailBatchOutput;
+
+    fn run(&self, p: mail::RestoreEmail, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
+        restore(Self::KIND, p, run)
+    }
+}
+
+pub struct HardDeleteEmail;
+
+impl Action for HardDeleteEmail {
+    const KIND: ActionKind = ActionKind::HardDeleteEmail;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::MailMessages;
+    type Output = MailBatchOutput;
+
+    fn run(&self, p: mail::MailMessages, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
+        move_batch(Self::KIND, &p, run)
     }
 }

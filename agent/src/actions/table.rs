@@ -28,6 +28,9 @@ pub static TABLE: &[&dyn Registered] = &[
     &super::mail::MoveToJunk,
     &super::mail::MoveToInbox,
     &super::mail::RestoreEmail,
+    &super::mail::QuarantineEmail,
+    &super::mail::ReleaseEmail,
+    &super::mail::HardDeleteEmail,
 ];
 
 /// The row of `kind`.

@@ -13,11 +13,20 @@
 //!
 //! Moving keeps a message's GUID, flags and internal date (Dovecot copies
 //! them with it); the record also keeps the flags seen before the move.
+//!
+//! A batch's [`Route`] says which accounts it moves between: quarantine
+//! moves each message into the host's quarantine account (a folder per
+//! user there), release moves it back; Dovecot moves the stored message
+//! itself, so what comes back is byte for byte what left. A hard delete
+//! expunges instead of moving, and keeps each message's headers and size
+//! in its record and result.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use picket_common::actions::mail::{BatchCounts, ItemOutcome, MailBatchOutput, MailItem, MailMessages, MailRef};
+use picket_common::actions::mail::{
+    BatchCounts, FoundMessage, ItemOutcome, MailBatchOutput, MailItem, MailMessages, MailRef, MessageMeta,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -40,6 +49,56 @@ pub struct Record {
     /// The batch's search found more than its limit.
     #[serde(default)]
     pub more: bool,
+    #[serde(default)]
+    pub route: Route,
+}
+
+/// Which accounts a batch moves between, or that it expunges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Route {
+    /// The account the messages are in (None: each message's own user).
+    pub from_account: Option<String>,
+    /// The account they go to (None: each message's own user).
+    pub to_account: Option<String>,
+    /// Expunge them for good instead of moving them (`to` unused).
+    pub expunge: bool,
+}
+
+impl Route {
+    /// Into the quarantine account.
+    pub fn into_quarantine(account: &str) -> Self {
+        Self { to_account: Some(account.to_string()), ..Self::default() }
+    }
+
+    pub fn expunge() -> Self {
+        Self { expunge: true, ..Self::default() }
+    }
+
+    /// Where `user`'s messages are.
+    fn source<'a>(&'a self, user: &'a str) -> &'a str {
+        self.from_account.as_deref().unwrap_or(user)
+    }
+
+    /// Where `user`'s messages go.
+    fn destination<'a>(&'a self, user: &'a str) -> &'a str {
+        self.to_account.as_deref().unwrap_or(user)
+    }
+
+    /// The way back (None: an expunge has none).
+    fn reversed(&self) -> Option<Self> {
+        (!self.expunge).then(|| Self {
+            from_account: self.to_account.clone(),
+            to_account: self.from_account.clone(),
+            expunge: false,
+        })
+    }
+
+    /// Whether the destination is another account (so a folder of the
+    /// same name in the source account is not it).
+    fn crosses(&self) -> bool {
+        self.from_account != self.to_account
+    }
 }
 
 /// One message of a batch.
@@ -55,6 +114,9 @@ pub struct Planned {
     pub outcome: Option<ItemOutcome>,
     #[serde(default)]
     pub error: Option<String>,
+    /// What the message was (kept by a hard delete).
+    #[serde(default)]
+    pub message: Option<MessageMeta>,
 }
 
 fn path(dir: &Path, id: Uuid) -> PathBuf {
@@ -74,24 +136,36 @@ fn save(dir: &Path, record: &Record) -> Result<(), String> {
     crate::fsutil::write_atomic(&path(dir, record.id), &json).map_err(|e| format!("batch record {}: {e}", record.id))
 }
 
-/// The mailboxes holding one message (a user may keep copies), with its
-/// flags in each.
-type Places = Vec<(String, Vec<String>)>;
+/// One mailbox holding a message, its flags there, and (when asked for)
+/// what the message is.
+#[derive(Debug, Clone)]
+struct Place {
+    mailbox: String,
+    flags: Vec<String>,
+    message: Option<MessageMeta>,
+}
+
+/// The mailboxes holding one message (a user may keep copies).
+type Places = Vec<Place>;
+
+/// The header fields a hard delete keeps.
+const META_FIELDS: [&str; 6] =
+    ["hdr.message-id", "hdr.from", "hdr.to", "hdr.subject", "date.received.unixtime", "size.physical"];
 
 /// Users whose commands go in one request: doveadm answers each request
 /// with a fixed cost (~20 ms here) and each command in it with ~3 ms.
 const USERS_PER_REQUEST: usize = 50;
 
-/// The `fetch` commands that find `guids` in `user`'s mailboxes.
-fn locate_commands(user: &str, guids: &[&str]) -> Vec<Command> {
+/// The `fetch` commands that find `guids` in `account`'s mailboxes (with
+/// what each message is, when `meta`).
+fn locate_commands(account: &str, guids: &[&str], meta: bool) -> Vec<Command> {
+    let mut fields = vec!["guid", "mailbox", "flags"];
+    if meta {
+        fields.extend(META_FIELDS);
+    }
     guids
         .chunks(CHUNK)
-        .map(|chunk| {
-            Command::new(
-                "fetch",
-                json!({ "user": user, "field": ["guid", "mailbox", "flags"], "query": any_guid(chunk) }),
-            )
-        })
+        .map(|chunk| Command::new("fetch", json!({ "user": account, "field": fields, "query": any_guid(chunk) })))
         .collect()
 }
 
@@ -101,7 +175,9 @@ fn places(answers: impl Iterator<Item = Result<Value, DoveadmError>>) -> Result<
     for answer in answers {
         for row in answer?.as_array().into_iter().flatten() {
             let s = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            found.entry(s("guid")).or_default().push((s("mailbox"), super::flags(&s("flags"))));
+            let message = row.get("hdr.message-id").is_some().then(|| super::search::meta(row));
+            let place = Place { mailbox: s("mailbox"), flags: super::flags(&s("flags")), message };
+            found.entry(s("guid")).or_default().push(place);
         }
     }
     Ok(found)
@@ -134,7 +210,7 @@ pub enum Elsewhere {
 }
 
 /// Plan one message of `user`: where it is against where it goes.
-fn plan_one(user: &str, want: &MailRef, to: &str, at: Option<&Places>, rule: Elsewhere) -> Planned {
+fn plan_one(user: &str, want: &MailRef, to: &str, at: Option<&Places>, rule: Elsewhere, route: &Route) -> Planned {
     let mut p = Planned {
         user: user.to_string(),
         guid: want.guid.clone(),
@@ -143,24 +219,32 @@ fn plan_one(user: &str, want: &MailRef, to: &str, at: Option<&Places>, rule: Els
         flags: Vec::new(),
         outcome: None,
         error: None,
+        message: None,
     };
-    let Some(at) = at.filter(|a| !a.is_empty()) else {
-        p.outcome = Some(ItemOutcome::NotFound);
-        return p;
+    // The quarantine account holds every user's copies (one GUID may be
+    // in several users' folders there): only this user's folder is theirs.
+    let at: Vec<&Place> =
+        at.into_iter().flatten().filter(|pl| route.from_account.is_none() || pl.mailbox == want.mailbox).collect();
+    // Only a move within one account can see that it already arrived.
+    let arrived = |pl: &&&Place| !route.expunge && !route.crosses() && pl.mailbox == to;
+    let named = at.iter().find(|pl| pl.mailbox == want.mailbox && !arrived(pl));
+    let there = at.iter().find(arrived);
+    let elsewhere = at.iter().find(|pl| !arrived(pl));
+    let mut take = |pl: &Place| {
+        p.from = Some(pl.mailbox.clone());
+        p.flags = pl.flags.clone();
+        p.message = pl.message.clone();
     };
-    let named = at.iter().find(|(m, _)| *m == want.mailbox && m != to);
-    let elsewhere = at.iter().find(|(m, _)| m != to);
-    match (named, at.iter().find(|(m, _)| m == to), elsewhere) {
-        (Some((m, flags)), _, _) => (p.from, p.flags) = (Some(m.clone()), flags.clone()),
-        (None, Some((m, flags)), _) => {
-            (p.from, p.flags, p.outcome) = (Some(m.clone()), flags.clone(), Some(ItemOutcome::AlreadyThere))
+    match (named, there, elsewhere) {
+        (Some(pl), _, _) => take(pl),
+        (None, Some(pl), _) => {
+            take(pl);
+            p.outcome = Some(ItemOutcome::AlreadyThere);
         }
-        (None, None, Some((m, flags))) if rule == Elsewhere::Follow => {
-            (p.from, p.flags) = (Some(m.clone()), flags.clone())
-        }
-        (None, None, Some((m, _))) => {
+        (None, None, Some(pl)) if rule == Elsewhere::Follow => take(pl),
+        (None, None, Some(pl)) => {
             p.outcome = Some(ItemOutcome::Failed);
-            p.error = Some(format!("moved since to {m:?}; left there"));
+            p.error = Some(format!("moved since to {:?}; left there", pl.mailbox));
         }
         (None, None, None) => p.outcome = Some(ItemOutcome::NotFound),
     }
@@ -181,7 +265,7 @@ fn by_user(wanted: &[(MailRef, String)]) -> BTreeMap<&str, Vec<&(MailRef, String
 
 /// Make the plan of `wanted`: where each message is now, found with one
 /// request per [`USERS_PER_REQUEST`] users.
-fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere) -> Vec<Planned> {
+fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere, route: &Route) -> Vec<Planned> {
     let users: Vec<_> = by_user(wanted).into_iter().collect();
     let chunks: Vec<_> = users.chunks(USERS_PER_REQUEST).collect();
     let work = |n: usize| {
@@ -190,7 +274,7 @@ fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere) -> Vec<Plan
         let mut spans = Vec::new();
         for (user, ws) in chunk {
             let guids: Vec<&str> = ws.iter().map(|w| w.0.guid.as_str()).collect();
-            let mine = locate_commands(user, &guids);
+            let mine = locate_commands(route.source(user), &guids, route.expunge);
             spans.push(commands.len()..commands.len() + mine.len());
             commands.extend(mine);
         }
@@ -202,7 +286,7 @@ fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere) -> Vec<Plan
                 Err(e) => Err(e.clone()),
             };
             match at {
-                Ok(at) => items.extend(ws.iter().map(|(r, to)| plan_one(user, r, to, at.get(&r.guid), rule))),
+                Ok(at) => items.extend(ws.iter().map(|(r, to)| plan_one(user, r, to, at.get(&r.guid), rule, route))),
                 Err(e) => items.extend(ws.iter().map(|(r, to)| Planned {
                     user: user.to_string(),
                     guid: r.guid.clone(),
@@ -211,6 +295,7 @@ fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere) -> Vec<Plan
                     flags: Vec::new(),
                     outcome: Some(if e.is_no_user() { ItemOutcome::NotFound } else { ItemOutcome::Failed }),
                     error: Some(e.to_string()),
+                    message: None,
                 })),
             }
         }
@@ -221,19 +306,28 @@ fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere) -> Vec<Plan
     planned.into_iter().flatten().collect()
 }
 
-/// The plan of moving what a search found (it says where each message is).
-fn plan_found(found: Vec<picket_common::actions::mail::FoundMessage>, to: &str) -> Vec<Planned> {
+/// The plan of what a search found (it says where each message is).
+fn plan_found(found: Vec<FoundMessage>, to: &str, route: &Route) -> Vec<Planned> {
     let mut at: HashMap<(String, String), Places> = HashMap::new();
     let mut wanted = Vec::new();
     for m in found {
-        at.entry((m.user.clone(), m.guid.clone())).or_default().push((m.mailbox.clone(), m.flags));
+        let message = MessageMeta {
+            message_id: m.message_id,
+            from: m.from,
+            to: m.to,
+            subject: m.subject,
+            received: m.received,
+            size: m.size,
+        };
+        let place = Place { mailbox: m.mailbox.clone(), flags: m.flags, message: route.expunge.then_some(message) };
+        at.entry((m.user.clone(), m.guid.clone())).or_default().push(place);
         wanted.push((MailRef { user: m.user, mailbox: m.mailbox, guid: m.guid }, to.to_string()));
     }
     let mut items = Vec::with_capacity(wanted.len());
     for (user, ws) in by_user(&wanted) {
         for (r, to) in ws {
             let places = at.get(&(r.user.clone(), r.guid.clone()));
-            items.push(plan_one(user, r, to, places, Elsewhere::Follow));
+            items.push(plan_one(user, r, to, places, Elsewhere::Follow, route));
         }
     }
     items
@@ -271,22 +365,23 @@ fn in_parallel<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync, mut done: im
     });
 }
 
-/// Move the pending messages of several users in one request — per user
-/// its moves (first creating each destination not known to exist, or
-/// every one when `create`), then a `fetch` that shows where each message
-/// ended up. Returns each message's outcome, and the users whose
-/// destination folder turned out not to exist.
-fn move_users(dv: &Doveadm, users: &[(String, Moves)], create: bool) -> (Vec<Update>, Vec<usize>) {
+/// Move (or expunge) the pending messages of several users in one
+/// request — per user its moves (first creating each destination not
+/// known to exist, or every one when `create`), then a `fetch` that shows
+/// where each message ended up. Returns each message's outcome, and the
+/// users whose destination folder turned out not to exist.
+fn move_users(dv: &Doveadm, users: &[(String, Moves)], route: &Route, create: bool) -> (Vec<Update>, Vec<usize>) {
     let mut commands = Vec::new();
     // Per user: the range of its move commands and the range of its check.
     let mut spans = Vec::new();
     let mut created = Vec::with_capacity(users.len());
     for (user, moves) in users {
-        let destinations: std::collections::BTreeSet<&String> = moves.keys().map(|(_, to)| to).collect();
+        let (source, destination) = (route.source(user), route.destination(user));
+        let folders: std::collections::BTreeSet<&String> = moves.keys().map(|(_, to)| to).collect();
         let mut creates = false;
-        for to in destinations {
-            if create || !dv.has_folder(user, to) {
-                commands.push(Command::new("mailboxCreate", json!({ "user": user, "mailbox": [to] })));
+        for to in folders.into_iter().filter(|_| !route.expunge) {
+            if create || !dv.has_folder(destination, to) {
+                commands.push(Command::new("mailboxCreate", json!({ "user": destination, "mailbox": [to] })));
                 creates = true;
             }
         }
@@ -297,18 +392,28 @@ fn move_users(dv: &Doveadm, users: &[(String, Moves)], create: bool) -> (Vec<Upd
             for chunk in guids.chunks(CHUNK) {
                 let mut query = vec!["mailbox".to_string(), from.clone()];
                 query.extend(any_guid(chunk));
-                commands.push(Command::new("move", json!({ "user": user, "destinationMailbox": to, "query": query })));
+                let command = if route.expunge {
+                    Command::new("expunge", json!({ "user": source, "query": query }))
+                } else if route.crosses() {
+                    let p = json!({ "user": destination, "destinationMailbox": to, "sourceType": "user",
+                                    "sourceUser": source, "query": query });
+                    Command::new("move", p)
+                } else {
+                    Command::new("move", json!({ "user": user, "destinationMailbox": to, "query": query }))
+                };
+                commands.push(command);
             }
         }
         let moved = first..commands.len();
         let guids: Vec<&str> = moves.values().flatten().map(|(_, g)| g.as_str()).collect();
-        commands.extend(locate_commands(user, &guids));
+        let checked = if route.expunge { source } else { destination };
+        commands.extend(locate_commands(checked, &guids, false));
         spans.push((moved.clone(), moved.end..commands.len()));
     }
     let answers = dv.run(&commands);
     let (mut updates, mut missing_folder) = (Vec::new(), Vec::new());
     for (u, (moved, check)) in spans.into_iter().enumerate() {
-        let moves = &users[u].1;
+        let (user, moves) = (&users[u].0, &users[u].1);
         let mut fail = |why: String| {
             for ((_, _), msgs) in moves {
                 updates.extend(msgs.iter().map(|(i, _)| (*i, ItemOutcome::Failed, Some(why.clone()))));
@@ -322,9 +427,9 @@ fn move_users(dv: &Doveadm, users: &[(String, Moves)], create: bool) -> (Vec<Upd
             }
         };
         let move_error = all[moved].iter().find_map(|a| a.as_ref().err());
-        let folder_missing = matches!(move_error, Some(DoveadmError::Command { code: 68, .. }));
-        for (_, to) in moves.keys() {
-            dv.set_folder(&users[u].0, to, !folder_missing);
+        let folder_missing = !route.expunge && matches!(move_error, Some(DoveadmError::Command { code: 68, .. }));
+        for (_, to) in moves.keys().filter(|_| !route.expunge) {
+            dv.set_folder(route.destination(user), to, !folder_missing);
         }
         if folder_missing && !created[u] {
             missing_folder.push(u);
@@ -337,17 +442,23 @@ fn move_users(dv: &Doveadm, users: &[(String, Moves)], create: bool) -> (Vec<Upd
                 continue;
             }
         };
-        for ((_, to), msgs) in moves {
+        for ((from, to), msgs) in moves {
             for (i, guid) in msgs {
                 let now = at.get(guid).map(Vec::as_slice).unwrap_or_default();
-                if now.iter().any(|(m, _)| m == to) {
+                let done = if route.expunge {
+                    !now.iter().any(|pl| pl.mailbox == *from)
+                } else {
+                    now.iter().any(|pl| pl.mailbox == *to)
+                };
+                if done {
                     updates.push((*i, ItemOutcome::Done, None));
                     continue;
                 }
-                let places = now.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(", ");
+                let places = now.iter().map(|pl| pl.mailbox.as_str()).collect::<Vec<_>>().join(", ");
                 let why = match (move_error, places.is_empty()) {
                     (Some(e), _) => e.to_string(),
                     (None, true) => "it disappeared during the move".into(),
+                    (None, false) if route.expunge => format!("still in {places} after the expunge"),
                     (None, false) => format!("still in {places} after the move"),
                 };
                 updates.push((*i, ItemOutcome::Failed, Some(why)));
@@ -369,13 +480,14 @@ fn execute(dv: &Doveadm, dir: &Path, record: &mut Record, progress: &dyn Fn(usiz
     }
     let users: Vec<(String, Moves)> = users.into_iter().collect();
     let chunks: Vec<&[(String, Moves)]> = users.chunks(USERS_PER_REQUEST).collect();
+    let route = record.route.clone();
     let work = |n: usize| {
         // A destination is created first where it is not known to exist;
         // one that vanished since is created on a second try.
-        let (mut updates, missing) = move_users(dv, chunks[n], false);
+        let (mut updates, missing) = move_users(dv, chunks[n], &route, false);
         if !missing.is_empty() {
             let retry: Vec<(String, Moves)> = missing.into_iter().map(|u| chunks[n][u].clone()).collect();
-            updates.extend(move_users(dv, &retry, true).0);
+            updates.extend(move_users(dv, &retry, &route, true).0);
         }
         updates
     };
@@ -406,6 +518,7 @@ fn output(record: &Record) -> MailBatchOutput {
             outcome: p.outcome.unwrap_or(ItemOutcome::Failed),
             error: p.error.clone(),
             flags: p.flags.clone(),
+            message: p.message.clone(),
         })
         .collect();
     MailBatchOutput {
@@ -417,70 +530,117 @@ fn output(record: &Record) -> MailBatchOutput {
     }
 }
 
-/// Move the messages `which` names to `to` (batch `id` of `kind`).
-pub fn move_messages(
-    dv: &Doveadm,
-    dir: &Path,
-    id: Uuid,
-    kind: &str,
-    which: &MailMessages,
-    to: &str,
-    progress: &dyn Fn(usize, usize),
-) -> Result<MailBatchOutput, String> {
-    let mut record = match load(dir, id)? {
-        Some(r) => r,
-        None => {
-            let (items, more) = match &which.search {
-                Some(query) => {
-                    let found = super::search::search(dv, query).map_err(|e| format!("the batch's search: {e}"))?;
-                    (plan_found(found.messages, to), found.truncated)
-                }
-                None => {
-                    let wanted: Vec<(MailRef, String)> =
-                        which.messages.iter().map(|m| (m.clone(), to.to_string())).collect();
-                    (plan(dv, &wanted, Elsewhere::Follow), false)
-                }
-            };
-            let r = Record { id, kind: kind.to_string(), items, undo_of: None, more };
-            save(dir, &r)?;
-            r
-        }
-    };
-    execute(dv, dir, &mut record, progress)?;
-    Ok(output(&record))
+/// The batches of one mail host.
+pub struct Batches<'a> {
+    pub dv: &'a Doveadm,
+    /// Where their records are.
+    pub dir: &'a Path,
+    /// The quarantine account: its messages leave it only by a release.
+    pub quarantine: &'a str,
 }
 
-/// Put back what batch `original` moved (as batch `id`).
-pub fn restore(
-    dv: &Doveadm,
-    dir: &Path,
-    id: Uuid,
-    original: Uuid,
-    undo_of: Option<String>,
-    progress: &dyn Fn(usize, usize),
-) -> Result<MailBatchOutput, String> {
-    let mut record = match load(dir, id)? {
-        Some(r) => r,
-        None => {
-            let done = load(dir, original)?
-                .ok_or_else(|| format!("this host has no record of batch {original} (nothing to put back)"))?;
-            let wanted: Vec<(MailRef, String)> = done
-                .items
-                .iter()
-                .filter(|p| p.outcome == Some(ItemOutcome::Done))
-                .filter_map(|p| {
-                    let back = p.from.clone()?;
-                    Some((MailRef { user: p.user.clone(), mailbox: p.to.clone(), guid: p.guid.clone() }, back))
-                })
-                .collect();
-            let items = plan(dv, &wanted, Elsewhere::Leave);
-            let r = Record { id, kind: "restore_email".into(), items, undo_of, more: false };
-            save(dir, &r)?;
-            r
+impl Batches<'_> {
+    /// Move the messages `which` names to folder `to` by `route` (batch
+    /// `id` of `kind`).
+    pub fn move_messages(
+        &self,
+        id: Uuid,
+        kind: &str,
+        which: &MailMessages,
+        to: &str,
+        route: Route,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<MailBatchOutput, String> {
+        let mut record = match load(self.dir, id)? {
+            Some(r) => r,
+            None => {
+                let (mut items, more) = match &which.search {
+                    Some(query) => {
+                        let found = super::search::search(self.dv, query, self.quarantine)
+                            .map_err(|e| format!("the batch's search: {e}"))?;
+                        (plan_found(found.messages, to, &route), found.truncated)
+                    }
+                    None => {
+                        let (theirs, mine): (Vec<&MailRef>, Vec<&MailRef>) =
+                            which.messages.iter().partition(|m| m.user != self.quarantine);
+                        let wanted: Vec<(MailRef, String)> =
+                            theirs.into_iter().map(|m| ((*m).clone(), to.to_string())).collect();
+                        let mut items = plan(self.dv, &wanted, Elsewhere::Follow, &route);
+                        items.extend(mine.into_iter().map(|m| self.refused(m, to)));
+                        (items, false)
+                    }
+                };
+                if route.to_account.is_some() {
+                    // In the quarantine account, each user's messages go to
+                    // the folder named after them.
+                    items.iter_mut().for_each(|p| p.to.clone_from(&p.user));
+                }
+                let r = Record { id, kind: kind.to_string(), items, undo_of: None, more, route };
+                save(self.dir, &r)?;
+                r
+            }
+        };
+        execute(self.dv, self.dir, &mut record, progress)?;
+        Ok(output(&record))
+    }
+
+    /// A message of the quarantine account, which no batch but a release
+    /// takes out.
+    fn refused(&self, m: &MailRef, to: &str) -> Planned {
+        Planned {
+            user: m.user.clone(),
+            guid: m.guid.clone(),
+            from: None,
+            to: to.to_string(),
+            flags: Vec::new(),
+            outcome: Some(ItemOutcome::Failed),
+            error: Some(format!("{} is the quarantine account: its messages leave it only by release_email", m.user)),
+            message: None,
         }
-    };
-    execute(dv, dir, &mut record, progress)?;
-    Ok(output(&record))
+    }
+
+    /// Put back what batch `original` moved (as batch `id` of `kind`:
+    /// `restore_email` after a move, `release_email` after a quarantine).
+    pub fn restore(
+        &self,
+        id: Uuid,
+        kind: &str,
+        original: Uuid,
+        undo_of: Option<String>,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<MailBatchOutput, String> {
+        let mut record = match load(self.dir, id)? {
+            Some(r) => r,
+            None => {
+                let done = load(self.dir, original)?
+                    .ok_or_else(|| format!("this host has no record of batch {original} (nothing to put back)"))?;
+                let route = done.route.reversed().ok_or("a hard delete cannot be undone: the messages are gone")?;
+                let release = kind == "release_email";
+                if release != route.from_account.is_some() {
+                    return Err(format!(
+                        "batch {original} was a {}: undo it with {}",
+                        done.kind,
+                        if release { "restore_email" } else { "release_email" }
+                    ));
+                }
+                let wanted: Vec<(MailRef, String)> = done
+                    .items
+                    .iter()
+                    .filter(|p| p.outcome == Some(ItemOutcome::Done))
+                    .filter_map(|p| {
+                        let back = p.from.clone()?;
+                        Some((MailRef { user: p.user.clone(), mailbox: p.to.clone(), guid: p.guid.clone() }, back))
+                    })
+                    .collect();
+                let items = plan(self.dv, &wanted, Elsewhere::Leave, &route);
+                let r = Record { id, kind: kind.into(), items, undo_of, more: false, route };
+                save(self.dir, &r)?;
+                r
+            }
+        };
+        execute(self.dv, self.dir, &mut record, progress)?;
+        Ok(output(&record))
+    }
 }
 
 #[cfg(test)]
@@ -488,23 +648,45 @@ mod tests {
     use super::*;
 
     fn at(places: &[&str]) -> Places {
-        places.iter().map(|m| (m.to_string(), vec!["\\Seen".to_string()])).collect()
+        places
+            .iter()
+            .map(|m| Place { mailbox: m.to_string(), flags: vec!["\\Seen".to_string()], message: None })
+            .collect()
     }
 
     #[test]
     fn each_message_is_planned_from_where_it_is() {
         let r = MailRef { user: "alice".into(), mailbox: "INBOX".into(), guid: "g".into() };
-        let follow = Elsewhere::Follow;
-        let p = plan_one("alice", &r, "Junk", Some(&at(&["INBOX"])), follow);
+        let (follow, same) = (Elsewhere::Follow, &Route::default());
+        let p = plan_one("alice", &r, "Junk", Some(&at(&["INBOX"])), follow, same);
         assert_eq!((p.from.as_deref(), p.outcome), (Some("INBOX"), None));
-        let p = plan_one("alice", &r, "Junk", Some(&at(&["Junk"])), follow);
+        let p = plan_one("alice", &r, "Junk", Some(&at(&["Junk"])), follow, same);
         assert_eq!(p.outcome, Some(ItemOutcome::AlreadyThere));
-        let p = plan_one("alice", &r, "Junk", Some(&at(&["Archive"])), follow);
+        let p = plan_one("alice", &r, "Junk", Some(&at(&["Archive"])), follow, same);
         assert_eq!((p.from.as_deref(), p.outcome), (Some("Archive"), None));
-        let p = plan_one("alice", &r, "Junk", Some(&at(&["Archive"])), Elsewhere::Leave);
+        let p = plan_one("alice", &r, "Junk", Some(&at(&["Archive"])), Elsewhere::Leave, same);
         assert_eq!(p.outcome, Some(ItemOutcome::Failed));
-        assert_eq!(plan_one("alice", &r, "Junk", None, follow).outcome, Some(ItemOutcome::NotFound));
-        assert_eq!(plan_one("alice", &r, "Junk", Some(&Vec::new()), follow).outcome, Some(ItemOutcome::NotFound));
+        assert_eq!(plan_one("alice", &r, "Junk", None, follow, same).outcome, Some(ItemOutcome::NotFound));
+        let nowhere = plan_one("alice", &r, "Junk", Some(&Vec::new()), follow, same);
+        assert_eq!(nowhere.outcome, Some(ItemOutcome::NotFound));
+    }
+
+    #[test]
+    fn across_accounts_a_folder_of_the_same_name_is_not_the_destination() {
+        // alice keeps a folder called "alice": quarantining from it is a move.
+        let r = MailRef { user: "alice".into(), mailbox: "alice".into(), guid: "g".into() };
+        let into = Route::into_quarantine("picket-quarantine");
+        let p = plan_one("alice", &r, "alice", Some(&at(&["alice"])), Elsewhere::Follow, &into);
+        assert_eq!((p.from.as_deref(), p.outcome), (Some("alice"), None));
+        // Released from the quarantine account: only alice's folder there
+        // is hers, though bob's copy has the same GUID.
+        let back = into.reversed().expect("a way back");
+        let r = MailRef { user: "alice".into(), mailbox: "alice".into(), guid: "g".into() };
+        let p = plan_one("alice", &r, "INBOX", Some(&at(&["bob", "alice"])), Elsewhere::Leave, &back);
+        assert_eq!((p.from.as_deref(), p.outcome), (Some("alice"), None));
+        let p = plan_one("alice", &r, "INBOX", Some(&at(&["bob"])), Elsewhere::Leave, &back);
+        assert_eq!(p.outcome, Some(ItemOutcome::NotFound));
+        assert!(Route::expunge().reversed().is_none(), "a hard delete has no way back");
     }
 
     #[test]

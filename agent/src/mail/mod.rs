@@ -4,9 +4,10 @@
 //!
 //! - [`doveadm`]: the API client (loopback only).
 //! - [`search`]: `mail_search`, messages by header, date and user.
-//! - [`batch`]: moves of many messages (soft delete, junk, inbox) and their
-//!   restore, with a durable record per batch so a re-run resumes and an
-//!   undo puts back exactly what was moved.
+//! - [`batch`]: moves of many messages (soft delete, junk, inbox,
+//!   quarantine), their restore or release, and hard deletes, with a
+//!   durable record per batch so a re-run resumes and an undo puts back
+//!   exactly what was moved.
 
 pub mod batch;
 pub mod doveadm;
@@ -34,6 +35,11 @@ pub struct MailConfig {
     pub recoverable_mailbox: String,
     #[serde(default = "junk")]
     pub junk_mailbox: String,
+    /// The Dovecot account quarantined messages go to (a folder per user
+    /// there). It must exist in Dovecot's userdb and nobody may log in as
+    /// it (passwd-file: no password and `nologin=y`).
+    #[serde(default = "quarantine")]
+    pub quarantine_account: String,
     /// How long an action waits for an unreachable Dovecot (restarting,
     /// stopped) before the messages it could not reach fail.
     #[serde(default = "patience")]
@@ -49,6 +55,7 @@ impl MailConfig {
             internal_domains: Vec::new(),
             recoverable_mailbox: recoverable(),
             junk_mailbox: junk(),
+            quarantine_account: quarantine(),
             unreachable_wait_secs: patience(),
         }
     }
@@ -60,6 +67,10 @@ fn recoverable() -> String {
 
 fn junk() -> String {
     "Junk".into()
+}
+
+fn quarantine() -> String {
+    "picket-quarantine".into()
 }
 
 fn patience() -> u64 {
@@ -97,11 +108,35 @@ impl MailHost {
                 picket_common::actions::mail::MailRef { user: "u".into(), mailbox: name.clone(), guid: "g".into() };
             picket_common::actions::mail::check_ref(&probe).map_err(|e| format!("mail.{what}: {e}"))?;
         }
+        if !picket_common::actions::mail::valid_user(&config.quarantine_account) {
+            return Err(format!("mail.quarantine_account {:?} is not a login name", config.quarantine_account));
+        }
         let patience = std::time::Duration::from_secs(config.unreachable_wait_secs.min(3600));
         let doveadm = doveadm::Doveadm::new(&config.doveadm_url, &key, patience).map_err(|e| format!("mail: {e}"))?;
         let records = state_dir.join("mail");
         crate::fsutil::create_private_dir(&records).map_err(|e| format!("mail: {}: {e}", records.display()))?;
         Ok(Self { config, doveadm, records })
+    }
+}
+
+impl MailHost {
+    /// The batches of this host.
+    pub fn batches(&self) -> batch::Batches<'_> {
+        batch::Batches { dv: &self.doveadm, dir: &self.records, quarantine: &self.config.quarantine_account }
+    }
+
+    /// Check that the quarantine account exists (a quarantine into a
+    /// missing account would fail message by message).
+    pub fn check_quarantine(&self) -> Result<(), String> {
+        let account = &self.config.quarantine_account;
+        match self.doveadm.one("mailboxList", serde_json::json!({ "user": account })) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_no_user() => Err(format!(
+                "the quarantine account {account:?} is not a Dovecot user: add it to the userdb with no password \
+                 and nologin=y (docs/OPERATIONS.md, \"Mail hosts\"), or set mail.quarantine_account"
+            )),
+            Err(e) => Err(format!("the quarantine account {account:?}: {e}")),
+        }
     }
 }
 

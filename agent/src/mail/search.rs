@@ -2,7 +2,7 @@
 //! with the criteria as a doveadm search query. Each value is its own
 //! element of the query list, so no value can change the query's shape.
 
-use picket_common::actions::mail::{FoundMessage, MailSearch, MailSearchOutput};
+use picket_common::actions::mail::{FoundMessage, MailSearch, MailSearchOutput, MessageMeta};
 use serde_json::{json, Value};
 
 use super::doveadm::{Command, Doveadm, DoveadmError};
@@ -51,7 +51,9 @@ pub fn query(p: &MailSearch) -> Vec<String> {
     q
 }
 
-pub fn search(dv: &Doveadm, p: &MailSearch) -> Result<MailSearchOutput, DoveadmError> {
+/// The messages `p` finds, newest first; never those of the account
+/// `hidden` (the quarantine account: what is in it is not the users' mail).
+pub fn search(dv: &Doveadm, p: &MailSearch, hidden: &str) -> Result<MailSearchOutput, DoveadmError> {
     let query = query(p);
     let limit = p.limit as usize;
     let mut rows: Vec<FoundMessage> = Vec::new();
@@ -76,6 +78,7 @@ pub fn search(dv: &Doveadm, p: &MailSearch) -> Result<MailSearchOutput, DoveadmE
             }
         }
     }
+    rows.retain(|m| m.user != hidden);
     rows.sort_by(|a, b| b.received.cmp(&a.received).then_with(|| a.user.cmp(&b.user)).then(a.uid.cmp(&b.uid)));
     let truncated = rows.len() > limit;
     rows.truncate(limit);
@@ -87,22 +90,39 @@ fn read_rows(found: &Value, user: Option<&str>) -> Vec<FoundMessage> {
     rows.iter()
         .map(|r| {
             let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            let n = |k: &str| r.get(k).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            let m = meta(r);
             FoundMessage {
                 user: user.map(str::to_string).unwrap_or_else(|| s("user")),
                 mailbox: s("mailbox"),
                 guid: s("guid"),
-                uid: u32::try_from(n("uid")).unwrap_or(0),
-                message_id: s("hdr.message-id"),
-                from: s("hdr.from"),
-                to: s("hdr.to"),
-                subject: s("hdr.subject"),
-                received: n("date.received.unixtime"),
-                size: u64::try_from(n("size.physical")).unwrap_or(0),
+                uid: u32::try_from(number(r, "uid")).unwrap_or(0),
+                message_id: m.message_id,
+                from: m.from,
+                to: m.to,
+                subject: m.subject,
+                received: m.received,
+                size: m.size,
                 flags: super::flags(&s("flags")),
             }
         })
         .collect()
+}
+
+fn number(row: &Value, key: &str) -> i64 {
+    row.get(key).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0)
+}
+
+/// What a `fetch` row with the header fields says the message is.
+pub(crate) fn meta(row: &Value) -> MessageMeta {
+    let s = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    MessageMeta {
+        message_id: s("hdr.message-id"),
+        from: s("hdr.from"),
+        to: s("hdr.to"),
+        subject: s("hdr.subject"),
+        received: number(row, "date.received.unixtime"),
+        size: u64::try_from(number(row, "size.physical")).unwrap_or(0),
+    }
 }
 
 #[cfg(test)]

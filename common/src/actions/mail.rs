@@ -97,7 +97,8 @@ pub struct MailMessages {
     pub search: Option<MailSearch>,
 }
 
-/// `restore_email`: put back what a batch on this host moved. Only the
+/// `restore_email` and `release_email`: put back what a batch on this
+/// host moved (`release_email`: out of quarantine). Only the
 /// agent's own record of that batch is named: where each message goes
 /// back to comes from the device, never from these parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +268,23 @@ pub struct MailItem {
     /// Its flags when the batch began.
     #[serde(default)]
     pub flags: Vec<String>,
+    /// What the message was (a hard delete keeps this in its result, the
+    /// audit of what is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageMeta>,
+}
+
+/// A message's headers and size, as stored (encoded words not decoded).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MessageMeta {
+    pub message_id: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    /// Internal (received) date, Unix seconds.
+    pub received: i64,
+    pub size: u64,
 }
 
 /// Counts of a batch's outcomes.

@@ -45,6 +45,14 @@ pub enum ActionKind {
     MoveToInbox,
     /// The undo of the three moves above.
     RestoreEmail,
+    /// Messages into the mail host's quarantine account, which no user
+    /// reaches.
+    QuarantineEmail,
+    /// The undo of `quarantine_email`: each message back where it was.
+    ReleaseEmail,
+    /// Messages expunged for good: not undoable, always approved by a
+    /// second person.
+    HardDeleteEmail,
 }
 
 /// What the rest of Picket needs to know about a kind, declared in its row
@@ -85,7 +93,7 @@ const fn undo(kind: ActionKind, params: fn(&str, &str) -> Result<String, String>
 
 impl ActionKind {
     /// One row per kind, in declaration order.
-    pub const SPECS: [Spec; 20] = [
+    pub const SPECS: [Spec; 23] = [
         spec(K::Isolate, "isolate", true, undo(K::ReleaseIsolation, undo::release)),
         spec(K::ReleaseIsolation, "release_isolation", true, None),
         spec(K::RestrictCode, "restrict_code", true, undo(K::ReleaseCode, undo::release)),
@@ -109,10 +117,14 @@ impl ActionKind {
         spec(K::MoveToJunk, "move_to_junk", true, undo(K::RestoreEmail, undo::mail)),
         spec(K::MoveToInbox, "move_to_inbox", true, undo(K::RestoreEmail, undo::mail)),
         spec(K::RestoreEmail, "restore_email", true, None),
+        spec(K::QuarantineEmail, "quarantine_email", true, undo(K::ReleaseEmail, undo::mail)),
+        spec(K::ReleaseEmail, "release_email", true, None),
+        // Expunging by GUID from the planned folder is idempotent.
+        spec(K::HardDeleteEmail, "hard_delete_email", true, None),
     ];
 
-    pub const ALL: [ActionKind; 20] = {
-        let mut all = [K::Isolate; 20];
+    pub const ALL: [ActionKind; 23] = {
+        let mut all = [K::Isolate; 23];
         let mut i = 0;
         while i < all.len() {
             all[i] = Self::SPECS[i].kind;
@@ -176,7 +188,7 @@ mod undo {
         json(&params::RestorePersistence { record_id: record, undo_of: Some(undo_of.to_string()) })
     }
 
-    /// `restore_email` of the batch the agent recorded.
+    /// `restore_email` (`release_email`) of the batch the agent recorded.
     pub fn mail(undo_of: &str, output: &str) -> Result<String, String> {
         let done: mail::MailBatchOutput =
             serde_json::from_str(output).map_err(|e| format!("the batch's result is unreadable: {e}"))?;
@@ -267,6 +279,7 @@ mod tests {
                 ActionKind::SoftDeleteEmail,
                 ActionKind::MoveToJunk,
                 ActionKind::MoveToInbox,
+                ActionKind::QuarantineEmail,
             ]
         );
         assert!(!ActionKind::KillProcess.rerunnable());

@@ -375,10 +375,14 @@ pub fn check(kind: ActionKind, json: &str) -> Result<(), String> {
         ActionKind::RemovePersistence => absolute("path", &parse::<RemovePersistence>(kind, json)?.path),
         ActionKind::RestorePersistence => parse::<RestorePersistence>(kind, json).map(|_| ()),
         ActionKind::MailSearch => super::mail::check_search(&parse(kind, json)?),
-        ActionKind::SoftDeleteEmail | ActionKind::MoveToJunk | ActionKind::MoveToInbox => {
-            super::mail::check_messages(&parse(kind, json)?)
+        ActionKind::SoftDeleteEmail
+        | ActionKind::MoveToJunk
+        | ActionKind::MoveToInbox
+        | ActionKind::QuarantineEmail
+        | ActionKind::HardDeleteEmail => super::mail::check_messages(&parse(kind, json)?),
+        ActionKind::RestoreEmail | ActionKind::ReleaseEmail => {
+            parse::<super::mail::RestoreEmail>(kind, json).map(|_| ())
         }
-        ActionKind::RestoreEmail => parse::<super::mail::RestoreEmail>(kind, json).map(|_| ()),
         ActionKind::RestrictCode => {
             let p: RestrictCode = parse(kind, json)?;
             p.allow_sha256.iter().try_for_each(|h| sha256_ok("every allow_sha256", h))?;

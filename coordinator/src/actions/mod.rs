@@ -136,7 +136,12 @@ impl ActionCenter {
     /// Create an action, or return the live one with the same kind, params and
     /// device. `Ok((action, created))`.
     pub async fn create(&self, who: &Requestor<'_>, req: Request<'_>) -> Result<(Action, bool), ActionError> {
-        require(who, Role::Responder)?;
+        require(who, self.policy.role_to_ask(req.kind))?;
+        if req.source.is_automated() && req.kind == ActionKind::HardDeleteEmail {
+            return Err(ActionError::Forbidden(
+                "automation never hard-deletes mail: a person asks, another approves".into(),
+            ));
+        }
         if !req.params.is_object() {
             return Err(ActionError::Invalid("params must be a JSON object".into()));
         }
@@ -238,7 +243,7 @@ impl ActionCenter {
         require(who, Role::Approver)?;
         let found: std::collections::HashMap<Uuid, Action> =
             self.store.actions_by_id(ids).await?.into_iter().map(|a| (a.id, a)).collect();
-        let self_approval = |a: &Action| self.policy.two_person_rule && who.asked_for(a);
+        let self_approval = |a: &Action| self.policy.two_person(a.kind) && who.asked_for(a);
         let eligible: Vec<Uuid> = ids
             .iter()
             .copied()
@@ -354,7 +359,7 @@ impl ActionCenter {
     async fn decidable(&self, who: &Requestor<'_>, id: Uuid) -> Result<Action, ActionError> {
         require(who, Role::Approver)?;
         let action = self.get(id).await?;
-        if self.policy.two_person_rule && who.asked_for(&action) {
+        if self.policy.two_person(action.kind) && who.asked_for(&action) {
             return Err(two_person(who, &action));
         }
         Ok(action)

@@ -44,18 +44,36 @@ impl ActionPolicy {
         Ok(())
     }
 
+    /// Whether the requestor of an action of `kind` may not decide it:
+    /// the configured rule, and always for what cannot be undone by design
+    /// (hard deletes: asked for by one approver, approved by another).
+    pub fn two_person(&self, kind: ActionKind) -> bool {
+        self.two_person_rule || kind == ActionKind::HardDeleteEmail
+    }
+
+    /// The least role that may ask for `kind` (hard deletes: an approver).
+    pub fn role_to_ask(&self, kind: ActionKind) -> crate::store::Role {
+        if kind == ActionKind::HardDeleteEmail {
+            crate::store::Role::Approver
+        } else {
+            crate::store::Role::Responder
+        }
+    }
+
     pub fn approval_required(&self, kind: ActionKind) -> bool {
         self.approval_required_kinds.iter().any(|k| k == kind.as_str())
     }
 
     /// Why an action needs an approver whatever the configuration and
-    /// whoever asks: offboarding, anything forced past the agent's own
-    /// refusals (`force`), and samples of places that hold secrets.
-    /// (Hard deletions join this list when a kind has them: today every
-    /// deletion goes to the vault and can be undone.)
+    /// whoever asks: offboarding, hard deletion of mail, anything forced
+    /// past the agent's own refusals (`force`), and samples of places that
+    /// hold secrets. (File deletions go to the vault and can be undone.)
     pub fn always_needs_approval(&self, kind: ActionKind, params: &serde_json::Value) -> Option<String> {
         if kind == ActionKind::Offboard {
             return Some("offboarding always needs an approver".into());
+        }
+        if kind == ActionKind::HardDeleteEmail {
+            return Some("a hard delete cannot be undone: it always needs a second approver".into());
         }
         if params.get("force").and_then(serde_json::Value::as_bool) == Some(true) {
             return Some("a forced action always needs an approver".into());
@@ -122,5 +140,15 @@ mod tests {
         for plain in ["/tmp/dropper.bin", "/home/ann/Downloads/invoice.pdf.exe", "/opt/app/bin/run"] {
             assert!(p.always_needs_approval(ActionKind::RequestSample, &json!({ "path": plain })).is_none(), "{plain}");
         }
+    }
+
+    #[test]
+    fn a_hard_delete_takes_an_approver_to_ask_and_another_to_approve_whatever_the_configuration() {
+        let lax = ActionPolicy { approval_required_kinds: Vec::new(), two_person_rule: false, ..Default::default() };
+        let kind = ActionKind::HardDeleteEmail;
+        assert!(lax.always_needs_approval(kind, &json!({})).is_some());
+        assert!(lax.two_person(kind) && !lax.two_person(ActionKind::SoftDeleteEmail));
+        assert_eq!(lax.role_to_ask(kind), crate::store::Role::Approver);
+        assert_eq!(lax.role_to_ask(ActionKind::QuarantineEmail), crate::store::Role::Responder);
     }
 }

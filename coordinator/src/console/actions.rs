@@ -364,7 +364,7 @@ async fn action_page(state: &AppState, op: &Operator, raw: &str, notice: Option<
             }
         }
         @if pending && op.can(Role::Approver) {
-            @if asked_by_me && state.actions.policy.two_person_rule {
+            @if asked_by_me && state.actions.policy.two_person(a.kind) {
                 p.notice { "You requested this action: another approver must decide it (two-person rule)." }
             } @else {
                 h2 { "Decide" }

@@ -204,6 +204,10 @@ fn cluster(op: &Operator, id: Uuid, grouping: ClusterBy, n: usize, c: &Value) ->
                         option value="soft_delete_email" { "Soft delete" }
                         option value="move_to_junk" { "Move to junk" }
                         option value="move_to_inbox" { "Move to inbox" }
+                        option value="quarantine_email" { "Quarantine" }
+                        @if op.can(Role::Approver) {
+                            option value="hard_delete_email" { "Hard delete (cannot be undone; a second approver decides)" }
+                        }
                     }
                     label for=(format!("why-{n}")) { "Why" }
                     input id=(format!("why-{n}")) name="comment" type="text" required;
@@ -241,7 +245,13 @@ pub async fn act(
         return forbidden("Acting on mail needs the responder role.");
     }
     let kind = match ActionKind::parse(&form.kind) {
-        Some(k @ (ActionKind::SoftDeleteEmail | ActionKind::MoveToJunk | ActionKind::MoveToInbox)) => k,
+        Some(
+            k @ (ActionKind::SoftDeleteEmail
+            | ActionKind::MoveToJunk
+            | ActionKind::MoveToInbox
+            | ActionKind::QuarantineEmail
+            | ActionKind::HardDeleteEmail),
+        ) => k,
         _ => return forbidden("Unknown mail action."),
     };
     let Ok(id) = raw.parse::<Uuid>() else { return forbidden("No such search.") };
