@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use picket_common::io::{read_frame, write_frame, FrameError};
 use picket_common::limits::{MAX_BACKOFF, PROTOCOL_VERSION};
-use picket_common::proto::{AgentMsg, CoordMsg, Hello, RefusalReason};
+use picket_common::proto::{AgentMsg, CoordMsg, Hello, MailHostFacts, RefusalReason};
 use rustls::AlertDescription;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -353,6 +353,10 @@ async fn connect_and_serve(
     });
     let _abort_reader = AbortOnDrop(reader);
     write_frame(&mut wr, &AgentMsg::ContentState(link.content.state()), max).await?;
+    if let Some(mail) = &config.mail {
+        let facts = MailHostFacts { internal_domains: mail.internal_domains.clone() };
+        write_frame(&mut wr, &AgentMsg::MailHost(facts), max).await?;
+    }
     link.executor.replay_outbox().await;
     link.alerts.resend(Duration::ZERO);
 

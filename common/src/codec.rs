@@ -147,6 +147,7 @@ mod tests {
             }),
             AgentMsg::ActionResult(ActionResult { action_id: uuid::Uuid::new_v4(), outcome: ActionOutcome::Cancelled }),
             AgentMsg::RenewCertificate { csr_der: vec![0x30, 0x82, 3, 4] },
+            AgentMsg::MailHost(crate::proto::MailHostFacts { internal_domains: vec!["example.org".into()] }),
         ]
     }
 

@@ -46,6 +46,19 @@ pub enum AgentMsg {
     /// just now. Answered by `CertificateRenewed`. (New in this version: an
     /// older coordinator does not know it; older agents never send it.)
     RenewCertificate { csr_der: Vec<u8> },
+    /// This device is a mail host (its agent has a `[mail]` section): sent
+    /// after `Welcome`. (New since protocol 1: a mail host needs a
+    /// coordinator of this version or later.)
+    MailHost(MailHostFacts),
+}
+
+/// What a mail host tells about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailHostFacts {
+    /// The organisation's mail domains on this host (lowercase; at most
+    /// [`crate::actions::mail::MAX_DOMAINS`]): mail from elsewhere is
+    /// external.
+    pub internal_domains: Vec<String>,
 }
 
 /// Frames the coordinator sends.

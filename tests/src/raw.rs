@@ -158,11 +158,19 @@ pub async fn try_session(addr: SocketAddr, config: ClientConfig) -> Outcome {
     tokio::time::timeout(Duration::from_secs(15), attempt).await.unwrap_or_else(|_| Outcome::Failed("timed out".into()))
 }
 
+/// A session with the coordinator's agent port.
+pub type Tls = TlsStream<TcpStream>;
+
 /// A session with a real device's identity (`state_dir`), after Hello and
 /// Welcome: the rogue agent of the security tests, which sends what it likes.
 pub async fn session(addr: SocketAddr, state_dir: &Path) -> TlsStream<TcpStream> {
+    session_with(addr, state_dir, &hello()).await
+}
+
+/// [`session`] that introduces itself with `hello`.
+pub async fn session_with(addr: SocketAddr, state_dir: &Path, hello: &AgentMsg) -> TlsStream<TcpStream> {
     let mut tls = connect(addr, agent_config(state_dir)).await.expect("handshake");
-    write_frame(&mut tls, &hello(), DEFAULT_MAX_FRAME).await.expect("hello");
+    write_frame(&mut tls, hello, DEFAULT_MAX_FRAME).await.expect("hello");
     match read_frame::<_, CoordMsg>(&mut tls, DEFAULT_MAX_FRAME).await {
         Ok(Some(CoordMsg::Welcome(_))) => tls,
         other => panic!("no welcome: {other:?}"),

@@ -67,10 +67,20 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
     let mut env = TestEnv::start(&Db::Sqlite).await;
     let (device, dir) = env.enroll("mail-1").await;
     let (url, key) = (mail.api_url(), mail.api_key_file());
-    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(MailConfig::new(&url, &key)));
+    let _agent = env.start_agent_with(device, &dir, move |c| {
+        let mut config = MailConfig::new(&url, &key);
+        config.internal_domains = vec!["example.org".into()];
+        c.mail = Some(config);
+    });
     eventually!(10, "online", env.device_status(device).await == "online");
     let caps = env.device(device).await["capabilities"].clone();
     assert!(caps.as_array().expect("caps").iter().any(|c| c == "soft_delete_email"), "{caps}");
+    // The device says it is a mail host, and which domains are internal.
+    eventually!(
+        10,
+        "mail host facts",
+        env.device(device).await["mail_host"]["internal_domains"] == json!(["example.org"])
+    );
 
     // The explorer: by Message-ID, and by subject text.
     let found = act(&env, device, "mail_search", json!({ "message_id": phish_id })).await;
@@ -250,6 +260,7 @@ async fn mail_kinds_are_refused_for_a_device_that_is_not_a_mail_host_and_bad_nam
     let (device, dir) = env.enroll("not-mail").await;
     let _agent = env.start_agent(device, &dir);
     eventually!(10, "online", env.device_status(device).await == "online");
+    assert_eq!(env.device(device).await["mail_host"], Value::Null);
     let body = json!({ "kind": "mail_search", "params": { "subject": "x" }, "comment": "e2e" });
     let refused = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await;
     let err = refused.expect_err("not a mail host").to_string();
@@ -325,6 +336,54 @@ async fn with_dovecot_gone_each_message_fails_with_the_reason_and_nothing_is_los
     }
     let again = act(&env, device, "soft_delete_email", json!({ "messages": cluster })).await;
     assert_eq!(again["result"]["output"]["counts"]["done"], 3, "{again}");
+}
+
+/// A rogue agent with a real device certificate declares mail host facts:
+/// nothing is stored unless its Hello offered the mail kinds and every
+/// domain is a plain domain name; the session goes on either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mail_host_facts_from_a_device_are_checked_before_they_are_kept() {
+    use picket_common::io::{read_frame, write_frame};
+    use picket_common::limits::DEFAULT_MAX_FRAME;
+    use picket_common::proto::{AgentMsg, CoordMsg, MailHostFacts};
+    let env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("rogue-mail").await;
+    let facts = |domains: &[&str]| {
+        AgentMsg::MailHost(MailHostFacts { internal_domains: domains.iter().map(|d| d.to_string()).collect() })
+    };
+    let heartbeat_answered = |mut tls: picket_e2e::raw::Tls, seq: u64| async move {
+        write_frame(&mut tls, &AgentMsg::Heartbeat { seq }, DEFAULT_MAX_FRAME).await.expect("heartbeat");
+        loop {
+            match read_frame::<_, CoordMsg>(&mut tls, DEFAULT_MAX_FRAME).await.expect("read").expect("still open") {
+                CoordMsg::HeartbeatAck { seq: s } if s == seq => return tls,
+                _ => continue,
+            }
+        }
+    };
+    // A Hello without the mail kinds: its facts are ignored.
+    let mut tls = picket_e2e::raw::session(env.agent_addr(), &dir).await;
+    write_frame(&mut tls, &facts(&["example.org"]), DEFAULT_MAX_FRAME).await.expect("facts");
+    let tls = heartbeat_answered(tls, 1).await;
+    assert_eq!(env.device(device).await["mail_host"], Value::Null);
+    drop(tls);
+    // A Hello that offers them: malformed domains are not kept, good ones are.
+    let mut hello = picket_e2e::raw::hello();
+    if let AgentMsg::Hello(h) = &mut hello {
+        h.capabilities = vec!["mail_search".into()];
+    }
+    let mut tls = picket_e2e::raw::session_with(env.agent_addr(), &dir, &hello).await;
+    for bad in [vec!["EXAMPLE.org"], vec!["a,b.org"], vec!["<script>.org"], vec![""]] {
+        write_frame(&mut tls, &facts(&bad), DEFAULT_MAX_FRAME).await.expect("facts");
+    }
+    let too_many: Vec<String> = (0..300).map(|i| format!("d{i}.example")).collect();
+    let many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    write_frame(&mut tls, &facts(&many), DEFAULT_MAX_FRAME).await.expect("facts");
+    let mut tls = heartbeat_answered(tls, 2).await;
+    assert_eq!(env.device(device).await["mail_host"], Value::Null);
+    write_frame(&mut tls, &facts(&["example.org", "corp.example"]), DEFAULT_MAX_FRAME).await.expect("facts");
+    let _tls = heartbeat_answered(tls, 3).await;
+    let shown = env.device(device).await;
+    assert_eq!(shown["mail_host"]["internal_domains"], json!(["example.org", "corp.example"]), "{shown}");
 }
 
 /// Every (mailbox, uid) where `user` sees the message `message_id`.

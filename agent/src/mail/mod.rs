@@ -108,6 +108,13 @@ impl MailHost {
                 picket_common::actions::mail::MailRef { user: "u".into(), mailbox: name.clone(), guid: "g".into() };
             picket_common::actions::mail::check_ref(&probe).map_err(|e| format!("mail.{what}: {e}"))?;
         }
+        use picket_common::actions::mail::{valid_domain, MAX_DOMAINS};
+        if let Some(bad) = config.internal_domains.iter().find(|d| !valid_domain(d)) {
+            return Err(format!("mail.internal_domains: {bad:?} is not a lowercase domain name"));
+        }
+        if config.internal_domains.len() > MAX_DOMAINS {
+            return Err(format!("mail.internal_domains: at most {MAX_DOMAINS}"));
+        }
         if !picket_common::actions::mail::valid_user(&config.quarantine_account) {
             return Err(format!("mail.quarantine_account {:?} is not a login name", config.quarantine_account));
         }

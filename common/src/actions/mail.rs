@@ -19,6 +19,21 @@ pub const MAX_BATCH: usize = 1_000;
 pub const MAX_SEARCH_RESULTS: u32 = 10_000;
 /// Longest user, mailbox, GUID or search text accepted.
 pub const MAX_NAME: usize = 255;
+/// Most internal domains a mail host declares.
+pub const MAX_DOMAINS: usize = 256;
+
+/// Whether `name` is a DNS domain name as a mail host declares its
+/// domains: lowercase letters, digits and hyphens in dot-separated labels
+/// of 1 to 63, at most 253 in all.
+pub fn valid_domain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
 
 /// One message on a mail host.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -350,6 +365,16 @@ mod tests {
             r("alice", "INBOX", ""),
         ] {
             assert!(check_ref(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn internal_domains_are_plain_lowercase_dns_names() {
+        for ok in ["example.org", "mail-1.example.co.uk", "localhost"] {
+            assert!(valid_domain(ok), "{ok}");
+        }
+        for bad in ["", "Example.org", "a..b", "-a.org", "a-.org", "a b.org", "exa_mple.org", "x.", &"a".repeat(64)] {
+            assert!(!valid_domain(bad), "{bad:?}");
         }
     }
 

@@ -36,6 +36,7 @@ pub fn device_json(state: &AppState, d: &Device) -> Value {
         "connected_since": session.as_ref().map(|s| rfc3339(s.connected_at)),
         "certificate_expires_at": rfc3339(d.cert_not_after),
         "capabilities": d.capabilities,
+        "mail_host": d.mail_domains.as_ref().map(|domains| json!({ "internal_domains": domains })),
         "alerts_dropped": d.alerts_dropped,
         "content": {
             "rules_version": d.rules_version,

@@ -340,6 +340,13 @@ async fn device_page(
                 dt { "Kernel" } dd { (d.kernel) }
                 dt { "IP" } dd { (session.as_ref().map(|s| s.peer.ip().to_string()).unwrap_or_else(|| d.ip.clone())) }
                 dt { "Agent version" } dd { (d.agent_version) }
+                @if let Some(domains) = &d.mail_domains {
+                    dt { "Mail host" } dd {
+                        "Dovecot · internal domains: "
+                        @if domains.is_empty() { "none declared" } @else { (domains.join(", ")) }
+                        " · " a href="/mail" { "Mail explorer" }
+                    }
+                }
                 dt { "Enrolled" } dd { (rfc3339(d.enrolled_at)) }
                 dt { "Last seen" } dd { (when(session.as_ref().map(|s| s.last_seen).or(d.last_seen))) }
                 dt { "Certificate expires" } dd { (rfc3339(d.cert_not_after)) }

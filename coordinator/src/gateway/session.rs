@@ -331,6 +331,7 @@ impl Gateway {
                                 let gateway = self.clone();
                                 tokio::spawn(async move { gateway.on_content_state(id, state).await }.in_current_span());
                             }
+                            AgentMsg::MailHost(facts) => self.on_mail_host(id, &hello, facts).await,
                             other => {
                                 tracing::warn!(frame = frame_name(&other), "unexpected frame in session");
                                 break End::Refuse(RefusalReason::ProtocolViolation);
@@ -361,6 +362,29 @@ impl Gateway {
         }
         if let Err(error) = self.store.record_last_seen(&[(id, last_seen.load(Ordering::Relaxed))]).await {
             tracing::warn!(%error, "could not record last-seen time");
+        }
+    }
+
+    /// A mail host declared its internal domains: kept when the session's
+    /// Hello offered the mail kinds and every one is a plain domain name
+    /// (what the device says is its own business, but malformed text is
+    /// not stored).
+    async fn on_mail_host(&self, id: Uuid, hello: &Hello, facts: picket_common::proto::MailHostFacts) {
+        use picket_common::actions::mail::{valid_domain, MAX_DOMAINS};
+        if !hello.capabilities.iter().any(|c| c == picket_common::actions::ActionKind::MailSearch.as_str()) {
+            tracing::warn!("mail host facts from an agent that offers no mail kinds: ignored");
+            return;
+        }
+        let domains = facts.internal_domains;
+        if domains.len() > MAX_DOMAINS || !domains.iter().all(|d| valid_domain(d)) {
+            tracing::warn!(
+                count = domains.len(),
+                "mail host facts refused: not at most {MAX_DOMAINS} lowercase domain names"
+            );
+            return;
+        }
+        if let Err(error) = self.store.record_mail_host(id, &domains).await {
+            tracing::warn!(%error, "could not record the mail host's domains");
         }
     }
 
@@ -482,5 +506,6 @@ fn frame_name(msg: &AgentMsg) -> &'static str {
         AgentMsg::UploadBegin(_) => "UploadBegin",
         AgentMsg::UploadChunk(_) => "UploadChunk",
         AgentMsg::RenewCertificate { .. } => "RenewCertificate",
+        AgentMsg::MailHost(_) => "MailHost",
     }
 }

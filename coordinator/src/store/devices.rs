@@ -84,6 +84,8 @@ pub struct Device {
     pub rules_error: Option<String>,
     /// Detections it sent past its rate (counted, not stored).
     pub alerts_dropped: i64,
+    /// A mail host's internal domains (None: not a mail host).
+    pub mail_domains: Option<Vec<String>>,
 }
 
 pub struct NewDevice<'a> {
@@ -108,7 +110,7 @@ pub struct HelloInfo<'a> {
 
 const COLUMNS: &str = "id, hostname, os, kernel, agent_version, group_name, ip, cert_serial, cert_not_after, \
                        status, enrolled_at, first_seen, last_seen, capabilities, rules_version, \
-                       indicators_version, rules_error, alerts_dropped";
+                       indicators_version, rules_error, alerts_dropped, mail_domains";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
     let id: String = row.try_get("id")?;
@@ -135,6 +137,10 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
         indicators_version: row.try_get("indicators_version")?,
         rules_error: row.try_get("rules_error")?,
         alerts_dropped: row.try_get("alerts_dropped")?,
+        mail_domains: {
+            let domains: Option<String> = row.try_get("mail_domains")?;
+            domains.map(|d| d.split(',').filter(|d| !d.is_empty()).map(str::to_string).collect())
+        },
     })
 }
 
@@ -321,7 +327,8 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "UPDATE devices SET hostname = $1, os = $2, kernel = $3, agent_version = $4, ip = $5, \
-             first_seen = COALESCE(first_seen, $6), last_seen = $6, capabilities = $8 WHERE id = $7",
+             first_seen = COALESCE(first_seen, $6), last_seen = $6, capabilities = $8, \
+             mail_domains = CASE WHEN $9 = 1 THEN mail_domains ELSE NULL END WHERE id = $7",
         )
         .bind(hello.hostname)
         .bind(hello.os)
@@ -331,8 +338,20 @@ impl Store {
         .bind(now)
         .bind(id.to_string())
         .bind(hello.capabilities.join(","))
+        // A device no longer a mail host forgets its domains.
+        .bind(i64::from(hello.capabilities.iter().any(|c| c == "mail_search")))
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Record a mail host's internal domains (checked by the caller).
+    pub async fn record_mail_host(&self, id: Uuid, domains: &[String]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE devices SET mail_domains = $1 WHERE id = $2")
+            .bind(domains.join(","))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -195,6 +195,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "users", include_str!("../../migrations/sqlite/0011_users.sql")),
     (12, "containment", include_str!("../../migrations/sqlite/0012_containment.sql")),
     (13, "mail_searches", include_str!("../../migrations/sqlite/0013_mail_searches.sql")),
+    (14, "mail_hosts", include_str!("../../migrations/sqlite/0014_mail_hosts.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -210,6 +211,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "users", include_str!("../../migrations/postgres/0011_users.sql")),
     (12, "containment", include_str!("../../migrations/postgres/0012_containment.sql")),
     (13, "mail_searches", include_str!("../../migrations/postgres/0013_mail_searches.sql")),
+    (14, "mail_hosts", include_str!("../../migrations/postgres/0014_mail_hosts.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {
