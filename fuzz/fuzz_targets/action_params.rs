@@ -42,5 +42,6 @@ fuzz_target!(|data: &[u8]| {
         | ActionKind::QuarantineEmail
         | ActionKind::HardDeleteEmail => round_trip::<mail::MailMessages>(kind, json),
         ActionKind::RestoreEmail | ActionKind::ReleaseEmail => round_trip::<mail::RestoreEmail>(kind, json),
+        ActionKind::QuarantineAttachment => round_trip::<mail::QuarantineAttachment>(kind, json),
     }
 });

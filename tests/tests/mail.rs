@@ -522,3 +522,138 @@ async fn quarantine_takes_mail_where_no_user_reaches_release_is_byte_identical_a
     let undo = env.admin(move |c| c.post(&format!("/api/v1/actions/{hid}/undo"), &json!({ "comment": "oops" }))).await;
     assert!(undo.is_err(), "a hard delete was undone: {undo:?}");
 }
+
+fn with_attachments(id: &str, parts: &[(&str, &str, &str)]) -> Vec<u8> {
+    let mut m = format!(
+        "From: Billing <billing@invoices.example>\r\nTo: staff@example.org\r\nSubject: Invoice attached\r\n\
+         Message-ID: {id}\r\nDate: Mon, 7 Dec 2026 02:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"=_b\"\r\n\r\n--=_b\r\nContent-Type: text/plain\r\n\r\n\
+         Please find the invoice attached.\r\n"
+    );
+    for (name, encoding, body) in parts {
+        m.push_str(&format!(
+            "--=_b\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\n\
+             Content-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n{body}\r\n"
+        ));
+    }
+    m.push_str("--=_b--\r\n");
+    m.into_bytes()
+}
+
+fn base64_lines(data: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    text.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join("\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_the_original_byte_for_byte() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let people: Vec<String> = ["alice", "bob", "carol"].iter().map(|u| u.to_string()).collect();
+    let mail = Dovecot::start(&people);
+    let payload = b"MZ\x90\x00 not really a program, but the bytes of one".repeat(50);
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&payload))
+    };
+    let id = format!("<{}@invoices.example>", Uuid::new_v4());
+    let exe = base64_lines(&payload);
+    let message = with_attachments(&id, &[("invoice.exe", "base64", &exe), ("terms.txt", "7bit", "Pay in 30 days.")]);
+    mail.deliver("billing@invoices.example", &people[..2], &message);
+    // Malformed MIME: an attachment whose base64 is broken.
+    let broken_id = format!("<{}@invoices.example>", Uuid::new_v4());
+    let broken = with_attachments(&broken_id, &[("x.exe", "base64", "!!!! not base64 at all ####")]);
+    mail.deliver("billing@invoices.example", &people[..1], &broken);
+    // A 50 MB message (its attachment 37 MB before encoding).
+    let big_id = format!("<{}@invoices.example>", Uuid::new_v4());
+    let big_payload: Vec<u8> = (0..37 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let big = with_attachments(&big_id, &[("dump.bin", "base64", &base64_lines(&big_payload))]);
+    assert!(big.len() > 50_000_000, "{}", big.len());
+    mail.deliver("billing@invoices.example", &people[2..], &big);
+
+    let mut imap = mail.imap("alice");
+    let uid = imap.find("INBOX", &id)[0];
+    imap.command("SELECT INBOX").expect("select");
+    imap.command(&format!("UID STORE {uid} +FLAGS (\\Seen $Invoice)")).expect("store");
+    let (flags_before, _) = imap.flags_and_date(uid);
+    let raw_before = imap.raw(uid);
+    let broken_uid = imap.find("INBOX", &broken_id)[0];
+    let broken_before = imap.raw(broken_uid);
+    drop(imap);
+
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("mail-att").await;
+    let (url, key) = (mail.api_url(), mail.api_key_file());
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(MailConfig::new(&url, &key)));
+    eventually!(10, "online", env.device_status(device).await == "online");
+    let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
+    let cluster = refs(&found["result"]["output"]);
+    assert_eq!(cluster.len(), 2, "{found}");
+
+    // By SHA-256: each user's copy loses the program and keeps the rest.
+    let params = json!({ "messages": cluster, "sha256": [sha], "reason": "malware in invoice.exe" });
+    let cut = act(&env, device, "quarantine_attachment", params).await;
+    assert_eq!(cut["result"]["output"]["counts"]["done"], 2, "{cut}");
+    let item = &cut["result"]["output"]["items"][0];
+    assert_eq!(item["attachments"][0]["name"], "invoice.exe", "{cut}");
+    assert_eq!(item["attachments"][0]["sha256"], sha.as_str());
+    let mut imap = mail.imap("alice");
+    let copies = imap.find("INBOX", &id);
+    assert_eq!(copies.len(), 1, "alice sees one copy");
+    let copy = imap.raw(copies[0]);
+    assert!(!copy.contains(&exe[..60]), "the program is still in alice's copy");
+    assert!(copy.contains("invoice.exe") && copy.contains("quarantined") && copy.contains("malware in invoice.exe"));
+    assert!(copy.contains("Pay in 30 days.") && copy.contains("Please find the invoice attached."), "{copy}");
+    assert!(copy.contains("Subject: Invoice attached") && copy.contains(&format!("Message-ID: {id}")));
+    let (flags_copy, _) = imap.flags_and_date(copies[0]);
+    let sorted = |mut f: Vec<String>| {
+        f.retain(|x| x != "\\Recent");
+        f.sort();
+        f
+    };
+    assert_eq!(sorted(flags_copy), sorted(flags_before.clone()));
+    // The original is in quarantine, out of alice's reach.
+    let held = mail.doveadm_fetch(dovecot::QUARANTINE, "mailbox", &["header", "message-id", &id]);
+    assert!(held.contains("mailbox=alice") && held.contains("mailbox=bob"), "{held}");
+
+    // Malformed MIME: reported, the message left as it was.
+    let bad = json!({ "messages": [{ "user": "alice", "mailbox": "INBOX", "guid": refs(
+        &act(&env, device, "mail_search", json!({ "message_id": broken_id })).await["result"]["output"])[0]["guid"] }] });
+    let refused = act(&env, device, "quarantine_attachment", bad).await;
+    let item = &refused["result"]["output"]["items"][0];
+    assert_eq!(item["outcome"], "failed", "{refused}");
+    assert!(item["error"].as_str().unwrap_or_default().contains("malformed MIME"), "{refused}");
+    let mut imap = mail.imap("alice");
+    let now = imap.find("INBOX", &broken_id);
+    assert_eq!(now.len(), 1);
+    assert_eq!(imap.raw(now[0]), broken_before, "the malformed message was changed");
+
+    // The 50 MB message: its attachment goes, the rest stays.
+    let big_found = act(&env, device, "mail_search", json!({ "message_id": big_id })).await;
+    let big_cut =
+        act(&env, device, "quarantine_attachment", json!({ "messages": refs(&big_found["result"]["output"]) })).await;
+    assert_eq!(big_cut["result"]["output"]["counts"]["done"], 1, "{big_cut}");
+    assert_eq!(big_cut["result"]["output"]["items"][0]["attachments"][0]["size"], big_payload.len());
+    let small = mail.doveadm_fetch("carol", "size.physical", &["header", "message-id", &big_id]);
+    let size: u64 = small.trim().trim_start_matches("size.physical=").parse().expect("size");
+    assert!(size < 10_000, "carol's copy is still {size} bytes");
+
+    // Release: the original back byte for byte, the rebuilt copy gone.
+    let cid = cut["id"].as_str().expect("id").to_string();
+    let release = env
+        .admin(move |c| c.post(&format!("/api/v1/actions/{cid}/undo"), &json!({ "comment": "false positive" })))
+        .await
+        .expect("release");
+    assert_eq!(release["kind"], "release_email", "{release}");
+    let rid = release["id"].as_str().expect("id").to_string();
+    eventually!(60, "released", matches!(env.action_status(&rid).await.as_str(), "succeeded" | "failed"));
+    assert_eq!(env.action(&rid).await["result"]["output"]["counts"]["done"], 2);
+    let mut imap = mail.imap("alice");
+    let back = imap.find("INBOX", &id);
+    assert_eq!(back.len(), 1, "the rebuilt copy is still there");
+    assert_eq!(imap.raw(back[0]), raw_before, "the released message differs from the original");
+    assert_eq!(sorted(imap.flags_and_date(back[0]).0), sorted(flags_before));
+}

@@ -2,7 +2,8 @@
 //! `mail_search`; `soft_delete_email`, `move_to_junk`, `move_to_inbox` (one
 //! batch mover, three destinations) and `restore_email`, their undo;
 //! `quarantine_email` (into the quarantine account) and `release_email`,
-//! its undo; `hard_delete_email`. They are advertised only when the
+//! its undo; `quarantine_attachment` (released the same way);
+//! `hard_delete_email`. They are advertised only when the
 //! agent's configuration has a `[mail]` section.
 
 use picket_common::actions::mail::{self, MailBatchOutput, MailSearchOutput};
@@ -155,5 +156,21 @@ impl Action for HardDeleteEmail {
 
     fn run(&self, p: mail::MailMessages, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
         move_batch(Self::KIND, &p, run)
+    }
+}
+
+pub struct QuarantineAttachment;
+
+impl Action for QuarantineAttachment {
+    const KIND: ActionKind = ActionKind::QuarantineAttachment;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::QuarantineAttachment;
+    type Output = MailBatchOutput;
+
+    fn run(&self, p: mail::QuarantineAttachment, run: &Run<'_>) -> Result<MailBatchOutput, ActionFailure> {
+        let host = host(run)?;
+        host.check_quarantine().map_err(ActionFailure::error)?;
+        let id = run.progress.action_id();
+        host.batches().quarantine_attachments(id, &p, &progress(run)).map_err(ActionFailure::error)
     }
 }

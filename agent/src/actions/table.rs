@@ -31,6 +31,7 @@ pub static TABLE: &[&dyn Registered] = &[
     &super::mail::QuarantineEmail,
     &super::mail::ReleaseEmail,
     &super::mail::HardDeleteEmail,
+    &super::mail::QuarantineAttachment,
 ];
 
 /// The row of `kind`.

@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use picket_common::actions::mail::{
-    BatchCounts, FoundMessage, ItemOutcome, MailBatchOutput, MailItem, MailMessages, MailRef, MessageMeta,
+    AttachmentInfo, BatchCounts, FoundMessage, ItemOutcome, MailBatchOutput, MailItem, MailMessages, MailRef,
+    MessageMeta,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -117,13 +118,20 @@ pub struct Planned {
     /// What the message was (kept by a hard delete).
     #[serde(default)]
     pub message: Option<MessageMeta>,
+    /// The attachments taken out (attachment quarantine).
+    #[serde(default)]
+    pub attachments: Vec<AttachmentInfo>,
+    /// The GUID of the user's copy without them (attachment quarantine):
+    /// a release expunges it.
+    #[serde(default)]
+    pub replacement: Option<String>,
 }
 
 fn path(dir: &Path, id: Uuid) -> PathBuf {
     dir.join(format!("{id}.json"))
 }
 
-fn load(dir: &Path, id: Uuid) -> Result<Option<Record>, String> {
+pub(super) fn load(dir: &Path, id: Uuid) -> Result<Option<Record>, String> {
     match std::fs::read(path(dir, id)) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("batch record {id}: {e}")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -131,7 +139,7 @@ fn load(dir: &Path, id: Uuid) -> Result<Option<Record>, String> {
     }
 }
 
-fn save(dir: &Path, record: &Record) -> Result<(), String> {
+pub(super) fn save(dir: &Path, record: &Record) -> Result<(), String> {
     let json = serde_json::to_vec(record).map_err(|e| e.to_string())?;
     crate::fsutil::write_atomic(&path(dir, record.id), &json).map_err(|e| format!("batch record {}: {e}", record.id))
 }
@@ -139,14 +147,14 @@ fn save(dir: &Path, record: &Record) -> Result<(), String> {
 /// One mailbox holding a message, its flags there, and (when asked for)
 /// what the message is.
 #[derive(Debug, Clone)]
-struct Place {
-    mailbox: String,
-    flags: Vec<String>,
-    message: Option<MessageMeta>,
+pub(super) struct Place {
+    pub(super) mailbox: String,
+    pub(super) flags: Vec<String>,
+    pub(super) message: Option<MessageMeta>,
 }
 
 /// The mailboxes holding one message (a user may keep copies).
-type Places = Vec<Place>;
+pub(super) type Places = Vec<Place>;
 
 /// The header fields a hard delete keeps.
 const META_FIELDS: [&str; 6] =
@@ -158,7 +166,7 @@ const USERS_PER_REQUEST: usize = 50;
 
 /// The `fetch` commands that find `guids` in `account`'s mailboxes (with
 /// what each message is, when `meta`).
-fn locate_commands(account: &str, guids: &[&str], meta: bool) -> Vec<Command> {
+pub(super) fn locate_commands(account: &str, guids: &[&str], meta: bool) -> Vec<Command> {
     let mut fields = vec!["guid", "mailbox", "flags"];
     if meta {
         fields.extend(META_FIELDS);
@@ -170,7 +178,9 @@ fn locate_commands(account: &str, guids: &[&str], meta: bool) -> Vec<Command> {
 }
 
 /// Read `fetch` answers into GUID → places.
-fn places(answers: impl Iterator<Item = Result<Value, DoveadmError>>) -> Result<HashMap<String, Places>, DoveadmError> {
+pub(super) fn places(
+    answers: impl Iterator<Item = Result<Value, DoveadmError>>,
+) -> Result<HashMap<String, Places>, DoveadmError> {
     let mut found: HashMap<String, Places> = HashMap::new();
     for answer in answers {
         for row in answer?.as_array().into_iter().flatten() {
@@ -220,6 +230,8 @@ fn plan_one(user: &str, want: &MailRef, to: &str, at: Option<&Places>, rule: Els
         outcome: None,
         error: None,
         message: None,
+        attachments: Vec::new(),
+        replacement: None,
     };
     // The quarantine account holds every user's copies (one GUID may be
     // in several users' folders there): only this user's folder is theirs.
@@ -265,7 +277,7 @@ fn by_user(wanted: &[(MailRef, String)]) -> BTreeMap<&str, Vec<&(MailRef, String
 
 /// Make the plan of `wanted`: where each message is now, found with one
 /// request per [`USERS_PER_REQUEST`] users.
-fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere, route: &Route) -> Vec<Planned> {
+pub(super) fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere, route: &Route) -> Vec<Planned> {
     let users: Vec<_> = by_user(wanted).into_iter().collect();
     let chunks: Vec<_> = users.chunks(USERS_PER_REQUEST).collect();
     let work = |n: usize| {
@@ -296,6 +308,8 @@ fn plan(dv: &Doveadm, wanted: &[(MailRef, String)], rule: Elsewhere, route: &Rou
                     outcome: Some(if e.is_no_user() { ItemOutcome::NotFound } else { ItemOutcome::Failed }),
                     error: Some(e.to_string()),
                     message: None,
+                    attachments: Vec::new(),
+                    replacement: None,
                 })),
             }
         }
@@ -470,7 +484,12 @@ fn move_users(dv: &Doveadm, users: &[(String, Moves)], route: &Route, create: bo
 
 /// Run the plan in `record`: [`USERS_PER_REQUEST`] users per request,
 /// [`WORKERS`] requests at once, the record saved after each request.
-fn execute(dv: &Doveadm, dir: &Path, record: &mut Record, progress: &dyn Fn(usize, usize)) -> Result<(), String> {
+pub(super) fn execute(
+    dv: &Doveadm,
+    dir: &Path,
+    record: &mut Record,
+    progress: &dyn Fn(usize, usize),
+) -> Result<(), String> {
     let mut users: BTreeMap<String, Moves> = BTreeMap::new();
     for (i, p) in record.items.iter().enumerate() {
         if let (None, Some(from)) = (p.outcome, &p.from) {
@@ -506,7 +525,7 @@ fn execute(dv: &Doveadm, dir: &Path, record: &mut Record, progress: &dyn Fn(usiz
     saved
 }
 
-fn output(record: &Record) -> MailBatchOutput {
+pub(super) fn output(record: &Record) -> MailBatchOutput {
     let items: Vec<MailItem> = record
         .items
         .iter()
@@ -519,6 +538,8 @@ fn output(record: &Record) -> MailBatchOutput {
             error: p.error.clone(),
             flags: p.flags.clone(),
             message: p.message.clone(),
+            attachments: p.attachments.clone(),
+            replacement: p.replacement.clone(),
         })
         .collect();
     MailBatchOutput {
@@ -596,6 +617,8 @@ impl Batches<'_> {
             outcome: Some(ItemOutcome::Failed),
             error: Some(format!("{} is the quarantine account: its messages leave it only by release_email", m.user)),
             message: None,
+            attachments: Vec::new(),
+            replacement: None,
         }
     }
 
@@ -632,13 +655,24 @@ impl Batches<'_> {
                         Some((MailRef { user: p.user.clone(), mailbox: p.to.clone(), guid: p.guid.clone() }, back))
                     })
                     .collect();
-                let items = plan(self.dv, &wanted, Elsewhere::Leave, &route);
+                let mut items = plan(self.dv, &wanted, Elsewhere::Leave, &route);
+                // An attachment quarantine left a copy without them: the
+                // release takes it away once the original is back.
+                let copies: HashMap<(&str, &str), &String> = done
+                    .items
+                    .iter()
+                    .filter_map(|p| Some(((p.user.as_str(), p.guid.as_str()), p.replacement.as_ref()?)))
+                    .collect();
+                for p in &mut items {
+                    p.replacement = copies.get(&(p.user.as_str(), p.guid.as_str())).map(|g| (*g).clone());
+                }
                 let r = Record { id, kind: kind.into(), items, undo_of, more: false, route };
                 save(self.dir, &r)?;
                 r
             }
         };
         execute(self.dv, self.dir, &mut record, progress)?;
+        super::attach::remove_copies(self.dv, &record);
         Ok(output(&record))
     }
 }

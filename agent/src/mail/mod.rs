@@ -9,8 +9,10 @@
 //!   durable record per batch so a re-run resumes and an undo puts back
 //!   exactly what was moved.
 
+pub mod attach;
 pub mod batch;
 pub mod doveadm;
+pub mod mime;
 pub mod search;
 
 use std::path::{Path, PathBuf};

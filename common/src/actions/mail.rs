@@ -112,6 +112,61 @@ pub struct MailMessages {
     pub search: Option<MailSearch>,
 }
 
+/// `quarantine_attachment`: in each message named, the attachments that
+/// match — by file name or SHA-256, every attachment when neither is
+/// given — are replaced in the user's copy by a short note saying they were
+/// quarantined and why; the original message goes to the quarantine
+/// account (its release puts it back byte for byte).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineAttachment {
+    #[cfg_attr(feature = "openapi", schema(inline, min_items = 1, max_items = 100))]
+    pub messages: Vec<MailRef>,
+    /// Attachment file names (exact, case-insensitive).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 50, value_type = Vec<String>))]
+    pub names: Vec<String>,
+    /// Attachment SHA-256s (of the decoded content), lowercase hex.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 50, value_type = Vec<String>))]
+    pub sha256: Vec<String>,
+    /// Why, as the note in the user's copy says it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"))]
+    pub reason: Option<String>,
+}
+
+/// Most messages one `quarantine_attachment` names (each is read whole and
+/// rewritten).
+pub const MAX_ATTACHMENT_BATCH: usize = 100;
+
+pub fn check_attachments(p: &QuarantineAttachment) -> Result<(), String> {
+    if p.messages.is_empty() || p.messages.len() > MAX_ATTACHMENT_BATCH {
+        return Err(format!("messages: 1 to {MAX_ATTACHMENT_BATCH}"));
+    }
+    p.messages.iter().try_for_each(check_ref)?;
+    if p.names.len() > 50 || p.sha256.len() > 50 {
+        return Err("at most 50 names and 50 sha256".into());
+    }
+    p.names.iter().try_for_each(|n| text("every name", &Some(n.clone())))?;
+    if let Some(h) =
+        p.sha256.iter().find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    {
+        return Err(format!("sha256 {h:?}: 64 lowercase hex digits"));
+    }
+    text("reason", &p.reason)
+}
+
+/// One attachment a batch took out of a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttachmentInfo {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
 /// `restore_email` and `release_email`: put back what a batch on this
 /// host moved (`release_email`: out of quarantine). Only the
 /// agent's own record of that batch is named: where each message goes
@@ -287,6 +342,12 @@ pub struct MailItem {
     /// audit of what is gone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<MessageMeta>,
+    /// The attachments taken out (`quarantine_attachment`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentInfo>,
+    /// The GUID of the user's copy without them (`quarantine_attachment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
 }
 
 /// A message's headers and size, as stored (encoded words not decoded).

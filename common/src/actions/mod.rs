@@ -53,6 +53,9 @@ pub enum ActionKind {
     /// Messages expunged for good: not undoable, always approved by a
     /// second person.
     HardDeleteEmail,
+    /// Attachments replaced by a note in the user's copy; the original
+    /// message to the quarantine account (undo: `release_email`).
+    QuarantineAttachment,
 }
 
 /// What the rest of Picket needs to know about a kind, declared in its row
@@ -93,7 +96,7 @@ const fn undo(kind: ActionKind, params: fn(&str, &str) -> Result<String, String>
 
 impl ActionKind {
     /// One row per kind, in declaration order.
-    pub const SPECS: [Spec; 23] = [
+    pub const SPECS: [Spec; 24] = [
         spec(K::Isolate, "isolate", true, undo(K::ReleaseIsolation, undo::release)),
         spec(K::ReleaseIsolation, "release_isolation", true, None),
         spec(K::RestrictCode, "restrict_code", true, undo(K::ReleaseCode, undo::release)),
@@ -121,10 +124,13 @@ impl ActionKind {
         spec(K::ReleaseEmail, "release_email", true, None),
         // Expunging by GUID from the planned folder is idempotent.
         spec(K::HardDeleteEmail, "hard_delete_email", true, None),
+        // The user's copy is saved once (found again by its marker header),
+        // then the original moves like a quarantine.
+        spec(K::QuarantineAttachment, "quarantine_attachment", true, undo(K::ReleaseEmail, undo::mail)),
     ];
 
-    pub const ALL: [ActionKind; 23] = {
-        let mut all = [K::Isolate; 23];
+    pub const ALL: [ActionKind; 24] = {
+        let mut all = [K::Isolate; 24];
         let mut i = 0;
         while i < all.len() {
             all[i] = Self::SPECS[i].kind;
@@ -280,6 +286,7 @@ mod tests {
                 ActionKind::MoveToJunk,
                 ActionKind::MoveToInbox,
                 ActionKind::QuarantineEmail,
+                ActionKind::QuarantineAttachment,
             ]
         );
         assert!(!ActionKind::KillProcess.rerunnable());

@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::PartialSchema;
 
-use super::mail::{MailMessages, MailSearch, RestoreEmail};
+use super::mail::{MailMessages, MailSearch, QuarantineAttachment, RestoreEmail};
 use super::params::*;
 use super::ActionKind;
 
@@ -101,5 +101,16 @@ pub fn of(kind: ActionKind) -> Value {
             ] }),
         ),
         K::RestoreEmail | K::ReleaseEmail => derived::<RestoreEmail>(),
+        K::QuarantineAttachment => {
+            let hex = "^[0-9a-f]{64}$";
+            let name = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,255}$";
+            with(
+                derived::<QuarantineAttachment>(),
+                json!({ "properties": {
+                    "sha256": { "items": { "pattern": hex } },
+                    "names": { "items": { "pattern": name } }
+                } }),
+            )
+        }
     }
 }

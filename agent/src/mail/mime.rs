@@ -1,0 +1,174 @@
+//! A stored message's attachments, and the same message with some of them
+//! replaced by a short note: every other byte (headers, other parts,
+//! boundaries) stays as it was. The MIME structure and each part's byte
+//! offsets come from `mail-parser`; nothing here decodes more than the
+//! attachments it hashes.
+
+use std::ops::Range;
+
+use mail_parser::{MessageParser, MimeHeaders};
+use sha2::{Digest, Sha256};
+
+/// Largest message the agent parses (Dovecot's own default limit for a
+/// delivered message is far below this).
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// One attachment of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its file name ("" when it has none).
+    pub name: String,
+    /// SHA-256 of its decoded content.
+    pub sha256: String,
+    /// Its decoded size in bytes.
+    pub size: u64,
+    /// Where the part (its headers and body) is in the message.
+    range: Range<usize>,
+}
+
+/// The attachments of `raw`: parts that say they are attachments or carry
+/// a file name. A message that is not MIME, or whose attachment is
+/// broken, is refused (and left untouched by the caller).
+pub fn attachments(raw: &[u8]) -> Result<Vec<Attachment>, String> {
+    if raw.len() > MAX_MESSAGE {
+        return Err(format!("the message is larger than {} MiB", MAX_MESSAGE >> 20));
+    }
+    let message = MessageParser::default().parse(raw).ok_or("malformed MIME: not a message")?;
+    let mut found = Vec::new();
+    for part in message.attachments() {
+        let disposition = part.content_disposition().is_some_and(|d| d.is_attachment());
+        let name = part.attachment_name();
+        if !disposition && name.is_none() {
+            continue;
+        }
+        let range = part.offset_header as usize..part.offset_end as usize;
+        if range.start == 0 {
+            return Err("the whole message is the attachment: quarantine the message instead".into());
+        }
+        if range.start >= range.end || range.end > raw.len() {
+            return Err("malformed MIME: an attachment's bounds are not in the message".into());
+        }
+        if part.is_encoding_problem {
+            return Err(format!("malformed MIME: attachment {:?} is not validly encoded", name.unwrap_or("")));
+        }
+        let content = part.contents();
+        found.push(Attachment {
+            name: name.unwrap_or_default().to_string(),
+            sha256: hex::encode(Sha256::digest(content)),
+            size: content.len() as u64,
+            range,
+        });
+    }
+    Ok(found)
+}
+
+/// `raw` with each of `cut` replaced by a plain-text part holding
+/// `note(attachment)`; every other byte as it was.
+pub fn without(raw: &[u8], cut: &[&Attachment], note: impl Fn(&Attachment) -> String) -> Vec<u8> {
+    let mut cut: Vec<&&Attachment> = cut.iter().collect();
+    cut.sort_by_key(|a| a.range.start);
+    let eol: &[u8] = if raw.windows(2).any(|w| w == b"\r\n") { b"\r\n" } else { b"\n" };
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    for a in cut {
+        if a.range.start < at {
+            continue; // inside one already replaced
+        }
+        out.extend_from_slice(&raw[at..a.range.start]);
+        let text = ascii(&note(a));
+        for line in [
+            "Content-Type: text/plain; charset=us-ascii",
+            "Content-Disposition: inline",
+            "Content-Transfer-Encoding: 7bit",
+            "",
+        ] {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(eol);
+        }
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(eol);
+            }
+            out.extend_from_slice(line.as_bytes());
+        }
+        at = a.range.end;
+        // The line break before the next boundary belongs to the boundary;
+        // if the part's range held it, the note ends with one too.
+        if raw[..at].ends_with(eol) {
+            out.extend_from_slice(eol);
+        }
+    }
+    out.extend_from_slice(&raw[at..]);
+    out
+}
+
+/// `text` as 7-bit printable ASCII (other characters as `\u{…}`), lines
+/// at most 900 characters.
+fn ascii(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut escaped: String = line
+            .chars()
+            .map(|c| if c == ' ' || c.is_ascii_graphic() { c.to_string() } else { c.escape_unicode().to_string() })
+            .collect();
+        escaped.truncate(900);
+        out.push_str(&escaped);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESSAGE: &str = "From: a@x.example\r\nTo: b@example.org\r\nSubject: slip\r\nMessage-ID: <m@x>\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+        preamble\r\n--b1\r\nContent-Type: text/plain\r\n\r\nSee the attached slip.\r\n\
+        --b1\r\nContent-Type: application/octet-stream; name=\"slip.exe\"\r\n\
+        Content-Disposition: attachment; filename=\"slip.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+        TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAA\r\n\
+        --b1\r\nContent-Type: text/plain; name=\"notes.txt\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n\r\n\
+        just notes\r\n--b1--\r\nepilogue\r\n";
+
+    #[test]
+    fn an_attachment_is_replaced_by_a_note_and_nothing_else_changes() {
+        let raw = MESSAGE.as_bytes();
+        let found = attachments(raw).expect("attachments");
+        let names: Vec<&str> = found.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["slip.exe", "notes.txt"]);
+        assert_eq!(found[0].sha256.len(), 64);
+        let rewritten = without(raw, &[&found[0]], |a| format!("{} was quarantined: malware", a.name));
+        let text = String::from_utf8(rewritten.clone()).expect("text");
+        assert!(!text.contains("TVqQ"), "{text}");
+        assert!(text.contains("\r\n\r\nslip.exe was quarantined: malware\r\n--b1\r\n"), "{text}");
+        // Everything before and after the attachment part is byte for byte the same.
+        let start = found[0].range.start;
+        assert_eq!(&rewritten[..start], &raw[..start]);
+        let tail = &raw[found[0].range.end..];
+        assert!(rewritten.ends_with(tail));
+        // The result is still the same MIME structure: the other attachment
+        // is there, the slip is not.
+        let again = attachments(&rewritten).expect("parses");
+        assert_eq!(again.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["notes.txt"]);
+        assert_eq!(again[0].sha256, found[1].sha256);
+        let message = MessageParser::default().parse(&rewritten).expect("message");
+        assert_eq!(message.subject(), Some("slip"));
+        assert_eq!(message.body_text(0).as_deref().map(str::trim), Some("See the attached slip."));
+    }
+
+    #[test]
+    fn malformed_mime_is_reported_never_a_panic() {
+        assert!(attachments(b"").is_err() || attachments(b"").expect("empty").is_empty());
+        let single = "Content-Type: application/pdf; name=\"x.pdf\"\r\nContent-Disposition: attachment\r\n\r\nabc\r\n";
+        assert!(attachments(single.as_bytes()).expect_err("whole").contains("whole message"));
+        let cut_short = &MESSAGE.as_bytes()[..MESSAGE.len() / 2];
+        let _ = attachments(cut_short);
+        for n in 0..MESSAGE.len() {
+            let _ = attachments(&MESSAGE.as_bytes()[..n]);
+        }
+        let mut garbage = MESSAGE.as_bytes().to_vec();
+        garbage.iter_mut().step_by(7).for_each(|b| *b = 0xff);
+        let _ = attachments(&garbage);
+    }
+}
