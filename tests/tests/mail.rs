@@ -528,7 +528,7 @@ fn with_attachments(id: &str, parts: &[(&str, &str, &str)]) -> Vec<u8> {
         "From: Billing <billing@invoices.example>\r\nTo: staff@example.org\r\nSubject: Invoice attached\r\n\
          Message-ID: {id}\r\nDate: Mon, 7 Dec 2026 02:00:00 +0000\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"=_b\"\r\n\r\n--=_b\r\nContent-Type: text/plain\r\n\r\n\
-         Please find the invoice attached.\r\n"
+         Please find the invoice attached. Pay at https://pay.invoices.example/now?id=7&x=1.\r\n"
     );
     for (name, encoding, body) in parts {
         m.push_str(&format!(
@@ -592,6 +592,50 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
     let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
     let cluster = refs(&found["result"]["output"]);
     assert_eq!(cluster.len(), 2, "{found}");
+
+    // The explorer by what is inside: attachment hash and name, link and
+    // domain. Each finds exactly what holds it.
+    let users_of = |found: &Value| {
+        let mut users: Vec<String> = found["result"]["output"]["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{}:{}", m["user"].as_str().unwrap_or(""), m["subject"].as_str().unwrap_or("")))
+            .collect();
+        users.sort();
+        users
+    };
+    let two = vec!["alice:Invoice attached".to_string(), "bob:Invoice attached".to_string()];
+    let by_sha = act(&env, device, "mail_search", json!({ "attachment_sha256": sha })).await;
+    assert_eq!(users_of(&by_sha), two, "{by_sha}");
+    assert_eq!(by_sha["result"]["output"]["messages"][0]["attachments"][0]["sha256"], sha.as_str());
+    let by_name = act(&env, device, "mail_search", json!({ "attachment_name": "INVOICE.EXE" })).await;
+    assert_eq!(users_of(&by_name), two, "{by_name}");
+    let by_link = act(&env, device, "mail_search", json!({ "url": "https://pay.invoices.example/now?id=7&x=1" })).await;
+    assert_eq!(users_of(&by_link).len(), 4, "every message with the link: {by_link}");
+    let by_domain = act(&env, device, "mail_search", json!({ "url": "invoices.example", "users": ["carol"] })).await;
+    assert_eq!(users_of(&by_domain).len(), 1, "{by_domain}");
+    for nothing in [json!({ "url": "https://pay.invoices.example/now" }), json!({ "url": "other.example" })] {
+        let none = act(&env, device, "mail_search", nothing.clone()).await;
+        assert_eq!(users_of(&none), Vec::<String>::new(), "{nothing}: {none}");
+    }
+    let created = env
+        .admin(|c| c.post("/api/v1/mail/searches", &json!({ "criteria": { "attachment_name": "invoice.exe" } })))
+        .await
+        .expect("explorer");
+    let path = format!("/api/v1/mail/searches/{}?by=attachment", created["id"].as_str().expect("id"));
+    let p = path.clone();
+    eventually!(30, "answered", {
+        let p = p.clone();
+        env.admin(move |c| c.get(&p)).await.expect("show")["complete"] == true
+    });
+    let clusters = env.admin(move |c| c.get(&path)).await.expect("show");
+    // One cluster per attachment of the messages found (the program and
+    // the terms), each with both copies.
+    assert_eq!(clusters["total_clusters"], 2, "{clusters}");
+    let program = clusters["clusters"].as_array().into_iter().flatten().find(|c| c["key"] == sha.as_str());
+    let program = program.unwrap_or_else(|| panic!("no cluster of {sha}: {clusters}"));
+    assert_eq!((program["attachment"]["name"].as_str(), program["messages"].as_u64()), (Some("invoice.exe"), Some(2)));
 
     // By SHA-256: each user's copy loses the program and keeps the rest.
     let params = json!({ "messages": cluster, "sha256": [sha], "reason": "malware in invoice.exe" });

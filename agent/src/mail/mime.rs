@@ -30,10 +30,90 @@ pub struct Attachment {
 /// a file name. A message that is not MIME, or whose attachment is
 /// broken, is refused (and left untouched by the caller).
 pub fn attachments(raw: &[u8]) -> Result<Vec<Attachment>, String> {
+    attachments_of(raw, &parse(raw)?, true)
+}
+
+/// A message's attachments and the links in its text, as a search sees
+/// them: a broken attachment is left out rather than failing the rest.
+pub fn content(raw: &[u8]) -> Result<(Vec<Attachment>, Vec<String>), String> {
+    let message = parse(raw)?;
+    Ok((attachments_of(raw, &message, false)?, links_of(&message)))
+}
+
+fn parse(raw: &[u8]) -> Result<mail_parser::Message<'_>, String> {
     if raw.len() > MAX_MESSAGE {
         return Err(format!("the message is larger than {} MiB", MAX_MESSAGE >> 20));
     }
-    let message = MessageParser::default().parse(raw).ok_or("malformed MIME: not a message")?;
+    MessageParser::default().parse(raw).ok_or_else(|| "malformed MIME: not a message".to_string())
+}
+
+/// Most links reported of one message, and their longest.
+const MAX_LINKS: usize = 100;
+const MAX_LINK: usize = 2048;
+
+/// The `http://` and `https://` links in the message's text parts (plain
+/// and HTML, decoded), in order, each once.
+fn links_of(message: &mail_parser::Message<'_>) -> Vec<String> {
+    let mut links: Vec<String> = Vec::new();
+    for part in message.parts.iter().filter(|p| p.is_text()) {
+        let Some(text) = part.text_contents() else { continue };
+        let lower = text.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(at) = lower[from..].find("http").map(|i| from + i) {
+            from = at + 4;
+            let rest = &lower[at..];
+            if !(rest.starts_with("http://") || rest.starts_with("https://")) {
+                continue;
+            }
+            let end = text[at..]
+                .find(|c: char| c.is_whitespace() || c.is_control() || "\"'<>`(){}[]|\\^".contains(c))
+                .map_or(text.len(), |e| at + e);
+            let link = text[at..end].trim_end_matches(['.', ',', ';', ':', '!', '?']).replace("&amp;", "&");
+            from = end.max(from);
+            if link.len() > "https://".len() && link.len() <= MAX_LINK && !links.contains(&link) {
+                links.push(link);
+                if links.len() == MAX_LINKS {
+                    return links;
+                }
+            }
+        }
+    }
+    links
+}
+
+/// The host of `link` (`http://user@Host:80/x` → `host`).
+pub fn host(link: &str) -> String {
+    let rest = link.split_once("://").map_or(link, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `link` is the link `wanted` names (`http…`: the same link, its
+/// scheme and host in any case) or is on the domain `wanted` names (or a
+/// subdomain of it).
+pub fn link_matches(link: &str, wanted: &str) -> bool {
+    let lower = wanted.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let split = |l: &str| {
+            let (scheme, rest) = l.split_once("://").unwrap_or(("", l));
+            let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            (scheme.to_ascii_lowercase(), rest[..cut].to_ascii_lowercase(), rest[cut..].to_string())
+        };
+        split(link) == split(wanted)
+    } else {
+        let h = host(link);
+        h == lower || h.ends_with(&format!(".{lower}"))
+    }
+}
+
+/// `strict`: refuse what cannot be cut out cleanly (for a rewrite);
+/// otherwise skip it (for a search).
+fn attachments_of(raw: &[u8], message: &mail_parser::Message<'_>, strict: bool) -> Result<Vec<Attachment>, String> {
     let mut found = Vec::new();
     for part in message.attachments() {
         let disposition = part.content_disposition().is_some_and(|d| d.is_attachment());
@@ -42,14 +122,19 @@ pub fn attachments(raw: &[u8]) -> Result<Vec<Attachment>, String> {
             continue;
         }
         let range = part.offset_header as usize..part.offset_end as usize;
-        if range.start == 0 {
-            return Err("the whole message is the attachment: quarantine the message instead".into());
-        }
-        if range.start >= range.end || range.end > raw.len() {
-            return Err("malformed MIME: an attachment's bounds are not in the message".into());
-        }
-        if part.is_encoding_problem {
-            return Err(format!("malformed MIME: attachment {:?} is not validly encoded", name.unwrap_or("")));
+        let problem = if range.start == 0 {
+            Some("the whole message is the attachment: quarantine the message instead".to_string())
+        } else if range.start >= range.end || range.end > raw.len() {
+            Some("malformed MIME: an attachment's bounds are not in the message".to_string())
+        } else if part.is_encoding_problem {
+            Some(format!("malformed MIME: attachment {:?} is not validly encoded", name.unwrap_or("")))
+        } else {
+            None
+        };
+        match problem {
+            Some(why) if strict => return Err(why),
+            Some(_) if part.is_encoding_problem => continue,
+            _ => {}
         }
         let content = part.contents();
         found.push(Attachment {
@@ -155,6 +240,25 @@ mod tests {
         let message = MessageParser::default().parse(&rewritten).expect("message");
         assert_eq!(message.subject(), Some("slip"));
         assert_eq!(message.body_text(0).as_deref().map(str::trim), Some("See the attached slip."));
+    }
+
+    #[test]
+    fn links_come_from_plain_and_html_text_and_match_by_link_or_domain() {
+        let m = "From: a@x\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+            --b\r\nContent-Type: text/plain\r\n\r\nGo to https://Pay.Evil.example/login?a=1&b=2, now.\r\n\
+            --b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+            <a href=3D\"https://pay.evil.example/login?a=3D1&amp;b=3D2\">x</a> <a href=3D'http://ok.example'>y</a>\r\n--b--\r\n";
+        let (attachments, links) = content(m.as_bytes()).expect("content");
+        assert!(attachments.is_empty());
+        assert_eq!(
+            links,
+            ["https://Pay.Evil.example/login?a=1&b=2", "https://pay.evil.example/login?a=1&b=2", "http://ok.example"]
+        );
+        assert!(link_matches(&links[0], "https://pay.evil.example/login?a=1&b=2"));
+        assert!(!link_matches(&links[0], "https://pay.evil.example/login?a=1"));
+        assert!(link_matches(&links[0], "evil.example") && link_matches(&links[0], "pay.evil.example"));
+        assert!(!link_matches(&links[0], "vil.example") && !link_matches(&links[2], "evil.example"));
+        assert_eq!(host("http://u:p@Host.Example:8080/x"), "host.example");
     }
 
     #[test]

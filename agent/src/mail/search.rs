@@ -2,7 +2,7 @@
 //! with the criteria as a doveadm search query. Each value is its own
 //! element of the query list, so no value can change the query's shape.
 
-use picket_common::actions::mail::{FoundMessage, MailSearch, MailSearchOutput, MessageMeta};
+use picket_common::actions::mail::{AttachmentInfo, FoundMessage, MailSearch, MailSearchOutput, MessageMeta};
 use serde_json::{json, Value};
 
 use super::doveadm::{Command, Doveadm, DoveadmError};
@@ -45,6 +45,19 @@ pub fn query(p: &MailSearch) -> Vec<String> {
     if let Some(v) = &p.before {
         push(&["before", v]);
     }
+    // What Dovecot can narrow by; the agent then reads each candidate:
+    // a link's host is in the body text (the link itself may be
+    // HTML-encoded there), a file name in the part headers, and every
+    // message with an attachment is multipart.
+    if let Some(v) = &p.url {
+        push(&["body", &super::mime::host(v)]);
+    }
+    if let Some(v) = &p.attachment_name {
+        push(&["text", v]);
+    }
+    if p.attachment_sha256.is_some() {
+        push(&["header", "content-type", "multipart"]);
+    }
     if q.is_empty() {
         q.push("all".into());
     }
@@ -80,9 +93,76 @@ pub fn search(dv: &Doveadm, p: &MailSearch, hidden: &str) -> Result<MailSearchOu
     }
     rows.retain(|m| m.user != hidden);
     rows.sort_by(|a, b| b.received.cmp(&a.received).then_with(|| a.user.cmp(&b.user)).then(a.uid.cmp(&b.uid)));
+    if p.reads_content() {
+        return read_content(dv, p, rows);
+    }
     let truncated = rows.len() > limit;
     rows.truncate(limit);
     Ok(MailSearchOutput { messages: rows, truncated })
+}
+
+/// Most bytes one request reads whole, and most one search reads in all.
+const READ_PER_REQUEST: u64 = 64 * 1024 * 1024;
+const READ_PER_SEARCH: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Read each candidate whole, newest first, until `limit` match: its
+/// attachments and links, and whether they meet the content criteria. A
+/// message that does not parse matches no content criterion.
+fn read_content(dv: &Doveadm, p: &MailSearch, rows: Vec<FoundMessage>) -> Result<MailSearchOutput, DoveadmError> {
+    let limit = p.limit as usize;
+    let (mut kept, mut read, mut truncated) = (Vec::new(), 0u64, false);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        if kept.len() >= limit || read >= READ_PER_SEARCH {
+            truncated = true;
+            break;
+        }
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        while let Some(m) =
+            rows.next_if(|m| chunk.is_empty() || (chunk.len() < 50 && bytes + m.size <= READ_PER_REQUEST))
+        {
+            bytes += m.size;
+            chunk.push(m);
+        }
+        read += bytes;
+        let commands: Vec<Command> = chunk
+            .iter()
+            .map(|m| {
+                let query = json!(["mailbox", m.mailbox, "guid", m.guid]);
+                Command::new("fetch", json!({ "user": m.user, "field": ["text"], "query": query }))
+            })
+            .collect();
+        for (mut m, answer) in chunk.into_iter().zip(dv.run(&commands)?) {
+            // Gone since, or unreadable: it cannot be shown to match.
+            let Ok(found) = answer else { continue };
+            let Some(text) = found.get(0).and_then(|r| r.get("text")).and_then(Value::as_str) else { continue };
+            let (attachments, urls) = match super::mime::content(text.as_bytes()) {
+                Ok(c) => c,
+                Err(_) if !has_content_criteria(p) => (Vec::new(), Vec::new()),
+                Err(_) => continue,
+            };
+            let name_ok =
+                p.attachment_name.as_ref().is_none_or(|n| attachments.iter().any(|a| a.name.eq_ignore_ascii_case(n)));
+            let sha_ok = p.attachment_sha256.as_ref().is_none_or(|h| attachments.iter().any(|a| a.sha256 == *h));
+            let url_ok = p.url.as_ref().is_none_or(|u| urls.iter().any(|l| super::mime::link_matches(l, u)));
+            if name_ok && sha_ok && url_ok && kept.len() < limit {
+                m.attachments = attachments
+                    .into_iter()
+                    .map(|a| AttachmentInfo { name: a.name, sha256: a.sha256, size: a.size })
+                    .collect();
+                m.urls = urls;
+                kept.push(m);
+            } else if name_ok && sha_ok && url_ok {
+                truncated = true;
+            }
+        }
+    }
+    Ok(MailSearchOutput { messages: kept, truncated })
+}
+
+fn has_content_criteria(p: &MailSearch) -> bool {
+    p.url.is_some() || p.attachment_name.is_some() || p.attachment_sha256.is_some()
 }
 
 fn read_rows(found: &Value, user: Option<&str>) -> Vec<FoundMessage> {
@@ -103,6 +183,8 @@ fn read_rows(found: &Value, user: Option<&str>) -> Vec<FoundMessage> {
                 received: m.received,
                 size: m.size,
                 flags: super::flags(&s("flags")),
+                attachments: Vec::new(),
+                urls: Vec::new(),
             }
         })
         .collect()

@@ -82,6 +82,29 @@ pub struct MailSearch {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"))]
     pub before: Option<String>,
+    /// A link in the message's text: with `http://` or `https://`, exactly
+    /// that URL; otherwise a domain (links to it or its subdomains).
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 255,
+            pattern = r"^([Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f-\x9f]{1,247}|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$"
+        )
+    )]
+    pub url: Option<String>,
+    /// An attachment's file name (exact, case-insensitive).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"))]
+    pub attachment_name: Option<String>,
+    /// An attachment's SHA-256 (of its decoded content), lowercase hex.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub attachment_sha256: Option<String>,
+    /// Report each message's attachments and links (every message found is
+    /// read whole: slower). Implied by `url` and the attachment criteria.
+    #[serde(default)]
+    pub content: bool,
     /// Only these users' mailboxes (empty: every user of the host).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, max_items = 1000))]
@@ -94,6 +117,34 @@ pub struct MailSearch {
 
 fn default_limit() -> u32 {
     1000
+}
+
+impl MailSearch {
+    /// Whether answering needs each message read whole.
+    pub fn reads_content(&self) -> bool {
+        self.content || self.url.is_some() || self.attachment_name.is_some() || self.attachment_sha256.is_some()
+    }
+}
+
+/// Whether `u` is a link (`http://…`, `https://…`, no spaces) or a domain
+/// name (any case), as `url` takes them.
+fn url_criterion(u: &str) -> bool {
+    let lower = u.to_ascii_lowercase();
+    let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
+    match rest {
+        Some(rest) => !rest.is_empty() && !rest.chars().any(|c| c.is_whitespace() || c.is_control()),
+        None => lower.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        }),
+    }
+}
+
+/// Whether `h` is a SHA-256 as Picket writes it (64 lowercase hex digits).
+pub fn valid_sha256(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `soft_delete_email`, `move_to_junk`, `move_to_inbox`: the messages
@@ -247,6 +298,14 @@ pub fn check_search(p: &MailSearch) -> Result<(), String> {
     text("message_id", &p.message_id)?;
     day("since", &p.since)?;
     day("before", &p.before)?;
+    text("url", &p.url)?;
+    if p.url.as_deref().is_some_and(|u| !url_criterion(u)) {
+        return Err("url: a link starting http:// or https://, or a domain name".into());
+    }
+    text("attachment_name", &p.attachment_name)?;
+    if p.attachment_sha256.as_deref().is_some_and(|h| !valid_sha256(h)) {
+        return Err("attachment_sha256: 64 lowercase hex digits".into());
+    }
     if !(1..=MAX_SEARCH_RESULTS).contains(&p.limit) {
         return Err(format!("limit must be 1..={MAX_SEARCH_RESULTS}"));
     }
@@ -256,9 +315,21 @@ pub fn check_search(p: &MailSearch) -> Result<(), String> {
     if let Some(u) = p.users.iter().find(|u| !valid_user(u)) {
         return Err(format!("user {u:?}: letters, digits and ._@+=- only (not leading -), 1 to 255"));
     }
-    let criteria = [&p.from, &p.recipient, &p.subject, &p.message_id, &p.since, &p.before];
+    let criteria = [
+        &p.from,
+        &p.recipient,
+        &p.subject,
+        &p.message_id,
+        &p.since,
+        &p.before,
+        &p.url,
+        &p.attachment_name,
+        &p.attachment_sha256,
+    ];
     if criteria.iter().all(|c| c.is_none()) {
-        return Err("give at least one of from, recipient, subject, message_id, since, before".into());
+        return Err("give at least one of from, recipient, subject, message_id, since, before, url, \
+                    attachment_name, attachment_sha256"
+            .into());
     }
     Ok(())
 }
@@ -289,6 +360,12 @@ pub struct FoundMessage {
     pub received: i64,
     pub size: u64,
     pub flags: Vec<String>,
+    /// Its attachments (when the search read content).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentInfo>,
+    /// The links in its text (when the search read content; at most 100).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
 }
 
 /// `mail_search`'s result.
@@ -296,7 +373,8 @@ pub struct FoundMessage {
 #[serde(default)]
 pub struct MailSearchOutput {
     pub messages: Vec<FoundMessage>,
-    /// More messages matched than `limit`.
+    /// More messages matched than `limit` (or more than the search reads
+    /// whole in one go).
     pub truncated: bool,
 }
 
@@ -458,6 +536,16 @@ mod tests {
             let bad_day = MailSearch { since: Some(day.into()), limit: 10, ..Default::default() };
             assert!(check_search(&bad_day).expect_err("day").contains("YYYY-MM-DD"), "{day}");
         }
+        for url in ["https://evil.example/pay?x=1", "HTTP://X", "evil.example", "Evil.Example"] {
+            let ok = MailSearch { url: Some(url.into()), limit: 10, ..Default::default() };
+            assert!(check_search(&ok).is_ok(), "{url}");
+        }
+        for url in ["evil example", "ftp://x", "https://", "-x.example", "a..b", "https://a b"] {
+            let bad = MailSearch { url: Some(url.into()), limit: 10, ..Default::default() };
+            assert!(check_search(&bad).is_err(), "{url}");
+        }
+        let sha = MailSearch { attachment_sha256: Some("AB".repeat(32)), limit: 10, ..Default::default() };
+        assert!(check_search(&sha).is_err(), "upper-case hex");
         let long = MailSearch { from: Some("x".repeat(300)), limit: 10, ..Default::default() };
         assert!(check_search(&long).is_err());
         let zero = MailSearch { subject: Some("x".into()), limit: 0, ..Default::default() };

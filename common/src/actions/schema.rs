@@ -85,7 +85,17 @@ pub fn of(kind: ActionKind) -> Value {
         K::RestorePersistence => derived::<RestorePersistence>(),
         K::RestrictCode => derived::<RestrictCode>(),
         K::MailSearch => {
-            let criteria = ["from", "recipient", "subject", "message_id", "since", "before"];
+            let criteria = [
+                "from",
+                "recipient",
+                "subject",
+                "message_id",
+                "since",
+                "before",
+                "url",
+                "attachment_name",
+                "attachment_sha256",
+            ];
             let any: Vec<Value> = criteria.iter().map(|c| given(c, "string")).collect();
             let user = "^[A-Za-z0-9._@+=][A-Za-z0-9._@+=-]{0,254}$";
             with(

@@ -129,6 +129,10 @@ pub enum ClusterBy {
     MessageId,
     /// The same sender and subject (a campaign of distinct messages).
     SenderSubject,
+    /// The same attachment (by SHA-256; a message with several is in each
+    /// of their clusters, one without any in none). Needs a search that
+    /// read content (`content`, `url` or an attachment criterion).
+    Attachment,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -219,12 +223,19 @@ pub async fn view(state: &AppState, id: Uuid, by: ClusterBy) -> Result<(Value, V
     Ok((body, clusters))
 }
 
-fn key(m: &FoundMessage, by: ClusterBy) -> String {
+/// The clusters `m` belongs to.
+fn keys(m: &FoundMessage, by: ClusterBy) -> Vec<String> {
     match by {
-        ClusterBy::MessageId if !m.message_id.trim().is_empty() => m.message_id.trim().to_ascii_lowercase(),
+        ClusterBy::MessageId if !m.message_id.trim().is_empty() => vec![m.message_id.trim().to_ascii_lowercase()],
         // No Message-ID: a message is its own cluster.
-        ClusterBy::MessageId => format!("{}/{}", m.user, m.guid),
-        ClusterBy::SenderSubject => format!("{}\n{}", m.from.trim().to_ascii_lowercase(), m.subject.trim()),
+        ClusterBy::MessageId => vec![format!("{}/{}", m.user, m.guid)],
+        ClusterBy::SenderSubject => vec![format!("{}\n{}", m.from.trim().to_ascii_lowercase(), m.subject.trim())],
+        ClusterBy::Attachment => {
+            let mut hashes: Vec<String> = m.attachments.iter().map(|a| a.sha256.clone()).collect();
+            hashes.sort();
+            hashes.dedup();
+            hashes
+        }
     }
 }
 
@@ -236,7 +247,9 @@ pub fn cluster(
 ) -> Vec<Value> {
     let mut groups: BTreeMap<String, Vec<&(Uuid, FoundMessage)>> = BTreeMap::new();
     for f in found {
-        groups.entry(key(&f.1, by)).or_default().push(f);
+        for key in keys(&f.1, by) {
+            groups.entry(key).or_default().push(f);
+        }
     }
     let mut clusters: Vec<(usize, String, Value)> = groups
         .into_iter()
@@ -254,8 +267,10 @@ pub fn cluster(
             let received = members.iter().map(|(_, m)| m.received);
             let users: std::collections::BTreeSet<(Uuid, &str)> =
                 members.iter().map(|(d, m)| (*d, m.user.as_str())).collect();
+            let attachment = first.attachments.iter().find(|a| by == ClusterBy::Attachment && a.sha256 == key);
             let value = json!({
                 "key": key,
+                "attachment": attachment,
                 "message_id": first.message_id,
                 "from": first.from,
                 "subject": first.subject,
@@ -311,5 +326,23 @@ mod tests {
         let by_sender = cluster(&found, ClusterBy::SenderSubject, &names);
         assert_eq!(by_sender.len(), 2, "{by_sender:?}");
         assert_eq!(by_sender[0]["messages"], 4, "the sender's case does not split a campaign");
+    }
+
+    #[test]
+    fn clusters_by_attachment_put_a_message_in_each_of_its_attachments_clusters() {
+        use picket_common::actions::mail::AttachmentInfo;
+        let a = Uuid::new_v4();
+        let att = |sha: &str| AttachmentInfo { name: format!("{sha}.exe"), sha256: sha.repeat(64), size: 3 };
+        let mut one = m("ann", "<1@x>", "eve@x", "Invoice");
+        one.attachments = vec![att("a"), att("b")];
+        let mut two = m("bob", "<2@x>", "mallory@y", "Slip");
+        two.attachments = vec![att("a")];
+        let none = m("cy", "<3@x>", "hr@y", "Rota");
+        let found = vec![(a, one), (a, two), (a, none)];
+        let by_attachment = cluster(&found, ClusterBy::Attachment, &std::collections::HashMap::new());
+        assert_eq!(by_attachment.len(), 2, "{by_attachment:?}");
+        assert_eq!(by_attachment[0]["messages"], 2);
+        assert_eq!(by_attachment[0]["attachment"]["sha256"], "a".repeat(64));
+        assert_eq!(by_attachment[1]["attachment"]["name"], "b.exe");
     }
 }

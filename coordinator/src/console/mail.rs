@@ -33,6 +33,9 @@ pub struct SearchForm {
     message_id: String,
     since: String,
     before: String,
+    url: String,
+    attachment_name: String,
+    attachment_sha256: String,
 }
 
 /// `GET /mail`.
@@ -52,7 +55,7 @@ fn form_page(op: &Operator, typed: &SearchForm, error: Option<(StatusCode, Strin
     };
     let body = html! {
         h1 { "Mail explorer" }
-        p.hint { "Searches the mailboxes of every mail host (devices whose agent has a [mail] section). Every criterion given must hold; text matches anywhere, any case." }
+        p.hint { "Searches the mailboxes of every mail host (devices whose agent has a [mail] section). Every criterion given must hold; text matches anywhere, any case. A link, domain or attachment criterion reads each candidate message whole (slower) and lets results be grouped by attachment." }
         @if let Some((_, e)) = &error { p.error #search-error role="alert" { (e) } }
         @if op.can(Role::Responder) {
             form.action-bar #mail-search method="post" action="/mail/search" {
@@ -63,6 +66,9 @@ fn form_page(op: &Operator, typed: &SearchForm, error: Option<(StatusCode, Strin
                 (field("m-id", "message_id", "Message-ID", &typed.message_id, "text"))
                 (field("m-since", "since", "Received from", &typed.since, "date"))
                 (field("m-before", "before", "Received before", &typed.before, "date"))
+                (field("m-url", "url", "Link or domain", &typed.url, "text"))
+                (field("m-att", "attachment_name", "Attachment name", &typed.attachment_name, "text"))
+                (field("m-sha", "attachment_sha256", "Attachment SHA-256", &typed.attachment_sha256, "text"))
                 button type="submit" { "Search" }
             }
         } @else {
@@ -90,6 +96,9 @@ pub async fn search(State(state): State<AppState>, headers: HeaderMap, Form(form
         ("message_id", &form.message_id),
         ("since", &form.since),
         ("before", &form.before),
+        ("url", &form.url),
+        ("attachment_name", &form.attachment_name),
+        ("attachment_sha256", &form.attachment_sha256),
     ] {
         if !v.trim().is_empty() {
             criteria.insert(k.into(), json!(v.trim()));
@@ -116,10 +125,18 @@ pub struct ResultsQuery {
 }
 
 fn by(raw: &str) -> ClusterBy {
-    if raw == "sender_subject" {
-        ClusterBy::SenderSubject
-    } else {
-        ClusterBy::MessageId
+    match raw {
+        "sender_subject" => ClusterBy::SenderSubject,
+        "attachment" => ClusterBy::Attachment,
+        _ => ClusterBy::MessageId,
+    }
+}
+
+fn by_name(by: ClusterBy) -> &'static str {
+    match by {
+        ClusterBy::MessageId => "message_id",
+        ClusterBy::SenderSubject => "sender_subject",
+        ClusterBy::Attachment => "attachment",
     }
 }
 
@@ -155,7 +172,8 @@ pub async fn results(
         p { "Criteria: " code { (summary["criteria"].to_string()) } " · by " (text(&summary["created_by"])) " · " (text(&summary["created_at"])) }
         p { "Group by: "
             a href=(format!("/mail/searches/{id}")) aria-current=[(grouping == ClusterBy::MessageId).then_some("page")] { "Message-ID" } " · "
-            a href=(format!("/mail/searches/{id}?by=sender_subject")) aria-current=[(grouping == ClusterBy::SenderSubject).then_some("page")] { "sender and subject" }
+            a href=(format!("/mail/searches/{id}?by=sender_subject")) aria-current=[(grouping == ClusterBy::SenderSubject).then_some("page")] { "sender and subject" } " · "
+            a href=(format!("/mail/searches/{id}?by=attachment")) aria-current=[(grouping == ClusterBy::Attachment).then_some("page")] { "attachment" }
         }
         section.panel.wide #mail-results data-live[summary["complete"] != true] {
             h2 { "Mail hosts" }
@@ -186,6 +204,9 @@ fn cluster(op: &Operator, id: Uuid, grouping: ClusterBy, n: usize, c: &Value) ->
     html! {
         article.cluster id=(format!("cluster-{n}")) {
             h3 { (text(&c["subject"])) }
+            @if let Some(a) = c["attachment"].as_object() {
+                p { "Attachment " strong { (a.get("name").and_then(Value::as_str).unwrap_or("")) } " · SHA-256 " code { (a.get("sha256").and_then(Value::as_str).unwrap_or("")) } " · " (a.get("size").and_then(Value::as_u64).unwrap_or(0)) " bytes" }
+            }
             p { "From " (text(&c["from"])) " · " (c["messages"]) " messages in " (c["mailboxes"]) " mailboxes · Message-ID " code { (text(&c["message_id"])) } }
             details {
                 summary { "Where" }
@@ -198,7 +219,7 @@ fn cluster(op: &Operator, id: Uuid, grouping: ClusterBy, n: usize, c: &Value) ->
                 form.action-bar method="post" action=(format!("/mail/searches/{id}/act")) {
                     input type="hidden" name="csrf_token" value=(op.csrf_token);
                     input type="hidden" name="key" value=(text(&c["key"]));
-                    input type="hidden" name="by" value=(if grouping == ClusterBy::SenderSubject { "sender_subject" } else { "message_id" });
+                    input type="hidden" name="by" value=(by_name(grouping));
                     label for=(format!("kind-{n}")) { "Action" }
                     select id=(format!("kind-{n}")) name="kind" {
                         option value="soft_delete_email" { "Soft delete" }

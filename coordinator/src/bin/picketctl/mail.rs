@@ -14,7 +14,7 @@ pub enum MailCmd {
     /// the clusters once every host answered (or --timeout passed).
     Search {
         #[command(flatten)]
-        criteria: Criteria,
+        criteria: Box<Criteria>,
         /// Only this mail host (repeatable).
         #[arg(long = "device")]
         devices: Vec<String>,
@@ -51,6 +51,20 @@ pub struct Criteria {
     /// Received before this day (YYYY-MM-DD).
     #[arg(long)]
     before: Option<String>,
+    /// A link (http://…, https://…: exactly it) or a domain (links to it
+    /// and its subdomains) in the message's text.
+    #[arg(long)]
+    url: Option<String>,
+    /// An attachment's file name (exact, any case).
+    #[arg(long)]
+    attachment_name: Option<String>,
+    /// An attachment's SHA-256.
+    #[arg(long)]
+    attachment_sha256: Option<String>,
+    /// Report each message's attachments and links (reads every message
+    /// found whole; implied by --url and the attachment criteria).
+    #[arg(long)]
+    content: bool,
     /// Only this mailbox user (repeatable).
     #[arg(long = "user")]
     users: Vec<String>,
@@ -61,7 +75,7 @@ pub struct Criteria {
 
 #[derive(Args)]
 pub struct View {
-    /// Group by message_id or sender_subject.
+    /// Group by message_id, sender_subject or attachment.
     #[arg(long, default_value = "message_id")]
     by: String,
     #[arg(long, default_value_t = 1)]
@@ -80,6 +94,9 @@ impl Criteria {
             ("message_id", &self.message_id),
             ("since", &self.since),
             ("before", &self.before),
+            ("url", &self.url),
+            ("attachment_name", &self.attachment_name),
+            ("attachment_sha256", &self.attachment_sha256),
         ];
         for (k, v) in text {
             if let Some(v) = v {
@@ -88,6 +105,9 @@ impl Criteria {
         }
         if !self.users.is_empty() {
             c.insert("users".into(), json!(self.users));
+        }
+        if self.content {
+            c.insert("content".into(), json!(true));
         }
         c.insert("limit".into(), json!(self.limit));
         Value::Object(c)
@@ -144,9 +164,16 @@ pub fn run(client: &Client, cmd: &MailCmd, json_out: bool) -> Result<(), ClientE
     }
     println!();
     let clusters = result["clusters"].as_array().cloned().unwrap_or_default();
-    table(&["MESSAGES", "MAILBOXES", "FROM", "SUBJECT", "MESSAGE-ID"], &clusters, |c| {
-        vec![s(&c["messages"]), s(&c["mailboxes"]), s(&c["from"]), s(&c["subject"]), s(&c["message_id"])]
-    });
+    if view.by == "attachment" {
+        table(&["MESSAGES", "MAILBOXES", "ATTACHMENT", "SHA-256", "SUBJECT"], &clusters, |c| {
+            let a = &c["attachment"];
+            vec![s(&c["messages"]), s(&c["mailboxes"]), s(&a["name"]), s(&a["sha256"]), s(&c["subject"])]
+        });
+    } else {
+        table(&["MESSAGES", "MAILBOXES", "FROM", "SUBJECT", "MESSAGE-ID"], &clusters, |c| {
+            vec![s(&c["messages"]), s(&c["mailboxes"]), s(&c["from"]), s(&c["subject"]), s(&c["message_id"])]
+        });
+    }
     let total = result["total_clusters"].as_u64().unwrap_or(0);
     let shown = u64::from(view.page.saturating_sub(1)) * u64::from(view.per_page) + clusters.len() as u64;
     if shown < total {
