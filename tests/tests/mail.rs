@@ -700,4 +700,33 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
     assert_eq!(back.len(), 1, "the rebuilt copy is still there");
     assert_eq!(imap.raw(back[0]), raw_before, "the released message differs from the original");
     assert_eq!(sorted(imap.flags_and_date(back[0]).0), sorted(flags_before));
+    drop(imap);
+
+    // The console: the search grouped by attachment quarantines the
+    // program's cluster with the comment as the users' note.
+    let (web, password) = (env.web(), env.admin_password());
+    let sid = created["id"].as_str().expect("id").to_string();
+    let done = tokio::task::spawn_blocking(move || {
+        let (cookie, csrf) = web.session("admin", &password);
+        let shown = web.get(&format!("/mail/searches/{sid}?by=attachment"), &cookie);
+        assert!(shown.body.contains("invoice.exe") && shown.body.contains("quarantine_attachment"), "{}", shown.body);
+        let form = [
+            ("csrf_token", csrf.as_str()),
+            ("key", sha.as_str()),
+            ("by", "attachment"),
+            ("kind", "quarantine_attachment"),
+            ("comment", "console: malware"),
+        ];
+        let posted = web.post_form(&format!("/mail/searches/{sid}/act"), &cookie, &form);
+        assert_eq!(posted.status, 303, "{}", posted.body);
+        web.get(&posted.header("location"), &cookie).body
+    })
+    .await
+    .expect("console");
+    assert!(done.contains("1 quarantine_attachment action(s) requested"), "{done}");
+    eventually!(60, "cut from the console", {
+        let mut imap = mail.imap("bob");
+        let now = imap.find("INBOX", &id);
+        now.len() == 1 && imap.raw(now[0]).contains("console: malware")
+    });
 }

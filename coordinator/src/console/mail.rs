@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::{html, Markup};
+use picket_common::actions::mail::MAX_ATTACHMENT_BATCH;
 use picket_common::actions::ActionKind;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -226,6 +227,9 @@ fn cluster(op: &Operator, id: Uuid, grouping: ClusterBy, n: usize, c: &Value) ->
                         option value="move_to_junk" { "Move to junk" }
                         option value="move_to_inbox" { "Move to inbox" }
                         option value="quarantine_email" { "Quarantine" }
+                        @if grouping == ClusterBy::Attachment {
+                            option value="quarantine_attachment" { "Quarantine this attachment (the users keep the rest of the message)" }
+                        }
                         @if op.can(Role::Approver) {
                             option value="hard_delete_email" { "Hard delete (cannot be undone; a second approver decides)" }
                         }
@@ -271,6 +275,7 @@ pub async fn act(
             | ActionKind::MoveToJunk
             | ActionKind::MoveToInbox
             | ActionKind::QuarantineEmail
+            | ActionKind::QuarantineAttachment
             | ActionKind::HardDeleteEmail),
         ) => k,
         _ => return forbidden("Unknown mail action."),
@@ -289,11 +294,26 @@ pub async fn act(
     for target in c["targets"].as_array().into_iter().flatten() {
         let Some(device) = target["device_id"].as_str().and_then(|d| d.parse::<Uuid>().ok()) else { continue };
         let messages = target["messages"].as_array().cloned().unwrap_or_default();
-        for chunk in messages.chunks(REFS_PER_ACTION) {
+        // An attachment quarantine reads each message whole: fewer per action,
+        // and only the cluster's attachment.
+        let per_action = if kind == ActionKind::QuarantineAttachment { MAX_ATTACHMENT_BATCH } else { REFS_PER_ACTION };
+        let sha256 = c["attachment"]["sha256"].as_str().unwrap_or_default();
+        if kind == ActionKind::QuarantineAttachment && sha256.is_empty() {
+            return forbidden("Quarantine an attachment from the results grouped by attachment.");
+        }
+        for chunk in messages.chunks(per_action) {
+            let params = if kind == ActionKind::QuarantineAttachment {
+                // The reason is the comment, as the note in the users' copies says it.
+                let reason: String = form.comment.trim().chars().filter(|c| !c.is_control()).take(255).collect();
+                let reason = (!reason.is_empty()).then_some(reason);
+                json!({ "messages": chunk, "sha256": [sha256], "reason": reason })
+            } else {
+                json!({ "messages": chunk })
+            };
             let request = Request {
                 device,
                 kind,
-                params: json!({ "messages": chunk }),
+                params,
                 comment: &form.comment,
                 source: who.source_for(kind),
                 investigation_id: None,
