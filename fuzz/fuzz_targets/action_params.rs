@@ -40,7 +40,8 @@ fuzz_target!(|data: &[u8]| {
         | ActionKind::MoveToJunk
         | ActionKind::MoveToInbox
         | ActionKind::QuarantineEmail
-        | ActionKind::HardDeleteEmail => round_trip::<mail::MailMessages>(kind, json),
+        | ActionKind::HardDeleteEmail
+        | ActionKind::MailScan => round_trip::<mail::MailMessages>(kind, json),
         ActionKind::RestoreEmail | ActionKind::ReleaseEmail => round_trip::<mail::RestoreEmail>(kind, json),
         ActionKind::QuarantineAttachment => round_trip::<mail::QuarantineAttachment>(kind, json),
     }

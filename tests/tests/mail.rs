@@ -573,6 +573,16 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
     let big = with_attachments(&big_id, &[("dump.bin", "base64", &base64_lines(&big_payload))]);
     assert!(big.len() > 50_000_000, "{}", big.len());
     mail.deliver("billing@invoices.example", &people[2..], &big);
+    let eicar_id = format!("<{}@tests.example>", Uuid::new_v4());
+    let eicar = format!(
+        "From: av@tests.example\r\nTo: staff@example.org\r\nSubject: Test file\r\nMessage-ID: {eicar_id}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"e\"\r\n\r\n--e\r\n\
+         Content-Type: text/plain\r\n\r\nThe antivirus test file.\r\n--e\r\n\
+         Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"eicar.com\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--e--\r\n",
+        base64_lines(&picket_e2e::eicar())
+    );
+    mail.deliver("av@tests.example", &people[..2], eicar.as_bytes());
 
     let mut imap = mail.imap("alice");
     let uid = imap.find("INBOX", &id)[0];
@@ -592,6 +602,23 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
     let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
     let cluster = refs(&found["result"]["output"]);
     assert_eq!(cluster.len(), 2, "{found}");
+
+    // A mail scan: the attachments through the agent's own rules. The
+    // invoice's program is not malware; the EICAR test file is.
+    let clean = act(&env, device, "mail_scan", json!({ "messages": cluster })).await;
+    let out = &clean["result"]["output"];
+    assert_eq!((out["scanned"].as_u64(), out["attachments"].as_u64()), (Some(2), Some(4)), "{clean}");
+    assert_eq!(out["messages"], json!([]), "{clean}");
+    let flagged = act(&env, device, "mail_scan", json!({ "search": { "attachment_name": "eicar.com" } })).await;
+    let out = &flagged["result"]["output"];
+    assert_eq!(out["messages"].as_array().map(Vec::len), Some(2), "{flagged}");
+    let hit = &out["messages"][0]["detections"][0];
+    assert_eq!(
+        (hit["attachment"].as_str(), hit["severity"].as_str()),
+        (Some("eicar.com"), Some("malicious")),
+        "{flagged}"
+    );
+    assert_eq!(out["messages"][0]["subject"], "Test file");
 
     // The explorer by what is inside: attachment hash and name, link and
     // domain. Each finds exactly what holds it.

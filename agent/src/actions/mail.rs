@@ -3,7 +3,7 @@
 //! batch mover, three destinations) and `restore_email`, their undo;
 //! `quarantine_email` (into the quarantine account) and `release_email`,
 //! its undo; `quarantine_attachment` (released the same way);
-//! `hard_delete_email`. They are advertised only when the
+//! `hard_delete_email`; `mail_scan`. They are advertised only when the
 //! agent's configuration has a `[mail]` section.
 
 use picket_common::actions::mail::{self, MailBatchOutput, MailSearchOutput};
@@ -172,5 +172,24 @@ impl Action for QuarantineAttachment {
         host.check_quarantine().map_err(ActionFailure::error)?;
         let id = run.progress.action_id();
         host.batches().quarantine_attachments(id, &p, &progress(run)).map_err(ActionFailure::error)
+    }
+}
+
+pub struct MailScan;
+
+impl Action for MailScan {
+    const KIND: ActionKind = ActionKind::MailScan;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::MailMessages;
+    type Output = mail::MailScanOutput;
+
+    fn run(&self, p: mail::MailMessages, run: &Run<'_>) -> Result<mail::MailScanOutput, ActionFailure> {
+        let host = host(run)?;
+        let engine = run.ctx.content.engine();
+        let progress = |done: usize, all: usize| {
+            run.progress.report("scanning messages", u8::try_from(done * 100 / all.max(1)).unwrap_or(100))
+        };
+        crate::mail::scan::scan(&host.doveadm, &engine, &p, &host.config.quarantine_account, &progress)
+            .map_err(ActionFailure::error)
     }
 }

@@ -32,6 +32,7 @@ pub static TABLE: &[&dyn Registered] = &[
     &super::mail::ReleaseEmail,
     &super::mail::HardDeleteEmail,
     &super::mail::QuarantineAttachment,
+    &super::mail::MailScan,
 ];
 
 /// The row of `kind`.

@@ -47,6 +47,22 @@ fn parse(raw: &[u8]) -> Result<mail_parser::Message<'_>, String> {
     MessageParser::default().parse(raw).ok_or_else(|| "malformed MIME: not a message".to_string())
 }
 
+/// Call `f(name, decoded content)` for each attachment of `raw` (those a
+/// search would list; broken ones left out).
+pub fn each_attachment(raw: &[u8], mut f: impl FnMut(&str, &[u8])) -> Result<(), String> {
+    let message = parse(raw)?;
+    for part in message.attachments() {
+        let named = part.attachment_name();
+        if !part.content_disposition().is_some_and(|d| d.is_attachment()) && named.is_none() {
+            continue;
+        }
+        if !part.is_encoding_problem {
+            f(named.unwrap_or_default(), part.contents());
+        }
+    }
+    Ok(())
+}
+
 /// Most links reported of one message, and their longest.
 const MAX_LINKS: usize = 100;
 const MAX_LINK: usize = 2048;

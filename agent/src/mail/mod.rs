@@ -13,6 +13,7 @@ pub mod attach;
 pub mod batch;
 pub mod doveadm;
 pub mod mime;
+pub mod scan;
 pub mod search;
 
 use std::path::{Path, PathBuf};

@@ -552,3 +552,47 @@ mod tests {
         assert!(check_search(&zero).is_err());
     }
 }
+
+/// One detection in a message's attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentDetection {
+    /// The attachment's file name ("" when it has none).
+    pub attachment: String,
+    pub sha256: String,
+    pub size: u64,
+    /// The rule, or `indicator` for a block-listed SHA-256.
+    pub rule: String,
+    pub namespace: String,
+    pub severity: crate::detection::Severity,
+}
+
+/// A scanned message with detections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScannedMessage {
+    pub user: String,
+    pub mailbox: String,
+    pub guid: String,
+    pub message_id: String,
+    pub from: String,
+    pub subject: String,
+    /// Internal (received) date, Unix seconds.
+    pub received: i64,
+    pub detections: Vec<AttachmentDetection>,
+}
+
+/// `mail_scan`'s result: the messages whose attachments the agent's rules
+/// or indicators flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MailScanOutput {
+    /// Messages read and scanned.
+    pub scanned: u64,
+    /// Attachments scanned.
+    pub attachments: u64,
+    /// Messages that could not be read (gone, unreadable, malformed).
+    pub unreadable: u64,
+    pub messages: Vec<ScannedMessage>,
+    /// The search found more than its limit (or more than one scan reads).
+    pub truncated: bool,
+}

@@ -56,6 +56,9 @@ pub enum ActionKind {
     /// Attachments replaced by a note in the user's copy; the original
     /// message to the quarantine account (undo: `release_email`).
     QuarantineAttachment,
+    /// Read-only: messages' attachments through the agent's rules and
+    /// indicators.
+    MailScan,
 }
 
 /// What the rest of Picket needs to know about a kind, declared in its row
@@ -96,7 +99,7 @@ const fn undo(kind: ActionKind, params: fn(&str, &str) -> Result<String, String>
 
 impl ActionKind {
     /// One row per kind, in declaration order.
-    pub const SPECS: [Spec; 24] = [
+    pub const SPECS: [Spec; 25] = [
         spec(K::Isolate, "isolate", true, undo(K::ReleaseIsolation, undo::release)),
         spec(K::ReleaseIsolation, "release_isolation", true, None),
         spec(K::RestrictCode, "restrict_code", true, undo(K::ReleaseCode, undo::release)),
@@ -127,10 +130,11 @@ impl ActionKind {
         // The user's copy is saved once (found again by its marker header),
         // then the original moves like a quarantine.
         spec(K::QuarantineAttachment, "quarantine_attachment", true, undo(K::ReleaseEmail, undo::mail)),
+        spec(K::MailScan, "mail_scan", true, None),
     ];
 
-    pub const ALL: [ActionKind; 24] = {
-        let mut all = [K::Isolate; 24];
+    pub const ALL: [ActionKind; 25] = {
+        let mut all = [K::Isolate; 25];
         let mut i = 0;
         while i < all.len() {
             all[i] = Self::SPECS[i].kind;

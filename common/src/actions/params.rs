@@ -379,7 +379,8 @@ pub fn check(kind: ActionKind, json: &str) -> Result<(), String> {
         | ActionKind::MoveToJunk
         | ActionKind::MoveToInbox
         | ActionKind::QuarantineEmail
-        | ActionKind::HardDeleteEmail => super::mail::check_messages(&parse(kind, json)?),
+        | ActionKind::HardDeleteEmail
+        | ActionKind::MailScan => super::mail::check_messages(&parse(kind, json)?),
         ActionKind::QuarantineAttachment => super::mail::check_attachments(&parse(kind, json)?),
         ActionKind::RestoreEmail | ActionKind::ReleaseEmail => {
             parse::<super::mail::RestoreEmail>(kind, json).map(|_| ())

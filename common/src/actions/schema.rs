@@ -103,13 +103,15 @@ pub fn of(kind: ActionKind) -> Value {
                 json!({ "properties": { "users": { "items": { "pattern": user } } }, "anyOf": any }),
             )
         }
-        K::SoftDeleteEmail | K::MoveToJunk | K::MoveToInbox | K::QuarantineEmail | K::HardDeleteEmail => with(
-            derived::<MailMessages>(),
-            json!({ "anyOf": [
+        K::SoftDeleteEmail | K::MoveToJunk | K::MoveToInbox | K::QuarantineEmail | K::HardDeleteEmail | K::MailScan => {
+            with(
+                derived::<MailMessages>(),
+                json!({ "anyOf": [
                 { "required": ["messages"], "properties": { "messages": { "minItems": 1 }, "search": { "type": "null" } } },
                 { "required": ["search"], "properties": { "search": of(K::MailSearch), "messages": { "maxItems": 0 } } }
             ] }),
-        ),
+            )
+        }
         K::RestoreEmail | K::ReleaseEmail => derived::<RestoreEmail>(),
         K::QuarantineAttachment => {
             let hex = "^[0-9a-f]{64}$";

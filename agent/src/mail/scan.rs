@@ -1,0 +1,107 @@
+//! `mail_scan`: the attachments of messages (named, or found by a search)
+//! through the agent's own rules and SHA-256 indicators — the same engine
+//! the file scans use, on each attachment's decoded content.
+
+use picket_common::actions::mail::{AttachmentDetection, MailMessages, MailScanOutput, ScannedMessage};
+use serde_json::{json, Value};
+
+use super::doveadm::{Command, Doveadm};
+use crate::scan::engine::Engine;
+
+/// Messages fetched whole in one request (and at most this many bytes,
+/// when their sizes are known).
+const PER_REQUEST: usize = 20;
+const BYTES_PER_REQUEST: u64 = 64 * 1024 * 1024;
+
+/// Scan what `which` names on this host; `hidden` is the quarantine
+/// account, never scanned as a user's mail.
+pub fn scan(
+    dv: &Doveadm,
+    engine: &Engine,
+    which: &MailMessages,
+    hidden: &str,
+    progress: &dyn Fn(usize, usize),
+) -> Result<MailScanOutput, String> {
+    let mut out = MailScanOutput::default();
+    // (user, mailbox, guid, size if known)
+    let targets: Vec<(String, String, String, u64)> = match &which.search {
+        Some(query) => {
+            let found = super::search::search(dv, query, hidden).map_err(|e| format!("the scan's search: {e}"))?;
+            out.truncated = found.truncated;
+            found.messages.into_iter().map(|m| (m.user, m.mailbox, m.guid, m.size)).collect()
+        }
+        None => which
+            .messages
+            .iter()
+            .filter(|m| m.user != hidden)
+            .map(|m| (m.user.clone(), m.mailbox.clone(), m.guid.clone(), 0))
+            .collect(),
+    };
+    let mut scanner = engine.scanner();
+    let mut at = 0;
+    while at < targets.len() {
+        let mut end = at;
+        let mut bytes = 0;
+        while end < targets.len()
+            && end - at < PER_REQUEST
+            && (end == at || bytes + targets[end].3 <= BYTES_PER_REQUEST)
+        {
+            bytes += targets[end].3;
+            end += 1;
+        }
+        let chunk = &targets[at..end];
+        let fields = ["text", "hdr.message-id", "hdr.from", "hdr.subject", "date.received.unixtime"];
+        let commands: Vec<Command> = chunk
+            .iter()
+            .map(|(user, mailbox, guid, _)| {
+                let query = json!(["mailbox", mailbox, "guid", guid]);
+                Command::new("fetch", json!({ "user": user, "field": fields, "query": query }))
+            })
+            .collect();
+        let answers = dv.run(&commands).map_err(|e| e.to_string())?;
+        for ((user, mailbox, guid, _), answer) in chunk.iter().zip(answers) {
+            let row = answer.ok().and_then(|v| v.get(0).cloned());
+            let Some(text) = row.as_ref().and_then(|r| r.get("text")).and_then(Value::as_str) else {
+                out.unreadable += 1;
+                continue;
+            };
+            let mut detections = Vec::new();
+            let read = super::mime::each_attachment(text.as_bytes(), |name, data| {
+                out.attachments += 1;
+                let path = std::path::Path::new(name);
+                match engine.scan_data(&mut scanner, path, data, "mail") {
+                    Ok(found) => detections.extend(found.into_iter().map(|d| AttachmentDetection {
+                        attachment: name.to_string(),
+                        sha256: d.sha256,
+                        size: d.size,
+                        rule: d.rule,
+                        namespace: d.namespace,
+                        severity: d.severity,
+                    })),
+                    Err(e) => tracing::warn!(%user, %guid, attachment = name, error = %e, "attachment not scanned"),
+                }
+            });
+            if read.is_err() {
+                out.unreadable += 1;
+                continue;
+            }
+            out.scanned += 1;
+            if !detections.is_empty() {
+                let meta = row.as_ref().map(super::search::meta).unwrap_or_default();
+                out.messages.push(ScannedMessage {
+                    user: user.clone(),
+                    mailbox: mailbox.clone(),
+                    guid: guid.clone(),
+                    message_id: meta.message_id,
+                    from: meta.from,
+                    subject: meta.subject,
+                    received: meta.received,
+                    detections,
+                });
+            }
+        }
+        at = end;
+        progress(at, targets.len());
+    }
+    Ok(out)
+}
