@@ -757,3 +757,117 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
         now.len() == 1 && imap.raw(now[0]).contains("console: malware")
     });
 }
+
+/// The investigation of `path`'s alert, once it has evidence.
+async fn investigation_with_evidence(env: &TestEnv, path_prefix: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let list = env.admin(|c| c.get("/api/v1/investigations")).await.expect("list");
+        let found = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["subject"]["path"].as_str().is_some_and(|p| p.starts_with(path_prefix)))
+            .cloned();
+        if let Some(id) = found.as_ref().and_then(|i| i["id"].as_str()).map(str::to_string) {
+            let shown = env.admin(move |c| c.get(&format!("/api/v1/investigations/{id}"))).await.expect("show");
+            if !shown["evidence"].is_null() {
+                return shown;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no investigation of {path_prefix} with evidence");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_one_and_its_cluster_waits_for_a_person()
+{
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let people: Vec<String> = ["alice", "bob", "carol"].iter().map(|u| u.to_string()).collect();
+    let mail = Dovecot::start(&people);
+    let id = format!("<{}@outside.example>", Uuid::new_v4());
+    let eicar = picket_e2e::eicar();
+    let message = format!(
+        "From: Mallory <m@outside.example>\r\nTo: staff@example.org\r\nSubject: Your parcel\r\nMessage-ID: {id}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"p\"\r\n\r\n--p\r\nContent-Type: text/plain\r\n\r\n\
+         Track it at https://parcel.outside.example/t/1\r\n--p\r\nContent-Type: application/octet-stream\r\n\
+         Content-Disposition: attachment; filename=\"label.com\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--p--\r\n",
+        base64_lines(&eicar)
+    );
+    mail.deliver("m@outside.example", &people[..2], message.as_bytes());
+    mail.deliver("hr@example.org", &people, &self::message("<benign@example.org>", "hr@example.org", "Rota", "hi"));
+
+    let search = tempfile::tempdir().expect("tempdir");
+    let copies = search.path().display().to_string();
+    let mut env = TestEnv::start_with(&Db::Sqlite, move |c| {
+        c.investigations.automatic = true;
+        c.investigations.copy_search_paths = vec![copies];
+    })
+    .await;
+    // The same file on an ordinary device, found by a scan first.
+    let (laptop, laptop_dir) = env.enroll("laptop").await;
+    let _laptop = env.start_agent(laptop, &laptop_dir);
+    let (host, dir) = env.enroll("mail-inv").await;
+    let (url, key) = (mail.api_url(), mail.api_key_file());
+    let _agent = env.start_agent_with(host, &dir, move |c| {
+        let mut config = MailConfig::new(&url, &key);
+        config.internal_domains = vec!["example.org".into()];
+        c.mail = Some(config);
+    });
+    eventually!(10, "online", env.device_status(host).await == "online" && env.device_status(laptop).await == "online");
+    let downloads = tempfile::tempdir().expect("tempdir");
+    std::fs::write(downloads.path().join("label.com"), &eicar).expect("write");
+    let scanned = act(&env, laptop, "scan", json!({ "paths": [downloads.path()] })).await;
+    assert_eq!(scanned["status"], "succeeded", "{scanned}");
+    let file_inv = investigation_with_evidence(&env, &downloads.path().display().to_string()).await;
+
+    // The mail scan raises the alert; the investigation gathers the
+    // cluster on the host and gives each entity a verdict.
+    let scan = act(&env, host, "mail_scan", json!({ "search": { "message_id": id } })).await;
+    assert_eq!(scan["result"]["output"]["messages"].as_array().map(Vec::len), Some(2), "{scan}");
+    let inv = investigation_with_evidence(&env, "mail:").await;
+    assert_eq!(inv["subject"]["kind"], "email", "{inv}");
+    assert_eq!(inv["device_id"], host.to_string());
+    let evidence = &inv["evidence"];
+    assert_eq!(evidence["verdict"], "malicious", "{inv}");
+    assert_eq!(evidence["cluster"]["messages"], 2, "{inv}");
+    let of = |t: &str| -> Vec<Value> {
+        evidence["items"].as_array().into_iter().flatten().filter(|i| i["type"] == t).cloned().collect()
+    };
+    assert_eq!(of("attachment")[0]["names"], json!(["label.com"]), "{inv}");
+    assert_eq!(of("message").len(), 2);
+    assert_eq!((of("sender")[0]["external"].as_bool(), of("sender").len()), (Some(true), 1), "{inv}");
+    assert_eq!(of("url")[0]["url"], "https://parcel.outside.example/t/1");
+    // Linked to the file's investigation on the laptop, both ways.
+    assert_eq!(evidence["related"][0]["id"], file_inv["id"], "{inv}");
+    let file_id = file_inv["id"].as_str().expect("id").to_string();
+    let file_now = env.admin(move |c| c.get(&format!("/api/v1/investigations/{file_id}"))).await.expect("show");
+    assert!(file_now.to_string().contains(inv["id"].as_str().expect("id")), "{file_now}");
+
+    // The cluster's quarantine waits for a person (email: always), then
+    // takes both copies out of the users' reach; the benign mail stays.
+    let inv_id = inv["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/actions?device={host}&kind=quarantine_email");
+    let pending = env.admin(move |c| c.get(&path)).await.expect("actions");
+    let proposal = pending["items"][0].clone();
+    assert_eq!(proposal["status"], "pending_approval", "{pending}");
+    assert_eq!(proposal["investigation_id"], inv_id.as_str());
+    let approver = env.token("approver", "approver").await;
+    let aid = proposal["id"].as_str().expect("id").to_string();
+    env.api(&approver, move |c| c.post(&format!("/api/v1/actions/{aid}/approve"), &json!({ "comment": "phish" })))
+        .await
+        .expect("approve");
+    eventually!(60, "remediated", {
+        let inv_id = inv_id.clone();
+        env.admin(move |c| c.get(&format!("/api/v1/investigations/{inv_id}"))).await.expect("show")["status"]
+            == "remediated"
+    });
+    for user in ["alice", "bob"] {
+        assert_eq!(anywhere(&mail, user, &id), vec![], "{user} still has the parcel");
+        assert_eq!(mail.imap(user).find("INBOX", "<benign@example.org>").len(), 1);
+    }
+}

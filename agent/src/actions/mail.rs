@@ -189,7 +189,23 @@ impl Action for MailScan {
         let progress = |done: usize, all: usize| {
             run.progress.report("scanning messages", u8::try_from(done * 100 / all.max(1)).unwrap_or(100))
         };
-        crate::mail::scan::scan(&host.doveadm, &engine, &p, &host.config.quarantine_account, &progress)
+        let source = format!("mail_scan:{}", run.progress.action_id());
+        let raise = |m: &mail::ScannedMessage| {
+            let detections = m
+                .detections
+                .iter()
+                .map(|d| picket_common::detection::Detection {
+                    path: crate::mail::scan::alert_path(m, &d.attachment),
+                    sha256: d.sha256.clone(),
+                    size: d.size,
+                    rule: d.rule.clone(),
+                    namespace: d.namespace.clone(),
+                    severity: d.severity,
+                })
+                .collect();
+            run.ctx.alerts.raise(&source, detections);
+        };
+        crate::mail::scan::scan(&host.doveadm, &engine, &p, &host.config.quarantine_account, &progress, &raise)
             .map_err(ActionFailure::error)
     }
 }

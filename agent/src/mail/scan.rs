@@ -1,6 +1,8 @@
 //! `mail_scan`: the attachments of messages (named, or found by a search)
 //! through the agent's own rules and SHA-256 indicators — the same engine
-//! the file scans use, on each attachment's decoded content.
+//! the file scans use, on each attachment's decoded content. Each message
+//! with detections is also raised as an alert (the coordinator opens an
+//! email investigation of it), its path `mail:<user>/<folder>/<GUID>/<file>`.
 
 use picket_common::actions::mail::{AttachmentDetection, MailMessages, MailScanOutput, ScannedMessage};
 use serde_json::{json, Value};
@@ -21,6 +23,7 @@ pub fn scan(
     which: &MailMessages,
     hidden: &str,
     progress: &dyn Fn(usize, usize),
+    found: &dyn Fn(&ScannedMessage),
 ) -> Result<MailScanOutput, String> {
     let mut out = MailScanOutput::default();
     // (user, mailbox, guid, size if known)
@@ -88,7 +91,7 @@ pub fn scan(
             out.scanned += 1;
             if !detections.is_empty() {
                 let meta = row.as_ref().map(super::search::meta).unwrap_or_default();
-                out.messages.push(ScannedMessage {
+                let hit = ScannedMessage {
                     user: user.clone(),
                     mailbox: mailbox.clone(),
                     guid: guid.clone(),
@@ -97,11 +100,18 @@ pub fn scan(
                     subject: meta.subject,
                     received: meta.received,
                     detections,
-                });
+                };
+                found(&hit);
+                out.messages.push(hit);
             }
         }
         at = end;
         progress(at, targets.len());
     }
     Ok(out)
+}
+
+/// The alert path of attachment `name` of a message.
+pub fn alert_path(m: &ScannedMessage, name: &str) -> String {
+    format!("mail:{}/{}/{}/{}", m.user, m.mailbox, m.guid, name)
 }

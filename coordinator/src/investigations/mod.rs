@@ -66,6 +66,7 @@ use uuid::Uuid;
 use crate::actions::{ActionCenter, ActionError, Request, Requestor};
 use crate::clock::now_ms;
 mod decisions;
+mod email;
 mod policy;
 mod verdicts;
 
@@ -106,11 +107,14 @@ impl Investigations {
         sha256: Option<&str>,
         actor: &str,
     ) -> Result<Investigation, ActionError> {
+        let email = email::is_mail_path(path);
         let title = match alert {
+            Some(a) if email => format!("{} detected in an email attachment ({path})", a.rule),
             Some(a) => format!("{} detected {path}", a.rule),
             None => format!("investigation of {path}"),
         };
         let subject = json!({
+            "kind": if email { "email" } else { "file" },
             "path": path,
             "sha256": sha256,
             "size": alert.map(|a| a.size),
@@ -184,6 +188,12 @@ impl Investigations {
         };
         self.store.insert_investigation(&inv).await?;
         self.store.investigation_event(inv.id, actor, "opened", &inv.title).await?;
+        if inv.subject["kind"] == "email" {
+            self.start_email(&inv).await?;
+            tracing::info!(investigation = %inv.id, %device, %path, "email investigation opened");
+            return Ok(inv);
+        }
+        self.link_same_sha256(&inv).await?;
         // The threat's own file first: its remediation does not wait for
         // the search for copies.
         if inv.subject["expanded_from"].is_null() {
@@ -276,6 +286,14 @@ impl Investigations {
                     self.store.skip_alert_path(alert.id, &path).await?;
                     continue;
                 }
+                // Every message with the attachment is one cluster: one
+                // live email investigation per host and SHA-256 covers them.
+                if email::is_mail_path(&path) {
+                    if let Some(inv) = self.live_email_investigation(alert.device_id, &alert.sha256).await? {
+                        self.store.assign_alert_path(alert.id, &path, inv).await?;
+                        continue;
+                    }
+                }
                 let opened = self.open(alert.device_id, Some(&alert), &path, Some(&alert.sha256), "automation").await;
                 match opened {
                     Ok(inv) => self.store.assign_alert_path(alert.id, &path, inv.id).await?,
@@ -301,14 +319,24 @@ impl Investigations {
 
     async fn follow(&self, inv: &Investigation) -> Result<(), ActionError> {
         let actions = self.store.investigation_actions(inv.id).await?;
-        let remediation: Vec<_> = actions.iter().filter(|a| a.kind != ActionKind::CollectEvidence).collect();
+        // The evidence: a file's `collect_evidence`, an email's cluster search.
+        let evidence_kind =
+            if inv.subject["kind"] == "email" { ActionKind::MailSearch } else { ActionKind::CollectEvidence };
+        let remediation: Vec<_> = actions.iter().filter(|a| a.kind != evidence_kind).collect();
         if inv.evidence.is_null() {
-            let Some(ev) = actions.iter().find(|a| a.kind == ActionKind::CollectEvidence) else {
+            let Some(ev) = actions.iter().find(|a| a.kind == evidence_kind) else {
                 return Ok(());
             };
+            let result = ev.result.as_deref().unwrap_or_default();
             let why = match ev.status {
+                ActionStatus::Succeeded if evidence_kind == ActionKind::MailSearch => {
+                    match serde_json::from_str::<picket_common::actions::mail::MailSearchOutput>(result) {
+                        Ok(found) => return self.evaluate_email(inv, &found).await,
+                        Err(e) => format!("the mail host's answer is unreadable: {e}"),
+                    }
+                }
                 ActionStatus::Succeeded => {
-                    match serde_json::from_str::<EvidenceOutput>(ev.result.as_deref().unwrap_or_default()) {
+                    match serde_json::from_str::<EvidenceOutput>(result) {
                         Ok(evidence) => return self.evaluate(inv, &evidence).await,
                         // Never read as "nothing found".
                         Err(e) => format!("the device's evidence is unreadable: {e}"),

@@ -1,0 +1,228 @@
+//! Email investigations: an alert from a mail host's `mail_scan` (path
+//! `mail:<user>/<folder>/<GUID>/<file>`) is investigated on that host.
+//!
+//! 1. The evidence is the cluster: a `mail_search` on the host for every
+//!    message carrying the same attachment (by SHA-256), with their
+//!    senders, subjects, folders and links.
+//! 2. Verdicts per entity: the attachment (the coordinator's own
+//!    indicators and rule severities, as for files — never the host's
+//!    word), each message of the cluster (the attachment's verdict), each
+//!    sender (internal or external by the host's declared domains), each
+//!    link (not checked yet: there is no URL blocklist).
+//! 3. The proposal: `quarantine_email` of the whole cluster on the host.
+//!    DESIGN.md: email evidence with a malicious verdict is always pending
+//!    approval; level `none` proposes nothing.
+//! 4. The same SHA-256 investigated on a device (a file) and in mail links
+//!    the two: each gets an event naming the other, and the email
+//!    investigation lists them.
+//!
+//! The host's report acts only on the host itself: the cluster action goes
+//! to the device that raised the alert.
+
+use picket_common::actions::mail::MailSearchOutput;
+use picket_common::actions::ActionKind;
+use serde_json::{json, Value};
+
+use super::{verdict_name, Decision, Investigations, Level, AUTOMATION, LIVE};
+use crate::actions::{ActionError, Request};
+use crate::store::{ActionSource, Investigation};
+
+/// Most messages the evidence search (and the cluster action) covers.
+const CLUSTER_LIMIT: u32 = 10_000;
+
+/// Whether an alert path is a message's attachment.
+pub fn is_mail_path(path: &str) -> bool {
+    path.starts_with("mail:")
+}
+
+impl Investigations {
+    /// Ask the host for the cluster: every message with the attachment.
+    pub(super) async fn start_email(&self, inv: &Investigation) -> Result<(), ActionError> {
+        self.link_same_sha256(inv).await?;
+        let Some(sha) = inv.subject["sha256"].as_str() else {
+            return Err(ActionError::Invalid("an email investigation needs the attachment's SHA-256".into()));
+        };
+        let id = inv.id.to_string();
+        let request = Request {
+            device: inv.device_id,
+            kind: ActionKind::MailSearch,
+            params: json!({ "attachment_sha256": sha, "limit": CLUSTER_LIMIT }),
+            comment: "evidence for an email investigation: the messages with this attachment",
+            source: ActionSource::AutomatedDeviceAction,
+            investigation_id: Some(&id),
+            needs_approval: false,
+            undoes: None,
+        };
+        if let Err(e) = self.center.create(&AUTOMATION, request).await {
+            self.store.update_investigation(inv.id, &[], "failed", None).await?;
+            let why = format!("cannot ask the mail host for the cluster: {e}");
+            self.store.investigation_event(inv.id, "automation", "failed", &why).await?;
+            self.settle_alert(inv).await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Verdicts on the cluster the host found, and the cluster's quarantine.
+    pub(super) async fn evaluate_email(
+        &self,
+        inv: &Investigation,
+        found: &MailSearchOutput,
+    ) -> Result<(), ActionError> {
+        let sha = inv.subject["sha256"].as_str().map(str::to_string);
+        let (verdict, why) = self.verdict(&inv.subject, sha.as_deref()).await?;
+        let (group, level) = self.level_of(inv.device_id).await?;
+        let v = verdict_name(verdict);
+        let domains = self.store.device(inv.device_id).await?.and_then(|d| d.mail_domains).unwrap_or_default();
+        let mut items = Vec::new();
+        let names: std::collections::BTreeSet<&str> = found
+            .messages
+            .iter()
+            .flat_map(|m| m.attachments.iter())
+            .filter(|a| Some(&a.sha256) == sha.as_ref())
+            .map(|a| a.name.as_str())
+            .collect();
+        items.push(json!({ "type": "attachment", "sha256": sha, "names": names, "verdict": v, "why": why }));
+        let mailboxes: std::collections::BTreeSet<&str> = found.messages.iter().map(|m| m.user.as_str()).collect();
+        for m in found.messages.iter().take(200) {
+            items.push(json!({ "type": "message", "user": m.user, "mailbox": m.mailbox, "guid": m.guid,
+                "message_id": m.message_id, "from": m.from, "subject": m.subject, "verdict": v,
+                "why": "carries the attachment" }));
+        }
+        let senders: std::collections::BTreeSet<&str> = found.messages.iter().map(|m| m.from.as_str()).collect();
+        for from in senders.iter().take(50) {
+            let external = !sender_is_internal(from, &domains);
+            items.push(json!({ "type": "sender", "from": from, "external": external, "verdict": v,
+                "why": if external { "sent the attachment from outside the host's domains" } else { "an internal sender sent the attachment" } }));
+        }
+        let links: std::collections::BTreeSet<&str> =
+            found.messages.iter().flat_map(|m| m.urls.iter()).map(String::as_str).collect();
+        for url in links.iter().take(50) {
+            items.push(json!({ "type": "url", "url": url, "verdict": "not_checked",
+                "why": "links are not checked yet: there is no URL blocklist" }));
+        }
+        let related = self.related(inv).await?;
+        let mut remediation = Vec::new();
+        let (mut any_action, mut no_response) = (false, false);
+        if let (Some(verdict), Some(sha)) = (verdict, &sha) {
+            if !found.messages.is_empty() {
+                let decision = if level == Level::None { Decision::NoResponse } else { Decision::Pending };
+                let mut entry = json!({ "kind": "quarantine_email", "cluster": { "attachment_sha256": sha },
+                    "messages": found.messages.len(), "mailboxes": mailboxes.len(),
+                    "decision": format!("{decision:?}").to_lowercase() });
+                if decision == Decision::NoResponse {
+                    no_response = true;
+                } else {
+                    let params = json!({ "search": { "attachment_sha256": sha, "limit": CLUSTER_LIMIT } });
+                    let comment =
+                        format!("{}: {why} (email: always approved by a person)", verdict_name(Some(verdict)));
+                    any_action =
+                        self.propose(inv, ActionKind::QuarantineEmail, params, decision, &comment, &mut entry).await;
+                }
+                remediation.push(entry);
+            }
+        }
+        let evidence = json!({
+            "kind": "email",
+            "automation_level": format!("{level:?}"),
+            "group": group,
+            "verdict": v,
+            "items": items,
+            "remediation": remediation,
+            "no_response": no_response && !any_action,
+            "cluster": { "messages": found.messages.len(), "mailboxes": mailboxes.len(), "truncated": found.truncated },
+            "related": related,
+        });
+        let status = if verdict.is_none() || found.messages.is_empty() {
+            "no_threats_found"
+        } else if any_action {
+            "running"
+        } else if no_response {
+            "pending_approval"
+        } else {
+            "failed"
+        };
+        self.store.update_investigation(inv.id, &LIVE, status, Some(&evidence)).await?;
+        let detail = format!(
+            "verdict {v} ({why}); {} messages in {} mailboxes; automation {level:?}",
+            found.messages.len(),
+            mailboxes.len()
+        );
+        self.store.investigation_event(inv.id, "automation", "evidence evaluated", &detail).await?;
+        match self.store.investigation(inv.id).await? {
+            Some(inv) if LIVE.contains(&inv.status.as_str()) => Box::pin(self.follow(&inv)).await?,
+            Some(inv) => self.settle_alert(&inv).await?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The live email investigation of `sha256` on `device`, if any.
+    pub(super) async fn live_email_investigation(
+        &self,
+        device: uuid::Uuid,
+        sha256: &str,
+    ) -> Result<Option<uuid::Uuid>, ActionError> {
+        for status in LIVE {
+            let live = self.store.investigations(Some(status), Some(device), 500).await?;
+            if let Some(i) = live.iter().find(|i| i.subject["kind"] == "email" && i.subject["sha256"] == sha256) {
+                return Ok(Some(i.id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Investigations of the same SHA-256 of the other kind (a file on a
+    /// device for an email one, and the reverse).
+    async fn related(&self, inv: &Investigation) -> Result<Vec<Value>, ActionError> {
+        let Some(sha) = inv.subject["sha256"].as_str() else { return Ok(Vec::new()) };
+        let email = inv.subject["kind"] == "email";
+        Ok(self
+            .store
+            .investigations(None, None, 500)
+            .await?
+            .into_iter()
+            .filter(|o| o.id != inv.id && o.subject["sha256"] == sha && (o.subject["kind"] == "email") != email)
+            .map(|o| json!({ "id": o.id, "device_id": o.device_id, "title": o.title, "status": o.status }))
+            .collect())
+    }
+
+    /// Record on both sides that the same SHA-256 is investigated as a
+    /// file and as an attachment.
+    pub(super) async fn link_same_sha256(&self, inv: &Investigation) -> Result<(), ActionError> {
+        for other in self.related(inv).await? {
+            let Some(id) = other["id"].as_str().and_then(|i| i.parse().ok()) else { continue };
+            let here = format!("same SHA-256 as investigation {id} ({})", other["title"].as_str().unwrap_or(""));
+            self.store.investigation_event(inv.id, "automation", "linked", &here).await?;
+            let there = format!("same SHA-256 as investigation {} ({})", inv.id, inv.title);
+            self.store.investigation_event(id, "automation", "linked", &there).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the address in a From header is in one of `domains`.
+fn sender_is_internal(from: &str, domains: &[String]) -> bool {
+    let address = match (from.rfind('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &from[a + 1..b],
+        _ => from.trim(),
+    };
+    let domain = address.rsplit_once('@').map(|(_, d)| d.trim().to_ascii_lowercase()).unwrap_or_default();
+    domains.iter().any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_are_internal_by_the_hosts_domains() {
+        let domains = vec!["example.org".to_string()];
+        assert!(sender_is_internal("HR <hr@example.org>", &domains));
+        assert!(sender_is_internal("it@mail.Example.org", &domains));
+        assert!(!sender_is_internal("Billing <billing@invoices.example>", &domains));
+        assert!(!sender_is_internal("x@example.org.evil.example", &domains));
+        assert!(!sender_is_internal("no address", &domains));
+        assert!(is_mail_path("mail:alice/INBOX/g/x.exe") && !is_mail_path("/tmp/mail:x"));
+    }
+}
