@@ -393,8 +393,11 @@ fn anywhere(mail: &Dovecot, user: &str, message_id: &str) -> Vec<(String, u32)> 
         .command("LIST \"\" \"*\"")
         .expect("LIST")
         .iter()
-        .filter_map(|l| l.rsplit(' ').next())
-        .map(|m| m.trim_matches('"').to_string())
+        .filter_map(|l| match l.strip_suffix('"') {
+            // `* LIST (…) "." "Recoverable Items"`: the last quoted string.
+            Some(rest) => rest.rfind('"').map(|i| rest[i + 1..].to_string()),
+            None => l.rsplit(' ').next().map(str::to_string),
+        })
         .collect();
     folders.into_iter().flat_map(|f| imap.find(&f, message_id).into_iter().map(move |u| (f.clone(), u))).collect()
 }
@@ -870,4 +873,75 @@ async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_
         assert_eq!(anywhere(&mail, user, &id), vec![], "{user} still has the parcel");
         assert_eq!(mail.imap(user).find("INBOX", "<benign@example.org>").len(), 1);
     }
+}
+
+/// Helper entry point: a mail host's agent on `PICKET_HELPER_AGENT_STATE`
+/// (Dovecot's API at `PICKET_HELPER_MAIL_URL`, key in
+/// `PICKET_HELPER_MAIL_KEY`) until killed.
+#[test]
+#[ignore = "a helper process entry point, started by the mail restart test"]
+fn helper_mail_agent_process() {
+    let var = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v}"));
+    let dir = var("PICKET_HELPER_AGENT_STATE");
+    picket_e2e::init_logs();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut config = picket_e2e::agent_config(std::path::Path::new(&dir));
+    config.mail =
+        Some(MailConfig::new(&var("PICKET_HELPER_MAIL_URL"), std::path::Path::new(&var("PICKET_HELPER_MAIL_KEY"))));
+    runtime.block_on(picket_agent::session::run(config, tokio_util::sync::CancellationToken::new())).expect("agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_cut_off_by_a_killed_agent_resumes_when_it_restarts_and_nothing_moves_twice() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut mail = Dovecot::start(&users(20));
+    let id = format!("<{}@invoices.example>", Uuid::new_v4());
+    mail.deliver("b@invoices.example", &users(20), &message(&id, "b@invoices.example", "Overdue", "pay"));
+    let env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("mail-crash").await;
+    let (url, key) = (mail.api_url(), mail.api_key_file());
+    let spawn = || {
+        std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["helper_mail_agent_process", "--exact", "--ignored", "--nocapture"])
+            .env("PICKET_HELPER_AGENT_STATE", &dir)
+            .env("PICKET_HELPER_MAIL_URL", &url)
+            .env("PICKET_HELPER_MAIL_KEY", &key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn helper")
+    };
+    let mut agent = spawn();
+    eventually!(20, "helper agent online", env.device_status(device).await == "online");
+    let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
+    let cluster = refs(&found["result"]["output"]);
+    assert_eq!(cluster.len(), 20, "{found}");
+
+    // Dovecot is down: the batch starts and waits for it; the agent is
+    // killed while it waits.
+    mail.stop();
+    let body = json!({ "kind": "soft_delete_email", "params": { "messages": cluster }, "comment": "e2e" });
+    let a = env.admin(move |c| c.post(&format!("/api/v1/devices/{device}/actions"), &body)).await.expect("create");
+    let aid = a["id"].as_str().expect("id").to_string();
+    eventually!(20, "running", env.action_status(&aid).await == "running");
+    agent.kill().expect("SIGKILL");
+    agent.wait().expect("reap");
+    mail.restart();
+    let mut agent = spawn();
+    eventually!(
+        60,
+        "finished after the restart",
+        matches!(env.action_status(&aid).await.as_str(), "succeeded" | "failed")
+    );
+    let done = env.action(&aid).await;
+    assert_eq!(done["result"]["output"]["counts"]["done"], 20, "{done}");
+    for user in users(20) {
+        assert_eq!(anywhere(&mail, &user, &id), vec![("Recoverable Items".to_string(), 1)], "{user}");
+    }
+    agent.kill().expect("SIGKILL");
+    agent.wait().expect("reap");
 }
