@@ -94,10 +94,12 @@ impl Batches<'_> {
         }
         let why = p.reason.as_deref().unwrap_or("it was found harmful");
         let note = |a: &mime::Attachment| {
+            // The name is the sender's text: one line, whatever it holds.
+            let name: String = a.name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
             format!(
                 "The attachment \"{}\" ({} bytes, SHA-256 {}) was removed from this message and quarantined \
                  by your security team.\nReason: {why}\nIf you need it, ask them to release the message.",
-                a.name, a.size, a.sha256
+                name, a.size, a.sha256
             )
         };
         let mut rebuilt = format!("{MARK}: {mark}\n").into_bytes();

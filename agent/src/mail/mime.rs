@@ -190,7 +190,17 @@ pub fn without(raw: &[u8], cut: &[&Attachment], note: impl Fn(&Attachment) -> St
             if i > 0 {
                 out.extend_from_slice(eol);
             }
-            out.extend_from_slice(line.as_bytes());
+            // `--` could read as a boundary and close the multipart early
+            // (parsers differ on where they look for one): text from the
+            // message, such as a file name, must never shape it.
+            let mut safe = String::with_capacity(line.len());
+            for c in line.chars() {
+                if c == '-' && safe.ends_with('-') {
+                    safe.push(' ');
+                }
+                safe.push(c);
+            }
+            out.extend_from_slice(safe.as_bytes());
         }
         at = a.range.end;
         // The line break before the next boundary belongs to the boundary;
@@ -275,6 +285,15 @@ mod tests {
         assert!(link_matches(&links[0], "evil.example") && link_matches(&links[0], "pay.evil.example"));
         assert!(!link_matches(&links[0], "vil.example") && !link_matches(&links[2], "evil.example"));
         assert_eq!(host("http://u:p@Host.Example:8080/x"), "host.example");
+    }
+
+    #[test]
+    fn a_note_cannot_close_the_multipart() {
+        let raw = MESSAGE.as_bytes();
+        let found = attachments(raw).expect("attachments");
+        let rewritten = without(raw, &[&found[0]], |_| "evil\n---b1--\nafter".to_string());
+        let again = attachments(&rewritten).expect("parses");
+        assert_eq!(again.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["notes.txt"], "the part after survives");
     }
 
     #[test]
