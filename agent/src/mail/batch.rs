@@ -325,15 +325,7 @@ fn plan_found(found: Vec<FoundMessage>, to: &str, route: &Route) -> Vec<Planned>
     let mut at: HashMap<(String, String), Places> = HashMap::new();
     let mut wanted = Vec::new();
     for m in found {
-        let message = MessageMeta {
-            message_id: m.message_id,
-            from: m.from,
-            to: m.to,
-            subject: m.subject,
-            received: m.received,
-            size: m.size,
-        };
-        let place = Place { mailbox: m.mailbox.clone(), flags: m.flags, message: route.expunge.then_some(message) };
+        let place = Place { mailbox: m.mailbox.clone(), flags: m.flags, message: route.expunge.then_some(m.message) };
         at.entry((m.user.clone(), m.guid.clone())).or_default().push(place);
         wanted.push((MailRef { user: m.user, mailbox: m.mailbox, guid: m.guid }, to.to_string()));
     }

@@ -31,7 +31,7 @@ pub fn scan(
         Some(query) => {
             let found = super::search::search(dv, query, hidden).map_err(|e| format!("the scan's search: {e}"))?;
             out.truncated = found.truncated;
-            found.messages.into_iter().map(|m| (m.user, m.mailbox, m.guid, m.size)).collect()
+            found.messages.into_iter().map(|m| (m.user, m.mailbox, m.guid, m.message.size)).collect()
         }
         None => which
             .messages

@@ -92,7 +92,9 @@ pub fn search(dv: &Doveadm, p: &MailSearch, hidden: &str) -> Result<MailSearchOu
         }
     }
     rows.retain(|m| m.user != hidden);
-    rows.sort_by(|a, b| b.received.cmp(&a.received).then_with(|| a.user.cmp(&b.user)).then(a.uid.cmp(&b.uid)));
+    rows.sort_by(|a, b| {
+        b.message.received.cmp(&a.message.received).then_with(|| a.user.cmp(&b.user)).then(a.uid.cmp(&b.uid))
+    });
     if p.reads_content() {
         return read_content(dv, p, rows);
     }
@@ -120,9 +122,9 @@ fn read_content(dv: &Doveadm, p: &MailSearch, rows: Vec<FoundMessage>) -> Result
         let mut chunk = Vec::new();
         let mut bytes = 0;
         while let Some(m) =
-            rows.next_if(|m| chunk.is_empty() || (chunk.len() < 50 && bytes + m.size <= READ_PER_REQUEST))
+            rows.next_if(|m| chunk.is_empty() || (chunk.len() < 50 && bytes + m.message.size <= READ_PER_REQUEST))
         {
-            bytes += m.size;
+            bytes += m.message.size;
             chunk.push(m);
         }
         read += bytes;
@@ -170,18 +172,12 @@ fn read_rows(found: &Value, user: Option<&str>) -> Vec<FoundMessage> {
     rows.iter()
         .map(|r| {
             let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            let m = meta(r);
             FoundMessage {
                 user: user.map(str::to_string).unwrap_or_else(|| s("user")),
                 mailbox: s("mailbox"),
                 guid: s("guid"),
                 uid: u32::try_from(number(r, "uid")).unwrap_or(0),
-                message_id: m.message_id,
-                from: m.from,
-                to: m.to,
-                subject: m.subject,
-                received: m.received,
-                size: m.size,
+                message: meta(r),
                 flags: super::flags(&s("flags")),
                 attachments: Vec::new(),
                 urls: Vec::new(),

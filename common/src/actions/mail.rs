@@ -351,14 +351,9 @@ pub struct FoundMessage {
     pub mailbox: String,
     pub guid: String,
     pub uid: u32,
-    /// Header values as stored (encoded words not decoded).
-    pub message_id: String,
-    pub from: String,
-    pub to: String,
-    pub subject: String,
-    /// Internal (received) date, Unix seconds.
-    pub received: i64,
-    pub size: u64,
+    /// Its headers, received date and size (as fields of this object).
+    #[serde(flatten)]
+    pub message: MessageMeta,
     pub flags: Vec<String>,
     /// Its attachments (when the search read content).
     #[serde(skip_serializing_if = "Vec::is_empty")]

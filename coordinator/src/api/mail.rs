@@ -11,6 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+#[cfg(test)]
+use picket_common::actions::mail::MessageMeta;
 use picket_common::actions::mail::{FoundMessage, MailSearchOutput};
 use picket_common::actions::ActionKind;
 use serde::Deserialize;
@@ -226,10 +228,14 @@ pub async fn view(state: &AppState, id: Uuid, by: ClusterBy) -> Result<(Value, V
 /// The clusters `m` belongs to.
 fn keys(m: &FoundMessage, by: ClusterBy) -> Vec<String> {
     match by {
-        ClusterBy::MessageId if !m.message_id.trim().is_empty() => vec![m.message_id.trim().to_ascii_lowercase()],
+        ClusterBy::MessageId if !m.message.message_id.trim().is_empty() => {
+            vec![m.message.message_id.trim().to_ascii_lowercase()]
+        }
         // No Message-ID: a message is its own cluster.
         ClusterBy::MessageId => vec![format!("{}/{}", m.user, m.guid)],
-        ClusterBy::SenderSubject => vec![format!("{}\n{}", m.from.trim().to_ascii_lowercase(), m.subject.trim())],
+        ClusterBy::SenderSubject => {
+            vec![format!("{}\n{}", m.message.from.trim().to_ascii_lowercase(), m.message.subject.trim())]
+        }
         ClusterBy::Attachment => {
             let mut hashes: Vec<String> = m.attachments.iter().map(|a| a.sha256.clone()).collect();
             hashes.sort();
@@ -264,16 +270,16 @@ pub fn cluster(
                     .or_default()
                     .push(json!({ "user": m.user, "mailbox": m.mailbox, "guid": m.guid }));
             }
-            let received = members.iter().map(|(_, m)| m.received);
+            let received = members.iter().map(|(_, m)| m.message.received);
             let users: std::collections::BTreeSet<(Uuid, &str)> =
                 members.iter().map(|(d, m)| (*d, m.user.as_str())).collect();
             let attachment = first.attachments.iter().find(|a| by == ClusterBy::Attachment && a.sha256 == key);
             let value = json!({
                 "key": key,
                 "attachment": attachment,
-                "message_id": first.message_id,
-                "from": first.from,
-                "subject": first.subject,
+                "message_id": first.message.message_id,
+                "from": first.message.from,
+                "subject": first.message.subject,
                 "messages": members.len(),
                 "mailboxes": users.len(),
                 "first_received": received.clone().min(),
@@ -300,9 +306,12 @@ mod tests {
             user: user.into(),
             mailbox: "INBOX".into(),
             guid: format!("g-{user}-{id}"),
-            message_id: id.into(),
-            from: from.into(),
-            subject: subject.into(),
+            message: MessageMeta {
+                message_id: id.into(),
+                from: from.into(),
+                subject: subject.into(),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }

@@ -23,7 +23,7 @@ use picket_common::actions::mail::MailSearchOutput;
 use picket_common::actions::ActionKind;
 use serde_json::{json, Value};
 
-use super::{verdict_name, Decision, Investigations, Level, AUTOMATION, LIVE};
+use super::{evaluated_status, verdict_name, Decision, Investigations, Level, AUTOMATION, LIVE};
 use crate::actions::{ActionError, Request};
 use crate::store::{ActionSource, Investigation};
 
@@ -86,10 +86,11 @@ impl Investigations {
         let mailboxes: std::collections::BTreeSet<&str> = found.messages.iter().map(|m| m.user.as_str()).collect();
         for m in found.messages.iter().take(200) {
             items.push(json!({ "type": "message", "user": m.user, "mailbox": m.mailbox, "guid": m.guid,
-                "message_id": m.message_id, "from": m.from, "subject": m.subject, "verdict": v,
+                "message_id": m.message.message_id, "from": m.message.from, "subject": m.message.subject, "verdict": v,
                 "why": "carries the attachment" }));
         }
-        let senders: std::collections::BTreeSet<&str> = found.messages.iter().map(|m| m.from.as_str()).collect();
+        let senders: std::collections::BTreeSet<&str> =
+            found.messages.iter().map(|m| m.message.from.as_str()).collect();
         for from in senders.iter().take(50) {
             let external = !sender_is_internal(from, &domains);
             items.push(json!({ "type": "sender", "from": from, "external": external, "verdict": v,
@@ -133,15 +134,7 @@ impl Investigations {
             "cluster": { "messages": found.messages.len(), "mailboxes": mailboxes.len(), "truncated": found.truncated },
             "related": related,
         });
-        let status = if verdict.is_none() || found.messages.is_empty() {
-            "no_threats_found"
-        } else if any_action {
-            "running"
-        } else if no_response {
-            "pending_approval"
-        } else {
-            "failed"
-        };
+        let status = evaluated_status(verdict.is_some() && !found.messages.is_empty(), false, any_action, no_response);
         self.store.update_investigation(inv.id, &LIVE, status, Some(&evidence)).await?;
         let detail = format!(
             "verdict {v} ({why}); {} messages in {} mailboxes; automation {level:?}",

@@ -96,6 +96,24 @@ fn verdict_name(v: Option<Severity>) -> &'static str {
     v.map(Severity::as_str).unwrap_or("no_threats_found")
 }
 
+/// An investigation's status once its evidence is evaluated: no threat →
+/// `no_threats_found`; an expansion or a decision waiting for a person →
+/// `pending_approval`; remediation under way → `running`; a threat nothing
+/// could be proposed for → `failed`.
+fn evaluated_status(threat: bool, expansion_waits: bool, any_action: bool, no_response: bool) -> &'static str {
+    if !threat {
+        "no_threats_found"
+    } else if expansion_waits {
+        "pending_approval"
+    } else if any_action {
+        "running"
+    } else if no_response {
+        "pending_approval"
+    } else {
+        "failed"
+    }
+}
+
 impl Investigations {
     /// Open an investigation of `path` on `device`: its own file first, then
     /// the evidence.

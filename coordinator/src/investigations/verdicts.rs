@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use uuid::Uuid;
 
-use super::{decide, verdict_name, Decision, FolderClass, Investigations, LIVE};
+use super::{decide, evaluated_status, verdict_name, Decision, FolderClass, Investigations, LIVE};
 use crate::actions::ActionError;
 use crate::store::Investigation;
 
@@ -155,17 +155,8 @@ impl Investigations {
             "expansion": expansion,
             "copies_search": copies_search,
         });
-        let status = if !threat_here && !heuristics_found {
-            "no_threats_found"
-        } else if expansion["status"] == "pending_approval" {
-            "pending_approval"
-        } else if any_action {
-            "running"
-        } else if no_response {
-            "pending_approval"
-        } else {
-            "failed"
-        };
+        let waits = expansion["status"] == "pending_approval";
+        let status = evaluated_status(threat_here || heuristics_found, waits, any_action, no_response);
         self.store.update_investigation(inv.id, &LIVE, status, Some(&evidence)).await?;
         let detail = format!("verdict {v} ({why}); {} remediation actions; automation {level:?}", remediation.len());
         self.store.investigation_event(inv.id, "automation", "evidence evaluated", &detail).await?;
