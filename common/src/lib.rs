@@ -25,5 +25,6 @@ pub mod limits;
 pub mod offboarding;
 pub mod persistence;
 pub mod proto;
+pub mod sieve;
 
 pub use uuid::Uuid;

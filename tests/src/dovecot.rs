@@ -2,7 +2,10 @@
 //! `dovecot-lmtpd`): its own configuration, users, maildirs, run dir and
 //! log in a temp dir, listening on free loopback ports only — it never
 //! touches the host's Dovecot. Mail arrives through LMTP (as from an MTA)
-//! and is read back through IMAP as the user's mail client would.
+//! and is read back through IMAP as the user's mail client would. Sieve
+//! runs at delivery; users put their scripts over ManageSieve; what a
+//! script forwards reaches [`Smtp`], a listener standing for the next
+//! mail server (Dovecot's `submission_host`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,7 +36,10 @@ pub struct Dovecot {
     pub imap: u16,
     pub lmtp: u16,
     pub api: u16,
+    pub managesieve: u16,
     pub api_key: String,
+    /// Where forwarded mail goes.
+    pub smtp: Smtp,
     conf: PathBuf,
     running: bool,
 }
@@ -55,16 +61,18 @@ impl Dovecot {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let (imap, lmtp, api) = (free_port(), free_port(), free_port());
+        let (imap, lmtp, api, managesieve) = (free_port(), free_port(), free_port(), free_port());
+        let smtp = Smtp::start();
         let api_key = format!("k{}", uuid::Uuid::new_v4().simple());
         let mut users_file: String = users.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).collect();
         users_file.push_str(&format!("{QUARANTINE}:{{CRYPT}}!::::::nologin=y\n"));
         std::fs::write(d.join("users"), users_file).expect("users");
         let conf = d.join("dovecot.conf");
-        std::fs::write(&conf, config(d, imap, lmtp, api, &api_key)).expect("config");
+        let ports = Ports { imap, lmtp, api, managesieve, smtp: smtp.port };
+        std::fs::write(&conf, config(d, &ports, &api_key)).expect("config");
         let ok = Command::new("chown").args(["-R", "dovecot:dovecot"]).arg(d.join("mail")).status().expect("chown");
         assert!(ok.success());
-        let mut me = Self { dir, imap, lmtp, api, api_key, conf, running: false };
+        let mut me = Self { dir, imap, lmtp, api, managesieve, api_key, smtp, conf, running: false };
         me.run();
         me
     }
@@ -86,7 +94,7 @@ impl Dovecot {
         assert!(status.success(), "dovecot did not start: {said}");
         self.running = true;
         let deadline = Instant::now() + Duration::from_secs(20);
-        for port in [self.imap, self.lmtp, self.api] {
+        for port in [self.imap, self.lmtp, self.api, self.managesieve] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 assert!(Instant::now() < deadline, "Dovecot is not listening on {port}: {}", self.log());
                 std::thread::sleep(Duration::from_millis(50));
@@ -216,6 +224,36 @@ impl Dovecot {
         assert!(out.status.success(), "doveadm fetch: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Put `script` as `user`'s Sieve script `name` over ManageSieve, as
+    /// the user's mail client would, and make it the active one.
+    pub fn sieve_put(&self, user: &str, name: &str, script: &str) {
+        use base64::Engine as _;
+        let stream = TcpStream::connect(("127.0.0.1", self.managesieve)).expect("ManageSieve");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut w = stream;
+        let done = |reader: &mut BufReader<TcpStream>| -> String {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("ManageSieve reply");
+                all.push_str(&line);
+                if line.starts_with("OK") || line.starts_with("NO") || line.starts_with("BYE") || line.is_empty() {
+                    assert!(line.starts_with("OK"), "ManageSieve: {all}");
+                    return all;
+                }
+            }
+        };
+        done(&mut reader);
+        let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{PASSWORD}"));
+        w.write_all(format!("AUTHENTICATE \"PLAIN\" \"{plain}\"\r\n").as_bytes()).expect("write");
+        done(&mut reader);
+        w.write_all(format!("PUTSCRIPT \"{name}\" {{{}+}}\r\n{script}\r\n", script.len()).as_bytes()).expect("write");
+        done(&mut reader);
+        w.write_all(format!("SETACTIVE \"{name}\"\r\nLOGOUT\r\n").as_bytes()).expect("write");
+        done(&mut reader);
+    }
 }
 
 impl Drop for Dovecot {
@@ -224,12 +262,21 @@ impl Drop for Dovecot {
     }
 }
 
-fn config(d: &Path, imap: u16, lmtp: u16, api: u16, key: &str) -> String {
+struct Ports {
+    imap: u16,
+    lmtp: u16,
+    api: u16,
+    managesieve: u16,
+    smtp: u16,
+}
+
+fn config(d: &Path, ports: &Ports, key: &str) -> String {
     let d = d.display();
+    let Ports { imap, lmtp, api, managesieve, smtp } = ports;
     format!(
         r#"base_dir = {d}/run
 log_path = {d}/log/dovecot.log
-protocols = imap lmtp
+protocols = imap lmtp sieve
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -271,6 +318,19 @@ service lmtp {{
     port = {lmtp}
   }}
 }}
+service managesieve-login {{
+  inet_listener sieve {{
+    address = 127.0.0.1
+    port = {managesieve}
+  }}
+}}
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}
+submission_host = 127.0.0.1:{smtp}
 doveadm_api_key = {key}
 service doveadm {{
   inet_listener http {{
@@ -372,4 +432,87 @@ fn literal_len(line: &str) -> Option<usize> {
 fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     let Some(from) = s.find(start).map(|i| i + start.len()) else { return "" };
     s[from..].find(end).map(|to| &s[from..from + to]).unwrap_or_default()
+}
+
+/// A mail server as the next hop: accepts every message over SMTP and
+/// keeps (recipients, message) for the test to look at.
+pub struct Smtp {
+    pub port: u16,
+    received: std::sync::Arc<Received>,
+}
+
+impl Smtp {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("SMTP listener");
+        let port = listener.local_addr().expect("addr").port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let kept = kept.clone();
+                std::thread::spawn(move || smtp_session(stream, &kept));
+            }
+        });
+        Self { port, received }
+    }
+
+    /// What arrived so far.
+    pub fn received(&self) -> Vec<(Vec<String>, String)> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    /// Wait up to `wait` for `n` messages in all.
+    pub fn wait_for(&self, n: usize, wait: Duration) -> Vec<(Vec<String>, String)> {
+        let deadline = Instant::now() + wait;
+        while self.received().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.received()
+    }
+}
+
+type Received = std::sync::Mutex<Vec<(Vec<String>, String)>>;
+
+/// One SMTP session: each message it carries goes into `kept` as soon as
+/// it is accepted.
+fn smtp_session(stream: TcpStream, kept: &Received) -> Option<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut w = stream;
+    let mut say = |line: &str| w.write_all(format!("{line}\r\n").as_bytes()).ok();
+    say("220 picket-tests ESMTP")?;
+    let mut rcpts = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return Some(());
+        }
+        let upper = line.trim_end().to_ascii_uppercase();
+        if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            say("250 picket-tests")?;
+        } else if upper.starts_with("RCPT TO:") {
+            rcpts.push(line.trim_end()[8..].trim().trim_matches(['<', '>']).to_string());
+            say("250 OK")?;
+        } else if upper == "DATA" {
+            say("354 go on")?;
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).ok()? == 0 {
+                    return Some(());
+                }
+                if l.trim_end() == "." {
+                    break;
+                }
+                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+            }
+            kept.lock().ok()?.push((std::mem::take(&mut rcpts), data));
+            say("250 kept")?;
+        } else if upper == "QUIT" {
+            say("221 bye")?;
+            return Some(());
+        } else {
+            say("250 OK")?;
+        }
+    }
 }

@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod batch;
 pub mod doveadm;
+pub mod forwarding;
 pub mod mime;
 pub mod scan;
 pub mod search;

@@ -591,3 +591,69 @@ pub struct MailScanOutput {
     /// The search found more than its limit (or more than one scan reads).
     pub truncated: bool,
 }
+
+/// One `redirect` in a user's Sieve script.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SieveRedirect {
+    /// Where it sends mail; absent when only known at delivery (a
+    /// variable, a list).
+    pub address: Option<String>,
+    /// `:copy`: the user keeps the message too.
+    pub copy: bool,
+    /// Outside the host's internal domains (an address only known at
+    /// delivery counts as outside).
+    pub external: bool,
+}
+
+/// One Sieve script of a user, with where it forwards mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SieveScript {
+    pub user: String,
+    /// The script's name in the user's Sieve storage.
+    pub script: String,
+    /// Whether it is the user's active script (the one delivery runs).
+    pub active: bool,
+    pub redirects: Vec<SieveRedirect>,
+    /// Why the script could not be read or parsed (it is then never
+    /// changed).
+    pub error: Option<String>,
+}
+
+/// Who forwards mail where: every script with a redirect, or that could
+/// not be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForwardingOutput {
+    /// Users whose scripts were read.
+    pub users: u64,
+    /// Scripts read.
+    pub scripts_read: u64,
+    pub scripts: Vec<SieveScript>,
+}
+
+/// How one script ended in `disable_external_forwarding` or its undo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptChange {
+    pub user: String,
+    pub script: String,
+    /// Done; failed (with why); already there (nothing to change: no
+    /// external redirect left, or already restored); not found (the
+    /// script is gone).
+    pub outcome: ItemOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// External redirects taken out (or put back, by the undo).
+    #[serde(default)]
+    pub redirects: u32,
+}
+
+/// `disable_external_forwarding`'s result, and its undo's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardingChangeOutput {
+    /// The agent's record of the change (what the undo names): each
+    /// script's exact bytes and activation before it.
+    pub record_id: Uuid,
+    pub scripts: Vec<ScriptChange>,
+}
