@@ -42,7 +42,12 @@ fuzz_target!(|data: &[u8]| {
         | ActionKind::QuarantineEmail
         | ActionKind::HardDeleteEmail
         | ActionKind::MailScan => round_trip::<mail::MailMessages>(kind, json),
-        ActionKind::RestoreEmail | ActionKind::ReleaseEmail => round_trip::<mail::RestoreEmail>(kind, json),
+        ActionKind::RestoreEmail | ActionKind::ReleaseEmail | ActionKind::RestoreForwarding => {
+            round_trip::<mail::RestoreEmail>(kind, json)
+        }
+        ActionKind::MailForwarding | ActionKind::DisableExternalForwarding => {
+            round_trip::<mail::MailUsers>(kind, json)
+        }
         ActionKind::QuarantineAttachment => round_trip::<mail::QuarantineAttachment>(kind, json),
     }
 });

@@ -61,23 +61,38 @@ impl Dovecot {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let (imap, lmtp, api, managesieve) = (free_port(), free_port(), free_port(), free_port());
         let smtp = Smtp::start();
         let api_key = format!("k{}", uuid::Uuid::new_v4().simple());
         let mut users_file: String = users.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}::::::\n")).collect();
         users_file.push_str(&format!("{QUARANTINE}:{{CRYPT}}!::::::nologin=y\n"));
         std::fs::write(d.join("users"), users_file).expect("users");
         let conf = d.join("dovecot.conf");
-        let ports = Ports { imap, lmtp, api, managesieve, smtp: smtp.port };
-        std::fs::write(&conf, config(d, &ports, &api_key)).expect("config");
         let ok = Command::new("chown").args(["-R", "dovecot:dovecot"]).arg(d.join("mail")).status().expect("chown");
         assert!(ok.success());
-        let mut me = Self { dir, imap, lmtp, api, managesieve, api_key, smtp, conf, running: false };
-        me.run();
+        let mut me = Self { dir, imap: 0, lmtp: 0, api: 0, managesieve: 0, api_key, smtp, conf, running: false };
+        // A port found free may be taken by another test before Dovecot
+        // binds it: then it starts again on other ports.
+        for attempt in 1.. {
+            (me.imap, me.lmtp, me.api, me.managesieve) = (free_port(), free_port(), free_port(), free_port());
+            let ports =
+                Ports { imap: me.imap, lmtp: me.lmtp, api: me.api, managesieve: me.managesieve, smtp: me.smtp.port };
+            std::fs::write(&me.conf, config(me.dir.path(), &ports, &me.api_key)).expect("config");
+            match me.try_run() {
+                Ok(()) => break,
+                Err(said) if said.contains("in use") && attempt < 5 => continue,
+                Err(said) => panic!("dovecot did not start: {said}"),
+            }
+        }
         me
     }
 
     fn run(&mut self) {
+        if let Err(said) = self.try_run() {
+            panic!("dovecot did not start: {said}");
+        }
+    }
+
+    fn try_run(&mut self) -> Result<(), String> {
         // The master forks and keeps its standard streams: a pipe would
         // never reach end of file, so they go to a file.
         let errors = self.path().join("log/start.err");
@@ -91,7 +106,9 @@ impl Dovecot {
             .status()
             .expect("dovecot");
         let said = std::fs::read_to_string(&errors).unwrap_or_default();
-        assert!(status.success(), "dovecot did not start: {said}");
+        if !status.success() {
+            return Err(said);
+        }
         self.running = true;
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in [self.imap, self.lmtp, self.api, self.managesieve] {
@@ -100,6 +117,7 @@ impl Dovecot {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -119,6 +137,12 @@ impl Dovecot {
             std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).expect("key");
         f.write_all(self.api_key.as_bytes()).expect("write key");
         path
+    }
+
+    /// The agent's `[mail]` section for this Dovecot (API on loopback, its
+    /// key in a 0600 file).
+    pub fn agent_config(&self) -> picket_agent::mail::MailConfig {
+        picket_agent::mail::MailConfig::new(&self.api_url(), &self.api_key_file())
     }
 
     pub fn log(&self) -> String {

@@ -85,6 +85,33 @@ pub fn picketctl_binary() -> PathBuf {
     binary("picketctl")
 }
 
+/// `picketctl` as an operator runs it against a test coordinator: its CA
+/// from a file, a token, and no configuration of the host's own.
+pub struct Ctl {
+    server: String,
+    ca: tempfile::NamedTempFile,
+    token: String,
+}
+
+impl Ctl {
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(picketctl_binary());
+        c.env_remove("PICKET_TOKEN_FILE")
+            .env_remove("PICKET_CA_FINGERPRINT")
+            .env("PICKET_SERVER", &self.server)
+            .env("PICKET_CA_FILE", self.ca.path())
+            .env("PICKET_TOKEN", &self.token)
+            .env("PICKET_CONFIG_DIR", "/nonexistent/picket-test-config");
+        c
+    }
+
+    /// Run it with `args` (blocking: from async tests, inside
+    /// `block_in_place`).
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().expect("run picketctl")
+    }
+}
+
 fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     // target/<profile>/deps/<test> → target/<profile>/<name>
@@ -189,6 +216,13 @@ impl TestEnv {
     /// The coordinator's CA (PEM): what API clients trust.
     pub fn ca_pem(&self) -> Vec<u8> {
         std::fs::read(self.config.data_dir.join("pki/ca.pem")).expect("the coordinator's CA")
+    }
+
+    /// `picketctl` with a new API token `name` of `role`.
+    pub async fn ctl(&self, name: &str, role: &str) -> Ctl {
+        let ca = tempfile::NamedTempFile::new().expect("ca file");
+        std::fs::write(ca.path(), self.ca_pem()).expect("write ca");
+        Ctl { server: self.api_url(), ca, token: self.token(name, role).await }
     }
 
     /// A raw TLS connection to the API, trusting the coordinator's CA.
@@ -342,6 +376,21 @@ impl TestEnv {
             matches!(self.action_status(&id).await.as_str(), "succeeded" | "failed")
         );
         self.action(&id).await
+    }
+
+    /// Undo action `id` (as an admin): the inverse must be of kind
+    /// `inverse`; waits up to `secs` for it to end and returns it.
+    pub async fn undo(&self, id: &str, inverse: &str, secs: u64) -> Value {
+        let path = format!("/api/v1/actions/{id}/undo");
+        let undo = self.admin(move |c| c.post(&path, &json!({ "comment": "e2e undo" }))).await.expect("undo");
+        assert_eq!(undo["kind"], inverse, "{undo}");
+        let undo_id = undo["id"].as_str().expect("id").to_string();
+        eventually!(
+            secs,
+            format!("{inverse} finished"),
+            matches!(self.action_status(&undo_id).await.as_str(), "succeeded" | "failed")
+        );
+        self.action(&undo_id).await
     }
 
     /// The action as the API shows it.

@@ -66,12 +66,9 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
 
     let mut env = TestEnv::start(&Db::Sqlite).await;
     let (device, dir) = env.enroll("mail-1").await;
-    let (url, key) = (mail.api_url(), mail.api_key_file());
-    let _agent = env.start_agent_with(device, &dir, move |c| {
-        let mut config = MailConfig::new(&url, &key);
-        config.internal_domains = vec!["example.org".into()];
-        c.mail = Some(config);
-    });
+    let mut config = mail.agent_config();
+    config.internal_domains = vec!["example.org".into()];
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(config));
     eventually!(10, "online", env.device_status(device).await == "online");
     let caps = env.device(device).await["capabilities"].clone();
     assert!(caps.as_array().expect("caps").iter().any(|c| c == "soft_delete_email"), "{caps}");
@@ -117,19 +114,8 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
     let by_sender = show("?by=sender_subject&per_page=1").await.expect("show");
     assert_eq!(by_sender["clusters"].as_array().map(Vec::len), Some(1));
     // The same through picketctl.
-    let ca = tempfile::NamedTempFile::new().expect("ca file");
-    std::fs::write(ca.path(), env.ca_pem()).expect("write ca");
-    let token = env.token("explorer", "responder").await;
-    let ctl = std::process::Command::new(picket_e2e::picketctl_binary())
-        .env_remove("PICKET_TOKEN_FILE")
-        .env_remove("PICKET_CA_FINGERPRINT")
-        .env("PICKET_SERVER", env.api_url())
-        .env("PICKET_CA_FILE", ca.path())
-        .env("PICKET_TOKEN", &token)
-        .env("PICKET_CONFIG_DIR", "/nonexistent/picket-test-config")
-        .args(["mail", "search", "--subject", "Holiday rota"])
-        .output()
-        .expect("picketctl");
+    let ctl = env.ctl("explorer", "responder").await;
+    let ctl = tokio::task::block_in_place(|| ctl.run(&["mail", "search", "--subject", "Holiday rota"]));
     let said = String::from_utf8_lossy(&ctl.stdout);
     assert!(ctl.status.success(), "{said} {}", String::from_utf8_lossy(&ctl.stderr));
     assert!(said.contains("21 messages, 1 clusters") && said.contains("Holiday rota"), "{said}");
@@ -159,14 +145,7 @@ async fn a_phishing_cluster_is_found_soft_deleted_and_put_back_with_its_flags() 
 
     // Undo: back in INBOX, with the flags and internal date it had.
     let id = deleted["id"].as_str().expect("id").to_string();
-    let undo = env
-        .admin(move |c| c.post(&format!("/api/v1/actions/{id}/undo"), &json!({ "comment": "false positive" })))
-        .await
-        .expect("undo");
-    assert_eq!(undo["kind"], "restore_email", "{undo}");
-    let undo_id = undo["id"].as_str().expect("id").to_string();
-    eventually!(60, "restored", matches!(env.action_status(&undo_id).await.as_str(), "succeeded" | "failed"));
-    let restored = env.action(&undo_id).await;
+    let restored = env.undo(&id, "restore_email", 60).await;
     assert_eq!(restored["result"]["output"]["counts"]["done"], 20, "{restored}");
     for user in users(20) {
         let mut imap = mail.imap(&user);
@@ -301,12 +280,9 @@ async fn with_dovecot_gone_each_message_fails_with_the_reason_and_nothing_is_los
     mail.deliver("x@x.example", &users(3), &message(&id, "x@x.example", "Hello", "body"));
     let mut env = TestEnv::start(&Db::Sqlite).await;
     let (device, dir) = env.enroll("mail-2").await;
-    let (url, key) = (mail.api_url(), mail.api_key_file());
-    let _agent = env.start_agent_with(device, &dir, move |c| {
-        let mut config = MailConfig::new(&url, &key);
-        config.unreachable_wait_secs = 1;
-        c.mail = Some(config);
-    });
+    let mut config = mail.agent_config();
+    config.unreachable_wait_secs = 1;
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(config));
     eventually!(10, "online", env.device_status(device).await == "online");
     let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
     let cluster = refs(&found["result"]["output"]);
@@ -425,8 +401,8 @@ async fn quarantine_takes_mail_where_no_user_reaches_release_is_byte_identical_a
     // The configured two-person rule is off: a hard delete keeps it anyway.
     let mut env = TestEnv::start_with(&Db::Sqlite, |c| c.actions.two_person_rule = false).await;
     let (device, dir) = env.enroll("mail-q").await;
-    let (url, key) = (mail.api_url(), mail.api_key_file());
-    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(MailConfig::new(&url, &key)));
+    let config = mail.agent_config();
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(config));
     eventually!(10, "online", env.device_status(device).await == "online");
 
     // Quarantine the cluster: gone from every folder both users can see,
@@ -457,14 +433,7 @@ async fn quarantine_takes_mail_where_no_user_reaches_release_is_byte_identical_a
     // Release (the undo): back in alice's INBOX byte for byte, with her
     // flags and its internal date.
     let qid = quarantined["id"].as_str().expect("id").to_string();
-    let release = env
-        .admin(move |c| c.post(&format!("/api/v1/actions/{qid}/undo"), &json!({ "comment": "legitimate" })))
-        .await
-        .expect("release");
-    assert_eq!(release["kind"], "release_email", "{release}");
-    let rid = release["id"].as_str().expect("id").to_string();
-    eventually!(60, "released", matches!(env.action_status(&rid).await.as_str(), "succeeded" | "failed"));
-    let released = env.action(&rid).await;
+    let released = env.undo(&qid, "release_email", 60).await;
     assert_eq!(released["result"]["output"]["counts"]["done"], 2, "{released}");
     let mut imap = mail.imap("alice");
     let uid = imap.find("INBOX", &id)[0];
@@ -599,8 +568,8 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
 
     let mut env = TestEnv::start(&Db::Sqlite).await;
     let (device, dir) = env.enroll("mail-att").await;
-    let (url, key) = (mail.api_url(), mail.api_key_file());
-    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(MailConfig::new(&url, &key)));
+    let config = mail.agent_config();
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(config));
     eventually!(10, "online", env.device_status(device).await == "online");
     let found = act(&env, device, "mail_search", json!({ "message_id": id })).await;
     let cluster = refs(&found["result"]["output"]);
@@ -717,14 +686,7 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
 
     // Release: the original back byte for byte, the rebuilt copy gone.
     let cid = cut["id"].as_str().expect("id").to_string();
-    let release = env
-        .admin(move |c| c.post(&format!("/api/v1/actions/{cid}/undo"), &json!({ "comment": "false positive" })))
-        .await
-        .expect("release");
-    assert_eq!(release["kind"], "release_email", "{release}");
-    let rid = release["id"].as_str().expect("id").to_string();
-    eventually!(60, "released", matches!(env.action_status(&rid).await.as_str(), "succeeded" | "failed"));
-    assert_eq!(env.action(&rid).await["result"]["output"]["counts"]["done"], 2);
+    assert_eq!(env.undo(&cid, "release_email", 60).await["result"]["output"]["counts"]["done"], 2);
     let mut imap = mail.imap("alice");
     let back = imap.find("INBOX", &id);
     assert_eq!(back.len(), 1, "the rebuilt copy is still there");
@@ -815,12 +777,9 @@ async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_
     let (laptop, laptop_dir) = env.enroll("laptop").await;
     let _laptop = env.start_agent(laptop, &laptop_dir);
     let (host, dir) = env.enroll("mail-inv").await;
-    let (url, key) = (mail.api_url(), mail.api_key_file());
-    let _agent = env.start_agent_with(host, &dir, move |c| {
-        let mut config = MailConfig::new(&url, &key);
-        config.internal_domains = vec!["example.org".into()];
-        c.mail = Some(config);
-    });
+    let mut config = mail.agent_config();
+    config.internal_domains = vec!["example.org".into()];
+    let _agent = env.start_agent_with(host, &dir, move |c| c.mail = Some(config));
     eventually!(10, "online", env.device_status(host).await == "online" && env.device_status(laptop).await == "online");
     let downloads = tempfile::tempdir().expect("tempdir");
     std::fs::write(downloads.path().join("label.com"), &eicar).expect("write");

@@ -5,8 +5,8 @@
 //! external one off (delivery keeps forwarding internally and stops
 //! forwarding outside), and its undo puts the script back byte for byte.
 //!
-//! This drives the agent's adapter directly; the action kinds on top of it
-//! come with the next slice of issue 16.
+//! The first tests drive the agent's adapter directly; the last goes
+//! through the coordinator's action pipeline and `picketctl`.
 
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ use picket_agent::mail::doveadm::Doveadm;
 use picket_agent::mail::forwarding::{self, Forwarding};
 use picket_common::actions::mail::ItemOutcome;
 use picket_e2e::dovecot::{self, Dovecot, QUARANTINE};
+use picket_e2e::{eventually, Db, TestEnv};
+use serde_json::json;
 use uuid::Uuid;
 
 const SCRIPT: &str = "require [\"copy\"];\r\n# to my own address too\r\nredirect :copy \"me@external.example\";\r\n\
@@ -131,4 +133,63 @@ fn a_redirect_to_an_address_known_only_at_delivery_counts_as_external() {
     let out = fw.disable(Uuid::new_v4(), &[]).expect("disable");
     assert_eq!(out.scripts[0].outcome, ItemOutcome::Done);
     assert!(!sieve_get(&mail, "alice", "vars").contains("redirect"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_actions_list_turn_off_and_undo_external_forwarding_through_the_action_center() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mail = Dovecot::start(&["alice".to_string(), "bob".to_string()]);
+    mail.sieve_put("alice", "forward", SCRIPT);
+    let mut env = TestEnv::start(&Db::Sqlite).await;
+    let (device, dir) = env.enroll("mail-1").await;
+    let mut config = mail.agent_config();
+    config.internal_domains = vec!["example.org".into()];
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(config));
+    eventually!(10, "online", env.device_status(device).await == "online");
+
+    // Who forwards where, through picketctl as a responder.
+    let ctl = env.ctl("mail-admin", "responder").await;
+    let d = device.to_string();
+    let listed = tokio::task::block_in_place(|| ctl.run(&["mail", "forwarding", &d, "--external"]));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{text} {}", String::from_utf8_lossy(&listed.stderr));
+    assert!(text.contains("me@external.example") && text.contains("external"), "{text}");
+    assert!(!text.contains("bob@example.org"), "--external shows only the outside ones: {text}");
+
+    // Turn it off through picketctl; the action center shows what changed.
+    let off = tokio::task::block_in_place(|| {
+        ctl.run(&["--json", "disable-external-forwarding", &d, "--user", "alice", "--comment", "exfiltration"])
+    });
+    assert!(off.status.success(), "{}", String::from_utf8_lossy(&off.stderr));
+    let off: serde_json::Value = serde_json::from_slice(&off.stdout).expect("json");
+    let id = off["id"].as_str().expect("id").to_string();
+    eventually!(30, "disabled", matches!(env.action_status(&id).await.as_str(), "succeeded" | "failed"));
+    let done = env.action(&id).await;
+    let change = &done["result"]["output"]["scripts"][0];
+    assert_eq!(
+        (change["user"].as_str(), change["outcome"].as_str(), change["redirects"].as_u64()),
+        (Some("alice"), Some("done"), Some(1)),
+        "{done}"
+    );
+    assert_eq!(tokio::task::block_in_place(|| deliver(&mail, 10, 1)), ["bob@example.org"]);
+
+    // Undo: the exact script back, forwarding outside again.
+    let restored = env.undo(&id, "restore_forwarding", 30).await;
+    assert_eq!(restored["result"]["output"]["scripts"][0]["outcome"], "done", "{restored}");
+    assert_eq!(sieve_get(&mail, "alice", "forward"), SCRIPT);
+    assert_eq!(tokio::task::block_in_place(|| deliver(&mail, 11, 2)), ["bob@example.org", "me@external.example"]);
+
+    // A bad user name never reaches Dovecot.
+    let bad = env
+        .admin(move |c| {
+            c.post(
+                &format!("/api/v1/devices/{device}/actions"),
+                &json!({ "kind": "disable_external_forwarding", "params": { "users": ["*"] }, "comment": "x" }),
+            )
+        })
+        .await;
+    assert!(bad.is_err(), "{bad:?}");
 }

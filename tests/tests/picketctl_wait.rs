@@ -1,31 +1,14 @@
 //! `picketctl --wait`: the real binary follows an action through approval
 //! and a real agent's run to its end, and exits with its outcome.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use picket_e2e::{eventually, picketctl_binary, Db, Target, TestEnv};
+use picket_e2e::{eventually, Ctl, Db, Target, TestEnv};
 use serde_json::json;
 
-struct Ctl {
-    server: String,
-    ca: std::path::PathBuf,
-    token: String,
-}
-
-impl Ctl {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(picketctl_binary())
-            .env_remove("PICKET_TOKEN_FILE")
-            .env_remove("PICKET_CA_FINGERPRINT")
-            .env("PICKET_SERVER", &self.server)
-            .env("PICKET_CA_FILE", &self.ca)
-            .env("PICKET_TOKEN", &self.token)
-            .env("PICKET_CONFIG_DIR", "/nonexistent/picket-test-config")
-            .arg("--wait")
-            .args(args)
-            .output()
-            .expect("run picketctl")
-    }
+/// picketctl with `--wait`.
+fn waited(ctl: &Ctl, args: &[&str]) -> Output {
+    ctl.command().arg("--wait").args(args).output().expect("run picketctl")
 }
 
 fn text(b: &[u8]) -> String {
@@ -39,19 +22,17 @@ async fn wait_follows_an_action_through_approval_to_its_outcome_and_exits_with_i
     let (device, dir) = env.enroll("waited").await;
     let _agent = env.start_agent(device, &dir);
     eventually!(10, "online", env.device_status(device).await == "online");
-    let ca = tempfile::NamedTempFile::new().expect("ca file");
-    std::fs::write(ca.path(), env.ca_pem()).expect("write ca");
-    let token = env.token("waiter", "responder").await;
-    let ctl = std::sync::Arc::new(Ctl { server: env.api_url(), ca: ca.path().to_path_buf(), token });
+    let ctl = std::sync::Arc::new(env.ctl("waiter", "responder").await);
     let device_arg = device.to_string();
 
     // A scan runs to success: exit 0, the final action printed.
     let lab = tempfile::tempdir().expect("lab");
     std::fs::write(lab.path().join("clean.txt"), b"nothing to see").expect("write");
     let (c, d, path) = (ctl.clone(), device_arg.clone(), lab.path().display().to_string());
-    let out = tokio::task::spawn_blocking(move || c.run(&["scan", &d, "--path", &path, "--comment", "wait for it"]))
-        .await
-        .expect("join");
+    let out =
+        tokio::task::spawn_blocking(move || waited(&c, &["scan", &d, "--path", &path, "--comment", "wait for it"]))
+            .await
+            .expect("join");
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("succeeded"), "{}", text(&out.stdout));
 
@@ -59,7 +40,7 @@ async fn wait_follows_an_action_through_approval_to_its_outcome_and_exits_with_i
     let mut target = Target::sleeper();
     let (c, d, pid) = (ctl.clone(), device_arg.clone(), target.pid().to_string());
     let waiting =
-        tokio::task::spawn_blocking(move || c.run(&["kill-process", &d, "--pid", &pid, "--comment", "stop it"]));
+        tokio::task::spawn_blocking(move || waited(&c, &["kill-process", &d, "--pid", &pid, "--comment", "stop it"]));
     let mut pending: String;
     eventually!(10, "the kill waits for approval", {
         let list = env.admin(|c| c.get("/api/v1/actions?status=pending_approval")).await.expect("list");
@@ -77,7 +58,7 @@ async fn wait_follows_an_action_through_approval_to_its_outcome_and_exits_with_i
     // A failed action: exit 1 and the agent's reason.
     let (c, d) = (ctl.clone(), device_arg.clone());
     let out = tokio::task::spawn_blocking(move || {
-        c.run(&["request-sample", &d, "--path", "/nonexistent/picket/sample", "--comment", "grab it"])
+        waited(&c, &["request-sample", &d, "--path", "/nonexistent/picket/sample", "--comment", "grab it"])
     })
     .await
     .expect("join");

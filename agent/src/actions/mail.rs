@@ -3,7 +3,9 @@
 //! batch mover, three destinations) and `restore_email`, their undo;
 //! `quarantine_email` (into the quarantine account) and `release_email`,
 //! its undo; `quarantine_attachment` (released the same way);
-//! `hard_delete_email`; `mail_scan`. They are advertised only when the
+//! `hard_delete_email`; `mail_scan`; `mail_forwarding`,
+//! `disable_external_forwarding` and `restore_forwarding`, its undo. They
+//! are advertised only when the
 //! agent's configuration has a `[mail]` section.
 
 use picket_common::actions::mail::{self, MailBatchOutput, MailSearchOutput};
@@ -207,5 +209,49 @@ impl Action for MailScan {
         };
         crate::mail::scan::scan(&host.doveadm, &engine, &p, &host.config.quarantine_account, &progress, &raise)
             .map_err(ActionFailure::error)
+    }
+}
+
+pub struct MailForwarding;
+
+impl Action for MailForwarding {
+    const KIND: ActionKind = ActionKind::MailForwarding;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::MailUsers;
+    type Output = mail::ForwardingOutput;
+
+    fn run(&self, p: mail::MailUsers, run: &Run<'_>) -> Result<mail::ForwardingOutput, ActionFailure> {
+        let host = host(run)?;
+        let c = &host.config;
+        crate::mail::forwarding::list(&host.doveadm, &p.users, &c.quarantine_account, &c.internal_domains)
+            .map_err(|e| ActionFailure::error(e.to_string()))
+    }
+}
+
+pub struct DisableExternalForwarding;
+
+impl Action for DisableExternalForwarding {
+    const KIND: ActionKind = ActionKind::DisableExternalForwarding;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::MailUsers;
+    type Output = mail::ForwardingChangeOutput;
+
+    fn run(&self, p: mail::MailUsers, run: &Run<'_>) -> Result<mail::ForwardingChangeOutput, ActionFailure> {
+        let host = host(run)?;
+        host.forwarding().disable(run.progress.action_id(), &p.users).map_err(ActionFailure::error)
+    }
+}
+
+pub struct RestoreForwarding;
+
+impl Action for RestoreForwarding {
+    const KIND: ActionKind = ActionKind::RestoreForwarding;
+    const NEEDS: &'static [Feature] = &[Feature::Mail];
+    type Params = mail::RestoreEmail;
+    type Output = mail::ForwardingChangeOutput;
+
+    fn run(&self, p: mail::RestoreEmail, run: &Run<'_>) -> Result<mail::ForwardingChangeOutput, ActionFailure> {
+        let host = host(run)?;
+        host.forwarding().restore(run.progress.action_id(), p.record_id).map_err(ActionFailure::error)
     }
 }

@@ -33,6 +33,9 @@ pub static TABLE: &[&dyn Registered] = &[
     &super::mail::HardDeleteEmail,
     &super::mail::QuarantineAttachment,
     &super::mail::MailScan,
+    &super::mail::MailForwarding,
+    &super::mail::DisableExternalForwarding,
+    &super::mail::RestoreForwarding,
 ];
 
 /// The row of `kind`.

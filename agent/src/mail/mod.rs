@@ -136,6 +136,16 @@ impl MailHost {
         batch::Batches { dv: &self.doveadm, dir: &self.records, quarantine: &self.config.quarantine_account }
     }
 
+    /// Forwarding on this host.
+    pub fn forwarding(&self) -> forwarding::Forwarding<'_> {
+        forwarding::Forwarding {
+            dv: &self.doveadm,
+            dir: &self.records,
+            quarantine: &self.config.quarantine_account,
+            internal: &self.config.internal_domains,
+        }
+    }
+
     /// Check that the quarantine account exists (a quarantine into a
     /// missing account would fail message by message).
     pub fn check_quarantine(&self) -> Result<(), String> {

@@ -232,6 +232,27 @@ pub struct RestoreEmail {
     pub undo_of: Option<String>,
 }
 
+/// `mail_forwarding` and `disable_external_forwarding`: whose Sieve
+/// scripts (empty: every user of the host).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MailUsers {
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>, max_items = 1000))]
+    pub users: Vec<String>,
+}
+
+pub fn check_users(p: &MailUsers) -> Result<(), String> {
+    if p.users.len() > 1000 {
+        return Err("users: at most 1000 (none means every user)".into());
+    }
+    match p.users.iter().find(|u| !valid_user(u)) {
+        Some(bad) => Err(format!("users: {bad:?} is not a login name")),
+        None => Ok(()),
+    }
+}
+
 /// Whether `user` is a plain login name.
 pub fn valid_user(user: &str) -> bool {
     !user.is_empty()

@@ -59,6 +59,13 @@ pub enum ActionKind {
     /// Read-only: messages' attachments through the agent's rules and
     /// indicators.
     MailScan,
+    /// Read-only: who forwards mail where (users' Sieve redirects).
+    MailForwarding,
+    /// Users' Sieve scripts without their redirects outside the host's
+    /// domains (undo: `restore_forwarding`).
+    DisableExternalForwarding,
+    /// The undo of `disable_external_forwarding`: the exact scripts back.
+    RestoreForwarding,
 }
 
 /// What the rest of Picket needs to know about a kind, declared in its row
@@ -99,7 +106,7 @@ const fn undo(kind: ActionKind, params: fn(&str, &str) -> Result<String, String>
 
 impl ActionKind {
     /// One row per kind, in declaration order.
-    pub const SPECS: [Spec; 25] = [
+    pub const SPECS: [Spec; 28] = [
         spec(K::Isolate, "isolate", true, undo(K::ReleaseIsolation, undo::release)),
         spec(K::ReleaseIsolation, "release_isolation", true, None),
         spec(K::RestrictCode, "restrict_code", true, undo(K::ReleaseCode, undo::release)),
@@ -131,10 +138,20 @@ impl ActionKind {
         // then the original moves like a quarantine.
         spec(K::QuarantineAttachment, "quarantine_attachment", true, undo(K::ReleaseEmail, undo::mail)),
         spec(K::MailScan, "mail_scan", true, None),
+        spec(K::MailForwarding, "mail_forwarding", true, None),
+        // The agent records each script before it writes it and resumes
+        // from the record: a re-run writes nothing twice.
+        spec(
+            K::DisableExternalForwarding,
+            "disable_external_forwarding",
+            true,
+            undo(K::RestoreForwarding, undo::forwarding),
+        ),
+        spec(K::RestoreForwarding, "restore_forwarding", true, None),
     ];
 
-    pub const ALL: [ActionKind; 25] = {
-        let mut all = [K::Isolate; 25];
+    pub const ALL: [ActionKind; 28] = {
+        let mut all = [K::Isolate; 28];
         let mut i = 0;
         while i < all.len() {
             all[i] = Self::SPECS[i].kind;
@@ -202,6 +219,13 @@ mod undo {
     pub fn mail(undo_of: &str, output: &str) -> Result<String, String> {
         let done: mail::MailBatchOutput =
             serde_json::from_str(output).map_err(|e| format!("the batch's result is unreadable: {e}"))?;
+        json(&mail::RestoreEmail { record_id: done.record_id, undo_of: Some(undo_of.to_string()) })
+    }
+
+    /// `restore_forwarding`: the agent's record of the change.
+    pub fn forwarding(undo_of: &str, output: &str) -> Result<String, String> {
+        let done: mail::ForwardingChangeOutput =
+            serde_json::from_str(output).map_err(|e| format!("the change's result is unreadable: {e}"))?;
         json(&mail::RestoreEmail { record_id: done.record_id, undo_of: Some(undo_of.to_string()) })
     }
 }
@@ -291,6 +315,7 @@ mod tests {
                 ActionKind::MoveToInbox,
                 ActionKind::QuarantineEmail,
                 ActionKind::QuarantineAttachment,
+                ActionKind::DisableExternalForwarding,
             ]
         );
         assert!(!ActionKind::KillProcess.rerunnable());
@@ -311,6 +336,10 @@ mod tests {
             (
                 ActionKind::SoftDeleteEmail,
                 r#"{"record_id":"6b1a6f9e-4a7c-4a44-9a38-00000000000a","counts":{},"items":[]}"#,
+            ),
+            (
+                ActionKind::DisableExternalForwarding,
+                r#"{"record_id":"6b1a6f9e-4a7c-4a44-9a38-00000000000b","scripts":[]}"#,
             ),
         ];
         for (kind, output) in outputs {

@@ -382,8 +382,11 @@ pub fn check(kind: ActionKind, json: &str) -> Result<(), String> {
         | ActionKind::HardDeleteEmail
         | ActionKind::MailScan => super::mail::check_messages(&parse(kind, json)?),
         ActionKind::QuarantineAttachment => super::mail::check_attachments(&parse(kind, json)?),
-        ActionKind::RestoreEmail | ActionKind::ReleaseEmail => {
+        ActionKind::RestoreEmail | ActionKind::ReleaseEmail | ActionKind::RestoreForwarding => {
             parse::<super::mail::RestoreEmail>(kind, json).map(|_| ())
+        }
+        ActionKind::MailForwarding | ActionKind::DisableExternalForwarding => {
+            super::mail::check_users(&parse(kind, json)?)
         }
         ActionKind::RestrictCode => {
             let p: RestrictCode = parse(kind, json)?;

@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::PartialSchema;
 
-use super::mail::{MailMessages, MailSearch, QuarantineAttachment, RestoreEmail};
+use super::mail::{MailMessages, MailSearch, MailUsers, QuarantineAttachment, RestoreEmail};
 use super::params::*;
 use super::ActionKind;
 
@@ -112,7 +112,11 @@ pub fn of(kind: ActionKind) -> Value {
             ] }),
             )
         }
-        K::RestoreEmail | K::ReleaseEmail => derived::<RestoreEmail>(),
+        K::RestoreEmail | K::ReleaseEmail | K::RestoreForwarding => derived::<RestoreEmail>(),
+        K::MailForwarding | K::DisableExternalForwarding => {
+            let user = "^[A-Za-z0-9._@+=][A-Za-z0-9._@+=-]{0,254}$";
+            with(derived::<MailUsers>(), json!({ "properties": { "users": { "items": { "pattern": user } } } }))
+        }
         K::QuarantineAttachment => {
             let hex = "^[0-9a-f]{64}$";
             let name = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,255}$";

@@ -30,6 +30,19 @@ pub enum MailCmd {
         #[command(flatten)]
         view: View,
     },
+    /// Who forwards mail where on a mail host: the redirects in every
+    /// user's Sieve scripts (action mail_forwarding, read-only).
+    Forwarding {
+        device: String,
+        /// Only this user (repeatable).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Only the redirects to outside the host's domains.
+        #[arg(long)]
+        external: bool,
+        #[arg(long, default_value = "who forwards where")]
+        comment: String,
+    },
 }
 
 #[derive(Args)]
@@ -124,8 +137,55 @@ fn show(client: &Client, id: &str, view: &View) -> Result<Value, ClientError> {
     ))
 }
 
+/// `mail forwarding`: ask the host, wait for its answer, show each
+/// redirect.
+fn forwarding(client: &Client, cmd: &MailCmd, json_out: bool) -> Result<(), ClientError> {
+    let MailCmd::Forwarding { device, users, external, comment } = cmd else { return Ok(()) };
+    let body = json!({ "kind": "mail_forwarding", "params": { "users": users }, "comment": comment });
+    let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
+    let id = s(&a["id"]);
+    let mut a = a;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !["succeeded", "failed", "timed_out", "rejected", "expired", "cancelled"]
+        .contains(&a["status"].as_str().unwrap_or(""))
+    {
+        if Instant::now() > deadline {
+            return Err(ClientError::Local(format!("no answer from the host yet: picketctl actions show {id}")));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        a = client.get(&format!("/api/v1/actions/{}", seg(&id)))?;
+    }
+    let result = &a["result"]["output"];
+    if a["status"] != "succeeded" {
+        let why = a["result"]["error"].as_str().unwrap_or_default();
+        return Err(ClientError::Local(format!("action {id} ended {}: {why}", s(&a["status"]))));
+    }
+    if json_out {
+        return print_json(result);
+    }
+    let mut rows = Vec::new();
+    for script in result["scripts"].as_array().into_iter().flatten() {
+        if let Some(e) = script["error"].as_str() {
+            rows.push(json!([script["user"], script["script"], script["active"], "", "", format!("unreadable: {e}")]));
+        }
+        for r in script["redirects"].as_array().into_iter().flatten() {
+            if *external && r["external"] != true {
+                continue;
+            }
+            let to = r["address"].as_str().unwrap_or("(known only at delivery)");
+            let kind = if r["external"] == true { "external" } else { "internal" };
+            let copy = if r["copy"] == true { "copy" } else { "" };
+            rows.push(json!([script["user"], script["script"], script["active"], to, copy, kind]));
+        }
+    }
+    println!("{} users, {} scripts read", result["users"], result["scripts_read"]);
+    table(&["USER", "SCRIPT", "ACTIVE", "FORWARDS TO", "COPY", ""], &rows, |r| (0..6).map(|i| s(&r[i])).collect());
+    Ok(())
+}
+
 pub fn run(client: &Client, cmd: &MailCmd, json_out: bool) -> Result<(), ClientError> {
     let (result, view) = match cmd {
+        MailCmd::Forwarding { .. } => return forwarding(client, cmd, json_out),
         MailCmd::Search { criteria, devices, view, timeout } => {
             let mut body = json!({ "criteria": criteria.json() });
             if !devices.is_empty() {

@@ -148,6 +148,17 @@ pub enum Cmd {
         #[arg(long)]
         comment: String,
     },
+    /// Take the redirects to outside addresses out of mailbox users'
+    /// Sieve scripts on a mail host (action disable_external_forwarding;
+    /// the undo puts the exact scripts back).
+    DisableExternalForwarding {
+        device: String,
+        /// Only this user (repeatable; none: every user of the host).
+        #[arg(long = "user")]
+        users: Vec<String>,
+        #[arg(long)]
+        comment: String,
+    },
 }
 
 pub fn run(client: &Client, cmd: &Cmd, json_out: bool, wait: bool) -> Result<(), ClientError> {
@@ -207,6 +218,9 @@ pub fn run(client: &Client, cmd: &Cmd, json_out: bool, wait: bool) -> Result<(),
         }
         Cmd::RequestSample { device, path, comment } => (device, comment, "request_sample", json!({ "path": path })),
         Cmd::CollectPackage { device, comment } => (device, comment, "collect_package", json!({})),
+        Cmd::DisableExternalForwarding { device, users, comment } => {
+            (device, comment, "disable_external_forwarding", json!({ "users": users }))
+        }
     };
     let body = json!({ "kind": kind, "params": params, "comment": comment });
     let a = client.post(&format!("/api/v1/devices/{}/actions", seg(device)), &body)?;
