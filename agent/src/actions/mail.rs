@@ -5,8 +5,8 @@
 //! its undo; `quarantine_attachment` (released the same way);
 //! `hard_delete_email`; `mail_scan`; `mail_forwarding`,
 //! `disable_external_forwarding` and `restore_forwarding`, its undo. They
-//! are advertised only when the
-//! agent's configuration has a `[mail]` section.
+//! are advertised only when the agent's configuration has a `[mail]`
+//! section.
 
 use picket_common::actions::mail::{self, MailBatchOutput, MailSearchOutput};
 use picket_common::actions::ActionKind;

@@ -40,6 +40,7 @@ pub enum MailCmd {
         /// Only the redirects to outside the host's domains.
         #[arg(long)]
         external: bool,
+        /// Why (kept in the action's history).
         #[arg(long, default_value = "who forwards where")]
         comment: String,
     },
@@ -146,11 +147,10 @@ fn forwarding(client: &Client, cmd: &MailCmd, json_out: bool) -> Result<(), Clie
     let id = s(&a["id"]);
     let mut a = a;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !["succeeded", "failed", "timed_out", "rejected", "expired", "cancelled"]
-        .contains(&a["status"].as_str().unwrap_or(""))
-    {
+    while !crate::wait::FINAL.contains(&a["status"].as_str().unwrap_or("")) {
         if Instant::now() > deadline {
-            return Err(ClientError::Local(format!("no answer from the host yet: picketctl actions show {id}")));
+            let status = s(&a["status"]).replace('_', " ");
+            return Err(ClientError::Local(format!("still {status} after 2 minutes: picketctl actions show {id}")));
         }
         std::thread::sleep(Duration::from_millis(300));
         a = client.get(&format!("/api/v1/actions/{}", seg(&id)))?;

@@ -156,6 +156,7 @@ pub enum Cmd {
         /// Only this user (repeatable; none: every user of the host).
         #[arg(long = "user")]
         users: Vec<String>,
+        /// Why (required on manual actions).
         #[arg(long)]
         comment: String,
     },

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::output::{print_action, seg};
 
 /// Statuses an action does not leave.
-const FINAL: [&str; 6] = ["succeeded", "failed", "timed_out", "rejected", "expired", "cancelled"];
+pub const FINAL: [&str; 6] = ["succeeded", "failed", "timed_out", "rejected", "expired", "cancelled"];
 
 /// How often the action is read again.
 const POLL: Duration = Duration::from_millis(500);
