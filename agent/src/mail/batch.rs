@@ -132,16 +132,11 @@ fn path(dir: &Path, id: Uuid) -> PathBuf {
 }
 
 pub(super) fn load(dir: &Path, id: Uuid) -> Result<Option<Record>, String> {
-    match std::fs::read(path(dir, id)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("batch record {id}: {e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("batch record {id}: {e}")),
-    }
+    super::read_record(&path(dir, id), &format!("batch record {id}"))
 }
 
 pub(super) fn save(dir: &Path, record: &Record) -> Result<(), String> {
-    let json = serde_json::to_vec(record).map_err(|e| e.to_string())?;
-    crate::fsutil::write_atomic(&path(dir, record.id), &json).map_err(|e| format!("batch record {}: {e}", record.id))
+    super::write_record(&path(dir, record.id), record, &format!("batch record {}", record.id))
 }
 
 /// One mailbox holding a message, its flags there, and (when asked for)

@@ -161,6 +161,22 @@ impl MailHost {
     }
 }
 
+/// A record the agent keeps of a mail action (`what` names it in errors):
+/// `None` when there is none yet.
+pub(crate) fn read_record<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{what}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+/// Write a record whole, durably (in the agent's own private directory).
+pub(crate) fn write_record<T: serde::Serialize>(path: &Path, record: &T, what: &str) -> Result<(), String> {
+    let json = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+    crate::fsutil::write_atomic(path, &json).map_err(|e| format!("{what}: {e}"))
+}
+
 /// Split doveadm's flag list, leaving out the per-session `\Recent`.
 pub(crate) fn flags(value: &str) -> Vec<String> {
     value.split_whitespace().filter(|f| !f.eq_ignore_ascii_case("\\Recent")).map(str::to_string).collect()
