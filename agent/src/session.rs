@@ -321,7 +321,13 @@ async fn connect_and_serve(
         hostname: crate::sysinfo::hostname(),
         os: crate::sysinfo::os(),
         kernel: crate::sysinfo::kernel(),
-        capabilities: link.executor.capabilities(),
+        capabilities: {
+            let mut c = link.executor.capabilities();
+            if config.mail.as_ref().is_some_and(|m| m.link_key_file.is_some()) {
+                c.push(picket_common::links::CAPABILITY.to_string());
+            }
+            c
+        },
     });
     write_frame(&mut wr, &hello, max).await?;
     let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, read_frame::<_, CoordMsg>(&mut rd, max)).await {
@@ -449,6 +455,22 @@ async fn connect_and_serve(
                         let state = tokio::task::spawn_blocking(move || content.apply_indicators(set)).await;
                         if let Ok(state) = state {
                             write_frame(&mut wr, &AgentMsg::ContentState(state), max).await?;
+                        }
+                    }
+                    Some(CoordMsg::LinkKey(key)) => {
+                        let Some(mail) = config.mail.as_ref() else { continue };
+                        let Some(path) = mail.link_key_file.clone() else { continue };
+                        let file = crate::mail::linkkey::KeyFile { click_url: key.click_url, device: link.device_id, key: key.key };
+                        let group = mail.link_key_group.clone();
+                        let stored = tokio::task::spawn_blocking(move || {
+                            let stored = file.store(&path, &group);
+                            (path, file.click_url, stored)
+                        })
+                        .await;
+                        match stored {
+                            Ok((path, url, Ok(()))) => tracing::info!(path = %path.display(), click_url = %url, "link key stored: delivered mail's links are wrapped"),
+                            Ok((path, _, Err(error))) => tracing::error!(path = %path.display(), %error, "cannot store the link key: links are not wrapped"),
+                            Err(error) => tracing::error!(%error, "link key task failed"),
                         }
                     }
                     Some(other) => tracing::warn!(frame = ?other, "unexpected frame ignored"),

@@ -170,6 +170,7 @@ mod tests {
             CoordMsg::Cancel { action_id: uuid::Uuid::new_v4() },
             CoordMsg::ResultAck { action_id: uuid::Uuid::new_v4() },
             CoordMsg::CertificateRenewed { certificate_der: vec![5; 300] },
+            CoordMsg::LinkKey(crate::proto::LinkKey { click_url: "https://click.example:7444".into(), key: [7; 32] }),
         ]
     }
 

@@ -14,6 +14,8 @@
 //! - [`detection`]: severities, detections, alert reports, rule bundles, indicators.
 //! - [`offboarding`]: the local offboarding token: format and verification.
 //! - [`persistence`]: reading persistence lines (which paths a line names).
+//! - [`links`]: wrapped links (time of click): format, signature, checks;
+//!   `link_rewrite` (feature `mail`): links in a message rewritten.
 //! - [`limits`]: protocol version, default frame cap, timing defaults, names.
 
 pub mod actions;
@@ -22,6 +24,9 @@ pub mod detection;
 #[cfg(feature = "io")]
 pub mod io;
 pub mod limits;
+#[cfg(feature = "mail")]
+pub mod link_rewrite;
+pub mod links;
 pub mod offboarding;
 pub mod persistence;
 pub mod proto;

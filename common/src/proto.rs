@@ -61,6 +61,15 @@ pub struct MailHostFacts {
     pub internal_domains: Vec<String>,
 }
 
+/// A mail host's link key ([`crate::links`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkKey {
+    /// Base of wrapped links, e.g. `https://click.example.org:8443`.
+    pub click_url: String,
+    /// [`crate::links::device_key`] of this device.
+    pub key: [u8; 32],
+}
+
 /// Frames the coordinator sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CoordMsg {
@@ -90,6 +99,11 @@ pub enum CoordMsg {
     /// The renewed certificate, for the key of the `RenewCertificate` CSR;
     /// the one before it stops working once this one is used.
     CertificateRenewed { certificate_der: Vec<u8> },
+    /// The key this mail host signs wrapped links with, and the click
+    /// listener's address: sent after `MailHost` when the coordinator has a
+    /// click listener. (New in this version: only mail hosts of this
+    /// version or later send `MailHost`... and get this.)
+    LinkKey(LinkKey),
 }
 
 /// An upload: the file an action sends (a sample, an investigation package).

@@ -101,7 +101,9 @@ fn output_of(kind: ActionKind) -> String {
         | ActionKind::MailScan
         | ActionKind::MailForwarding
         | ActionKind::DisableExternalForwarding
-        | ActionKind::RestoreForwarding => unreachable!("not in protocol 1"),
+        | ActionKind::RestoreForwarding
+        | ActionKind::BlockUrl
+        | ActionKind::UnblockUrl => unreachable!("not in protocol 1"),
         ActionKind::CollectEvidence => {
             r#"{"file":{"path":"/tmp/x","exists":true,"sha256":"ab","size":5,"uid":1000,"mode":"755","mtime":1700000000,"package":null},"processes":[{"pid":42,"executable":"/tmp/x","ppid":1,"parent_executable":"/usr/lib/systemd/systemd","connections":[{"protocol":"tcp","local":"127.0.0.1:4444","remote":"0.0.0.0:0","state":"LISTEN","uid":1000,"pid":42}]}],"persistence":[{"what":"line 3 of /etc/crontab","removal":{"kind":"line","file":"/etc/crontab","line_no":3,"line":"* * * * * root /tmp/x"}}],"copies":["/home/ann/x"],"copies_search":{"paths":["/home","/tmp"],"files_seen":100,"files_hashed":3,"bytes_hashed":15,"complete":true,"stopped":null,"seconds":0.1},"temp_processes":[{"pid":43,"executable":"/tmp/y","sha256":"cd","connections":[]}],"temp_persistence":[{"path":"/tmp/z","named_in":"/etc/crontab"}]}"#
         }
@@ -142,6 +144,8 @@ fn read_result(kind: ActionKind, json: &str) -> Result<(), serde_json::Error> {
         ActionKind::DisableExternalForwarding | ActionKind::RestoreForwarding => {
             read::<picket_common::actions::mail::ForwardingChangeOutput>(json)
         }
+        ActionKind::BlockUrl => read::<picket_common::actions::mail::BlockUrlOutput>(json),
+        ActionKind::UnblockUrl => read::<picket_common::actions::mail::UnblockUrlOutput>(json),
     }
 }
 

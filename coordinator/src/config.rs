@@ -57,6 +57,32 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Folder classes for automated investigations (`[investigations]`).
     pub investigations: crate::investigations::InvestigationConfig,
+    /// Time-of-click protection (`[click]`): the click listener that
+    /// wrapped links lead to.
+    pub click: ClickConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickConfig {
+    /// Address of the click listener (HTTPS with the API's certificate;
+    /// plain HTTP, on loopback only, when the API's is),
+    /// e.g. `0.0.0.0:7444`. Unset: no listener, and mail hosts do not
+    /// wrap links.
+    pub listen: Option<SocketAddr>,
+    /// Base of wrapped links as users' browsers reach the listener, e.g.
+    /// `https://click.example.org:7444`. Empty: `https://` and the listen
+    /// address.
+    pub url: String,
+    /// Clicks one client address may make a minute; past it, a "too many"
+    /// page (nothing is redirected or logged).
+    pub max_clicks_per_minute: u32,
+}
+
+impl Default for ClickConfig {
+    fn default() -> Self {
+        Self { listen: None, url: String::new(), max_clicks_per_minute: 600 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +178,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             rules: RulesConfig::default(),
             investigations: crate::investigations::InvestigationConfig::default(),
+            click: ClickConfig::default(),
         }
     }
 }
@@ -186,6 +213,20 @@ impl Config {
         }
         if !(1..=120).contains(&self.handshake_timeout_secs) {
             return bad("handshake_timeout_secs must be 1..=120");
+        }
+        if self.click.max_clicks_per_minute == 0 {
+            return bad("click.max_clicks_per_minute must be at least 1");
+        }
+        if !self.click.url.is_empty()
+            && !self.click.url.starts_with("https://")
+            && !self.click.url.starts_with("http://")
+        {
+            return bad("click.url must start with https:// (or http://)");
+        }
+        if self.api_tls.insecure_http && self.click.listen.is_some_and(|a| !a.ip().is_loopback()) {
+            return bad(
+                "the click listener serves plain HTTP like the API (insecure_http): only on a loopback address",
+            );
         }
         if self.max_sample_bytes == 0 {
             return bad("max_sample_bytes must be at least 1");
@@ -284,6 +325,16 @@ impl Config {
             names.push(ip.to_string());
         }
         names
+    }
+
+    /// The base of wrapped links, when there is a click listener.
+    pub fn click_url(&self, bound: SocketAddr) -> String {
+        if self.click.url.is_empty() {
+            let scheme = if self.api_tls.insecure_http { "http" } else { "https" };
+            format!("{scheme}://{bound}")
+        } else {
+            self.click.url.trim_end_matches('/').to_string()
+        }
     }
 
     pub fn http_limits(&self) -> crate::api::server::HttpLimits {

@@ -19,6 +19,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod click;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -91,6 +92,8 @@ pub struct Coordinator {
     pub store: Store,
     pub gateway: Arc<Gateway>,
     pub actions: Arc<actions::ActionCenter>,
+    /// Base of wrapped links, when there is a click listener.
+    pub click_url: Option<String>,
     tasks: JoinSet<()>,
 }
 
@@ -145,7 +148,38 @@ impl Coordinator {
             uploads::Uploads::new(data_dir, config.max_sample_bytes, store.clone())
                 .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?,
         );
-        let gateway = Gateway::new(config.gateway(), store.clone(), ca.clone(), directory, content.clone(), uploads)?;
+        // The click listener is bound now: its address is the default base
+        // of wrapped links, which mail hosts get with their link keys.
+        let click_listener = match config.click.listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+                what: "clicks",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
+        let links = match &click_listener {
+            Some(listener) => {
+                let bound = listener.local_addr().map_err(|source| StartError::Bind {
+                    what: "clicks",
+                    addr: config.click.listen.unwrap_or(config.api_listen),
+                    source,
+                })?;
+                let secret = click::ClickSecret::load_or_create(data_dir)
+                    .map_err(|source| StartError::DataDir { path: data_dir.join("click.key"), source })?;
+                Some(Arc::new(click::Links { url: config.click_url(bound), secret }))
+            }
+            None => None,
+        };
+        let gateway = Gateway::new(
+            config.gateway(),
+            store.clone(),
+            ca.clone(),
+            directory,
+            content.clone(),
+            uploads,
+            links.clone(),
+        )?;
 
         let agent_listener = TcpListener::bind(config.agent_listen).await.map_err(|source| StartError::Bind {
             what: "agents",
@@ -178,7 +212,12 @@ impl Coordinator {
             gateway: gateway.clone(),
             policy: config.actions.clone(),
             offboard_retention: Duration::from_secs(config.offboard_retention_days.saturating_mul(86_400)),
+            clicks: std::sync::OnceLock::new(),
         });
+        let ran = center.run_pending_here().await?;
+        if ran > 0 {
+            tracing::info!(actions = ran, "ran the coordinator's own actions a restart had cut off");
+        }
         tasks.spawn(center.clone().run_expiry(Duration::from_secs(config.actions.expiry_check_secs), shutdown.clone()));
         let investigations = Arc::new(investigations::Investigations {
             store: store.clone(),
@@ -227,6 +266,22 @@ impl Coordinator {
         }
         let api_tls = api_cert.as_ref().map(|c| c.acceptor()).transpose().map_err(StartError::ApiTls)?;
         let api_scheme = if api_tls.is_some() { "https" } else { "http" };
+        let click_url = links.as_ref().map(|l| l.url.clone());
+        if let (Some(listener), Some(links)) = (click_listener, links) {
+            let (clicks, log) =
+                click::ClickService::new(store.clone(), links.clone(), config.click.max_clicks_per_minute).await?;
+            tasks.spawn(click::run_log(store.clone(), log, shutdown.clone()));
+            tasks.spawn(clicks.clone().refresh(Duration::from_secs(30), shutdown.clone()));
+            let _ = center.clicks.set(clicks.clone());
+            tracing::info!(listen = ?listener.local_addr().ok(), url = %links.url, "click listener serving");
+            tasks.spawn(api::server::serve(
+                listener,
+                click::router(clicks),
+                config.http_limits(),
+                api_tls.clone(),
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(api::server::serve(api_listener, app, config.http_limits(), api_tls, shutdown.clone()));
         tracing::info!(agents = %agent_addr, api = %api_addr, database = ?store.backend(), "coordinator serving");
         Ok(Self {
@@ -240,6 +295,7 @@ impl Coordinator {
             store,
             gateway,
             actions: center,
+            click_url,
             tasks,
         })
     }

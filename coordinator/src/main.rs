@@ -66,6 +66,14 @@ struct ServeArgs {
     /// HOST:PORT agents should dial, printed in enroll commands.
     #[arg(long)]
     advertise_agent_address: Option<String>,
+    /// Click listener for wrapped links (time-of-click protection), e.g.
+    /// 0.0.0.0:7444; mail hosts wrap links only when it is set.
+    #[arg(long)]
+    click_listen: Option<SocketAddr>,
+    /// Base URL of wrapped links as users reach the click listener, e.g.
+    /// https://click.example.org:7444 (default: https:// and --click-listen).
+    #[arg(long)]
+    click_url: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -127,6 +135,12 @@ fn build_config(args: ServeArgs) -> Result<Config, picket_coordinator::config::C
     }
     if let Some(v) = args.advertise_agent_address {
         config.advertise_agent_address = v;
+    }
+    if let Some(v) = args.click_listen {
+        config.click.listen = Some(v);
+    }
+    if let Some(v) = args.click_url {
+        config.click.url = v;
     }
     config.validate()?;
     Ok(config)

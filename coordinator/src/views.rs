@@ -36,6 +36,16 @@ pub fn action_json(a: &Action) -> Value {
     })
 }
 
+/// One line saying what an alert is about.
+pub fn alert_title(a: &Alert) -> String {
+    match a.path.strip_prefix(crate::click::CLICK_PATH).and_then(|rest| rest.split_once(' ')) {
+        Some((recipient, url)) if a.rule == crate::click::BLOCKED_CLICK_RULE && a.namespace == "picket" => {
+            format!("{recipient} clicked a blocked URL: {url}")
+        }
+        _ => format!("{} detected {}", a.rule, a.path),
+    }
+}
+
 /// The API (and event) shape of an alert.
 pub fn alert_json(a: &Alert) -> Value {
     json!({
@@ -45,7 +55,7 @@ pub fn alert_json(a: &Alert) -> Value {
         // coordinator's own rules and indicators.
         "severity": a.severity,
         "status": a.status,
-        "title": format!("{} detected {}", a.rule, a.path),
+        "title": alert_title(a),
         "detection": {
             "path": a.path,
             "sha256": a.sha256,

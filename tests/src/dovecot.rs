@@ -56,7 +56,7 @@ impl Dovecot {
     pub fn start(users: &[String]) -> Self {
         let dir = tempfile::Builder::new().prefix("picket-dovecot").tempdir().expect("tempdir");
         let d = dir.path();
-        for sub in ["run", "log", "mail"] {
+        for sub in ["run", "log", "mail", "sieve-before", "sieve-filters"] {
             std::fs::create_dir(d.join(sub)).expect("mkdir");
         }
         use std::os::unix::fs::PermissionsExt;
@@ -143,6 +143,22 @@ impl Dovecot {
     /// key in a 0600 file).
     pub fn agent_config(&self) -> picket_agent::mail::MailConfig {
         picket_agent::mail::MailConfig::new(&self.api_url(), &self.api_key_file())
+    }
+
+    /// Wrap links at delivery as OPERATIONS.md says: `picket-linkwrap`
+    /// among the filter programs, a global Sieve script before the user's
+    /// calling it with the link key file `key` and the recipient.
+    pub fn wrap_links(&self, linkwrap: &Path, key: &Path) {
+        std::os::unix::fs::symlink(linkwrap, self.path().join("sieve-filters/picket-linkwrap")).expect("symlink");
+        let script = format!(
+            "require [\"vnd.dovecot.filter\", \"envelope\", \"variables\"];\n\
+             if envelope :matches \"to\" \"*\" {{ set \"rcpt\" \"${{1}}\"; }}\n\
+             filter \"picket-linkwrap\" [\"--key\", \"{}\", \"--to\", \"${{rcpt}}\"];\n",
+            key.display()
+        );
+        std::fs::write(self.path().join("sieve-before/50-picket-linkwrap.sieve"), script).expect("script");
+        let ok = Command::new("chown").args(["-R", "dovecot:dovecot"]).arg(self.path().join("sieve-before")).status();
+        assert!(ok.expect("chown").success());
     }
 
     pub fn log(&self) -> String {
@@ -353,6 +369,12 @@ protocol lmtp {{
 }}
 plugin {{
   sieve = file:~/sieve;active=~/.dovecot.sieve
+  # Global scripts run before the user's (empty until a test adds one:
+  # link wrapping); the filter programs they may call.
+  sieve_before = {d}/sieve-before
+  sieve_plugins = sieve_extprograms
+  sieve_global_extensions = +vnd.dovecot.filter
+  sieve_filter_bin_dir = {d}/sieve-filters
 }}
 submission_host = 127.0.0.1:{smtp}
 doveadm_api_key = {key}

@@ -80,6 +80,11 @@ pub fn agent_binary() -> PathBuf {
     binary("picket-agent")
 }
 
+/// The `picket-linkwrap` Sieve filter of this build.
+pub fn linkwrap_binary() -> PathBuf {
+    binary("picket-linkwrap")
+}
+
 /// The `picketctl` binary of this build.
 pub fn picketctl_binary() -> PathBuf {
     binary("picketctl")
@@ -236,6 +241,12 @@ impl TestEnv {
     }
 
     /// A browser-like client of the console.
+    /// A browser-like client of the click listener (wrapped links).
+    pub fn click(&self) -> web::Web {
+        let url = self.coordinator.as_ref().and_then(|c| c.click_url.clone()).expect("a click listener");
+        web::Web::new(&url, self.client("").tls_config())
+    }
+
     pub fn web(&self) -> web::Web {
         web::Web::new(&self.api_url(), self.client("").tls_config())
     }

@@ -223,7 +223,7 @@ impl Dir {
     }
 
     /// Whether only root can change this directory's entries.
-    fn root_only(&self) -> bool {
+    pub fn root_only(&self) -> bool {
         self.stat.st_uid == 0 && self.stat.st_mode & 0o022 == 0
     }
 

@@ -9,9 +9,8 @@ use std::ops::Range;
 use mail_parser::{MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
-/// Largest message the agent parses (Dovecot's own default limit for a
-/// delivered message is far below this).
-pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Largest message the agent parses.
+pub use picket_common::link_rewrite::MAX_MESSAGE;
 
 /// One attachment of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,11 +8,14 @@
 //!   quarantine), their restore or release, and hard deletes, with a
 //!   durable record per batch so a re-run resumes and an undo puts back
 //!   exactly what was moved.
+//! - [`linkkey`]: the key the `picket-linkwrap` Sieve filter signs
+//!   wrapped links with.
 
 pub mod attach;
 pub mod batch;
 pub mod doveadm;
 pub mod forwarding;
+pub mod linkkey;
 pub mod mime;
 pub mod scan;
 pub mod search;
@@ -48,6 +51,16 @@ pub struct MailConfig {
     /// stopped) before the messages it could not reach fail.
     #[serde(default = "patience")]
     pub unreachable_wait_secs: u64,
+    /// Where the agent keeps the key that `picket-linkwrap` (the Sieve
+    /// filter that wraps links at delivery) signs with, e.g.
+    /// `/etc/dovecot/picket-link.key`. Unset: links are not wrapped. Its
+    /// directory must be root's and writable by root only.
+    #[serde(default)]
+    pub link_key_file: Option<PathBuf>,
+    /// The group that may read `link_key_file`: the one Dovecot delivers
+    /// mail as (Dovecot runs the filter with the recipient's uid and gid).
+    #[serde(default = "link_key_group")]
+    pub link_key_group: String,
 }
 
 impl MailConfig {
@@ -61,12 +74,18 @@ impl MailConfig {
             junk_mailbox: junk(),
             quarantine_account: quarantine(),
             unreachable_wait_secs: patience(),
+            link_key_file: None,
+            link_key_group: link_key_group(),
         }
     }
 }
 
 fn recoverable() -> String {
     "Recoverable Items".into()
+}
+
+fn link_key_group() -> String {
+    "dovecot".into()
 }
 
 fn junk() -> String {

@@ -678,3 +678,93 @@ pub struct ForwardingChangeOutput {
     pub record_id: Uuid,
     pub scripts: Vec<ScriptChange>,
 }
+
+/// How a blocked URL matches a clicked link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UrlMatch {
+    /// This link (scheme and host in any case, the rest as written).
+    #[default]
+    Exact,
+    /// Any link on this domain or a subdomain of it.
+    Domain,
+    /// Any link that starts with this.
+    Prefix,
+}
+
+impl UrlMatch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Domain => "domain",
+            Self::Prefix => "prefix",
+        }
+    }
+}
+
+/// Longest URL or prefix a block names.
+pub const MAX_BLOCKED_URL: usize = 2048;
+
+/// `block_url`: the click listener refuses the mail host's wrapped links
+/// that match, from now on (messages delivered before included). Run by
+/// the coordinator, never sent to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BlockUrl {
+    /// An `http(s)://` link or prefix, or (`match_type` domain) a domain
+    /// name in lower case.
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
+    pub value: String,
+    #[serde(default)]
+    pub match_type: UrlMatch,
+    /// When the block lifts by itself (Unix ms; none: when undone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+pub fn check_block_url(p: &BlockUrl) -> Result<(), String> {
+    if p.value.len() > MAX_BLOCKED_URL {
+        return Err(format!("value: at most {MAX_BLOCKED_URL} bytes"));
+    }
+    match p.match_type {
+        UrlMatch::Exact | UrlMatch::Prefix if !crate::links::is_web(&p.value) => {
+            Err("value: an http:// or https:// link (or match_type \"domain\" with a domain name)".into())
+        }
+        UrlMatch::Domain if !valid_domain(&p.value) => {
+            Err("value: a domain name in lower case, such as phish.example".into())
+        }
+        _ if p.expires_at.is_some_and(|t| t <= 0) => Err("expires_at: Unix milliseconds".into()),
+        _ => Ok(()),
+    }
+}
+
+/// `block_url`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockUrlOutput {
+    /// The blocklist entry (what the undo lifts).
+    pub block_id: Uuid,
+    pub value: String,
+    pub match_type: UrlMatch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// `unblock_url`: the undo of `block_url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UnblockUrl {
+    pub block_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_of: Option<String>,
+}
+
+/// `unblock_url`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnblockUrlOutput {
+    pub block_id: Uuid,
+    /// False when the block was already gone (lifted before).
+    pub removed: bool,
+}

@@ -66,6 +66,12 @@ pub enum ActionKind {
     DisableExternalForwarding,
     /// The undo of `disable_external_forwarding`: the exact scripts back.
     RestoreForwarding,
+    /// A URL (exact, domain or prefix) refused at time of click for the
+    /// mail host's wrapped links. Run by the coordinator (undo:
+    /// `unblock_url`).
+    BlockUrl,
+    /// The undo of `block_url`.
+    UnblockUrl,
 }
 
 /// What the rest of Picket needs to know about a kind, declared in its row
@@ -106,7 +112,7 @@ const fn undo(kind: ActionKind, params: fn(&str, &str) -> Result<String, String>
 
 impl ActionKind {
     /// One row per kind, in declaration order.
-    pub const SPECS: [Spec; 28] = [
+    pub const SPECS: [Spec; 30] = [
         spec(K::Isolate, "isolate", true, undo(K::ReleaseIsolation, undo::release)),
         spec(K::ReleaseIsolation, "release_isolation", true, None),
         spec(K::RestrictCode, "restrict_code", true, undo(K::ReleaseCode, undo::release)),
@@ -148,10 +154,14 @@ impl ActionKind {
             undo(K::RestoreForwarding, undo::forwarding),
         ),
         spec(K::RestoreForwarding, "restore_forwarding", true, None),
+        // The coordinator's own: the block's id is the action's, so a
+        // re-run finds the block there.
+        spec(K::BlockUrl, "block_url", true, undo(K::UnblockUrl, undo::url_block)),
+        spec(K::UnblockUrl, "unblock_url", true, None),
     ];
 
-    pub const ALL: [ActionKind; 28] = {
-        let mut all = [K::Isolate; 28];
+    pub const ALL: [ActionKind; 30] = {
+        let mut all = [K::Isolate; 30];
         let mut i = 0;
         while i < all.len() {
             all[i] = Self::SPECS[i].kind;
@@ -181,6 +191,12 @@ impl ActionKind {
     /// See [`Spec::rerunnable`].
     pub fn rerunnable(self) -> bool {
         self.spec().rerunnable
+    }
+
+    /// Kinds the coordinator runs itself: never sent to an agent, never in
+    /// an agent's capabilities.
+    pub fn on_coordinator(self) -> bool {
+        matches!(self, Self::BlockUrl | Self::UnblockUrl)
     }
 }
 
@@ -220,6 +236,13 @@ mod undo {
         let done: mail::MailBatchOutput =
             serde_json::from_str(output).map_err(|e| format!("the batch's result is unreadable: {e}"))?;
         json(&mail::RestoreEmail { record_id: done.record_id, undo_of: Some(undo_of.to_string()) })
+    }
+
+    /// `unblock_url` of the block made.
+    pub fn url_block(undo_of: &str, output: &str) -> Result<String, String> {
+        let done: mail::BlockUrlOutput =
+            serde_json::from_str(output).map_err(|e| format!("the block's result is unreadable: {e}"))?;
+        json(&mail::UnblockUrl { block_id: done.block_id, undo_of: Some(undo_of.to_string()) })
     }
 
     /// `restore_forwarding`: the agent's record of the change.
@@ -316,6 +339,7 @@ mod tests {
                 ActionKind::QuarantineEmail,
                 ActionKind::QuarantineAttachment,
                 ActionKind::DisableExternalForwarding,
+                ActionKind::BlockUrl,
             ]
         );
         assert!(!ActionKind::KillProcess.rerunnable());

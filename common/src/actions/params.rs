@@ -388,6 +388,8 @@ pub fn check(kind: ActionKind, json: &str) -> Result<(), String> {
         ActionKind::MailForwarding | ActionKind::DisableExternalForwarding => {
             super::mail::check_users(&parse(kind, json)?)
         }
+        ActionKind::BlockUrl => super::mail::check_block_url(&parse(kind, json)?),
+        ActionKind::UnblockUrl => parse::<super::mail::UnblockUrl>(kind, json).map(|_| ()),
         ActionKind::RestrictCode => {
             let p: RestrictCode = parse(kind, json)?;
             p.allow_sha256.iter().try_for_each(|h| sha256_ok("every allow_sha256", h))?;
@@ -418,6 +420,10 @@ mod tests {
             ),
             (ActionKind::ReleaseFromQuarantine, r#"{"quarantine_id":["6b1a6f9e-4a7c-4a44-9a38-1f3e0d3b1c2a"]}"#),
             (ActionKind::RestrictCode, r#"{"allow_paths":["/opt/app"]}"#),
+            (ActionKind::BlockUrl, r#"{"value":"https://evil.example/login"}"#),
+            (ActionKind::BlockUrl, r#"{"value":"phish.example","match_type":"domain","expires_at":1}"#),
+            (ActionKind::BlockUrl, r#"{"value":"HTTP://cdn.example/p/","match_type":"prefix"}"#),
+            (ActionKind::UnblockUrl, r#"{"block_id":"6b1a6f9e-4a7c-4a44-9a38-1f3e0d3b1c2a"}"#),
         ];
         for (kind, json) in ok {
             assert_eq!(check(kind, json), Ok(()), "{kind} {json}");
@@ -432,6 +438,11 @@ mod tests {
             (ActionKind::StopAndQuarantine, r#"{"path":"/x","expected_sha256":"nope"}"#, "64 hex"),
             (ActionKind::ReleaseFromQuarantine, r#"{"quarantine_id":"not-a-uuid"}"#, "params"),
             (ActionKind::Scan, r#"{"cpu_percent":0}"#, "cpu_percent"),
+            (ActionKind::BlockUrl, r#"{"value":"javascript:alert(1)","match_type":"prefix"}"#, "http"),
+            (ActionKind::BlockUrl, r#"{"value":"https://a b"}"#, "http"),
+            (ActionKind::BlockUrl, r#"{"value":"Phish.Example","match_type":"domain"}"#, "lower case"),
+            (ActionKind::BlockUrl, r#"{"value":"https://evil.example/","match_type":"domain"}"#, "domain name"),
+            (ActionKind::BlockUrl, r#"{"value":"x.example","match_type":"domain","expires_at":0}"#, "expires_at"),
         ];
         for (kind, json, why) in bad {
             let err = check(kind, json).expect_err(json);

@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 use utoipa::PartialSchema;
 
-use super::mail::{MailMessages, MailSearch, MailUsers, QuarantineAttachment, RestoreEmail};
+use super::mail::{BlockUrl, MailMessages, MailSearch, MailUsers, QuarantineAttachment, RestoreEmail, UnblockUrl};
 use super::params::*;
 use super::ActionKind;
 
@@ -117,6 +117,21 @@ pub fn of(kind: ActionKind) -> Value {
             let user = "^[A-Za-z0-9._@+=][A-Za-z0-9._@+=-]{0,254}$";
             with(derived::<MailUsers>(), json!({ "properties": { "users": { "items": { "pattern": user } } } }))
         }
+        K::BlockUrl => with(
+            derived::<BlockUrl>(),
+            json!({ "anyOf": [
+                { "required": ["match_type"], "properties": {
+                    "match_type": { "const": "domain" },
+                    "expires_at": { "minimum": 1 },
+                    "value": { "maxLength": 253,
+                        "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$" } } },
+                { "properties": {
+                    "match_type": { "enum": ["exact", "prefix"] },
+                    "expires_at": { "minimum": 1 },
+                    "value": { "pattern": "^[hH][tT][tT][pP][sS]?://[^\\s\\x00-\\x1f\\x7f-\\x9f]+$" } } }
+            ] }),
+        ),
+        K::UnblockUrl => derived::<UnblockUrl>(),
         K::QuarantineAttachment => {
             let hex = "^[0-9a-f]{64}$";
             let name = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,255}$";

@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - [`policy`]: which manual actions need approval; two-person rule; expiries.
+//! - `here`: the kinds the coordinator runs itself (`block_url`, `unblock_url`).
 //! - this file: [`ActionCenter`] and the JSON shape of an action.
 //!
 //! State machine (DESIGN.md): `pending_approval → approved → queued → sent →
@@ -11,6 +12,7 @@
 //! expired`; `queued | sent → cancelled`. Every change goes through
 //! `Store::transition`, which logs it in the same transaction.
 
+mod here;
 pub mod policy;
 
 use std::sync::Arc;
@@ -97,6 +99,9 @@ pub struct ActionCenter {
     pub store: Store,
     pub gateway: Arc<Gateway>,
     pub policy: ActionPolicy,
+    /// The click listener, when there is one: a URL block made or lifted
+    /// here is in force there before the action reports its result.
+    pub clicks: std::sync::OnceLock<Arc<crate::click::ClickService>>,
     /// How long an offboarded device's history is kept.
     pub offboard_retention: Duration,
 }
@@ -164,7 +169,16 @@ impl ActionCenter {
                 device.id, device.status
             )));
         }
-        if !device.capabilities.is_empty() && !device.capabilities.iter().any(|c| c == req.kind.as_str()) {
+        if req.kind.on_coordinator() && device.mail_domains.is_none() {
+            return Err(ActionError::Conflict(format!(
+                "{} is not a mail host: {} applies to the links a mail host wraps",
+                device.hostname, req.kind
+            )));
+        }
+        if !req.kind.on_coordinator()
+            && !device.capabilities.is_empty()
+            && !device.capabilities.iter().any(|c| c == req.kind.as_str())
+        {
             return Err(ActionError::Conflict(format!(
                 "the agent on {} cannot run {} (it supports: {})",
                 device.hostname,
@@ -214,6 +228,10 @@ impl ActionCenter {
         }
         if created {
             tracing::info!(action = %action.id, kind = %action.kind, device = %device.id, status = action.status.as_str(), by = who.name, "action created");
+            if action.status == ActionStatus::Queued && action.kind.on_coordinator() {
+                self.run_here(&action).await;
+                return Ok((self.get(action.id).await?, created));
+            }
             if action.status == ActionStatus::Queued {
                 self.dispatch(action.device_id);
             }
@@ -263,6 +281,13 @@ impl ActionCenter {
         };
         let done: std::collections::HashSet<Uuid> =
             self.store.transition_many(&eligible, &path, &changes).await?.into_iter().collect();
+        // The coordinator's own kinds run here, now.
+        for id in &done {
+            if let Some(a) = found.get(id).filter(|a| a.kind.on_coordinator()) {
+                let queued = Action { status: ActionStatus::Queued, ..a.clone() };
+                self.run_here(&queued).await;
+            }
+        }
         // Connected devices get theirs at once: they are marked `sent` before
         // this returns, and framed right after.
         let mut devices: Vec<Uuid> = done.iter().filter_map(|id| found.get(id)).map(|a| a.device_id).collect();

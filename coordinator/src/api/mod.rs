@@ -18,6 +18,7 @@ mod error;
 mod extract;
 mod groups;
 mod investigations;
+pub mod links;
 pub mod mail;
 mod metrics;
 mod openapi;
@@ -117,7 +118,9 @@ pub fn router(state: AppState) -> Result<Router, String> {
         .routes(routes!(alerts::show_alert, alerts::update_alert))
         .routes(routes!(alerts::classify))
         .routes(routes!(mail::create))
-        .routes(routes!(mail::show));
+        .routes(routes!(mail::show))
+        .routes(routes!(links::clicks))
+        .routes(routes!(links::blocked_urls));
     let roles = Arc::new(openapi::Roles::of(v1.get_openapi())?);
     let guard = Guard { state: state.clone(), roles };
     let v1 = v1.route_layer(middleware::from_fn_with_state(guard, authenticate));

@@ -66,6 +66,8 @@ pub struct Gateway {
     pub content: Arc<Content>,
     /// Files agents upload (samples).
     pub uploads: Arc<crate::uploads::Uploads>,
+    /// Mail hosts' link keys, when the coordinator has a click listener.
+    pub links: Option<Arc<crate::click::Links>>,
     pub metrics: metrics::Metrics,
     /// Detections per device per minute.
     pub alert_limit: limits::PerDevice,
@@ -82,6 +84,7 @@ impl Gateway {
         directory: Arc<DeviceDirectory>,
         content: Arc<Content>,
         uploads: Arc<crate::uploads::Uploads>,
+        links: Option<Arc<crate::click::Links>>,
     ) -> Result<Arc<Self>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = verifier::DeviceCertVerifier::new(ca.ca_der().clone(), directory.clone(), provider.clone())?;
@@ -101,6 +104,7 @@ impl Gateway {
             sessions: Sessions::new(write_timeout),
             content,
             uploads,
+            links,
             metrics: metrics::Metrics::default(),
             acceptor: TlsAcceptor::from(Arc::new(tls)),
         }))

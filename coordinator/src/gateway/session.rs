@@ -331,7 +331,13 @@ impl Gateway {
                                 let gateway = self.clone();
                                 tokio::spawn(async move { gateway.on_content_state(id, state).await }.in_current_span());
                             }
-                            AgentMsg::MailHost(facts) => self.on_mail_host(id, &hello, facts).await,
+                            AgentMsg::MailHost(facts) => {
+                                if let Some(reply) = self.on_mail_host(id, &hello, facts).await {
+                                    if out_tx.send(Outgoing::Frame(reply)).await.is_err() {
+                                        break End::Log("writer closed");
+                                    }
+                                }
+                            }
                             other => {
                                 tracing::warn!(frame = frame_name(&other), "unexpected frame in session");
                                 break End::Refuse(RefusalReason::ProtocolViolation);
@@ -369,11 +375,18 @@ impl Gateway {
     /// Hello offered the mail kinds and every one is a plain domain name
     /// (what the device says is its own business, but malformed text is
     /// not stored).
-    async fn on_mail_host(&self, id: Uuid, hello: &Hello, facts: picket_common::proto::MailHostFacts) {
+    /// Record a mail host's facts; answer with its link key when there is
+    /// a click listener and the agent can take one.
+    async fn on_mail_host(
+        &self,
+        id: Uuid,
+        hello: &Hello,
+        facts: picket_common::proto::MailHostFacts,
+    ) -> Option<CoordMsg> {
         use picket_common::actions::mail::{valid_domain, MAX_DOMAINS};
         if !hello.capabilities.iter().any(|c| c == picket_common::actions::ActionKind::MailSearch.as_str()) {
             tracing::warn!("mail host facts from an agent that offers no mail kinds: ignored");
-            return;
+            return None;
         }
         let domains = facts.internal_domains;
         if domains.len() > MAX_DOMAINS || !domains.iter().all(|d| valid_domain(d)) {
@@ -381,11 +394,20 @@ impl Gateway {
                 count = domains.len(),
                 "mail host facts refused: not at most {MAX_DOMAINS} lowercase domain names"
             );
-            return;
+            return None;
         }
         if let Err(error) = self.store.record_mail_host(id, &domains).await {
             tracing::warn!(%error, "could not record the mail host's domains");
         }
+        let links = self.links.as_ref()?;
+        if !hello.capabilities.iter().any(|c| c == picket_common::links::CAPABILITY) {
+            return None;
+        }
+        tracing::info!(click_url = %links.url, "link key sent to the mail host");
+        Some(CoordMsg::LinkKey(picket_common::proto::LinkKey {
+            click_url: links.url.clone(),
+            key: links.secret.device_key(id),
+        }))
     }
 
     /// A session that authenticated with the device's current certificate

@@ -304,6 +304,13 @@ impl Investigations {
                     self.store.skip_alert_path(alert.id, &path).await?;
                     continue;
                 }
+                // A click on a blocked link: the block already stopped it;
+                // its evidence is the click log (API `/mail/clicks`), not a
+                // file on the mail host.
+                if path.starts_with(crate::click::CLICK_PATH) {
+                    self.store.skip_alert_path(alert.id, &path).await?;
+                    continue;
+                }
                 // Every message with the attachment is one cluster: one
                 // live email investigation per host and SHA-256 covers them.
                 if email::is_mail_path(&path) {

@@ -62,6 +62,11 @@ impl ActionSource {
     }
 }
 
+/// The kinds the coordinator runs itself, as SQL (`kind IN (…)`); agents
+/// are never sent them. A unit test keeps it in step with
+/// `ActionKind::on_coordinator`.
+const HERE: &str = "'block_url', 'unblock_url'";
+
 #[derive(Debug, Clone)]
 pub struct Action {
     pub id: Uuid,
@@ -394,13 +399,25 @@ impl Store {
     }
 
     /// Queued or sent actions of many devices, oldest first.
+    /// Queued or running actions of the kinds the coordinator runs itself
+    /// (what a restart cut off).
+    pub async fn coordinator_actions_pending(&self) -> Result<Vec<Action>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM actions WHERE status IN ('queued', 'running') AND kind IN ({HERE}) \
+             ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn actions_to_deliver_many(&self, devices: &[Uuid]) -> Result<Vec<Action>, StoreError> {
         let mut out = Vec::new();
         for chunk in devices.chunks(500) {
             let list = chunk.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>().join(", ");
             let rows = sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM actions WHERE device_id IN ({list}) AND status IN ('queued', 'sent') \
-                 ORDER BY created_at, id"
+                 AND kind NOT IN ({HERE}) ORDER BY created_at, id"
             ))
             .fetch_all(&self.pool)
             .await?;
@@ -550,4 +567,17 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_coordinators_own_kinds_are_never_delivered() {
+        let here: Vec<String> = picket_common::actions::ActionKind::ALL
+            .into_iter()
+            .filter(|k| k.on_coordinator())
+            .map(|k| format!("'{k}'"))
+            .collect();
+        assert_eq!(super::HERE, here.join(", "));
+    }
 }

@@ -16,6 +16,7 @@ mod events;
 mod import;
 mod investigations;
 mod lifecycle;
+mod links;
 mod mail;
 mod samples;
 mod tokens;
@@ -39,6 +40,7 @@ pub use events::ActionEvent;
 pub use import::ImportedAction;
 pub use investigations::{DeviceGroup, Investigation, InvestigationEvent};
 pub use lifecycle::{ActionStatus, Move, Step};
+pub use links::{Click, UrlBlock};
 pub use mail::MailSearchRecord;
 pub use samples::Sample;
 pub use tokens::{
@@ -196,6 +198,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "containment", include_str!("../../migrations/sqlite/0012_containment.sql")),
     (13, "mail_searches", include_str!("../../migrations/sqlite/0013_mail_searches.sql")),
     (14, "mail_hosts", include_str!("../../migrations/sqlite/0014_mail_hosts.sql")),
+    (15, "links", include_str!("../../migrations/sqlite/0015_links.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
@@ -212,6 +215,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "containment", include_str!("../../migrations/postgres/0012_containment.sql")),
     (13, "mail_searches", include_str!("../../migrations/postgres/0013_mail_searches.sql")),
     (14, "mail_hosts", include_str!("../../migrations/postgres/0014_mail_hosts.sql")),
+    (15, "links", include_str!("../../migrations/postgres/0015_links.sql")),
 ];
 
 impl<'s> MigrationSource<'s> for Embedded {

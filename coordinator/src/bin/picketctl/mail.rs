@@ -44,6 +44,22 @@ pub enum MailCmd {
         #[arg(long, default_value = "who forwards where")]
         comment: String,
     },
+    /// The click log of wrapped links, newest first: who opened which
+    /// link from which message, and whether it was blocked.
+    Clicks {
+        /// Only clicks on this exact link.
+        #[arg(long)]
+        url: Option<String>,
+        /// Only clicks by this recipient.
+        #[arg(long)]
+        recipient: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// The URLs blocked at time of click (per mail host), with their
+    /// actions; `picketctl undo ACTION` lifts one.
+    BlockedUrls,
 }
 
 #[derive(Args)]
@@ -186,6 +202,38 @@ fn forwarding(client: &Client, cmd: &MailCmd, json_out: bool) -> Result<(), Clie
 pub fn run(client: &Client, cmd: &MailCmd, json_out: bool) -> Result<(), ClientError> {
     let (result, view) = match cmd {
         MailCmd::Forwarding { .. } => return forwarding(client, cmd, json_out),
+        MailCmd::Clicks { url, recipient, limit } => {
+            let mut path = format!("/api/v1/mail/clicks?limit={limit}");
+            if let Some(u) = url {
+                path.push_str(&format!("&url={}", seg(u)));
+            }
+            if let Some(r) = recipient {
+                path.push_str(&format!("&recipient={}", seg(r)));
+            }
+            let page = client.get(&path)?;
+            if json_out {
+                return print_json(&page);
+            }
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            table(&["AT", "VERDICT", "RECIPIENT", "URL", "MESSAGE-ID", "HOST"], &items, |c| {
+                ["at", "verdict", "recipient", "url", "message_id", "device_id"].iter().map(|k| s(&c[*k])).collect()
+            });
+            return Ok(());
+        }
+        MailCmd::BlockedUrls => {
+            let page = client.get("/api/v1/mail/blocked-urls")?;
+            if json_out {
+                return print_json(&page);
+            }
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            table(&["MATCH", "VALUE", "HOST", "EXPIRES", "ACTION", "BY", "COMMENT"], &items, |b| {
+                ["match_type", "value", "device_id", "expires_at", "action_id", "created_by", "comment"]
+                    .iter()
+                    .map(|k| s(&b[*k]))
+                    .collect()
+            });
+            return Ok(());
+        }
         MailCmd::Search { criteria, devices, view, timeout } => {
             let mut body = json!({ "criteria": criteria.json() });
             if !devices.is_empty() {

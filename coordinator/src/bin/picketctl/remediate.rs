@@ -160,6 +160,45 @@ pub enum Cmd {
         #[arg(long)]
         comment: String,
     },
+    /// Block a URL at time of click for the links a mail host wrapped
+    /// (action block_url, run by the coordinator; undo: unblock_url).
+    /// Messages delivered before the block are covered too.
+    BlockUrl {
+        /// The mail host whose wrapped links the block applies to.
+        device: String,
+        /// The link (http:// or https://), or with --domain a domain name.
+        url: String,
+        /// Block the domain and all its subdomains.
+        #[arg(long, conflicts_with = "prefix")]
+        domain: bool,
+        /// Block every link that starts with URL.
+        #[arg(long)]
+        prefix: bool,
+        /// Lift the block after this long: 30m, 12h, 7d (default: never).
+        #[arg(long)]
+        expires: Option<String>,
+        /// Why (required; shown on the block page).
+        #[arg(long)]
+        comment: String,
+    },
+}
+
+/// `30m`, `12h`, `7d`, `90s` as milliseconds.
+fn duration_ms(text: &str) -> Result<i64, ClientError> {
+    let bad = || ClientError::Local(format!("--expires {text:?}: give a number and s, m, h or d, e.g. 7d"));
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    if n <= 0 || n > 3650 * 86_400 {
+        return Err(bad());
+    }
+    Ok(n * unit_ms)
 }
 
 pub fn run(client: &Client, cmd: &Cmd, json_out: bool, wait: bool) -> Result<(), ClientError> {
@@ -221,6 +260,23 @@ pub fn run(client: &Client, cmd: &Cmd, json_out: bool, wait: bool) -> Result<(),
         Cmd::CollectPackage { device, comment } => (device, comment, "collect_package", json!({})),
         Cmd::DisableExternalForwarding { device, users, comment } => {
             (device, comment, "disable_external_forwarding", json!({ "users": users }))
+        }
+        Cmd::BlockUrl { device, url, domain, prefix, expires, comment } => {
+            let match_type = if *domain {
+                "domain"
+            } else if *prefix {
+                "prefix"
+            } else {
+                "exact"
+            };
+            let mut params = json!({ "value": url, "match_type": match_type });
+            if let Some(e) = expires {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                params["expires_at"] = json!(now + duration_ms(e)?);
+            }
+            (device, comment, "block_url", params)
         }
     };
     let body = json!({ "kind": kind, "params": params, "comment": comment });

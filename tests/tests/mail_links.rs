@@ -1,0 +1,230 @@
+//! Time-of-click protection on a real Dovecot: the coordinator's click
+//! listener gives the mail host's agent its link key; Dovecot's LMTP runs
+//! `picket-linkwrap` (a Sieve filter before the user's scripts) on each
+//! delivery; IMAP shows the links wrapped; following one goes through the
+//! click listener (302 to the original, logged), an altered one gets 400,
+//! and a signed message is delivered byte for byte.
+
+use std::time::Duration;
+
+use picket_e2e::dovecot::{self, Dovecot};
+use picket_e2e::{eventually, linkwrap_binary, Db, TestEnv};
+use serde_json::json;
+use uuid::Uuid;
+
+const PLAIN_LINK: &str = "https://evil.example/login?user=alice&next=%2Fhome";
+const HTML_LINK: &str = "http://phish.example/a?x=1&y=2";
+
+fn multipart(message_id: &str) -> String {
+    format!(
+        "From: IT <it@phish.example>\r\nTo: alice@example.org\r\nSubject: Password expiry\r\n\
+         Message-ID: <{message_id}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+         --alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Your password expires today. Renew it at {PLAIN_LINK}.\r\n\
+         --alt\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         <p>Renew it <a href=3D\"http://phish.example/a?x=3D1&amp;y=3D2\">here</a>.</p>\r\n\
+         --alt--\r\n"
+    )
+}
+
+fn signed(message_id: &str) -> String {
+    format!(
+        "From: Bank <news@bank.example>\r\nTo: alice@example.org\r\nSubject: Statement\r\n\
+         Message-ID: <{message_id}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"sig\"\r\n\r\n\
+         --sig\r\nContent-Type: text/plain\r\n\r\nYour statement: https://bank.example/statement\r\n\
+         --sig\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         MIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwEAAKCAMIID\r\n\
+         --sig--\r\n"
+    )
+}
+
+/// The wrapped links (`<click url>/l/v1/…`) in a stored message, in order
+/// (quoted-printable soft line breaks joined first).
+fn wrapped_links(stored: &str, base: &str) -> Vec<String> {
+    let text = stored.replace("=\r\n", "");
+    let prefix = format!("{base}/l/v1/");
+    let mut found = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(&prefix) {
+        let tail: String =
+            rest[at + prefix.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_/".contains(*c)).collect();
+        rest = &rest[at + prefix.len() + tail.len()..];
+        found.push(format!("{prefix}{tail}"));
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_wrapped_at_delivery_and_checked_at_click_time() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut env =
+        TestEnv::start_with(&Db::Sqlite, |c| c.click.listen = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let click = env.click();
+    let base = click.url("");
+    let mail = tokio::task::block_in_place(|| Dovecot::start(&["alice".to_string()]));
+    let key_file = mail.path().join("picket-link.key");
+    let mut config = mail.agent_config();
+    config.internal_domains = vec!["example.org".into()];
+    config.link_key_file = Some(key_file.clone());
+    config.link_key_group = "dovecot".into();
+    let (device, dir) = env.enroll("mail-1").await;
+    let _agent = env.start_agent_with(device, &dir, move |c| c.mail = Some(config));
+    eventually!(10, "online", env.device_status(device).await == "online");
+    // The agent stores the key the coordinator sent: root's, the mail group reads it.
+    eventually!(10, "link key stored", key_file.exists());
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&key_file).expect("key file");
+        let dovecot_gid = nix::unistd::Group::from_name("dovecot").expect("group").expect("dovecot group").gid.as_raw();
+        assert_eq!((meta.mode() & 0o777, meta.uid(), meta.gid()), (0o640, 0, dovecot_gid));
+    }
+    mail.wrap_links(&linkwrap_binary(), &key_file);
+
+    // Deliver through LMTP; read as alice does over IMAP.
+    let id = format!("{}@phish.example", Uuid::new_v4());
+    tokio::task::block_in_place(|| mail.deliver("it@phish.example", &["alice".to_string()], multipart(&id).as_bytes()));
+    let stored = tokio::task::block_in_place(|| {
+        let mut imap = mail.imap("alice");
+        let uid = *imap.find("INBOX", &id).first().unwrap_or_else(|| panic!("delivered: {}", mail.log()));
+        imap.raw(uid)
+    });
+    assert!(!stored.contains("evil.example") && !stored.contains("phish.example/a"), "links left: {stored}");
+    assert!(stored.contains("Subject: Password expiry\r\n") && stored.contains("--alt--"), "{stored}");
+    let links = wrapped_links(&stored, &base);
+    assert_eq!(links.len(), 2, "one plain, one HTML link wrapped: {stored}\n{}", mail.log());
+    let path = |l: &str| l[base.len()..].to_string();
+
+    // Following each goes to its original, with no other stop.
+    let followed = tokio::task::block_in_place(|| click.get(&path(&links[0]), ""));
+    assert_eq!((followed.status, followed.header("location").as_str()), (302, PLAIN_LINK), "{}", followed.body);
+    assert_eq!(followed.header("cache-control"), "no-store");
+    let followed = tokio::task::block_in_place(|| click.get(&path(&links[1]), ""));
+    assert_eq!((followed.status, followed.header("location").as_str()), (302, HTML_LINK), "{}", followed.body);
+
+    // Any altered byte — the URL, the message reference, the signature — is refused.
+    let p = path(&links[0]);
+    let parts: Vec<&str> = p.trim_start_matches("/l/v1/").split('/').collect();
+    let other_url = base64_url("https://elsewhere.example/");
+    for tampered in [
+        format!("/l/v1/{other_url}/{}/{}", parts[1], parts[2]),
+        format!("/l/v1/{}/{}/{}", parts[0], parts[1], "A".repeat(parts[2].len())),
+        format!("/l/v1/{}/{}x/{}", parts[0], parts[1], parts[2]),
+        "/l/v1/garbage".to_string(),
+    ] {
+        let refused = tokio::task::block_in_place(|| click.get(&tampered, ""));
+        assert_eq!(refused.status, 400, "{tampered}: {}", refused.body);
+        assert!(refused.header("location").is_empty());
+        assert!(refused.body.contains("not valid"), "{}", refused.body);
+    }
+
+    // The clicks are logged with who and which message; refused ones are not.
+    let store = &env.coordinator().store;
+    eventually!(10, "clicks logged", store.clicks(None, None, 10).await.expect("clicks").len() == 2);
+    let first_clicks = store.clicks(None, None, 10).await.expect("clicks");
+    assert!(first_clicks.iter().all(|c| c.verdict == "allowed"), "{first_clicks:?}");
+    let logged = store.clicks(Some(PLAIN_LINK), None, 10).await.expect("clicks");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(
+        (logged[0].device_id, logged[0].recipient.as_str(), logged[0].message_id.as_str(), logged[0].verdict.as_str()),
+        (device, "alice", id.as_str(), "allowed")
+    );
+
+    // Block the link (picketctl, as a responder): the coordinator runs the
+    // action at once, and the link delivered before it now stops at the
+    // block page — no redirect, the reason shown.
+    let ctl = env.ctl("soc", "responder").await;
+    let d = device.to_string();
+    let blocked = tokio::task::block_in_place(|| {
+        ctl.run(&["--json", "block-url", &d, PLAIN_LINK, "--expires", "7d", "--comment", "credential phishing"])
+    });
+    assert!(blocked.status.success(), "{}", String::from_utf8_lossy(&blocked.stderr));
+    let blocked: serde_json::Value = serde_json::from_slice(&blocked.stdout).expect("json");
+    assert_eq!(blocked["status"], "succeeded", "{blocked}");
+    let block_action = blocked["id"].as_str().expect("id").to_string();
+    let page = tokio::task::block_in_place(|| click.get(&path(&links[0]), ""));
+    assert_eq!((page.status, page.header("location").as_str()), (403, ""), "{}", page.body);
+    assert!(page.body.contains("This link is blocked") && page.body.contains("credential phishing"), "{}", page.body);
+    // The HTML link is on another domain: still allowed, until the domain is blocked.
+    let other = tokio::task::block_in_place(|| click.get(&path(&links[1]), ""));
+    assert_eq!(other.status, 302);
+    let domain = tokio::task::block_in_place(|| {
+        ctl.run(&["--json", "block-url", &d, "phish.example", "--domain", "--comment", "phishing domain"])
+    });
+    assert!(domain.status.success(), "{}", String::from_utf8_lossy(&domain.stderr));
+    let page = tokio::task::block_in_place(|| click.get(&path(&links[1]), ""));
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("the site phish.example is blocked"), "{}", page.body);
+
+    // The click log says who clicked what, blocked or not; the blocked
+    // click is an alert of the mail host.
+    eventually!(10, "blocked clicks logged", {
+        let c = store.clicks(Some(PLAIN_LINK), Some("alice"), 10).await.expect("clicks");
+        c.len() == 2 && c[0].verdict == "blocked" && c[0].block_id.map(|b| b.to_string()) == Some(block_action.clone())
+    });
+    let listed = tokio::task::block_in_place(|| ctl.run(&["mail", "clicks", "--recipient", "alice"]));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success() && text.contains("blocked") && text.contains(PLAIN_LINK), "{text}");
+    let alerts = env.admin(move |c| c.get(&format!("/api/v1/alerts?device={device}"))).await.expect("alerts");
+    let alert = alerts["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["detection"]["path"] == format!("click:alice {PLAIN_LINK}")))
+        .unwrap_or_else(|| panic!("a blocked-click alert: {alerts}"));
+    assert_eq!(alert["title"], format!("alice clicked a blocked URL: {PLAIN_LINK}"), "{alert}");
+    assert_eq!((&alert["detection"]["rule"], &alert["severity"]), (&json!("blocked_url_clicked"), &json!("malicious")));
+    let list = tokio::task::block_in_place(|| ctl.run(&["mail", "blocked-urls"]));
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("phish.example") && text.contains(&block_action), "{text}");
+
+    // Undo lifts the block: the link leads to its original again.
+    let lifted = env.undo(&block_action, "unblock_url", 10).await;
+    assert_eq!(lifted["result"]["output"]["removed"], true, "{lifted}");
+    let followed = tokio::task::block_in_place(|| click.get(&path(&links[0]), ""));
+    assert_eq!((followed.status, followed.header("location").as_str()), (302, PLAIN_LINK));
+
+    // A block needs an http(s) link or a domain name; nothing else is queued.
+    for bad in [["javascript:alert(1)", "--prefix"], ["Phish.Example", "--domain"]] {
+        let out = tokio::task::block_in_place(|| ctl.run(&["block-url", &d, bad[0], bad[1], "--comment", "x"]));
+        assert!(!out.status.success(), "{bad:?} accepted");
+    }
+
+    // A signed message is delivered byte for byte; Dovecot's log says why.
+    let signed_id = format!("{}@bank.example", Uuid::new_v4());
+    let original = signed(&signed_id);
+    tokio::task::block_in_place(|| mail.deliver("news@bank.example", &["alice".to_string()], original.as_bytes()));
+    let stored = tokio::task::block_in_place(|| {
+        let mut imap = mail.imap("alice");
+        let uid = *imap.find("INBOX", &signed_id).first().expect("delivered");
+        imap.raw(uid)
+    });
+    assert!(stored.contains(&original), "the signed message changed: {stored}");
+    eventually!(5, "reported", mail.log().contains("left as it is: signed or encrypted (multipart/signed)"));
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[test]
+fn without_a_key_mail_is_delivered_unchanged() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    // The filter fails safe: no key file yet → Dovecot delivers the message as it came.
+    let mail = Dovecot::start(&["alice".to_string()]);
+    mail.wrap_links(&linkwrap_binary(), &mail.path().join("no-such.key"));
+    let id = format!("{}@phish.example", Uuid::new_v4());
+    let message = multipart(&id);
+    mail.deliver("it@phish.example", &["alice".to_string()], message.as_bytes());
+    let mut imap = mail.imap("alice");
+    let uid = *imap.find("INBOX", &id).first().unwrap_or_else(|| panic!("delivered: {}", mail.log()));
+    assert!(imap.raw(uid).contains(&message));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(mail.log().contains("links of mail to alice are not wrapped"), "{}", mail.log());
+}
