@@ -106,7 +106,7 @@ pub fn normalize(url: &str) -> String {
 }
 
 /// The host of a link, lower case, without port, user or trailing dot.
-fn host(url: &str) -> String {
+pub(crate) fn host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();

@@ -804,6 +804,7 @@ async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_
     assert_eq!(of("message").len(), 2);
     assert_eq!((of("sender")[0]["external"].as_bool(), of("sender").len()), (Some(true), 1), "{inv}");
     assert_eq!(of("url")[0]["url"], "https://parcel.outside.example/t/1");
+    assert_eq!(of("url")[0]["verdict"], "malicious", "the threat's outside link: {inv}");
     // Linked to the file's investigation on the laptop, both ways.
     assert_eq!(evidence["related"][0]["id"], file_inv["id"], "{inv}");
     let file_id = file_inv["id"].as_str().expect("id").to_string();
@@ -823,11 +824,28 @@ async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_
     env.api(&approver, move |c| c.post(&format!("/api/v1/actions/{aid}/approve"), &json!({ "comment": "phish" })))
         .await
         .expect("approve");
+    // The threat's link: a block proposed, waiting for a person too.
+    let path = format!("/api/v1/actions?device={host}&kind=block_url");
+    let blocks = env.admin(move |c| c.get(&path)).await.expect("actions");
+    let block = blocks["items"][0].clone();
+    assert_eq!(
+        (block["status"].as_str(), block["investigation_id"].as_str()),
+        (Some("pending_approval"), Some(inv_id.as_str())),
+        "{blocks}"
+    );
+    assert_eq!(block["params"]["value"], "https://parcel.outside.example/t/1", "{block}");
+    let bid = block["id"].as_str().expect("id").to_string();
+    env.api(&approver, move |c| c.post(&format!("/api/v1/actions/{bid}/approve"), &json!({ "comment": "phish link" })))
+        .await
+        .expect("approve block");
     eventually!(60, "remediated", {
         let inv_id = inv_id.clone();
         env.admin(move |c| c.get(&format!("/api/v1/investigations/{inv_id}"))).await.expect("show")["status"]
             == "remediated"
     });
+    let blocked = env.admin(|c| c.get("/api/v1/mail/blocked-urls")).await.expect("blocked urls");
+    assert_eq!(blocked["items"][0]["value"], "https://parcel.outside.example/t/1", "{blocked}");
+    assert_eq!(blocked["items"][0]["device_id"], host.to_string());
     for user in ["alice", "bob"] {
         assert_eq!(anywhere(&mail, user, &id), vec![], "{user} still has the parcel");
         assert_eq!(mail.imap(user).find("INBOX", "<benign@example.org>").len(), 1);

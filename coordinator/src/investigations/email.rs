@@ -30,6 +30,15 @@ use crate::store::{ActionSource, Investigation};
 /// Most messages the evidence search (and the cluster action) covers.
 const CLUSTER_LIMIT: u32 = 10_000;
 
+/// Most links of one investigation proposed for blocking.
+const MAX_URL_PROPOSALS: usize = 10;
+
+/// Whether a link's host is one of `domains` or under one.
+fn link_is_internal(url: &str, domains: &[String]) -> bool {
+    let host = crate::click::host(url);
+    domains.iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
+}
+
 /// Whether an alert path is a message's attachment.
 pub fn is_mail_path(path: &str) -> bool {
     path.starts_with("mail:")
@@ -96,11 +105,29 @@ impl Investigations {
             items.push(json!({ "type": "sender", "from": from, "external": external, "verdict": v,
                 "why": if external { "sent the attachment from outside the host's domains" } else { "an internal sender sent the attachment" } }));
         }
+        // Links: against this host's URL blocklist; in messages that carry
+        // a threat, the outside ones are the threat's too — each gets a
+        // block proposed (below).
         let links: std::collections::BTreeSet<&str> =
             found.messages.iter().flat_map(|m| m.urls.iter()).map(String::as_str).collect();
+        let blocklist = crate::click::Blocklist::new(self.store.url_blocks().await?);
+        let now = crate::clock::now_ms();
+        let mut to_block = Vec::new();
         for url in links.iter().take(50) {
-            items.push(json!({ "type": "url", "url": url, "verdict": "not_checked",
-                "why": "links are not checked yet: there is no URL blocklist" }));
+            let internal = link_is_internal(url, &domains);
+            let (uv, why) = match blocklist.check(inv.device_id, url, now) {
+                Some(b) => (
+                    "malicious",
+                    format!("blocked at time of click ({} {}, by action {})", b.match_kind, b.value, b.id),
+                ),
+                None if verdict.is_some() && !internal => {
+                    to_block.push(*url);
+                    (v, "in the messages that carry the attachment, outside the host's domains".to_string())
+                }
+                None if internal => ("no_threats_found", "on the host's own domains".to_string()),
+                None => ("no_threats_found", "not on the blocklist".to_string()),
+            };
+            items.push(json!({ "type": "url", "url": url, "verdict": uv, "why": why }));
         }
         let related = self.related(inv).await?;
         let mut remediation = Vec::new();
@@ -121,6 +148,20 @@ impl Investigations {
                         self.propose(inv, ActionKind::QuarantineEmail, params, decision, &comment, &mut entry).await;
                 }
                 remediation.push(entry);
+                // The threat's links, blocked at time of click for this
+                // host's mail (delivered before included): always a person's
+                // call, like the cluster's quarantine.
+                for url in to_block.iter().take(MAX_URL_PROPOSALS) {
+                    let mut entry = json!({ "kind": "block_url", "url": url,
+                        "decision": format!("{decision:?}").to_lowercase() });
+                    if decision != Decision::NoResponse {
+                        let params = json!({ "value": url, "match_type": "exact" });
+                        let comment = format!("in messages carrying {} {sha}", verdict_name(Some(verdict)));
+                        any_action |=
+                            self.propose(inv, ActionKind::BlockUrl, params, decision, &comment, &mut entry).await;
+                    }
+                    remediation.push(entry);
+                }
             }
         }
         let evidence = json!({
