@@ -180,6 +180,30 @@ async fn links_are_wrapped_at_delivery_and_checked_at_click_time() {
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.contains("phish.example") && text.contains(&block_action), "{text}");
 
+    // The console shows the blocks and the clicks (a viewer may look).
+    let web = env.web();
+    let (cookie, _) = tokio::task::block_in_place(|| web.session("admin", &env.admin_password()));
+    let page = tokio::task::block_in_place(|| web.get("/mail/links", &cookie));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("phish.example") && page.body.contains("credential phishing"), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("/actions/{block_action}")) && page.body.contains("badge blocked"),
+        "{}",
+        page.body
+    );
+
+    // `PICKET_SCREENSHOTS=DIR`: the page as Chromium shows it.
+    if let Some(dir) = std::env::var_os("PICKET_SCREENSHOTS") {
+        let (base, password) = (env.api_url(), env.admin_password());
+        tokio::task::block_in_place(|| {
+            let browser = picket_e2e::browser::Browser::start();
+            browser.sign_in(&base, "admin", &password);
+            browser.goto(&format!("{base}/mail/links"));
+            browser.wait_for("#blocked-urls", 10);
+            browser.screenshot(&std::path::PathBuf::from(dir).join("time-of-click.png"));
+        });
+    }
+
     // Undo lifts the block: the link leads to its original again.
     let lifted = env.undo(&block_action, "unblock_url", 10).await;
     assert_eq!(lifted["result"]["output"]["removed"], true, "{lifted}");

@@ -56,6 +56,7 @@ fn form_page(op: &Operator, typed: &SearchForm, error: Option<(StatusCode, Strin
     };
     let body = html! {
         h1 { "Mail explorer" }
+        p { a href="/mail/links" { "Time of click: blocked URLs and clicks →" } }
         p.hint { "Searches the mailboxes of every mail host (devices whose agent has a [mail] section). Every criterion given must hold; text matches anywhere, any case. A link, domain or attachment criterion reads each candidate message whole (slower) and lets results be grouped by attachment." }
         @if let Some((_, e)) = &error { p.error #search-error role="alert" { (e) } }
         @if op.can(Role::Responder) {
@@ -336,4 +337,78 @@ pub async fn act(
         done = format!("{done} Refused: {}", refused.join("; "));
     }
     Redirect::to(&format!("{back}?done={}", url_encode(&done))).into_response()
+}
+
+/// `GET /mail/links`: time-of-click protection — the URLs blocked (each
+/// by its `block_url` action, whose undo lifts it) and the latest clicks
+/// on wrapped links.
+pub async fn links(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let op = match signed_in(&state, &headers, "/mail/links").await {
+        Ok(op) => op,
+        Err(r) => return r,
+    };
+    let blocks = match state.store.url_blocks().await {
+        Ok(b) => b,
+        Err(e) => return db_error("blocked URLs", e),
+    };
+    let clicks = match state.store.clicks(None, None, 200).await {
+        Ok(c) => c,
+        Err(e) => return db_error("clicks", e),
+    };
+    let hosts: Vec<Uuid> = blocks.iter().map(|b| b.device_id).collect();
+    let names = match state.store.device_names(&hosts).await {
+        Ok(n) => n,
+        Err(e) => return db_error("device names", e),
+    };
+    let name = |id: &Uuid| names.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let now = crate::clock::now_ms();
+    let rfc = crate::clock::rfc3339;
+    let body = html! {
+        h1 { "Time of click" }
+        p.hint { "Links in delivered mail lead through the click listener, which checks them against these blocks when they are clicked — mail delivered before a block included. Block a link with picketctl block-url or from an email investigation; undo the block's action to lift it." }
+        h2 { "Blocked URLs" }
+        @if blocks.is_empty() { p #no-blocks { "Nothing is blocked." } } @else {
+            table.list #blocked-urls {
+                thead { tr { th.tight { "Match" } th { "URL or domain" } th { "Mail host" } th { "Expires" } th { "Reason" } th.tight { "By" } th.tight { "Action" } } }
+                tbody {
+                    @for b in &blocks {
+                        tr {
+                            td.tight { (b.match_kind) }
+                            td { code { (b.value) } }
+                            td { a href=(format!("/devices/{}", b.device_id)) { (name(&b.device_id)) } }
+                            td {
+                                @match b.expires_at {
+                                    Some(t) if t <= now => { "expired " (rfc(t)) }
+                                    Some(t) => { (rfc(t)) }
+                                    None => { "never" }
+                                }
+                            }
+                            td { (b.comment) }
+                            td.tight { (b.created_by) }
+                            td.tight { a href=(format!("/actions/{}", b.id)) { "block_url" } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Latest clicks" }
+        @if clicks.is_empty() { p #no-clicks { "No wrapped link was clicked yet." } } @else {
+            table.list #clicks {
+                thead { tr { th.tight { "When" } th.tight { "Verdict" } th { "Recipient" } th { "URL" } th { "Message-ID" } th.tight { "Client" } } }
+                tbody {
+                    @for c in &clicks {
+                        tr {
+                            td.tight { (rfc(c.at)) }
+                            td.tight { span class=(format!("badge {}", c.verdict)) { (c.verdict) } }
+                            td { (c.recipient) }
+                            td { code { (c.url) } }
+                            td { code { (c.message_id) } }
+                            td.tight { (c.client) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, layout("Time of click", Some(&op), &op.csrf_token, body))
 }

@@ -94,6 +94,7 @@ pub fn router(upload_bytes: usize) -> Router<AppState> {
         .route("/investigations/{id}", get(alerts::investigation))
         .route("/investigations/{id}/{what}", axum::routing::post(alerts::decide))
         .route("/mail", get(mail::show))
+        .route("/mail/links", get(mail::links))
         .route("/mail/search", axum::routing::post(mail::search))
         .route("/mail/searches/{id}", get(mail::results))
         .route("/mail/searches/{id}/act", axum::routing::post(mail::act))
