@@ -824,6 +824,17 @@ async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_
     env.api(&approver, move |c| c.post(&format!("/api/v1/actions/{aid}/approve"), &json!({ "comment": "phish" })))
         .await
         .expect("approve");
+    if let Some(dir) = std::env::var_os("PICKET_SCREENSHOTS") {
+        let (base, password, inv_id) = (env.api_url(), env.admin_password(), inv_id.clone());
+        tokio::task::block_in_place(|| {
+            let browser = picket_e2e::browser::Browser::start();
+            browser.sign_in(&base, "admin", &password);
+            browser.resize(1280, 1500);
+            browser.goto(&format!("{base}/investigations/{inv_id}"));
+            browser.wait_for("table.list", 10);
+            browser.screenshot(&std::path::PathBuf::from(dir).join("email-investigation.png"));
+        });
+    }
     // The threat's link: a block proposed, waiting for a person too.
     let path = format!("/api/v1/actions?device={host}&kind=block_url");
     let blocks = env.admin(move |c| c.get(&path)).await.expect("actions");

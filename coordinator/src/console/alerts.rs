@@ -374,8 +374,19 @@ fn evidence_table(evidence: &serde_json::Value) -> Markup {
                 td { (text(&item["type"])) }
                 td {
                     @if let Some(pid) = item["pid"].as_u64() { "PID " (pid) " " }
-                    code { (text(&item["path"])) (text(&item["executable"])) (text(&item["what"])) }
+                    code { (text(&item["path"])) (text(&item["executable"])) (text(&item["what"])) (text(&item["url"])) }
+                    @if let (Some(user), Some(mailbox)) = (item["user"].as_str(), item["mailbox"].as_str()) {
+                        (user) " / " (mailbox) " · " (text(&item["subject"])) br; span.hint { "from " (text(&item["from"])) }
+                    } @else if let Some(from) = item["from"].as_str() {
+                        code { (from) } @if item["external"] == true { " (outside)" }
+                    }
+                    @if let Some(names) = item["names"].as_array() {
+                        (names.iter().map(text).collect::<Vec<_>>().join(", "))
+                    }
                     @if let Some(sha) = item["sha256"].as_str() { br; span.hint { "SHA-256 " (sha) } }
+                    @if let Some(n) = item["clicks"].as_u64().filter(|n| *n > 0) {
+                        br; span.hint { "clicked " (n) " times by " (text(&item["clicked_by"]).trim_matches(['[', ']']).replace('"', "")) }
+                    }
                 }
                 td { (badge(&text(&item["verdict"]))) }
                 td { (text(&item["why"])) @if item["remediation"].is_string() { " " (text(&item["remediation"])) } }
@@ -386,7 +397,7 @@ fn evidence_table(evidence: &serde_json::Value) -> Markup {
             table.list {
                 thead { tr { th { "Action" } th { "Path" } th { "Decision" } th {} } }
                 tbody { @for r in remediation { tr {
-                    td { (text(&r["kind"])) } td { code { (text(&r["path"])) } } td { (text(&r["decision"])) }
+                    td { (text(&r["kind"])) } td { code { (text(&r["path"])) (text(&r["url"])) } } td { (text(&r["decision"])) }
                     td { @if let Some(a) = r["action_id"].as_str() { a href=(format!("/actions/{a}")) { "the action" } } }
                 } } }
             }

@@ -127,7 +127,11 @@ impl Investigations {
                 None if internal => ("no_threats_found", "on the host's own domains".to_string()),
                 None => ("no_threats_found", "not on the blocklist".to_string()),
             };
-            items.push(json!({ "type": "url", "url": url, "verdict": uv, "why": why }));
+            // Who already clicked it (the click log, as of this evaluation).
+            let clicks = self.store.clicks(Some(url), None, 1000).await?;
+            let clicked_by: std::collections::BTreeSet<&str> = clicks.iter().map(|c| c.recipient.as_str()).collect();
+            items.push(json!({ "type": "url", "url": url, "verdict": uv, "why": why,
+                "clicks": clicks.len(), "clicked_by": clicked_by }));
         }
         let related = self.related(inv).await?;
         let mut remediation = Vec::new();
@@ -156,7 +160,10 @@ impl Investigations {
                         "decision": format!("{decision:?}").to_lowercase() });
                     if decision != Decision::NoResponse {
                         let params = json!({ "value": url, "match_type": "exact" });
-                        let comment = format!("in messages carrying {} {sha}", verdict_name(Some(verdict)));
+                        let comment = format!(
+                            "a link in the messages carrying the {} attachment {sha}",
+                            verdict_name(Some(verdict))
+                        );
                         any_action |=
                             self.propose(inv, ActionKind::BlockUrl, params, decision, &comment, &mut entry).await;
                     }
