@@ -142,7 +142,16 @@ impl Dovecot {
     /// The agent's `[mail]` section for this Dovecot (API on loopback, its
     /// key in a 0600 file).
     pub fn agent_config(&self) -> picket_agent::mail::MailConfig {
-        picket_agent::mail::MailConfig::new(&self.api_url(), &self.api_key_file())
+        let mut config = picket_agent::mail::MailConfig::new(&self.api_url(), &self.api_key_file());
+        config.dovecot_config = self.conf.clone();
+        config
+    }
+
+    /// Put a global Sieve script that runs before every user's.
+    pub fn sieve_before(&self, name: &str, script: &str) {
+        std::fs::write(self.path().join("sieve-before").join(format!("{name}.sieve")), script).expect("script");
+        let ok = Command::new("chown").args(["-R", "dovecot:dovecot"]).arg(self.path().join("sieve-before")).status();
+        assert!(ok.expect("chown").success());
     }
 
     /// Wrap links at delivery as OPERATIONS.md says: `picket-linkwrap`

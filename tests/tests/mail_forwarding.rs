@@ -143,6 +143,11 @@ async fn the_actions_list_turn_off_and_undo_external_forwarding_through_the_acti
     }
     let mail = Dovecot::start(&["alice".to_string(), "bob".to_string()]);
     mail.sieve_put("alice", "forward", SCRIPT);
+    // The administrator's global script forwards too (for one subject).
+    mail.sieve_before(
+        "10-archive",
+        "require [\"copy\"];\nif header :contains \"subject\" \"legal hold\" { redirect :copy \"hold@archive.external.example\"; }\n",
+    );
     let mut env = TestEnv::start(&Db::Sqlite).await;
     let (device, dir) = env.enroll("mail-1").await;
     let mut config = mail.agent_config();
@@ -158,6 +163,8 @@ async fn the_actions_list_turn_off_and_undo_external_forwarding_through_the_acti
     assert!(listed.status.success(), "{text} {}", String::from_utf8_lossy(&listed.stderr));
     assert!(text.contains("me@external.example") && text.contains("external"), "{text}");
     assert!(!text.contains("bob@example.org"), "--external shows only the outside ones: {text}");
+    assert!(text.contains("(sieve_before)") && text.contains("hold@archive.external.example"), "{text}");
+    assert!(text.contains("10-archive.sieve"), "the global script is named by its file: {text}");
 
     // Turn it off through picketctl; the action center shows what changed.
     let off = tokio::task::block_in_place(|| {
@@ -175,6 +182,10 @@ async fn the_actions_list_turn_off_and_undo_external_forwarding_through_the_acti
         "{done}"
     );
     assert_eq!(tokio::task::block_in_place(|| deliver(&mail, 10, 1)), ["bob@example.org"]);
+    // The administrator's script is theirs: listed still, never changed.
+    let listed = tokio::task::block_in_place(|| ctl.run(&["mail", "forwarding", &d, "--external"]));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("hold@archive.external.example") && !text.contains("me@external.example"), "{text}");
 
     // Undo: the exact script back, forwarding outside again.
     let restored = env.undo(&id, "restore_forwarding", 30).await;

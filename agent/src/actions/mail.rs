@@ -223,8 +223,25 @@ impl Action for MailForwarding {
     fn run(&self, p: mail::MailUsers, run: &Run<'_>) -> Result<mail::ForwardingOutput, ActionFailure> {
         let host = host(run)?;
         let c = &host.config;
-        crate::mail::forwarding::list(&host.doveadm, &p.users, &c.quarantine_account, &c.internal_domains)
-            .map_err(|e| ActionFailure::error(e.to_string()))
+        let mut out =
+            crate::mail::forwarding::list(&host.doveadm, &p.users, &c.quarantine_account, &c.internal_domains)
+                .map_err(|e| ActionFailure::error(e.to_string()))?;
+        // The administrator's global scripts run for every user: listed
+        // whichever users were asked for.
+        match crate::mail::global_sieve::list(&c.dovecot_config, &c.internal_domains) {
+            Ok((read, scripts)) => {
+                out.scripts_read += read;
+                out.scripts.extend(scripts);
+            }
+            Err(why) => out.scripts.push(mail::SieveScript {
+                user: "(global scripts)".into(),
+                script: c.dovecot_config.display().to_string(),
+                active: false,
+                redirects: Vec::new(),
+                error: Some(why),
+            }),
+        }
+        Ok(out)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod attach;
 pub mod batch;
 pub mod doveadm;
 pub mod forwarding;
+pub mod global_sieve;
 pub mod linkkey;
 pub mod mime;
 pub mod scan;
@@ -61,6 +62,11 @@ pub struct MailConfig {
     /// mail as (Dovecot runs the filter with the recipient's uid and gid).
     #[serde(default = "link_key_group")]
     pub link_key_group: String,
+    /// Dovecot's main configuration file: where `doveconf` finds the
+    /// global Sieve scripts (`sieve_before`, `sieve_after`) whose
+    /// redirects `mail_forwarding` lists too.
+    #[serde(default = "dovecot_config")]
+    pub dovecot_config: PathBuf,
 }
 
 impl MailConfig {
@@ -76,12 +82,17 @@ impl MailConfig {
             unreachable_wait_secs: patience(),
             link_key_file: None,
             link_key_group: link_key_group(),
+            dovecot_config: dovecot_config(),
         }
     }
 }
 
 fn recoverable() -> String {
     "Recoverable Items".into()
+}
+
+fn dovecot_config() -> PathBuf {
+    PathBuf::from("/etc/dovecot/dovecot.conf")
 }
 
 fn link_key_group() -> String {
