@@ -49,5 +49,7 @@ fuzz_target!(|data: &[u8]| {
             round_trip::<mail::MailUsers>(kind, json)
         }
         ActionKind::QuarantineAttachment => round_trip::<mail::QuarantineAttachment>(kind, json),
+        ActionKind::BlockUrl => round_trip::<mail::BlockUrl>(kind, json),
+        ActionKind::UnblockUrl => round_trip::<mail::UnblockUrl>(kind, json),
     }
 });
