@@ -374,9 +374,8 @@ impl Gateway {
     /// A mail host declared its internal domains: kept when the session's
     /// Hello offered the mail kinds and every one is a plain domain name
     /// (what the device says is its own business, but malformed text is
-    /// not stored).
-    /// Record a mail host's facts; answer with its link key when there is
-    /// a click listener and the agent can take one.
+    /// not stored). The answer: its link key, when there is a click
+    /// listener and the agent takes one.
     async fn on_mail_host(
         &self,
         id: Uuid,
