@@ -172,6 +172,19 @@ fn signature(key: &[u8; 32], url: &str, reference: &str) -> [u8; SIG_BYTES] {
     sig
 }
 
+/// The host of `link` (`http://user@Host:80/x` → `host`): lower case,
+/// without user, port or trailing dot.
+pub fn host(link: &str) -> String {
+    let rest = link.split_once("://").map_or(link, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// `http://…` or `https://…` (any case), with something after it, and no
 /// control characters or spaces: the only links a click may lead to.
 pub fn is_web(url: &str) -> bool {

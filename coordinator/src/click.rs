@@ -22,7 +22,7 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
-use picket_common::links;
+use picket_common::links::{self, host};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -103,19 +103,6 @@ pub fn normalize(url: &str) -> String {
     let authority = authority.strip_suffix('.').unwrap_or(&authority);
     let path = if rest[cut..].is_empty() { "/" } else { &rest[cut..] };
     format!("{}://{}{}", scheme.to_ascii_lowercase(), authority, path)
-}
-
-/// The host of a link, lower case, without port, user or trailing dot.
-pub(crate) fn host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = if host.starts_with('[') {
-        host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl Blocklist {

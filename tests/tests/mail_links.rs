@@ -249,6 +249,10 @@ fn without_a_key_mail_is_delivered_unchanged() {
     let mut imap = mail.imap("alice");
     let uid = *imap.find("INBOX", &id).first().unwrap_or_else(|| panic!("delivered: {}", mail.log()));
     assert!(imap.raw(uid).contains(&message));
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(mail.log().contains("links of mail to alice are not wrapped"), "{}", mail.log());
+    // Dovecot writes the filter's stderr to its log: wait until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !mail.log().contains("links of mail to alice are not wrapped") {
+        assert!(std::time::Instant::now() < deadline, "the reason is not in Dovecot's log: {}", mail.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

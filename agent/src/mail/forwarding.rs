@@ -118,25 +118,34 @@ pub fn list(
     let held = read_scripts(dv, &users)?;
     let mut out = ForwardingOutput { users: users.len() as u64, scripts_read: held.len() as u64, scripts: Vec::new() };
     for h in held {
-        let mut s = SieveScript { user: h.user, script: h.name, active: h.active, redirects: Vec::new(), error: None };
-        match h.text.map_err(|e| e.to_string()).and_then(|t| sieve::redirects(&t)) {
-            Ok(found) => {
-                s.redirects = found
-                    .iter()
-                    .map(|r| SieveRedirect {
-                        address: r.address.clone(),
-                        copy: r.copy,
-                        external: r.is_external(internal),
-                    })
-                    .collect()
-            }
-            Err(e) => s.error = Some(e),
-        }
+        let s = read_script(h.user, h.name, h.active, h.text.map_err(|e| e.to_string()), internal);
         if !s.redirects.is_empty() || s.error.is_some() {
             out.scripts.push(s);
         }
     }
     Ok(out)
+}
+
+/// A script as a listing shows it: its redirects (external or not by
+/// `internal`), or why its text could not be read.
+pub fn read_script(
+    user: String,
+    script: String,
+    active: bool,
+    text: Result<String, String>,
+    internal: &[String],
+) -> SieveScript {
+    let mut s = SieveScript { user, script, active, redirects: Vec::new(), error: None };
+    match text.and_then(|t| sieve::redirects(&t)) {
+        Ok(found) => {
+            s.redirects = found
+                .iter()
+                .map(|r| SieveRedirect { address: r.address.clone(), copy: r.copy, external: r.is_external(internal) })
+                .collect()
+        }
+        Err(e) => s.error = Some(e),
+    }
+    s
 }
 
 /// One script's change: what it held before, what it holds after, and

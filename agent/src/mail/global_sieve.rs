@@ -8,8 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use picket_common::actions::mail::{SieveRedirect, SieveScript};
-use picket_common::sieve;
+use picket_common::actions::mail::SieveScript;
 
 use crate::fsutil::dir::{Dir, Owners};
 
@@ -65,21 +64,7 @@ pub fn list(conf: &Path, internal: &[String]) -> Result<(u64, Vec<SieveScript>),
         };
         for (name, text) in files(&path) {
             read += 1;
-            let mut s =
-                SieveScript { user: label.clone(), script: name, active: true, redirects: Vec::new(), error: None };
-            match text.and_then(|t| sieve::redirects(&t)) {
-                Ok(found) => {
-                    s.redirects = found
-                        .iter()
-                        .map(|r| SieveRedirect {
-                            address: r.address.clone(),
-                            copy: r.copy,
-                            external: r.is_external(internal),
-                        })
-                        .collect()
-                }
-                Err(e) => s.error = Some(e),
-            }
+            let s = super::forwarding::read_script(label.clone(), name, true, text, internal);
             if !s.redirects.is_empty() || s.error.is_some() {
                 out.push(s);
             }

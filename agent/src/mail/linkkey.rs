@@ -81,4 +81,30 @@ mod tests {
             assert!(KeyFile::parse(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn the_key_is_never_written_where_a_user_could_plant_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let file = KeyFile { click_url: "https://c.example".into(), device: uuid::Uuid::from_u128(7), key: [9; 32] };
+        let victim = tempfile::NamedTempFile::new().expect("victim");
+        std::fs::write(victim.path(), "root's own file\n").expect("write");
+        // A directory anyone can write in (as /tmp is), a link planted at the key's name.
+        let open = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::os::unix::fs::symlink(victim.path(), open.path().join("link.key")).expect("plant");
+        let err = file.store(&open.path().join("link.key"), "root").expect_err("refused");
+        assert!(err.contains("others can write"), "{err}");
+        // A directory an unprivileged user owns.
+        let theirs = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::chown(theirs.path(), Some(65534), Some(65534)).expect("chown");
+        assert!(file.store(&theirs.path().join("link.key"), "root").is_err());
+        assert_eq!(std::fs::read_to_string(victim.path()).expect("read"), "root's own file\n");
+        // Root's own directory: written 0640 root:group, readable back.
+        let ok = tempfile::tempdir().expect("tempdir");
+        file.store(&ok.path().join("link.key"), "root").expect("stored");
+        let meta = std::fs::symlink_metadata(ok.path().join("link.key")).expect("meta");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        let back = KeyFile::parse(&std::fs::read_to_string(ok.path().join("link.key")).expect("read")).expect("parse");
+        assert_eq!(back, file);
+    }
 }

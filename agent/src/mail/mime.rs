@@ -96,17 +96,7 @@ fn links_of(message: &mail_parser::Message<'_>) -> Vec<String> {
     links
 }
 
-/// The host of `link` (`http://user@Host:80/x` → `host`).
-pub fn host(link: &str) -> String {
-    let rest = link.split_once("://").map_or(link, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
+pub use picket_common::links::host;
 
 /// Whether `link` is the link `wanted` names (`http…`: the same link, its
 /// scheme and host in any case) or is on the domain `wanted` names (or a

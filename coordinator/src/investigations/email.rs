@@ -35,7 +35,7 @@ const MAX_URL_PROPOSALS: usize = 10;
 
 /// Whether a link's host is one of `domains` or under one.
 fn link_is_internal(url: &str, domains: &[String]) -> bool {
-    let host = crate::click::host(url);
+    let host = picket_common::links::host(url);
     domains.iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
 }
 
