@@ -9,6 +9,6 @@ cd "$(dirname "$0")/.."
 blocks=${1:-100000}
 seconds=${2:-10}
 clients=${3:-8}
-cargo build --release --locked -q -p picket-agent --bin picket-linkwrap
+cargo build --release --locked -q -p picket-linkwrap
 cargo build --release --locked -q -p picket-bench --bin picket-links-bench
 target/release/picket-links-bench --blocks "$blocks" --seconds "$seconds" --clients "$clients" --bin-dir target/release

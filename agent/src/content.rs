@@ -6,6 +6,8 @@
 //! - `bundles/<version>/*.yar` — the current bundle's files;
 //! - `bundle.json` — which version is current;
 //! - `indicators.json` — the indicator set in force;
+//! - `url_blocklist.json` — on a mail host, its URL blocklist (the links
+//!   `mail_scan` flags);
 //! - `compiled.bin` + `compiled.json` — the compiled rules and the key they
 //!   were built for (agent version, bundle version, every local rule file's
 //!   path, size and mtime). A start with an unchanged key loads the compiled
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use picket_common::detection::{valid_rule_file_name, ContentState, IndicatorSet, RuleBundle};
+use picket_common::url_blocklist::{Blocklist, HostBlocklist};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{create_private_dir, write_atomic};
@@ -42,6 +45,16 @@ pub struct Content {
     state: Mutex<ContentState>,
     /// Serializes bundle and indicator updates.
     update: Mutex<()>,
+    /// A mail host's URL blocklist ([`Content::url_blocklist`]).
+    url_blocklist: RwLock<Arc<UrlBlocklist>>,
+}
+
+/// The URL blocklist a mail host holds.
+#[derive(Debug, Default)]
+pub struct UrlBlocklist {
+    pub list: Blocklist,
+    /// The coordinator left its oldest blocks out (the list did not fit a frame).
+    pub truncated: bool,
 }
 
 impl Content {
@@ -65,7 +78,11 @@ impl Content {
             engine: RwLock::new(Arc::new(Engine::load(&[], Indicators::default()).0)),
             state: Mutex::new(state),
             update: Mutex::new(()),
+            url_blocklist: RwLock::new(Arc::new(UrlBlocklist::default())),
         };
+        if let Some(list) = read_json::<HostBlocklist>(&content.dir.join("url_blocklist.json")) {
+            content.use_url_blocklist(list);
+        }
         let engine = content.build(&rules_version, indicators_of(&indicators));
         *content.engine.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(engine);
         content
@@ -74,6 +91,35 @@ impl Content {
     /// The engine to scan with now.
     pub fn engine(&self) -> Arc<Engine> {
         self.engine.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The URL blocklist (a mail host's; empty elsewhere).
+    pub fn url_blocklist(&self) -> Arc<UrlBlocklist> {
+        self.url_blocklist.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Take a new URL blocklist into use, and keep it for the next start
+    /// (a scan right after a restart checks against the last one known).
+    pub fn apply_url_blocklist(&self, list: HostBlocklist) {
+        let saved = serde_json::to_vec(&list)
+            .map_err(|e| e.to_string())
+            .and_then(|b| write_atomic(&self.dir.join("url_blocklist.json"), &b).map_err(|e| e.to_string()));
+        if let Err(error) = saved {
+            tracing::warn!(%error, "cannot persist the URL blocklist; it is used until the agent stops");
+        }
+        if list.truncated {
+            tracing::warn!(
+                blocks = list.entries.len(),
+                "the URL blocklist is incomplete: its oldest blocks are not checked"
+            );
+        }
+        tracing::info!(blocks = list.entries.len(), "URL blocklist in use");
+        self.use_url_blocklist(list);
+    }
+
+    fn use_url_blocklist(&self, list: HostBlocklist) {
+        let new = UrlBlocklist { truncated: list.truncated, list: Blocklist::new(list.entries) };
+        *self.url_blocklist.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
     }
 
     /// What to tell the coordinator.

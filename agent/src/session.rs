@@ -323,8 +323,11 @@ async fn connect_and_serve(
         kernel: crate::sysinfo::kernel(),
         capabilities: {
             let mut c = link.executor.capabilities();
-            if config.mail.as_ref().is_some_and(|m| m.link_key_file.is_some()) {
-                c.push(picket_common::links::CAPABILITY.to_string());
+            if let Some(mail) = &config.mail {
+                c.push(picket_common::url_blocklist::CAPABILITY.to_string());
+                if mail.link_key_file.is_some() {
+                    c.push(picket_common::links::CAPABILITY.to_string());
+                }
             }
             c
         },
@@ -457,13 +460,19 @@ async fn connect_and_serve(
                             write_frame(&mut wr, &AgentMsg::ContentState(state), max).await?;
                         }
                     }
+                    Some(CoordMsg::UrlBlocklist(list)) => {
+                        let content = link.content.clone();
+                        if let Err(error) = tokio::task::spawn_blocking(move || content.apply_url_blocklist(list)).await {
+                            tracing::error!(%error, "URL blocklist task failed");
+                        }
+                    }
                     Some(CoordMsg::LinkKey(key)) => {
                         let Some(mail) = config.mail.as_ref() else { continue };
                         let Some(path) = mail.link_key_file.clone() else { continue };
                         let file = crate::mail::linkkey::KeyFile { click_url: key.click_url, device: link.device_id, key: key.key };
                         let group = mail.link_key_group.clone();
                         let stored = tokio::task::spawn_blocking(move || {
-                            let stored = file.store(&path, &group);
+                            let stored = crate::mail::linkkey::store(&file, &path, &group);
                             (path, file.click_url, stored)
                         })
                         .await;

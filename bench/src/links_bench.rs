@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use picket_common::link_rewrite::{wrap_links, Wrapped};
-use picket_common::links::{device_key, wrap, Link};
+use picket_common::links::{device_key, wrap, Link, Signer};
 use picket_coordinator::click::Blocklist;
 use picket_coordinator::store::{Store, UrlBlock};
 use picket_coordinator::{Config, Coordinator};
@@ -84,13 +84,16 @@ fn rewrite(args: &Args) -> anyhow::Result<()> {
     println!("== rewrite: a {} KB message with 600 links (300 plain, 300 HTML)", message.len() / 1024);
     let key = [7u8; 32];
     let device = Uuid::new_v4();
-    let mut sign = |id: &str, url: &str| {
-        let link = Link { url: url.into(), device, recipient: "alice".into(), message_id: id.into() };
-        wrap("https://click.example.org:7444", &key, &link)
-    };
     let mut times = Vec::new();
     for _ in 0..args.messages {
         let t = Instant::now();
+        // As picket-linkwrap does: one signer per message, made at its first link.
+        let mut signer: Option<Option<Signer>> = None;
+        let mut sign = |id: &str, url: &str| {
+            let s =
+                signer.get_or_insert_with(|| Signer::new("https://click.example.org:7444", &key, device, "alice", id));
+            s.as_ref()?.wrap(url)
+        };
         let out = wrap_links(&message, &mut sign);
         times.push(t.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(matches!(out, Wrapped::Changed { links: 600, .. }), "expected 600 links wrapped");

@@ -171,6 +171,16 @@ mod tests {
             CoordMsg::ResultAck { action_id: uuid::Uuid::new_v4() },
             CoordMsg::CertificateRenewed { certificate_der: vec![5; 300] },
             CoordMsg::LinkKey(crate::proto::LinkKey { click_url: "https://click.example:7444".into(), key: [7; 32] }),
+            CoordMsg::UrlBlocklist(crate::url_blocklist::HostBlocklist {
+                entries: vec![crate::url_blocklist::BlockedUrl {
+                    id: uuid::Uuid::new_v4(),
+                    match_type: crate::actions::mail::UrlMatch::Domain,
+                    value: "evil.example".into(),
+                    comment: "phishing".into(),
+                    expires_at: Some(1),
+                }],
+                truncated: false,
+            }),
         ]
     }
 

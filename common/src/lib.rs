@@ -16,6 +16,7 @@
 //! - [`persistence`]: reading persistence lines (which paths a line names).
 //! - [`links`]: wrapped links (time of click): format, signature, checks;
 //!   `link_rewrite` (feature `mail`): links in a message rewritten.
+//! - [`url_blocklist`]: a mail host's URL blocklist and the check of a link.
 //! - [`limits`]: protocol version, default frame cap, timing defaults, names.
 
 pub mod actions;
@@ -31,5 +32,6 @@ pub mod offboarding;
 pub mod persistence;
 pub mod proto;
 pub mod sieve;
+pub mod url_blocklist;
 
 pub use uuid::Uuid;

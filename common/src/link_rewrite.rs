@@ -118,19 +118,43 @@ pub fn wrap_links(raw: &[u8], wrap: &mut dyn FnMut(&str, &str) -> Option<String>
 }
 
 fn has_inline_pgp(text: &[u8]) -> bool {
-    [&b"-----BEGIN PGP SIGNED MESSAGE-----"[..], b"-----BEGIN PGP MESSAGE-----"]
-        .iter()
-        .any(|marker| text.windows(marker.len()).any(|w| w == *marker))
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&b| b == b'-') {
+        let here = &rest[at..];
+        if here.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") || here.starts_with(b"-----BEGIN PGP MESSAGE-----") {
+            return true;
+        }
+        rest = &here[1..];
+    }
+    false
 }
 
-/// Bytes that end a link in text (as the search reads links).
+/// Bytes that end a link in text (as the search reads links), by byte
+/// value: read for every byte of every link.
+const LINK_END: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_whitespace()
+            || b < 0x20
+            || b == 0x7f
+            || matches!(
+                b,
+                b'"' | b'\'' | b'<' | b'>' | b'`' | b'(' | b')' | b'{' | b'}' | b'[' | b']' | b'|' | b'\\' | b'^'
+            );
+        i += 1;
+    }
+    table
+};
+
 fn ends_link(b: u8) -> bool {
-    b.is_ascii_whitespace() || b < 0x20 || b == 0x7f || b"\"'<>`(){}[]|\\^".contains(&b)
+    LINK_END[usize::from(b)]
 }
 
 fn starts_web(rest: &[u8]) -> bool {
-    let head = |n: usize| rest.get(..n).map(|h| h.to_ascii_lowercase());
-    head(7).as_deref() == Some(b"http://") || head(8).as_deref() == Some(b"https://")
+    let scheme = |s: &[u8]| rest.get(..s.len()).is_some_and(|h| h.eq_ignore_ascii_case(s));
+    scheme(b"http://") || scheme(b"https://")
 }
 
 /// `text` with each link replaced by `wrap(link)`, and how many were; `None`
@@ -185,7 +209,8 @@ fn qp_encode(text: &[u8], eol: &[u8]) -> Vec<u8> {
             if literal {
                 out.push(b);
             } else {
-                out.extend_from_slice(format!("={b:02X}").as_bytes());
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
             }
             width += piece_len;
         }

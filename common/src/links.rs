@@ -79,21 +79,50 @@ pub fn message_ref(message_id: &str) -> String {
 /// wrapped: not http(s), longer than [`MAX_URL`], or a recipient longer
 /// than [`MAX_RECIPIENT`] or holding a NUL.
 pub fn wrap(base: &str, key: &[u8; 32], link: &Link) -> Option<String> {
-    if !is_web(&link.url) || link.url.len() > MAX_URL {
-        return None;
+    Signer::new(base, key, link.device, &link.recipient, &link.message_id)?.wrap(&link.url)
+}
+
+/// Wraps the links of one message to one recipient: the reference and the
+/// HMAC key are made once, not per link (a newsletter has hundreds).
+pub struct Signer {
+    base: String,
+    key: hmac::Key,
+    reference: String,
+}
+
+impl Signer {
+    /// `None` when the recipient is longer than [`MAX_RECIPIENT`] or holds
+    /// a NUL.
+    pub fn new(base: &str, key: &[u8; 32], device: Uuid, recipient: &str, message_id: &str) -> Option<Self> {
+        if recipient.len() > MAX_RECIPIENT || recipient.contains('\0') {
+            return None;
+        }
+        let message_id = message_ref(message_id);
+        let mut reference = Vec::with_capacity(16 + recipient.len() + 1 + message_id.len());
+        reference.extend_from_slice(device.as_bytes());
+        reference.extend_from_slice(recipient.as_bytes());
+        reference.push(0);
+        reference.extend_from_slice(message_id.as_bytes());
+        Some(Self {
+            base: base.trim_end_matches('/').to_string(),
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            reference: B64.encode(reference),
+        })
     }
-    if link.recipient.len() > MAX_RECIPIENT || link.recipient.contains('\0') {
-        return None;
+
+    /// `url` wrapped; `None` when it is not http(s) or longer than [`MAX_URL`].
+    pub fn wrap(&self, url: &str) -> Option<String> {
+        if !is_web(url) || url.len() > MAX_URL {
+            return None;
+        }
+        let url = B64.encode(url.as_bytes());
+        let sig = B64.encode(signature(&self.key, &url, &self.reference));
+        let mut out = String::with_capacity(self.base.len() + PREFIX.len() + url.len() + self.reference.len() + 26);
+        for piece in [&self.base, PREFIX, &url, "/", &self.reference, "/", &sig] {
+            out.push_str(piece);
+        }
+        Some(out)
     }
-    let url = B64.encode(link.url.as_bytes());
-    let mut reference = Vec::with_capacity(16 + link.recipient.len() + 1 + link.message_id.len());
-    reference.extend_from_slice(link.device.as_bytes());
-    reference.extend_from_slice(link.recipient.as_bytes());
-    reference.push(0);
-    reference.extend_from_slice(message_ref(&link.message_id).as_bytes());
-    let reference = B64.encode(reference);
-    let sig = B64.encode(signature(key, &url, &reference));
-    Some(format!("{}{PREFIX}{url}/{reference}/{sig}", base.trim_end_matches('/')))
 }
 
 /// Why a click's path is refused.
@@ -139,7 +168,7 @@ impl Unverified<'_> {
 
     /// The link, if `key` signed it.
     pub fn verify(self, key: &[u8; 32]) -> Result<Link, LinkError> {
-        let want = signature(key, self.url, self.reference);
+        let want = signature(&hmac::Key::new(hmac::HMAC_SHA256, key), self.url, self.reference);
         // Constant time: a forger learns nothing from how long a refusal takes.
         if want.iter().zip(self.sig.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
             return Err(LinkError::BadSignature);
@@ -161,8 +190,8 @@ impl Unverified<'_> {
     }
 }
 
-fn signature(key: &[u8; 32], url: &str, reference: &str) -> [u8; SIG_BYTES] {
-    let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, key));
+fn signature(key: &hmac::Key, url: &str, reference: &str) -> [u8; SIG_BYTES] {
+    let mut ctx = hmac::Context::with_key(key);
     ctx.update(b"picket-link-v1\0");
     ctx.update(url.as_bytes());
     ctx.update(b"\0");
@@ -170,6 +199,16 @@ fn signature(key: &[u8; 32], url: &str, reference: &str) -> [u8; SIG_BYTES] {
     let mut sig = [0u8; SIG_BYTES];
     sig.copy_from_slice(&ctx.sign().as_ref()[..SIG_BYTES]);
     sig
+}
+
+/// The original a wrapped link names (`https://…/l/v1/<url>/<ref>/<sig>`),
+/// read without checking its signature: for finding mail by where its
+/// links really lead (mail_scan, mail_search), never for following one.
+pub fn unwrapped(link: &str) -> Option<String> {
+    let rest = link.split_once("://")?.1;
+    let path = rest.get(rest.find('/')?..)?.split(['?', '#']).next()?;
+    let url = B64.decode(parse(path).ok()?.url).ok().and_then(|u| String::from_utf8(u).ok())?;
+    is_web(&url).then_some(url)
 }
 
 /// The host of `link` (`http://user@Host:80/x` → `host`): lower case,
@@ -188,15 +227,67 @@ pub fn host(link: &str) -> String {
 /// `http://…` or `https://…` (any case), with something after it, and no
 /// control characters or spaces: the only links a click may lead to.
 pub fn is_web(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
+    let scheme = |s: &str| url.get(..s.len()).is_some_and(|h| h.eq_ignore_ascii_case(s));
+    let rest = if scheme("https://") {
         &url[8..]
-    } else if lower.starts_with("http://") {
+    } else if scheme("http://") {
         &url[7..]
     } else {
         return false;
     };
     !rest.is_empty() && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+/// The file the delivery filter (`picket-linkwrap`) reads: the click
+/// listener's base URL, the mail host's device id, and its link key. The
+/// agent writes it whenever the coordinator sends a key; root owns it, the
+/// mail group reads it.
+#[cfg(feature = "mail")]
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    pub click_url: String,
+    pub device: Uuid,
+    pub key: [u8; 32],
+}
+
+#[cfg(feature = "mail")]
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("click_url", &self.click_url)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "mail")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFileText {
+    click_url: String,
+    device: Uuid,
+    key: String,
+}
+
+#[cfg(feature = "mail")]
+impl KeyFile {
+    pub fn to_text(&self) -> String {
+        let text = KeyFileText { click_url: self.click_url.clone(), device: self.device, key: hex::encode(self.key) };
+        format!(
+            "# Written by picket-agent: the key this mail host signs wrapped links with.\n{}",
+            toml::to_string(&text).unwrap_or_default()
+        )
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t: KeyFileText = toml::from_str(text).map_err(|e| e.to_string())?;
+        let key =
+            hex::decode(&t.key).ok().and_then(|k| <[u8; 32]>::try_from(k).ok()).ok_or("key: not 32 bytes in hex")?;
+        if !is_web(&t.click_url) {
+            return Err("click_url: not an http(s) URL".into());
+        }
+        Ok(Self { click_url: t.click_url.trim_end_matches('/').to_string(), device: t.device, key })
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +314,15 @@ mod tests {
         // Another host's key (or another secret) does not verify it.
         let other = device_key(b"secret", Uuid::from_u128(0x9999));
         assert_eq!(parse(path).expect("parses").verify(&other).unwrap_err(), LinkError::BadSignature);
+    }
+
+    #[test]
+    fn a_wrapped_link_names_its_original_and_nothing_else_does() {
+        let wrapped = wrap("https://click.example:8443", &[7; 32], &link()).expect("wraps");
+        assert_eq!(unwrapped(&wrapped).as_deref(), Some(link().url.as_str()));
+        for other in ["https://evil.example/l/v1/x", "https://c/l/v1/!!/aGk/aGk", "mailto:x", "https://c", ""] {
+            assert_eq!(unwrapped(other), None, "{other}");
+        }
     }
 
     #[test]
@@ -259,6 +359,19 @@ mod tests {
         let wrapped = wrap("https://c", &key, &long).expect("wraps");
         let back = parse(&wrapped["https://c".len()..]).expect("parses").verify(&key).expect("verifies");
         assert!(back.message_id.starts_with("sha256:"));
+    }
+
+    #[cfg(feature = "mail")]
+    #[test]
+    fn the_key_file_reads_back_and_refuses_what_is_not_one() {
+        let file = KeyFile { click_url: "https://click.example:7444".into(), device: Uuid::from_u128(7), key: [9; 32] };
+        assert_eq!(KeyFile::parse(&file.to_text()).expect("reads"), file);
+        assert!(!format!("{file:?}").contains("09"), "the key stays out of logs");
+        for bad in
+            ["", "click_url = \"javascript:x\"\ndevice = \"00000000-0000-0000-0000-000000000007\"\nkey = \"00\"\n"]
+        {
+            assert!(KeyFile::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

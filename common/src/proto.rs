@@ -104,6 +104,11 @@ pub enum CoordMsg {
     /// click listener. (New in this version: only mail hosts of this
     /// version or later send `MailHost`... and get this.)
     LinkKey(LinkKey),
+    /// The URL blocks in force on this mail host (replaces the agent's):
+    /// `mail_scan` checks the links of the mail it scans against them.
+    /// Sent after `MailHost`, and after each change, to agents that list
+    /// [`crate::url_blocklist::CAPABILITY`].
+    UrlBlocklist(crate::url_blocklist::HostBlocklist),
 }
 
 /// An upload: the file an action sends (a sample, an investigation package).

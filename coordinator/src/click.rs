@@ -22,7 +22,9 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
-use picket_common::links::{self, host};
+use picket_common::actions::mail::UrlMatch;
+use picket_common::links;
+use picket_common::url_blocklist::{self, BlockedUrl};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -82,88 +84,40 @@ pub struct Links {
     pub secret: ClickSecret,
 }
 
-/// The blocklist as the listener checks it: per mail host, exact links,
-/// domains (and their subdomains), and prefixes, each a hash lookup.
+/// The blocklist as the listener checks it: each mail host's own
+/// ([`picket_common::url_blocklist::Blocklist`]).
 #[derive(Debug, Default)]
 pub struct Blocklist {
-    entries: Vec<UrlBlock>,
-    exact: HashMap<(Uuid, String), usize>,
-    domains: HashMap<(Uuid, String), usize>,
-    prefixes: HashMap<(Uuid, String), usize>,
-    /// The lengths of the prefixes, so a check looks up only those.
-    prefix_lengths: Vec<usize>,
-}
-
-/// `scheme://authority` in lower case, the rest as it is: how links are
-/// compared (a host name's case never matters; a path's may).
-pub fn normalize(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = rest[..cut].to_ascii_lowercase();
-    let authority = authority.strip_suffix('.').unwrap_or(&authority);
-    let path = if rest[cut..].is_empty() { "/" } else { &rest[cut..] };
-    format!("{}://{}{}", scheme.to_ascii_lowercase(), authority, path)
+    hosts: HashMap<Uuid, url_blocklist::Blocklist>,
+    len: usize,
 }
 
 impl Blocklist {
     pub fn new(entries: Vec<UrlBlock>) -> Self {
-        let mut list = Self { entries, ..Self::default() };
-        for (i, e) in list.entries.iter().enumerate() {
-            let d = e.device_id;
-            match e.match_kind.as_str() {
-                "exact" => {
-                    list.exact.insert((d, normalize(&e.value)), i);
-                }
-                "domain" => {
-                    list.domains.insert((d, e.value.trim_end_matches('.').to_ascii_lowercase()), i);
-                }
-                "prefix" => {
-                    let p = normalize(&e.value);
-                    list.prefix_lengths.push(p.len());
-                    list.prefixes.insert((d, p), i);
-                }
-                other => tracing::warn!(id = %e.id, kind = other, "blocklist entry of an unknown kind ignored"),
+        let len = entries.len();
+        let mut by_host: HashMap<Uuid, Vec<BlockedUrl>> = HashMap::new();
+        for e in &entries {
+            match e.blocked() {
+                Some(b) => by_host.entry(e.device_id).or_default().push(b),
+                None => tracing::warn!(id = %e.id, kind = %e.match_kind, "blocklist entry of an unknown kind ignored"),
             }
         }
-        list.prefix_lengths.sort_unstable();
-        list.prefix_lengths.dedup();
-        list
+        let hosts = by_host.into_iter().map(|(d, list)| (d, url_blocklist::Blocklist::new(list))).collect();
+        Self { hosts, len }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// The entry that blocks `url` in mail host `device`'s links at `now`
     /// (Unix ms), if one does.
-    pub fn check(&self, device: Uuid, url: &str, now: i64) -> Option<&UrlBlock> {
-        let live = |i: &usize| self.entries.get(*i).filter(|e| e.expires_at.is_none_or(|t| t > now));
-        let mut key = (device, normalize(url));
-        if let Some(e) = self.exact.get(&key).and_then(live) {
-            return Some(e);
-        }
-        let normal = std::mem::replace(&mut key.1, host(url));
-        loop {
-            if let Some(e) = self.domains.get(&key).and_then(live) {
-                return Some(e);
-            }
-            match key.1.split_once('.') {
-                Some((_, parent)) if !parent.is_empty() => key.1 = parent.to_string(),
-                _ => break,
-            }
-        }
-        for &n in &self.prefix_lengths {
-            let Some(head) = normal.get(..n) else { break };
-            key.1 = head.to_string();
-            if let Some(e) = self.prefixes.get(&key).and_then(live) {
-                return Some(e);
-            }
-        }
-        None
+    pub fn check(&self, device: Uuid, url: &str, now: i64) -> Option<&BlockedUrl> {
+        self.hosts.get(&device)?.check(url, now)
     }
 }
 
@@ -177,9 +131,11 @@ pub struct ClickService {
     max_per_minute: u32,
 }
 
-/// Clicks waiting to be written; past this, clicks are still answered and
-/// the log says how many went unrecorded.
+/// Clicks waiting to be written; past this, a click waits for room (up to
+/// [`LOG_WAIT`], then it is answered unrecorded, and the log says so).
 const LOG_DEPTH: usize = 65_536;
+/// How long a click waits for room in a full click log.
+const LOG_WAIT: Duration = Duration::from_secs(2);
 
 impl ClickService {
     /// The service, and the receiving end of its click log (for [`run_log`]).
@@ -249,7 +205,7 @@ pub async fn run_log(store: Store, mut rx: mpsc::Receiver<Click>, shutdown: Canc
     let mut batch = Vec::new();
     loop {
         let got = tokio::select! {
-            n = rx.recv_many(&mut batch, 1000) => n,
+            n = rx.recv_many(&mut batch, 5000) => n,
             _ = shutdown.cancelled() => {
                 rx.close();
                 rx.recv_many(&mut batch, LOG_DEPTH).await
@@ -260,6 +216,13 @@ pub async fn run_log(store: Store, mut rx: mpsc::Receiver<Click>, shutdown: Canc
         }
         if let Err(error) = store.insert_clicks(&batch).await {
             tracing::error!(%error, clicks = batch.len(), "cannot record clicks");
+        }
+        // The blocked ones are alerts too, written with the batch: a burst
+        // of clicks is one write, not one per click.
+        for (device, report) in blocked_click_alerts(&batch) {
+            if let Err(error) = store.record_alert_report(device, &report).await {
+                tracing::error!(%error, %device, "cannot record the alert for blocked clicks");
+            }
         }
         batch.clear();
     }
@@ -314,19 +277,14 @@ async fn click(State(svc): State<Arc<ClickService>>, ConnectInfo(peer): ConnectI
         block_id: blocked.as_ref().map(|b| b.id),
         client: peer.ip().to_string(),
     };
-    if svc.log.try_send(record).is_err() {
+    // A full log slows the answers down rather than losing clicks; only a
+    // log stuck for longer than LOG_WAIT loses this one (and says so).
+    if svc.log.send_timeout(record, LOG_WAIT).await.is_err() {
         tracing::error!(url = %link.url, "click log full: this click is not recorded");
     }
     match blocked {
         Some(block) => {
             tracing::warn!(url = %link.url, recipient = %link.recipient, block = %block.id, "blocked link clicked");
-            let store = svc.store.clone();
-            let (device, report) = (link.device, blocked_click_alert(&link, now));
-            tokio::spawn(async move {
-                if let Err(error) = store.record_alert_report(device, &report).await {
-                    tracing::error!(%error, "cannot record the alert for a blocked click");
-                }
-            });
             block_page(&link.url, &block)
         }
         None => Response::builder()
@@ -346,23 +304,35 @@ pub const BLOCKED_CLICK_RULE: &str = "blocked_url_clicked";
 /// Alert paths of blocked clicks: `click:<recipient> <url>`.
 pub const CLICK_PATH: &str = "click:";
 
-/// "A user clicked a blocked URL": an alert of the mail host, one per URL
-/// (its SHA-256 stands for the file's), each recipient a path of it.
-fn blocked_click_alert(link: &links::Link, now: i64) -> picket_common::detection::AlertReport {
+/// "A user clicked a blocked URL": alerts of the mail hosts, one per URL
+/// (its SHA-256 stands for the file's), each recipient a path of it; one
+/// report per mail host for a batch of logged clicks.
+fn blocked_click_alerts(clicks: &[Click]) -> Vec<(Uuid, picket_common::detection::AlertReport)> {
+    use picket_common::detection::{AlertReport, Detection, Severity};
     use sha2::Digest;
-    picket_common::detection::AlertReport {
-        report_id: Uuid::new_v4(),
-        source: "click".into(),
-        observed_ms: now,
-        detections: vec![picket_common::detection::Detection {
-            path: format!("{CLICK_PATH}{} {}", link.recipient, link.url),
-            sha256: hex::encode(sha2::Sha256::digest(link.url.as_bytes())),
+    let mut reports: HashMap<Uuid, AlertReport> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for c in clicks.iter().filter(|c| c.block_id.is_some()) {
+        let path = format!("{CLICK_PATH}{} {}", c.recipient, c.url);
+        if !seen.insert((c.device_id, path.clone())) {
+            continue;
+        }
+        let report = reports.entry(c.device_id).or_insert_with(|| AlertReport {
+            report_id: Uuid::new_v4(),
+            source: "click".into(),
+            observed_ms: c.at,
+            detections: Vec::new(),
+        });
+        report.detections.push(Detection {
+            path,
+            sha256: hex::encode(sha2::Sha256::digest(c.url.as_bytes())),
             size: 0,
             rule: BLOCKED_CLICK_RULE.into(),
             namespace: "picket".into(),
-            severity: picket_common::detection::Severity::Malicious,
-        }],
+            severity: Severity::Malicious,
+        });
     }
+    reports.into_iter().collect()
 }
 
 fn shell(title: &str, body: Markup) -> Markup {
@@ -386,11 +356,11 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
-fn block_page(url: &str, block: &UrlBlock) -> Response {
-    let why = match block.match_kind.as_str() {
-        "domain" => format!("the site {} is blocked", block.value),
-        "prefix" => format!("links starting with {} are blocked", block.value),
-        _ => "this link is blocked".to_string(),
+fn block_page(url: &str, block: &BlockedUrl) -> Response {
+    let why = match block.match_type {
+        UrlMatch::Domain => format!("the site {} is blocked", block.value),
+        UrlMatch::Prefix => format!("links starting with {} are blocked", block.value),
+        UrlMatch::Exact => "this link is blocked".to_string(),
     };
     let body = shell(
         "Blocked",
@@ -425,28 +395,55 @@ mod tests {
     }
 
     #[test]
-    fn exact_domain_and_prefix_entries_match_what_they_name_only() {
+    fn each_hosts_blocks_cover_its_own_links_only() {
         let list = Blocklist::new(vec![
-            block("exact", "https://Evil.example/login?a=1", None),
             block("domain", "bad.example", None),
             block("prefix", "https://cdn.example/payload/", None),
-            block("domain", "gone.example", Some(1_000)),
+            block("wildcard", "*", None),
         ]);
-        let hit = |u: &str| list.check(HOST, u, 2_000).map(|b| b.match_kind.clone());
-        assert_eq!(hit("https://evil.example/login?a=1").as_deref(), Some("exact"));
-        assert_eq!(hit("HTTPS://EVIL.EXAMPLE/login?a=1").as_deref(), Some("exact"));
-        assert_eq!(hit("https://evil.example/login?a=2"), None);
-        assert_eq!(hit("https://evil.example/LOGIN?a=1"), None);
-        assert_eq!(hit("http://bad.example").as_deref(), Some("domain"));
-        assert_eq!(hit("https://a.b.BAD.example:8443/x").as_deref(), Some("domain"));
-        assert_eq!(hit("https://user@bad.example./x").as_deref(), Some("domain"));
-        assert_eq!(hit("https://notbad.example/"), None);
-        assert_eq!(hit("https://cdn.example/payload/x.exe").as_deref(), Some("prefix"));
-        assert_eq!(hit("https://cdn.example/pay"), None);
-        // Expired entries no longer block.
-        assert_eq!(hit("https://gone.example/"), None);
-        assert_eq!(list.check(HOST, "https://gone.example/", 500).map(|b| b.value.as_str()), Some("gone.example"));
+        assert_eq!(list.len(), 3);
+        let hit = list.check(HOST, "https://a.bad.example/x", 0).expect("blocked");
+        assert_eq!((hit.match_type, hit.value.as_str()), (UrlMatch::Domain, "bad.example"));
+        assert!(list.check(HOST, "https://cdn.example/payload/x.exe", 0).is_some());
+        // An entry of a kind this build does not know blocks nothing.
+        assert!(list.check(HOST, "https://good.example/", 0).is_none());
         // Another mail host's links are not covered.
         assert!(list.check(Uuid::from_u128(2), "http://bad.example/", 0).is_none());
+    }
+
+    #[test]
+    fn a_batch_of_clicks_makes_one_alert_report_per_host_with_each_blocked_recipient_once() {
+        let click = |device, recipient: &str, url: &str, blocked: bool| Click {
+            id: Uuid::new_v4(),
+            at: 1,
+            device_id: device,
+            recipient: recipient.into(),
+            message_id: "m@x".into(),
+            url: url.into(),
+            verdict: if blocked { "blocked" } else { "allowed" }.into(),
+            block_id: blocked.then(Uuid::new_v4),
+            client: "127.0.0.1".into(),
+        };
+        let other = Uuid::from_u128(2);
+        let batch = [
+            click(HOST, "alice", "https://evil.example/", true),
+            click(HOST, "alice", "https://evil.example/", true),
+            click(HOST, "bob", "https://evil.example/", true),
+            click(HOST, "carol", "https://fine.example/", false),
+            click(other, "dave", "https://evil.example/", true),
+        ];
+        let mut reports = blocked_click_alerts(&batch);
+        reports.sort_by_key(|(d, _)| *d);
+        let paths: Vec<Vec<&str>> =
+            reports.iter().map(|(_, r)| r.detections.iter().map(|d| d.path.as_str()).collect()).collect();
+        assert_eq!(reports.iter().map(|(d, _)| *d).collect::<Vec<_>>(), [HOST, other]);
+        assert_eq!(
+            paths,
+            [
+                vec!["click:alice https://evil.example/", "click:bob https://evil.example/"],
+                vec!["click:dave https://evil.example/"]
+            ]
+        );
+        assert!(reports.iter().flat_map(|(_, r)| &r.detections).all(|d| d.rule == BLOCKED_CLICK_RULE));
     }
 }

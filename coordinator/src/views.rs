@@ -38,6 +38,12 @@ pub fn action_json(a: &Action) -> Value {
 
 /// One line saying what an alert is about.
 pub fn alert_title(a: &Alert) -> String {
+    use picket_common::url_blocklist;
+    if a.namespace == url_blocklist::NAMESPACE && a.rule == url_blocklist::MAIL_RULE {
+        if let Some(url) = url_blocklist::link_of_mail_path(&a.path) {
+            return format!("mail links to a blocked URL: {url}");
+        }
+    }
     match a.path.strip_prefix(crate::click::CLICK_PATH).and_then(|rest| rest.split_once(' ')) {
         Some((recipient, url)) if a.rule == crate::click::BLOCKED_CLICK_RULE && a.namespace == "picket" => {
             format!("{recipient} clicked a blocked URL: {url}")

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use picket_common::links::{device_key, is_web, parse, wrap, Link};
+use picket_common::links::{device_key, is_web, parse, unwrapped, wrap, Link};
 use uuid::Uuid;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,6 +15,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(link) = unverified.verify(&key) {
             assert!(is_web(&link.url));
         }
+    }
+    // Any text read as a link a mail scan unwraps: a web link or nothing.
+    if let Some(original) = unwrapped(&text) {
+        assert!(is_web(&original));
     }
     // Made links: the input split into a URL, a recipient and a Message-ID.
     let mut parts = text.splitn(3, '\n');
@@ -28,5 +32,6 @@ fuzz_target!(|data: &[u8]| {
     if let Some(wrapped) = wrap("https://c.example", &key, &link) {
         let back = parse(&wrapped["https://c.example".len()..]).expect("a made link parses").verify(&key).expect("and verifies");
         assert_eq!((&back.url, back.device, &back.recipient), (&link.url, link.device, &link.recipient));
+        assert_eq!(unwrapped(&wrapped).as_deref(), Some(link.url.as_str()));
     }
 });

@@ -389,6 +389,29 @@ impl TestEnv {
         self.action(&id).await
     }
 
+    /// The first investigation whose subject's path starts with
+    /// `path_prefix`, once its evidence is in (waits up to 60 s).
+    pub async fn investigation_with_evidence(&self, path_prefix: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let list = self.admin(|c| c.get("/api/v1/investigations")).await.expect("list");
+            let found = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|i| i["subject"]["path"].as_str().is_some_and(|p| p.starts_with(path_prefix)))
+                .cloned();
+            if let Some(id) = found.as_ref().and_then(|i| i["id"].as_str()).map(str::to_string) {
+                let shown = self.admin(move |c| c.get(&format!("/api/v1/investigations/{id}"))).await.expect("show");
+                if !shown["evidence"].is_null() {
+                    return shown;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no investigation of {path_prefix} with evidence");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Undo action `id` (as an admin): the inverse must be of kind
     /// `inverse`; waits up to `secs` for it to end and returns it.
     pub async fn undo(&self, id: &str, inverse: &str, secs: u64) -> Value {

@@ -724,27 +724,6 @@ async fn an_attachment_is_cut_out_of_the_users_copy_and_the_release_brings_back_
 }
 
 /// The investigation of `path`'s alert, once it has evidence.
-async fn investigation_with_evidence(env: &TestEnv, path_prefix: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let list = env.admin(|c| c.get("/api/v1/investigations")).await.expect("list");
-        let found = list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|i| i["subject"]["path"].as_str().is_some_and(|p| p.starts_with(path_prefix)))
-            .cloned();
-        if let Some(id) = found.as_ref().and_then(|i| i["id"].as_str()).map(str::to_string) {
-            let shown = env.admin(move |c| c.get(&format!("/api/v1/investigations/{id}"))).await.expect("show");
-            if !shown["evidence"].is_null() {
-                return shown;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no investigation of {path_prefix} with evidence");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_one_and_its_cluster_waits_for_a_person()
 {
@@ -785,13 +764,13 @@ async fn a_malicious_attachment_opens_an_email_investigation_linked_to_the_file_
     std::fs::write(downloads.path().join("label.com"), &eicar).expect("write");
     let scanned = act(&env, laptop, "scan", json!({ "paths": [downloads.path()] })).await;
     assert_eq!(scanned["status"], "succeeded", "{scanned}");
-    let file_inv = investigation_with_evidence(&env, &downloads.path().display().to_string()).await;
+    let file_inv = env.investigation_with_evidence(&downloads.path().display().to_string()).await;
 
     // The mail scan raises the alert; the investigation gathers the
     // cluster on the host and gives each entity a verdict.
     let scan = act(&env, host, "mail_scan", json!({ "search": { "message_id": id } })).await;
     assert_eq!(scan["result"]["output"]["messages"].as_array().map(Vec::len), Some(2), "{scan}");
-    let inv = investigation_with_evidence(&env, "mail:").await;
+    let inv = env.investigation_with_evidence("mail:").await;
     assert_eq!(inv["subject"]["kind"], "email", "{inv}");
     assert_eq!(inv["device_id"], host.to_string());
     let evidence = &inv["evidence"];

@@ -229,6 +229,171 @@ async fn links_are_wrapped_at_delivery_and_checked_at_click_time() {
     eventually!(5, "reported", mail.log().contains("left as it is: signed or encrypted (multipart/signed)"));
 }
 
+/// Issue 15 item 6: a mail scan checks the links of delivered mail (seen
+/// through their wrapping) against the host's URL blocklist, which the
+/// coordinator sends the host after each block; a blocked link raises an
+/// email alert, whose investigation gathers the cluster by the link and
+/// proposes its quarantine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_scan_flags_blocked_links_and_the_investigation_quarantines_their_cluster() {
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut env = TestEnv::start_with(&Db::Sqlite, |c| {
+        c.click.listen = Some("127.0.0.1:0".parse().expect("addr"));
+        c.investigations.automatic = true;
+    })
+    .await;
+    let users = ["alice".to_string(), "bob".to_string()];
+    let mail = tokio::task::block_in_place(|| Dovecot::start(&users));
+    let key_file = mail.path().join("picket-link.key");
+    let mut config = mail.agent_config();
+    config.internal_domains = vec!["example.org".into()];
+    config.link_key_file = Some(key_file.clone());
+    config.link_key_group = "dovecot".into();
+    let (host, dir) = env.enroll("mail-scan-links").await;
+    let _agent = env.start_agent_with(host, &dir, move |c| c.mail = Some(config));
+    eventually!(10, "link key stored", key_file.exists());
+    mail.wrap_links(&linkwrap_binary(), &key_file);
+    let id = format!("{}@phish.example", Uuid::new_v4());
+    let benign = "From: HR <hr@example.org>\r\nTo: alice@example.org\r\nSubject: Lunch\r\n\
+        Message-ID: <lunch@example.org>\r\n\r\nMenu: https://intranet.example.org/menu\r\n";
+    tokio::task::block_in_place(|| {
+        mail.deliver("it@phish.example", &users, multipart(&id).as_bytes());
+        mail.deliver("hr@example.org", &["alice".to_string()], benign.as_bytes());
+    });
+
+    // Nothing blocked yet: the scan reads the links and flags none.
+    let search = json!({ "search": { "since": "2020-01-01" } });
+    let clean = env.act(host, "mail_scan", search.clone(), 60).await;
+    let out = &clean["result"]["output"];
+    assert_eq!((out["scanned"].as_u64(), out["messages"].as_array().map(Vec::len)), (Some(3), Some(0)), "{clean}");
+    assert!(out["links"].as_u64() >= Some(5), "wrapped links and their originals: {clean}");
+
+    // Block the phishing domain; the host gets its new list with the result.
+    let ctl = env.ctl("soc", "responder").await;
+    let h = host.to_string();
+    let blocked = tokio::task::block_in_place(|| {
+        ctl.run(&["--json", "block-url", &h, "phish.example", "--domain", "--comment", "phishing domain"])
+    });
+    assert!(blocked.status.success(), "{}", String::from_utf8_lossy(&blocked.stderr));
+    let blocked: serde_json::Value = serde_json::from_slice(&blocked.stdout).expect("json");
+    assert_eq!(blocked["status"], "succeeded", "{blocked}");
+    let block_id = blocked["id"].as_str().expect("id").to_string();
+
+    let scan = env.act(host, "mail_scan", search.clone(), 60).await;
+    let out = &scan["result"]["output"];
+    assert_eq!(out["url_blocks"], 1, "{scan}");
+    let flagged = out["messages"].as_array().expect("messages");
+    assert_eq!(flagged.len(), 2, "alice's and bob's copies, not the lunch menu: {scan}");
+    for m in flagged {
+        assert_eq!(
+            m["blocked_links"],
+            json!([{ "url": HTML_LINK, "block_id": block_id, "match_type": "domain", "value": "phish.example" }]),
+            "{scan}"
+        );
+    }
+    // One email alert of the host for the link, both copies under it.
+    let alerts = env.admin(move |c| c.get(&format!("/api/v1/alerts?device={host}"))).await.expect("alerts");
+    let alert = alerts["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["detection"]["rule"] == "blocked_url"))
+        .cloned()
+        .unwrap_or_else(|| panic!("a blocked-link alert: {alerts}"));
+    assert_eq!(
+        (alert["title"].as_str(), alert["count"].as_u64(), alert["severity"].as_str()),
+        (Some(format!("mail links to a blocked URL: {HTML_LINK}").as_str()), Some(2), Some("malicious")),
+        "{alert}"
+    );
+    let alert_id = alert["id"].as_str().expect("id").to_string();
+    let paths = env.admin(move |c| c.get(&format!("/api/v1/alerts/{alert_id}"))).await.expect("alert");
+    for user in ["alice", "bob"] {
+        assert!(
+            paths.to_string().contains(&format!("mail:{user}/INBOX/")) && paths.to_string().contains(HTML_LINK),
+            "{user}: {paths}"
+        );
+    }
+
+    // The investigation: the link's verdict from the coordinator's own
+    // blocklist, the cluster found by the link, its quarantine proposed.
+    let inv = env.investigation_with_evidence("mail:").await;
+    assert_eq!((inv["subject"]["url"].as_str(), inv["device_id"].as_str()), (Some(HTML_LINK), Some(h.as_str())));
+    let evidence = &inv["evidence"];
+    assert_eq!((evidence["verdict"].as_str(), evidence["cluster"]["messages"].as_u64()), (Some("malicious"), Some(2)));
+    let subject = evidence["items"].as_array().and_then(|i| i.iter().find(|i| i["subject"] == true)).cloned();
+    assert!(subject.is_some_and(|s| s["why"].as_str().is_some_and(|w| w.contains(&block_id))), "{inv}");
+    let path = format!("/api/v1/actions?device={host}&kind=quarantine_email");
+    let pending = env.admin(move |c| c.get(&path)).await.expect("actions");
+    let proposal = pending["items"][0].clone();
+    assert_eq!(proposal["status"], "pending_approval", "{pending}");
+    assert_eq!(proposal["params"]["search"]["url"], HTML_LINK, "{proposal}");
+    let approver = env.token("approver", "approver").await;
+    let aid = proposal["id"].as_str().expect("id").to_string();
+    env.api(&approver, move |c| c.post(&format!("/api/v1/actions/{aid}/approve"), &json!({ "comment": "phish" })))
+        .await
+        .expect("approve");
+    eventually!(60, "cluster quarantined", {
+        tokio::task::block_in_place(|| users.iter().all(|u| mail.imap(u).find("INBOX", &id).is_empty()))
+    });
+    let lunch = tokio::task::block_in_place(|| mail.imap("alice").find("INBOX", "<lunch@example.org>"));
+    assert_eq!(lunch.len(), 1, "the benign message stays");
+}
+
+/// The store's side, on each database: a mail host's blocks in force,
+/// newest first (others' and lifted or expired ones left out), and the
+/// click log written many rows a statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosts_blocks_and_a_batch_of_clicks_are_stored_on_each_database() {
+    use picket_coordinator::store::{Click, UrlBlock};
+    for db in picket_e2e::databases().await {
+        let env = TestEnv::start(&db).await;
+        let store = &env.coordinator().store;
+        let (host, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let now = picket_coordinator::clock::now_ms();
+        let block = |device, value: &str, created_at, expires_at| UrlBlock {
+            id: Uuid::new_v4(),
+            device_id: device,
+            match_kind: "domain".into(),
+            value: value.into(),
+            comment: "t".into(),
+            created_by: "t".into(),
+            created_at,
+            expires_at,
+        };
+        let blocks = [
+            block(host, "old.example", now - 2_000, None),
+            block(host, "new.example", now - 1_000, Some(now + 60_000)),
+            block(host, "gone.example", now - 3_000, Some(now - 1)),
+            block(host, "lifted.example", now - 500, None),
+            block(other, "theirs.example", now, None),
+        ];
+        store.insert_url_blocks(&blocks).await.expect("blocks");
+        assert!(store.remove_url_block(blocks[3].id, host, "t", now).await.expect("lift"));
+        let mine: Vec<String> =
+            store.url_blocks_of(host, now).await.expect("read").into_iter().map(|b| b.value).collect();
+        assert_eq!(mine, ["new.example", "old.example"], "{db:?}");
+
+        let clicks: Vec<Click> = (0..250)
+            .map(|i| Click {
+                id: Uuid::new_v4(),
+                at: now + i,
+                device_id: host,
+                recipient: format!("user{}", i % 7),
+                message_id: format!("m{i}@x"),
+                url: format!("https://site{i}.example/"),
+                verdict: if i % 2 == 0 { "allowed" } else { "blocked" }.into(),
+                block_id: (i % 2 == 1).then_some(blocks[0].id),
+                client: "127.0.0.1".into(),
+            })
+            .collect();
+        store.insert_clicks(&clicks).await.expect("clicks");
+        assert_eq!(store.click_count().await.expect("count"), 250, "{db:?}");
+        let one = store.clicks(Some("https://site249.example/"), None, 10).await.expect("clicks");
+        assert_eq!((one.len(), one[0].block_id), (1, Some(blocks[0].id)), "{db:?}");
+    }
+}
+
 fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)

@@ -193,21 +193,30 @@ impl Action for MailScan {
         };
         let source = format!("mail_scan:{}", run.progress.action_id());
         let raise = |m: &mail::ScannedMessage| {
-            let detections = m
-                .detections
-                .iter()
-                .map(|d| picket_common::detection::Detection {
-                    path: crate::mail::scan::alert_path(m, &d.attachment),
-                    sha256: d.sha256.clone(),
-                    size: d.size,
-                    rule: d.rule.clone(),
-                    namespace: d.namespace.clone(),
-                    severity: d.severity,
-                })
-                .collect();
-            run.ctx.alerts.raise(&source, detections);
+            use picket_common::detection::{Detection, Severity};
+            use picket_common::url_blocklist as urls;
+            use sha2::Digest;
+            let attachments = m.detections.iter().map(|d| Detection {
+                path: crate::mail::scan::alert_path(m, &d.attachment),
+                sha256: d.sha256.clone(),
+                size: d.size,
+                rule: d.rule.clone(),
+                namespace: d.namespace.clone(),
+                severity: d.severity,
+            });
+            let links = m.blocked_links.iter().map(|l| Detection {
+                path: urls::mail_path(&m.user, &m.mailbox, &m.guid, &l.url),
+                sha256: hex::encode(sha2::Sha256::digest(l.url.as_bytes())),
+                size: 0,
+                rule: urls::MAIL_RULE.into(),
+                namespace: urls::NAMESPACE.into(),
+                severity: Severity::Malicious,
+            });
+            run.ctx.alerts.raise(&source, attachments.chain(links).collect());
         };
-        crate::mail::scan::scan(&host.doveadm, &engine, &p, &host.config.quarantine_account, &progress, &raise)
+        let blocklist = run.ctx.content.url_blocklist();
+        let hidden = &host.config.quarantine_account;
+        crate::mail::scan::scan(&host.doveadm, &engine, &blocklist, &p, hidden, &progress, &raise)
             .map_err(ActionFailure::error)
     }
 }

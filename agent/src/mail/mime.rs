@@ -47,8 +47,8 @@ fn parse(raw: &[u8]) -> Result<mail_parser::Message<'_>, String> {
 }
 
 /// Call `f(name, decoded content)` for each attachment of `raw` (those a
-/// search would list; broken ones left out).
-pub fn each_attachment(raw: &[u8], mut f: impl FnMut(&str, &[u8])) -> Result<(), String> {
+/// search would list; broken ones left out); the message's links.
+pub fn each_attachment(raw: &[u8], mut f: impl FnMut(&str, &[u8])) -> Result<Vec<String>, String> {
     let message = parse(raw)?;
     for part in message.attachments() {
         let named = part.attachment_name();
@@ -59,7 +59,7 @@ pub fn each_attachment(raw: &[u8], mut f: impl FnMut(&str, &[u8])) -> Result<(),
             f(named.unwrap_or_default(), part.contents());
         }
     }
-    Ok(())
+    Ok(links_of(&message))
 }
 
 /// Most links reported of one message, and their longest.
@@ -67,7 +67,8 @@ const MAX_LINKS: usize = 100;
 const MAX_LINK: usize = 2048;
 
 /// The `http://` and `https://` links in the message's text parts (plain
-/// and HTML, decoded), in order, each once.
+/// and HTML, decoded), in order, each once; after a link wrapped at
+/// delivery, the original it leads to.
 fn links_of(message: &mail_parser::Message<'_>) -> Vec<String> {
     let mut links: Vec<String> = Vec::new();
     for part in message.parts.iter().filter(|p| p.is_text()) {
@@ -85,10 +86,16 @@ fn links_of(message: &mail_parser::Message<'_>) -> Vec<String> {
                 .map_or(text.len(), |e| at + e);
             let link = text[at..end].trim_end_matches(['.', ',', ';', ':', '!', '?']).replace("&amp;", "&");
             from = end.max(from);
-            if link.len() > "https://".len() && link.len() <= MAX_LINK && !links.contains(&link) {
-                links.push(link);
-                if links.len() == MAX_LINKS {
-                    return links;
+            if link.len() <= "https://".len() || link.len() > MAX_LINK {
+                continue;
+            }
+            let original = picket_common::links::unwrapped(&link);
+            for l in std::iter::once(link).chain(original) {
+                if !links.contains(&l) {
+                    links.push(l);
+                    if links.len() == MAX_LINKS {
+                        return links;
+                    }
                 }
             }
         }
@@ -255,6 +262,22 @@ mod tests {
         let message = MessageParser::default().parse(&rewritten).expect("message");
         assert_eq!(message.subject(), Some("slip"));
         assert_eq!(message.body_text(0).as_deref().map(str::trim), Some("See the attached slip."));
+    }
+
+    #[test]
+    fn a_link_wrapped_at_delivery_counts_as_the_original_too() {
+        let original = "https://pay.evil.example/login?a=1";
+        let link = picket_common::links::Link {
+            url: original.into(),
+            device: uuid::Uuid::from_u128(1),
+            recipient: "alice".into(),
+            message_id: "m@x".into(),
+        };
+        let wrapped = picket_common::links::wrap("https://click.example:7444", &[7; 32], &link).expect("wraps");
+        let m = format!("From: a@x\r\nSubject: s\r\n\r\nGo to {wrapped} now.\r\n");
+        let (_, links) = content(m.as_bytes()).expect("content");
+        assert_eq!(links, [wrapped.as_str(), original]);
+        assert!(links.iter().any(|l| link_matches(l, "evil.example")));
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! `mail_scan`: the attachments of messages (named, or found by a search)
 //! through the agent's own rules and SHA-256 indicators — the same engine
-//! the file scans use, on each attachment's decoded content. Each message
-//! with detections is also raised as an alert (the coordinator opens an
-//! email investigation of it), its path `mail:<user>/<folder>/<GUID>/<file>`.
+//! the file scans use, on each attachment's decoded content — and their
+//! links against the host's URL blocklist (a wrapped link counts as the
+//! original it leads to). Each detection is also raised as an alert (the
+//! coordinator opens an email investigation of it), its path
+//! `mail:<user>/<folder>/<GUID>/<file>` for an attachment,
+//! `mail:<user>/<folder>/<GUID> <url>` for a link.
 
-use picket_common::actions::mail::{AttachmentDetection, MailMessages, MailScanOutput, ScannedMessage};
+use picket_common::actions::mail::{AttachmentDetection, BlockedLink, MailMessages, MailScanOutput, ScannedMessage};
 use serde_json::{json, Value};
 
 use super::doveadm::{Command, Doveadm};
+use crate::content::UrlBlocklist;
 use crate::scan::engine::Engine;
 
 /// Messages fetched whole in one request (and at most this many bytes,
@@ -20,12 +24,17 @@ const BYTES_PER_REQUEST: u64 = 64 * 1024 * 1024;
 pub fn scan(
     dv: &Doveadm,
     engine: &Engine,
+    blocklist: &UrlBlocklist,
     which: &MailMessages,
     hidden: &str,
     progress: &dyn Fn(usize, usize),
     found: &dyn Fn(&ScannedMessage),
 ) -> Result<MailScanOutput, String> {
-    let mut out = MailScanOutput::default();
+    let mut out = MailScanOutput {
+        url_blocks: blocklist.list.len() as u64,
+        url_blocklist_truncated: blocklist.truncated,
+        ..MailScanOutput::default()
+    };
     // (user, mailbox, guid, size if known)
     let targets: Vec<(String, String, String, u64)> = match &which.search {
         Some(query) => {
@@ -69,7 +78,7 @@ pub fn scan(
                 continue;
             };
             let mut detections = Vec::new();
-            let read = super::mime::each_attachment(text.as_bytes(), |name, data| {
+            let links = super::mime::each_attachment(text.as_bytes(), |name, data| {
                 out.attachments += 1;
                 let path = std::path::Path::new(name);
                 match engine.scan_data(&mut scanner, path, data, "mail") {
@@ -84,12 +93,26 @@ pub fn scan(
                     Err(e) => tracing::warn!(%user, %guid, attachment = name, error = %e, "attachment not scanned"),
                 }
             });
-            if read.is_err() {
+            let Ok(links) = links else {
                 out.unreadable += 1;
                 continue;
-            }
+            };
             out.scanned += 1;
-            if !detections.is_empty() {
+            out.links += links.len() as u64;
+            let now = crate::clock::now_ms();
+            let blocked_links: Vec<BlockedLink> = links
+                .into_iter()
+                .filter_map(|url| {
+                    let block = blocklist.list.check(&url, now)?;
+                    Some(BlockedLink {
+                        block_id: block.id,
+                        match_type: block.match_type,
+                        value: block.value.clone(),
+                        url,
+                    })
+                })
+                .collect();
+            if !detections.is_empty() || !blocked_links.is_empty() {
                 let meta = row.as_ref().map(super::search::meta).unwrap_or_default();
                 let hit = ScannedMessage {
                     user: user.clone(),
@@ -100,6 +123,7 @@ pub fn scan(
                     subject: meta.subject,
                     received: meta.received,
                     detections,
+                    blocked_links,
                 };
                 found(&hit);
                 out.messages.push(hit);

@@ -47,10 +47,13 @@ pub fn query(p: &MailSearch) -> Vec<String> {
     }
     // What Dovecot can narrow by; the agent then reads each candidate:
     // a link's host is in the body text (the link itself may be
-    // HTML-encoded there), a file name in the part headers, and every
-    // message with an attachment is multipart.
+    // HTML-encoded there) — unless links were wrapped at delivery, which
+    // hides it in the wrapped link's encoding: those messages are read —
+    // a file name in the part headers, and every message with an
+    // attachment is multipart.
     if let Some(v) = &p.url {
-        push(&["body", &super::mime::host(v)]);
+        // (doveadm reads OR between its operands, in parentheses.)
+        push(&["(", "body", &super::mime::host(v), "OR", "body", picket_common::links::PREFIX, ")"]);
     }
     if let Some(v) = &p.attachment_name {
         push(&["text", v]);

@@ -595,10 +595,25 @@ pub struct ScannedMessage {
     /// Internal (received) date, Unix seconds.
     pub received: i64,
     pub detections: Vec<AttachmentDetection>,
+    /// Its links on the host's URL blocklist.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked_links: Vec<BlockedLink>,
+}
+
+/// A link in a scanned message that the host's URL blocklist blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlockedLink {
+    pub url: String,
+    /// The `block_url` action that blocks it.
+    pub block_id: Uuid,
+    pub match_type: UrlMatch,
+    /// What the block names (a link, a domain, a prefix).
+    pub value: String,
 }
 
 /// `mail_scan`'s result: the messages whose attachments the agent's rules
-/// or indicators flag.
+/// or indicators flag, or whose links the host's URL blocklist blocks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MailScanOutput {
@@ -606,6 +621,14 @@ pub struct MailScanOutput {
     pub scanned: u64,
     /// Attachments scanned.
     pub attachments: u64,
+    /// Links checked against the URL blocklist (at most 100 per message;
+    /// a wrapped link counts as the original it leads to).
+    pub links: u64,
+    /// Blocks in the URL blocklist the links were checked against.
+    pub url_blocks: u64,
+    /// The blocklist the agent holds is not the whole list (it did not fit
+    /// a frame): the oldest blocks were not checked.
+    pub url_blocklist_truncated: bool,
     /// Messages that could not be read (gone, unreadable, malformed).
     pub unreadable: u64,
     pub messages: Vec<ScannedMessage>,

@@ -4,7 +4,8 @@
 //! an agent would be sent the action, the coordinator does it at once
 //! (`queued → running → succeeded | failed`), whether the device is online
 //! or not: a URL block is a row the click listener reads, not a change on
-//! the mail host.
+//! the mail host. The host is sent its new blocklist (for `mail_scan`) when
+//! online, and when it connects.
 
 use picket_common::actions::mail::{BlockUrl, BlockUrlOutput, UnblockUrl, UnblockUrlOutput, UrlMatch};
 use picket_common::actions::ActionKind;
@@ -34,6 +35,16 @@ impl ActionCenter {
             ActionKind::UnblockUrl => self.unblock_url(action).await,
             other => Err(format!("{other} is not a kind the coordinator runs")),
         };
+        // In force before the result is recorded: once an operator sees
+        // `succeeded`, clicks are checked against it, and the mail host
+        // (which checks the links of the mail it scans against its own
+        // copy) has its new list queued ahead of any later action.
+        if let Some(clicks) = self.clicks.get() {
+            if let Err(error) = clicks.reload().await {
+                tracing::error!(%error, "cannot re-read the URL blocklist: the change applies at the next refresh");
+            }
+        }
+        self.gateway.push_url_blocklist(action.device_id).await;
         let done = match &outcome {
             Ok(output) => {
                 let changes = Changes { result: Some(output), expires_at: Some(None), ..Changes::default() };
@@ -49,11 +60,6 @@ impl ActionCenter {
                 self.store.transition(action.id, Step::Fail, "coordinator", "error", &changes).await
             }
         };
-        if let Some(clicks) = self.clicks.get() {
-            if let Err(error) = clicks.reload().await {
-                tracing::error!(%error, "cannot re-read the URL blocklist: the change applies at the next refresh");
-            }
-        }
         match done {
             Ok(_) => tracing::info!(ok = outcome.is_ok(), "action run by the coordinator"),
             Err(error) => tracing::error!(%error, "cannot record the action's result; it re-runs at the next start"),
@@ -70,8 +76,6 @@ impl ActionCenter {
         Ok(pending.len())
     }
 
-    // The listener re-reads the blocklist before the result is recorded:
-    // once an operator sees `succeeded`, clicks are checked against it.
     async fn block_url(&self, action: &Action) -> Result<String, String> {
         let p: BlockUrl = serde_json::from_str(&action.params).map_err(|e| format!("parameters: {e}"))?;
         picket_common::actions::mail::check_block_url(&p)?;

@@ -103,3 +103,59 @@ impl Gateway {
         }
     }
 }
+
+impl Gateway {
+    /// Mail host `device`'s URL blocks in force, newest first, as many as
+    /// fit half a frame (the rest are left out, and the list says so).
+    pub(super) async fn url_blocklist(
+        &self,
+        device: Uuid,
+    ) -> Result<picket_common::url_blocklist::HostBlocklist, crate::store::StoreError> {
+        let budget = self.config.max_frame as usize / 2;
+        let mut list = picket_common::url_blocklist::HostBlocklist::default();
+        let mut bytes = 0;
+        for block in self.store.url_blocks_of(device, crate::clock::now_ms()).await? {
+            let Some(entry) = block.blocked() else { continue };
+            // The id, kind and expiry take under 40 bytes encoded.
+            bytes += entry.value.len() + entry.comment.len() + 48;
+            if bytes > budget {
+                list.truncated = true;
+                break;
+            }
+            list.entries.push(entry);
+        }
+        if list.truncated {
+            tracing::warn!(%device, sent = list.entries.len(),
+                "the mail host's URL blocklist is larger than a frame: its oldest blocks are not checked in mail scans");
+        }
+        Ok(list)
+    }
+
+    /// Send mail host `device` its URL blocklist again (after a block or
+    /// unblock), if its live session takes one. An agent offline now gets
+    /// it when it connects.
+    pub async fn push_url_blocklist(&self, device: Uuid) {
+        let takes = match self.store.device(device).await {
+            Ok(Some(d)) => d.capabilities.iter().any(|c| c == picket_common::url_blocklist::CAPABILITY),
+            Ok(None) => false,
+            Err(error) => {
+                tracing::error!(%error, %device, "cannot read the device: its URL blocklist is sent when it reconnects");
+                false
+            }
+        };
+        if !takes || self.sessions.info(&device).is_none() {
+            return;
+        }
+        match self.url_blocklist(device).await {
+            Ok(list) => {
+                let n = list.entries.len();
+                if self.sessions.send(&device, CoordMsg::UrlBlocklist(list)).await {
+                    tracing::info!(%device, blocks = n, "URL blocklist sent to the mail host");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, %device, "cannot read the URL blocklist: the mail host gets it when it reconnects")
+            }
+        }
+    }
+}

@@ -332,10 +332,12 @@ impl Gateway {
                                 tokio::spawn(async move { gateway.on_content_state(id, state).await }.in_current_span());
                             }
                             AgentMsg::MailHost(facts) => {
-                                if let Some(reply) = self.on_mail_host(id, &hello, facts).await {
-                                    if out_tx.send(Outgoing::Frame(reply)).await.is_err() {
-                                        break End::Log("writer closed");
-                                    }
+                                let mut closed = false;
+                                for reply in self.on_mail_host(id, &hello, facts).await {
+                                    closed |= out_tx.send(Outgoing::Frame(reply)).await.is_err();
+                                }
+                                if closed {
+                                    break End::Log("writer closed");
                                 }
                             }
                             other => {
@@ -374,18 +376,15 @@ impl Gateway {
     /// A mail host declared its internal domains: kept when the session's
     /// Hello offered the mail kinds and every one is a plain domain name
     /// (what the device says is its own business, but malformed text is
-    /// not stored). The answer: its link key, when there is a click
-    /// listener and the agent takes one.
-    async fn on_mail_host(
-        &self,
-        id: Uuid,
-        hello: &Hello,
-        facts: picket_common::proto::MailHostFacts,
-    ) -> Option<CoordMsg> {
+    /// not stored). The answer: its URL blocklist, when the agent takes
+    /// one, and its link key, when there is a click listener and the agent
+    /// takes one.
+    async fn on_mail_host(&self, id: Uuid, hello: &Hello, facts: picket_common::proto::MailHostFacts) -> Vec<CoordMsg> {
         use picket_common::actions::mail::{valid_domain, MAX_DOMAINS};
-        if !hello.capabilities.iter().any(|c| c == picket_common::actions::ActionKind::MailSearch.as_str()) {
+        let offers = |capability: &str| hello.capabilities.iter().any(|c| c == capability);
+        if !offers(picket_common::actions::ActionKind::MailSearch.as_str()) {
             tracing::warn!("mail host facts from an agent that offers no mail kinds: ignored");
-            return None;
+            return Vec::new();
         }
         let domains = facts.internal_domains;
         if domains.len() > MAX_DOMAINS || !domains.iter().all(|d| valid_domain(d)) {
@@ -393,20 +392,28 @@ impl Gateway {
                 count = domains.len(),
                 "mail host facts refused: not at most {MAX_DOMAINS} lowercase domain names"
             );
-            return None;
+            return Vec::new();
         }
         if let Err(error) = self.store.record_mail_host(id, &domains).await {
             tracing::warn!(%error, "could not record the mail host's domains");
         }
-        let links = self.links.as_ref()?;
-        if !hello.capabilities.iter().any(|c| c == picket_common::links::CAPABILITY) {
-            return None;
+        let mut replies = Vec::new();
+        if offers(picket_common::url_blocklist::CAPABILITY) {
+            match self.url_blocklist(id).await {
+                Ok(list) => replies.push(CoordMsg::UrlBlocklist(list)),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the mail host's URL blocklist; it gets it after the next change")
+                }
+            }
         }
-        tracing::info!(click_url = %links.url, "link key sent to the mail host");
-        Some(CoordMsg::LinkKey(picket_common::proto::LinkKey {
-            click_url: links.url.clone(),
-            key: links.secret.device_key(id),
-        }))
+        if let Some(links) = self.links.as_ref().filter(|_| offers(picket_common::links::CAPABILITY)) {
+            tracing::info!(click_url = %links.url, "link key sent to the mail host");
+            replies.push(CoordMsg::LinkKey(picket_common::proto::LinkKey {
+                click_url: links.url.clone(),
+                key: links.secret.device_key(id),
+            }));
+        }
+        replies
     }
 
     /// A session that authenticated with the device's current certificate

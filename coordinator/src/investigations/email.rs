@@ -1,14 +1,17 @@
 //! Email investigations: an alert from a mail host's `mail_scan` (path
-//! `mail:<user>/<folder>/<GUID>/<file>`) is investigated on that host.
+//! `mail:<user>/<folder>/<GUID>/<file>` for an attachment,
+//! `mail:<user>/<folder>/<GUID> <url>` for a blocked link) is investigated
+//! on that host.
 //!
 //! 1. The evidence is the cluster: a `mail_search` on the host for every
-//!    message carrying the same attachment (by SHA-256), with their
+//!    message carrying the same attachment (by SHA-256) or link, with their
 //!    senders, subjects, folders and links.
 //! 2. Verdicts per entity: the attachment (the coordinator's own
 //!    indicators and rule severities, as for files — never the host's
-//!    word), each message of the cluster (the attachment's verdict), each
-//!    sender (internal or external by the host's declared domains), each
-//!    link (not checked yet: there is no URL blocklist).
+//!    word) or the link (the coordinator's own blocklist), each message of
+//!    the cluster (the subject's verdict), each sender (internal or
+//!    external by the host's declared domains), each link (the host's URL
+//!    blocklist; outside links in a threat's messages get a block proposed).
 //! 3. The proposal: `quarantine_email` of the whole cluster on the host.
 //!    DESIGN.md: email evidence with a malicious verdict is always pending
 //!    approval; level `none` proposes nothing.
@@ -39,24 +42,44 @@ fn link_is_internal(url: &str, domains: &[String]) -> bool {
     domains.iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
 }
 
-/// Whether an alert path is a message's attachment.
+/// The search that finds an investigation's cluster: the messages with the
+/// attachment (by SHA-256), or with the link — by its domain when the link
+/// is longer than a search takes (then the cluster is wider, and a person
+/// approves its quarantine anyway).
+fn cluster_of(subject: &Value) -> Option<Value> {
+    if let Some(url) = subject["url"].as_str() {
+        return Some(if url.chars().count() <= picket_common::actions::mail::MAX_NAME {
+            json!({ "url": url })
+        } else {
+            json!({ "url": picket_common::links::host(url) })
+        });
+    }
+    subject["sha256"].as_str().map(|sha| json!({ "attachment_sha256": sha }))
+}
+
+/// Whether an alert path is a message's attachment or link.
 pub fn is_mail_path(path: &str) -> bool {
     path.starts_with("mail:")
 }
 
 impl Investigations {
-    /// Ask the host for the cluster: every message with the attachment.
+    /// Ask the host for the cluster: every message with the attachment (or
+    /// the link).
     pub(super) async fn start_email(&self, inv: &Investigation) -> Result<(), ActionError> {
         self.link_same_sha256(inv).await?;
-        let Some(sha) = inv.subject["sha256"].as_str() else {
-            return Err(ActionError::Invalid("an email investigation needs the attachment's SHA-256".into()));
+        let Some(cluster) = cluster_of(&inv.subject) else {
+            return Err(ActionError::Invalid("an email investigation needs the attachment's SHA-256 or a link".into()));
         };
+        let mut params = cluster;
+        params["limit"] = json!(CLUSTER_LIMIT);
         let id = inv.id.to_string();
+        let what = if inv.subject["url"].is_string() { "link" } else { "attachment" };
+        let comment = format!("evidence for an email investigation: the messages with this {what}");
         let request = Request {
             device: inv.device_id,
             kind: ActionKind::MailSearch,
-            params: json!({ "attachment_sha256": sha, "limit": CLUSTER_LIMIT }),
-            comment: "evidence for an email investigation: the messages with this attachment",
+            params,
+            comment: &comment,
             source: ActionSource::AutomatedDeviceAction,
             investigation_id: Some(&id),
             needs_approval: false,
@@ -79,46 +102,74 @@ impl Investigations {
         found: &MailSearchOutput,
     ) -> Result<(), ActionError> {
         let sha = inv.subject["sha256"].as_str().map(str::to_string);
-        let (verdict, why) = self.verdict(&inv.subject, sha.as_deref()).await?;
+        let link = inv.subject["url"].as_str();
+        let blocklist = crate::click::Blocklist::new(self.store.url_blocks().await?);
+        let now = crate::clock::now_ms();
+        // The coordinator's own verdict: its indicators and rules for an
+        // attachment, its own blocklist (as of now) for a link — never the
+        // host's word.
+        let (verdict, why) = match link {
+            Some(url) => match blocklist.check(inv.device_id, url, now) {
+                Some(b) => (
+                    Some(picket_common::detection::Severity::Malicious),
+                    format!("blocked ({} {}, by action {})", b.match_type.as_str(), b.value, b.id),
+                ),
+                None => (None, "no longer on the host's URL blocklist".to_string()),
+            },
+            None => self.verdict(&inv.subject, sha.as_deref()).await?,
+        };
         let (group, level) = self.level_of(inv.device_id).await?;
         let v = verdict_name(verdict);
         let domains = self.store.device(inv.device_id).await?.and_then(|d| d.mail_domains).unwrap_or_default();
+        let what = if link.is_some() { "link" } else { "attachment" };
         let mut items = Vec::new();
-        let names: std::collections::BTreeSet<&str> = found
-            .messages
-            .iter()
-            .flat_map(|m| m.attachments.iter())
-            .filter(|a| Some(&a.sha256) == sha.as_ref())
-            .map(|a| a.name.as_str())
-            .collect();
-        items.push(json!({ "type": "attachment", "sha256": sha, "names": names, "verdict": v, "why": why }));
+        match link {
+            Some(url) => items.push(json!({ "type": "url", "url": url, "verdict": v, "why": why, "subject": true })),
+            None => {
+                let names: std::collections::BTreeSet<&str> = found
+                    .messages
+                    .iter()
+                    .flat_map(|m| m.attachments.iter())
+                    .filter(|a| Some(&a.sha256) == sha.as_ref())
+                    .map(|a| a.name.as_str())
+                    .collect();
+                items.push(json!({ "type": "attachment", "sha256": sha, "names": names, "verdict": v, "why": why }));
+            }
+        }
         let mailboxes: std::collections::BTreeSet<&str> = found.messages.iter().map(|m| m.user.as_str()).collect();
         for m in found.messages.iter().take(200) {
             items.push(json!({ "type": "message", "user": m.user, "mailbox": m.mailbox, "guid": m.guid,
                 "message_id": m.message.message_id, "from": m.message.from, "subject": m.message.subject, "verdict": v,
-                "why": "carries the attachment" }));
+                "why": format!("carries the {what}") }));
         }
         let senders: std::collections::BTreeSet<&str> =
             found.messages.iter().map(|m| m.message.from.as_str()).collect();
         for from in senders.iter().take(50) {
             let external = !sender_is_internal(from, &domains);
-            items.push(json!({ "type": "sender", "from": from, "external": external, "verdict": v,
-                "why": if external { "sent the attachment from outside the host's domains" } else { "an internal sender sent the attachment" } }));
+            let why = if external {
+                format!("sent the {what} from outside the host's domains")
+            } else {
+                format!("an internal sender sent the {what}")
+            };
+            items.push(json!({ "type": "sender", "from": from, "external": external, "verdict": v, "why": why }));
         }
         // Links: against this host's URL blocklist; in messages that carry
         // a threat, the outside ones are the threat's too — each gets a
         // block proposed (below).
-        let links: std::collections::BTreeSet<&str> =
-            found.messages.iter().flat_map(|m| m.urls.iter()).map(String::as_str).collect();
-        let blocklist = crate::click::Blocklist::new(self.store.url_blocks().await?);
-        let now = crate::clock::now_ms();
+        let links: std::collections::BTreeSet<&str> = found
+            .messages
+            .iter()
+            .flat_map(|m| m.urls.iter())
+            .map(String::as_str)
+            .filter(|u| Some(*u) != link)
+            .collect();
         let mut to_block = Vec::new();
         for url in links.iter().take(50) {
             let internal = link_is_internal(url, &domains);
             let (uv, why) = match blocklist.check(inv.device_id, url, now) {
                 Some(b) => (
                     "malicious",
-                    format!("blocked at time of click ({} {}, by action {})", b.match_kind, b.value, b.id),
+                    format!("blocked at time of click ({} {}, by action {})", b.match_type.as_str(), b.value, b.id),
                 ),
                 None if verdict.is_some() && !internal => {
                     to_block.push(*url);
@@ -136,16 +187,18 @@ impl Investigations {
         let related = self.related(inv).await?;
         let mut remediation = Vec::new();
         let (mut any_action, mut no_response) = (false, false);
-        if let (Some(verdict), Some(sha)) = (verdict, &sha) {
+        if let (Some(verdict), Some(cluster)) = (verdict, cluster_of(&inv.subject)) {
             if !found.messages.is_empty() {
                 let decision = if level == Level::None { Decision::NoResponse } else { Decision::Pending };
-                let mut entry = json!({ "kind": "quarantine_email", "cluster": { "attachment_sha256": sha },
+                let mut entry = json!({ "kind": "quarantine_email", "cluster": cluster,
                     "messages": found.messages.len(), "mailboxes": mailboxes.len(),
                     "decision": format!("{decision:?}").to_lowercase() });
                 if decision == Decision::NoResponse {
                     no_response = true;
                 } else {
-                    let params = json!({ "search": { "attachment_sha256": sha, "limit": CLUSTER_LIMIT } });
+                    let mut search = cluster.clone();
+                    search["limit"] = json!(CLUSTER_LIMIT);
+                    let params = json!({ "search": search });
                     let comment =
                         format!("{}: {why} (email: always approved by a person)", verdict_name(Some(verdict)));
                     any_action =
@@ -161,8 +214,9 @@ impl Investigations {
                     if decision != Decision::NoResponse {
                         let params = json!({ "value": url, "match_type": "exact" });
                         let comment = format!(
-                            "a link in the messages carrying the {} attachment {sha}",
-                            verdict_name(Some(verdict))
+                            "a link in the messages carrying the {} {what} {}",
+                            verdict_name(Some(verdict)),
+                            link.or(sha.as_deref()).unwrap_or_default()
                         );
                         any_action |=
                             self.propose(inv, ActionKind::BlockUrl, params, decision, &comment, &mut entry).await;

@@ -59,6 +59,7 @@ use std::time::Duration;
 use picket_common::actions::results::EvidenceOutput;
 use picket_common::actions::ActionKind;
 use picket_common::detection::{IndicatorAction, Severity};
+use picket_common::url_blocklist;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -126,12 +127,17 @@ impl Investigations {
         actor: &str,
     ) -> Result<Investigation, ActionError> {
         let email = email::is_mail_path(path);
+        // A link the host's blocklist blocks, in a message on the host.
+        let link = alert
+            .filter(|a| a.rule == url_blocklist::MAIL_RULE && a.namespace == url_blocklist::NAMESPACE)
+            .and_then(|_| url_blocklist::link_of_mail_path(path));
         let title = match alert {
+            Some(_) if link.is_some() => format!("a blocked link in an email ({path})"),
             Some(a) if email => format!("{} detected in an email attachment ({path})", a.rule),
             Some(a) => format!("{} detected {path}", a.rule),
             None => format!("investigation of {path}"),
         };
-        let subject = json!({
+        let mut subject = json!({
             "kind": if email { "email" } else { "file" },
             "path": path,
             "sha256": sha256,
@@ -140,6 +146,9 @@ impl Investigations {
             "namespace": alert.map(|a| a.namespace.clone()),
             "reported_severity": alert.map(|a| a.severity),
         });
+        if let Some(url) = link {
+            subject["url"] = json!(url);
+        }
         self.start(device, alert.map(|a| a.id.to_string()), title, subject, actor).await
     }
 

@@ -21,6 +21,27 @@ pub struct UrlBlock {
     pub expires_at: Option<i64>,
 }
 
+impl UrlBlock {
+    /// The block as the checks read it; `None` for a match kind this build
+    /// does not know.
+    pub fn blocked(&self) -> Option<picket_common::url_blocklist::BlockedUrl> {
+        use picket_common::actions::mail::UrlMatch;
+        let match_type = match self.match_kind.as_str() {
+            "exact" => UrlMatch::Exact,
+            "domain" => UrlMatch::Domain,
+            "prefix" => UrlMatch::Prefix,
+            _ => return None,
+        };
+        Some(picket_common::url_blocklist::BlockedUrl {
+            id: self.id,
+            match_type,
+            value: self.value.clone(),
+            comment: self.comment.clone(),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
 /// One click on a wrapped link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Click {
@@ -41,30 +62,53 @@ fn uuid(table: &'static str, s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(|e| StoreError::corrupt(table, format!("id {s:?}: {e}")))
 }
 
+const BLOCK_COLUMNS: &str = "id, device_id, match_kind, value, comment, created_by, created_at, expires_at";
+
+fn url_block(r: &sqlx::any::AnyRow) -> Result<UrlBlock, StoreError> {
+    Ok(UrlBlock {
+        id: uuid("url_blocks", &r.try_get::<String, _>("id")?)?,
+        device_id: uuid("url_blocks", &r.try_get::<String, _>("device_id")?)?,
+        match_kind: r.try_get("match_kind")?,
+        value: r.try_get("value")?,
+        comment: r.try_get("comment")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+/// `($1, …, $columns), ($columns+1, …), …` for `rows` rows.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = |r: usize| {
+        let cells: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+        format!("({})", cells.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 impl Store {
     /// Entries not removed (expired ones included: the caller compares
     /// `expires_at` with its clock at check time).
     pub async fn url_blocks(&self) -> Result<Vec<UrlBlock>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, device_id, match_kind, value, comment, created_by, created_at, expires_at \
-             FROM url_blocks WHERE removed_at IS NULL ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {BLOCK_COLUMNS} FROM url_blocks WHERE removed_at IS NULL ORDER BY created_at, id"
+        ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UrlBlock {
-                    id: uuid("url_blocks", &r.try_get::<String, _>("id")?)?,
-                    device_id: uuid("url_blocks", &r.try_get::<String, _>("device_id")?)?,
-                    match_kind: r.try_get("match_kind")?,
-                    value: r.try_get("value")?,
-                    comment: r.try_get("comment")?,
-                    created_by: r.try_get("created_by")?,
-                    created_at: r.try_get("created_at")?,
-                    expires_at: r.try_get("expires_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(url_block).collect()
+    }
+
+    /// Mail host `device`'s entries in force at `now`, newest first.
+    pub async fn url_blocks_of(&self, device: Uuid, now: i64) -> Result<Vec<UrlBlock>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BLOCK_COLUMNS} FROM url_blocks WHERE device_id = $1 AND removed_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC, id"
+        ))
+        .bind(device.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(url_block).collect()
     }
 
     /// Add a block; one with its id already there is left as it is (a
@@ -129,23 +173,30 @@ impl Store {
 
     /// Append clicks, in one transaction.
     pub async fn insert_clicks(&self, clicks: &[Click]) -> Result<(), StoreError> {
+        // Many rows a statement: a busy click listener answers faster than
+        // one INSERT a row is written.
+        const ROWS: usize = 500;
         let mut tx = self.begin_write().await?;
-        for c in clicks {
-            sqlx::query(
+        for chunk in clicks.chunks(ROWS) {
+            let sql = format!(
                 "INSERT INTO url_clicks (id, at, device_id, recipient, message_id, url, verdict, block_id, client) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(c.id.to_string())
-            .bind(c.at)
-            .bind(c.device_id.to_string())
-            .bind(&c.recipient)
-            .bind(&c.message_id)
-            .bind(&c.url)
-            .bind(&c.verdict)
-            .bind(c.block_id.map(|b| b.to_string()))
-            .bind(&c.client)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {}",
+                placeholders(chunk.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for c in chunk {
+                query = query
+                    .bind(c.id.to_string())
+                    .bind(c.at)
+                    .bind(c.device_id.to_string())
+                    .bind(&c.recipient)
+                    .bind(&c.message_id)
+                    .bind(&c.url)
+                    .bind(&c.verdict)
+                    .bind(c.block_id.map(|b| b.to_string()))
+                    .bind(&c.client);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -191,5 +242,14 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_every_cell_of_every_row() {
+        assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::placeholders(1, 1), "($1)");
     }
 }

@@ -15,41 +15,64 @@
 //! ```
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use picket_agent::mail::linkkey::KeyFile;
 use picket_common::link_rewrite::{wrap_links, Wrapped, MAX_MESSAGE};
-use picket_common::links::{wrap, Link};
+use picket_common::links::{KeyFile, Signer};
 
-/// Wrap a message's links for time-of-click checks (a Dovecot Sieve filter).
-#[derive(Parser)]
-#[command(name = "picket-linkwrap", version)]
-struct Args {
-    /// The link key file the agent writes (`[mail] link_key_file`).
-    #[arg(long)]
-    key: PathBuf,
-    /// The recipient (the Sieve envelope "to").
-    #[arg(long)]
-    to: String,
-}
+const USAGE: &str = "usage: picket-linkwrap --key FILE --to RECIPIENT
+Wrap a message's links for time-of-click checks (a Dovecot Sieve filter):
+the message on stdin, the wrapped message on stdout.
+  --key FILE       the link key file the agent writes ([mail] link_key_file)
+  --to RECIPIENT   the recipient (the Sieve envelope \"to\")";
 
 /// Dovecot delivers the message unchanged when the filter fails.
 const UNCHANGED: u8 = 75; // EX_TEMPFAIL
 
+/// `--key FILE --to RECIPIENT`, in either order; `Ok(None)`: help or
+/// version was asked for, and printed. (Two flags: no argument parser is
+/// worth its start-up time in a process run per delivery.)
+fn args() -> Result<Option<(String, String)>, String> {
+    let (mut key, mut to) = (None, None);
+    let mut argv = std::env::args().skip(1);
+    while let Some(flag) = argv.next() {
+        let slot = match flag.as_str() {
+            "--key" => &mut key,
+            "--to" => &mut to,
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "--version" | "-V" => {
+                println!("picket-linkwrap {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            other => return Err(format!("unexpected argument {other:?}\n{USAGE}")),
+        };
+        let value = argv.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        if slot.replace(value).is_some() {
+            return Err(format!("{flag} given twice"));
+        }
+    }
+    match (key, to) {
+        (Some(key), Some(to)) => Ok(Some((key, to))),
+        _ => Err(format!("--key and --to are both required\n{USAGE}")),
+    }
+}
+
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
+    let (key_path, to) = match args() {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("picket-linkwrap: {e}");
             return ExitCode::from(UNCHANGED);
         }
     };
-    let key = match std::fs::read_to_string(&args.key).map_err(|e| e.to_string()).and_then(|t| KeyFile::parse(&t)) {
+    let key = match std::fs::read_to_string(&key_path).map_err(|e| e.to_string()).and_then(|t| KeyFile::parse(&t)) {
         Ok(k) => k,
         Err(error) => {
-            eprintln!("picket-linkwrap: {}: {error}; links of mail to {} are not wrapped", args.key.display(), args.to);
+            eprintln!("picket-linkwrap: {key_path}: {error}; links of mail to {to} are not wrapped");
             return ExitCode::from(UNCHANGED);
         }
     };
@@ -59,27 +82,24 @@ fn main() -> ExitCode {
         return ExitCode::from(UNCHANGED);
     }
     if raw.len() > MAX_MESSAGE {
-        eprintln!("picket-linkwrap: message to {} larger than {} MiB: links not wrapped", args.to, MAX_MESSAGE >> 20);
+        eprintln!("picket-linkwrap: message to {to} larger than {} MiB: links not wrapped", MAX_MESSAGE >> 20);
         return ExitCode::from(UNCHANGED);
     }
     let own = format!("{}{}", key.click_url, picket_common::links::PREFIX);
+    // One message, one Message-ID: the signer is made at the first link.
+    let mut signer: Option<Option<Signer>> = None;
     let mut wrapper = |message_id: &str, url: &str| {
         if url.starts_with(&own) {
             return None; // already ours (a message forwarded inside the organisation)
         }
-        let link = Link {
-            url: url.to_string(),
-            device: key.device,
-            recipient: args.to.clone(),
-            message_id: message_id.to_string(),
-        };
-        wrap(&key.click_url, &key.key, &link)
+        let signer = signer.get_or_insert_with(|| Signer::new(&key.click_url, &key.key, key.device, &to, message_id));
+        signer.as_ref()?.wrap(url)
     };
     let out = match wrap_links(&raw, &mut wrapper) {
         Wrapped::Changed { message, .. } => message,
         Wrapped::Unchanged(why) => {
             if why != "no links" {
-                eprintln!("picket-linkwrap: message to {} left as it is: {why}", args.to);
+                eprintln!("picket-linkwrap: message to {to} left as it is: {why}");
             }
             raw
         }
