@@ -25,6 +25,13 @@ pub enum Wrapped {
     Unchanged(String),
 }
 
+/// `raw` parsed by mail-parser, or `None` when it is not a message — or
+/// when the parser panics on it (its debug assertions do on some broken
+/// nesting): outside input never takes the process down.
+pub fn parse_mime(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    std::panic::catch_unwind(|| MessageParser::default().parse(raw)).ok().flatten()
+}
+
 /// Content types whose presence means the message is signed or encrypted.
 const SIGNED_TYPES: [&str; 7] = [
     "multipart/signed",
@@ -43,7 +50,7 @@ pub fn wrap_links(raw: &[u8], wrap: &mut dyn FnMut(&str, &str) -> Option<String>
     if raw.len() > MAX_MESSAGE {
         return Wrapped::Unchanged(format!("larger than {} MiB", MAX_MESSAGE >> 20));
     }
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let Some(message) = parse_mime(raw) else {
         return Wrapped::Unchanged("malformed MIME: not a message".into());
     };
     for part in &message.parts {
@@ -320,6 +327,18 @@ mod tests {
         let (out, n) = changed(wrap_links(raw.as_bytes(), &mut wrap));
         assert_eq!(n, 1);
         assert_eq!(out, raw.replacen("http://evil.example/\r\n", "https://click.test/new\r\n", 1));
+    }
+
+    #[test]
+    fn a_message_the_parser_chokes_on_is_left_as_it_is() {
+        // Found by the fuzzer: a message/rfc822 part with no boundary of its
+        // own inside a multipart (mail-parser asserts in debug builds).
+        let raw: &[u8] = b"From: a@x.exaelpm\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nhttp://evil.example/\r\n--m\r\nContent-Type: message/rfc822\nFrom: b@y\r\n\r\nhttp://inneion: 1.0\r\nContent-Type: multipar.example/\r\n--m\r\nCom\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@y\r\n\r\nt.examcple/\r\n--m--\r\n";
+        let mut wrap = |_: &str, _: &str| Some("https://c/x".to_string());
+        let out = wrap_links(raw, &mut wrap);
+        if cfg!(debug_assertions) {
+            assert_eq!(out, Wrapped::Unchanged("malformed MIME: not a message".into()));
+        }
     }
 
     #[test]

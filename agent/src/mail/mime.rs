@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 use sha2::{Digest, Sha256};
 
 /// Largest message the agent parses.
@@ -43,7 +43,7 @@ fn parse(raw: &[u8]) -> Result<mail_parser::Message<'_>, String> {
     if raw.len() > MAX_MESSAGE {
         return Err(format!("the message is larger than {} MiB", MAX_MESSAGE >> 20));
     }
-    MessageParser::default().parse(raw).ok_or_else(|| "malformed MIME: not a message".to_string())
+    picket_common::link_rewrite::parse_mime(raw).ok_or_else(|| "malformed MIME: not a message".to_string())
 }
 
 /// Call `f(name, decoded content)` for each attachment of `raw` (those a
@@ -259,7 +259,7 @@ mod tests {
         let again = attachments(&rewritten).expect("parses");
         assert_eq!(again.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["notes.txt"]);
         assert_eq!(again[0].sha256, found[1].sha256);
-        let message = MessageParser::default().parse(&rewritten).expect("message");
+        let message = mail_parser::MessageParser::default().parse(&rewritten).expect("message");
         assert_eq!(message.subject(), Some("slip"));
         assert_eq!(message.body_text(0).as_deref().map(str::trim), Some("See the attached slip."));
     }
