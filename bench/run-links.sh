@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Time-of-click figures (issue 16): the link rewrite at delivery (in process,
-# as the Sieve filter process, and through a real Dovecot's LMTP with and
-# without it) and the click listener's checks per second with a large
-# blocklist, over HTTPS keep-alive. Release build.
+# as the Sieve filter process, through a real Dovecot's LMTP with and
+# without it, and through the picket-linkwrap LMTP proxy in front of it) and
+# the click listener's checks per second with a large blocklist, over HTTPS
+# keep-alive. Release build.
 #   bench/run-links.sh [BLOCKS] [SECONDS] [CLIENTS]
 set -euo pipefail
 cd "$(dirname "$0")/.."

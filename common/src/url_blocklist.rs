@@ -28,6 +28,12 @@ pub fn mail_path(user: &str, mailbox: &str, guid: &str, url: &str) -> String {
     format!("mail:{user}/{mailbox}/{guid} {url}")
 }
 
+/// The SHA-256 an alert about a URL carries (of the mail host or the click
+/// listener): the URL's own, so alerts about one URL group together.
+pub fn alert_sha256(url: &str) -> String {
+    crate::detection::sha256_hex(url.as_bytes())
+}
+
 /// The link a [`mail_path`] names.
 pub fn link_of_mail_path(path: &str) -> Option<&str> {
     let (_, url) = path.strip_prefix("mail:")?.rsplit_once(' ')?;

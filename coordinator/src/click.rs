@@ -309,7 +309,6 @@ pub const CLICK_PATH: &str = "click:";
 /// report per mail host for a batch of logged clicks.
 fn blocked_click_alerts(clicks: &[Click]) -> Vec<(Uuid, picket_common::detection::AlertReport)> {
     use picket_common::detection::{AlertReport, Detection, Severity};
-    use sha2::Digest;
     let mut reports: HashMap<Uuid, AlertReport> = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for c in clicks.iter().filter(|c| c.block_id.is_some()) {
@@ -325,7 +324,7 @@ fn blocked_click_alerts(clicks: &[Click]) -> Vec<(Uuid, picket_common::detection
         });
         report.detections.push(Detection {
             path,
-            sha256: hex::encode(sha2::Sha256::digest(c.url.as_bytes())),
+            sha256: picket_common::url_blocklist::alert_sha256(&c.url),
             size: 0,
             rule: BLOCKED_CLICK_RULE.into(),
             namespace: "picket".into(),

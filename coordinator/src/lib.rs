@@ -57,6 +57,11 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error("data dir {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "data dir {path} is in use by another coordinator{holder}: stop it first, or give this one a data dir of its own \
+         (two on one data dir would corrupt its database and uploads)"
+    )]
+    DataDirInUse { path: PathBuf, holder: String },
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
@@ -95,6 +100,8 @@ pub struct Coordinator {
     /// Base of wrapped links, when there is a click listener.
     pub click_url: Option<String>,
     tasks: JoinSet<()>,
+    /// `<data dir>/coordinator.lock`, locked while this coordinator runs.
+    _lock: std::fs::File,
 }
 
 impl Coordinator {
@@ -109,35 +116,13 @@ impl Coordinator {
         }
         let data_dir = &config.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        let lock = lock_data_dir(data_dir)?;
         let ca = Arc::new(pki::Ca::load_or_create(&data_dir.join("pki"))?);
         let store = Store::connect(&config.database_url()).await?;
         let admin_token_path = data_dir.join("admin.token");
-        if store.api_token_count().await? == 0 {
-            let first = store::NewApiToken {
-                name: "admin",
-                user: None,
-                kind: store::TokenKind::User,
-                role: Role::Admin,
-                created_by: "bootstrap",
-                expires_at: None,
-            };
-            let (_, secret) = store.create_api_token(&first).await?;
-            fsutil::write_file_0600(&admin_token_path, format!("{secret}\n").as_bytes())
-                .map_err(|source| StartError::AdminToken { path: admin_token_path.clone(), source })?;
-            tracing::info!(path = %admin_token_path.display(), "created the first admin API token");
-        }
         let admin_password_path = data_dir.join("admin.password");
-        if store.user_count().await? == 0 {
-            let password = users::generate_password();
-            let hash = users::hash_blocking(password.clone()).await.map_err(StartError::FirstUser)?;
-            store.create_user("admin", Role::Admin, &hash, "bootstrap").await?;
-            fsutil::write_file_0600(&admin_password_path, format!("{password}\n").as_bytes())
-                .map_err(|e| StartError::FirstUser(format!("{}: {e}", admin_password_path.display())))?;
-            tracing::info!(
-                path = %admin_password_path.display(),
-                "created the first console user, admin; its password is in this file: sign in and change it"
-            );
-        }
+        // Replicas starting together make one first admin, not one each.
+        store.exclusively(bootstrap(&store, &admin_token_path, &admin_password_path)).await??;
         let directory = Arc::new(DeviceDirectory::new(store.device_statuses().await?));
         for (id, current, previous) in store.device_serials().await? {
             directory.set_serials(id, gateway::verifier::Serials { current, previous });
@@ -297,6 +282,7 @@ impl Coordinator {
             actions: center,
             click_url,
             tasks,
+            _lock: lock,
         })
     }
 
@@ -305,12 +291,83 @@ impl Coordinator {
         format!("{}://{}", self.api_scheme, self.api_addr)
     }
 
-    /// Wait until every task has stopped (after `shutdown` was cancelled),
-    /// then close the database.
+    /// Wait until every task has stopped (after `shutdown` was cancelled)
+    /// and every upload write in flight has ended, then close the database.
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        self.gateway.uploads.drain().await;
         self.store.close().await;
     }
+}
+
+/// First start: the first admin API token and console user, each written
+/// to a file in the data dir.
+async fn bootstrap(
+    store: &Store,
+    admin_token_path: &std::path::Path,
+    admin_password_path: &std::path::Path,
+) -> Result<(), StartError> {
+    if store.api_token_count().await? == 0 {
+        let first = store::NewApiToken {
+            name: "admin",
+            user: None,
+            kind: store::TokenKind::User,
+            role: Role::Admin,
+            created_by: "bootstrap",
+            expires_at: None,
+        };
+        let (_, secret) = store.create_api_token(&first).await?;
+        fsutil::write_file_0600(admin_token_path, format!("{secret}\n").as_bytes())
+            .map_err(|source| StartError::AdminToken { path: admin_token_path.to_path_buf(), source })?;
+        tracing::info!(path = %admin_token_path.display(), "created the first admin API token");
+    }
+    if store.user_count().await? == 0 {
+        let password = users::generate_password();
+        let hash = users::hash_blocking(password.clone()).await.map_err(StartError::FirstUser)?;
+        store.create_user("admin", Role::Admin, &hash, "bootstrap").await?;
+        fsutil::write_file_0600(admin_password_path, format!("{password}\n").as_bytes())
+            .map_err(|e| StartError::FirstUser(format!("{}: {e}", admin_password_path.display())))?;
+        tracing::info!(
+            path = %admin_password_path.display(),
+            "created the first console user, admin; its password is in this file: sign in and change it"
+        );
+    }
+    Ok(())
+}
+
+/// Lock `<data dir>/coordinator.lock` (an advisory lock the kernel drops
+/// when the process ends, however it ends): one coordinator per data dir.
+/// The file says which process holds it.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("coordinator.lock");
+    let io = |source| StartError::DataDir { path: path.clone(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            let holder = if pid.bytes().all(|b| b.is_ascii_digit()) && !pid.is_empty() {
+                format!(" (pid {pid})")
+            } else {
+                String::new()
+            };
+            return Err(StartError::DataDirInUse { path: dir.to_path_buf(), holder });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
+    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(io)?;
+    Ok(file)
 }
 
 /// Re-read the operator's API certificate on each SIGHUP (new connections

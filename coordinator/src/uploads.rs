@@ -19,6 +19,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use picket_common::actions::{params, ActionKind};
 use picket_common::detection::{is_sha256_hex, sha256_hex};
@@ -77,6 +78,11 @@ pub struct Uploads {
     store: Store,
     /// Chunk bytes accepted by this process (for metrics and tests).
     received: std::sync::atomic::AtomicU64,
+    /// `true` until shutdown. File work runs on blocking threads that
+    /// outlive the session awaiting it; each holds a read guard while it
+    /// runs, so [`Self::drain`] waits for it: nothing writes to the data dir
+    /// after the coordinator has stopped.
+    open: Arc<tokio::sync::RwLock<bool>>,
 }
 
 fn ack(action_id: Uuid, offset: u64) -> UploadAck {
@@ -97,6 +103,7 @@ impl Uploads {
             max_package_bytes: max_sample_bytes,
             store,
             received: Default::default(),
+            open: Arc::new(tokio::sync::RwLock::new(true)),
         };
         std::fs::create_dir_all(&uploads.dir)?;
         std::fs::create_dir_all(&uploads.samples)?;
@@ -107,6 +114,25 @@ impl Uploads {
     /// Chunk bytes this process accepted.
     pub fn received_bytes(&self) -> u64 {
         self.received.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait for the file work in flight; none starts afterwards.
+    pub async fn drain(&self) {
+        *self.open.write().await = false;
+    }
+
+    /// Run file work `f` on a blocking thread, unless shutting down.
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+        let open = self.open.clone().read_owned().await;
+        if !*open {
+            return Err("the coordinator is shutting down".into());
+        }
+        tokio::task::spawn_blocking(move || {
+            let _open = open;
+            f()
+        })
+        .await
+        .map_err(|e| format!("upload task failed: {e}"))
     }
 
     fn part(&self, id: Uuid) -> PathBuf {
@@ -174,20 +200,22 @@ impl Uploads {
         }
         let (part, meta_path, id) = (self.part(b.action_id), self.meta(b.action_id), b.action_id);
         let begin = b.clone();
-        let resumed = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-            let meta = std::fs::read(&meta_path).ok().and_then(|m| serde_json::from_slice::<PartMeta>(&m).ok());
-            let verified = match meta {
-                Some(m) if m.size == begin.size && m.sha256 == begin.sha256 => m.verified,
-                _ => 0,
-            };
-            let file = std::fs::OpenOptions::new().create(true).write(true).truncate(false).mode(0o600).open(&part)?;
-            file.set_len(verified)?;
-            file.sync_all()?;
-            let meta = PartMeta { size: begin.size, sha256: begin.sha256, verified };
-            write_durably(&meta_path, &serde_json::to_vec(&meta).map_err(std::io::Error::other)?)?;
-            Ok(verified)
-        })
-        .await;
+        let resumed = self
+            .blocking(move || -> std::io::Result<u64> {
+                let meta = std::fs::read(&meta_path).ok().and_then(|m| serde_json::from_slice::<PartMeta>(&m).ok());
+                let verified = match meta {
+                    Some(m) if m.size == begin.size && m.sha256 == begin.sha256 => m.verified,
+                    _ => 0,
+                };
+                let file =
+                    std::fs::OpenOptions::new().create(true).write(true).truncate(false).mode(0o600).open(&part)?;
+                file.set_len(verified)?;
+                file.sync_all()?;
+                let meta = PartMeta { size: begin.size, sha256: begin.sha256, verified };
+                write_durably(&meta_path, &serde_json::to_vec(&meta).map_err(std::io::Error::other)?)?;
+                Ok(verified)
+            })
+            .await;
         match resumed {
             Ok(Ok(offset)) => {
                 if offset > 0 {
@@ -210,24 +238,26 @@ impl Uploads {
             return refuse(id, e);
         }
         let (part, meta_path, len) = (self.part(id), self.meta(id), c.data.len() as u64);
-        let written = tokio::task::spawn_blocking(move || -> Result<(PartMeta, bool), String> {
-            let bytes = std::fs::read(&meta_path).map_err(|_| "no upload in progress: send UploadBegin".to_string())?;
-            let mut meta: PartMeta = serde_json::from_slice(&bytes).map_err(|e| format!("upload record: {e}"))?;
-            let verified = match judge_chunk(&meta, &c) {
-                ChunkVerdict::Take { verified } => verified,
-                ChunkVerdict::Resync => return Ok((meta, false)),
-                ChunkVerdict::Refuse(why) => return Err(why),
-            };
-            let io = |e: std::io::Error| format!("coordinator cannot store the upload: {e}");
-            let mut f = std::fs::OpenOptions::new().write(true).open(&part).map_err(io)?;
-            f.seek(SeekFrom::Start(c.offset)).map_err(io)?;
-            f.write_all(&c.data).map_err(io)?;
-            f.sync_data().map_err(io)?;
-            meta.verified = verified;
-            write_durably(&meta_path, &serde_json::to_vec(&meta).map_err(|e| e.to_string())?).map_err(io)?;
-            Ok((meta, true))
-        })
-        .await;
+        let written = self
+            .blocking(move || -> Result<(PartMeta, bool), String> {
+                let bytes =
+                    std::fs::read(&meta_path).map_err(|_| "no upload in progress: send UploadBegin".to_string())?;
+                let mut meta: PartMeta = serde_json::from_slice(&bytes).map_err(|e| format!("upload record: {e}"))?;
+                let verified = match judge_chunk(&meta, &c) {
+                    ChunkVerdict::Take { verified } => verified,
+                    ChunkVerdict::Resync => return Ok((meta, false)),
+                    ChunkVerdict::Refuse(why) => return Err(why),
+                };
+                let io = |e: std::io::Error| format!("coordinator cannot store the upload: {e}");
+                let mut f = std::fs::OpenOptions::new().write(true).open(&part).map_err(io)?;
+                f.seek(SeekFrom::Start(c.offset)).map_err(io)?;
+                f.write_all(&c.data).map_err(io)?;
+                f.sync_data().map_err(io)?;
+                meta.verified = verified;
+                write_durably(&meta_path, &serde_json::to_vec(&meta).map_err(|e| e.to_string())?).map_err(io)?;
+                Ok((meta, true))
+            })
+            .await;
         if let Ok(Ok((_, true))) = &written {
             self.received.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         }
@@ -235,7 +265,7 @@ impl Uploads {
             Ok(Ok((meta, _))) if meta.verified == meta.size => self.complete(device, id).await,
             Ok(Ok((meta, _))) => ack(id, meta.verified),
             Ok(Err(e)) => refuse(id, e),
-            Err(e) => refuse(id, e.to_string()),
+            Err(e) => refuse(id, e),
         }
     }
 
@@ -247,36 +277,37 @@ impl Uploads {
         };
         let (part, meta_path, samples) = (self.part(id), self.meta(id), self.samples.clone());
         let package = self.package_path(id);
-        let sealed = tokio::task::spawn_blocking(move || -> Result<(String, u64), String> {
-            let meta: PartMeta = std::fs::read(&meta_path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or("upload record missing")?;
-            let actual = hash_file(&part).map_err(|e| e.to_string())?;
-            if actual != meta.sha256 {
+        let sealed = self
+            .blocking(move || -> Result<(String, u64), String> {
+                let meta: PartMeta = std::fs::read(&meta_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .ok_or("upload record missing")?;
+                let actual = hash_file(&part).map_err(|e| e.to_string())?;
+                if actual != meta.sha256 {
+                    let _ = std::fs::remove_file(&part);
+                    let _ = std::fs::remove_file(&meta_path);
+                    return Err(format!("the file's SHA-256 is {actual}, not the announced {}", meta.sha256));
+                }
+                if kind == ActionKind::CollectPackage {
+                    std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+                        .and_then(|_| std::fs::rename(&part, &package))
+                        .map_err(|e| format!("cannot keep the package: {e}"))?;
+                } else {
+                    seal_sample(&part, &samples, &meta.sha256).map_err(|e| format!("cannot seal the sample: {e}"))?;
+                }
                 let _ = std::fs::remove_file(&part);
                 let _ = std::fs::remove_file(&meta_path);
-                return Err(format!("the file's SHA-256 is {actual}, not the announced {}", meta.sha256));
-            }
-            if kind == ActionKind::CollectPackage {
-                std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o400))
-                    .and_then(|_| std::fs::rename(&part, &package))
-                    .map_err(|e| format!("cannot keep the package: {e}"))?;
-            } else {
-                seal_sample(&part, &samples, &meta.sha256).map_err(|e| format!("cannot seal the sample: {e}"))?;
-            }
-            let _ = std::fs::remove_file(&part);
-            let _ = std::fs::remove_file(&meta_path);
-            Ok((meta.sha256, meta.size))
-        })
-        .await;
+                Ok((meta.sha256, meta.size))
+            })
+            .await;
         match sealed {
             Ok(Ok((sha256, size))) => self.finished(device, id, &sha256, size).await,
             Ok(Err(e)) => {
                 tracing::warn!(action = %id, error = %e, "upload refused");
                 refuse(id, e)
             }
-            Err(e) => refuse(id, e.to_string()),
+            Err(e) => refuse(id, e),
         }
     }
 

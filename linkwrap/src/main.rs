@@ -8,23 +8,30 @@
 //! and Dovecot delivers the message as it came. A message it leaves as it
 //! is on purpose (signed, no links) goes out byte for byte on stdout.
 //!
+//! Or, without a process per delivery, as an LMTP proxy in front of
+//! Dovecot's LMTP (`picket-linkwrap lmtp`, [`lmtp`]).
+//!
 //! ```sieve
 //! require ["vnd.dovecot.filter", "envelope", "variables"];
 //! if envelope :matches "to" "*" { set "rcpt" "${1}"; }
 //! filter "picket-linkwrap" ["--key", "/etc/dovecot/picket-link.key", "--to", "${rcpt}"];
 //! ```
 
+mod lmtp;
+mod wrap;
+
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use picket_common::link_rewrite::{wrap_links, Wrapped, MAX_MESSAGE};
-use picket_common::links::{KeyFile, Signer};
+use picket_common::link_rewrite::MAX_MESSAGE;
 
 const USAGE: &str = "usage: picket-linkwrap --key FILE --to RECIPIENT
-Wrap a message's links for time-of-click checks (a Dovecot Sieve filter):
-the message on stdin, the wrapped message on stdout.
+       picket-linkwrap lmtp --listen ADDRESS --upstream ADDRESS --key FILE [--max-connections N]
+Wrap a message's links for time-of-click checks.
+As a Dovecot Sieve filter: the message on stdin, the wrapped message on stdout.
   --key FILE       the link key file the agent writes ([mail] link_key_file)
-  --to RECIPIENT   the recipient (the Sieve envelope \"to\")";
+  --to RECIPIENT   the recipient (the Sieve envelope \"to\")
+As an LMTP proxy in front of Dovecot (`lmtp`): see `picket-linkwrap lmtp --help`.";
 
 /// Dovecot delivers the message unchanged when the filter fails.
 const UNCHANGED: u8 = 75; // EX_TEMPFAIL
@@ -32,9 +39,9 @@ const UNCHANGED: u8 = 75; // EX_TEMPFAIL
 /// `--key FILE --to RECIPIENT`, in either order; `Ok(None)`: help or
 /// version was asked for, and printed. (Two flags: no argument parser is
 /// worth its start-up time in a process run per delivery.)
-fn args() -> Result<Option<(String, String)>, String> {
+fn args(argv: impl Iterator<Item = String>) -> Result<Option<(String, String)>, String> {
     let (mut key, mut to) = (None, None);
-    let mut argv = std::env::args().skip(1);
+    let mut argv = argv;
     while let Some(flag) = argv.next() {
         let slot = match flag.as_str() {
             "--key" => &mut key,
@@ -61,7 +68,11 @@ fn args() -> Result<Option<(String, String)>, String> {
 }
 
 fn main() -> ExitCode {
-    let (key_path, to) = match args() {
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().map(String::as_str) == Some("lmtp") {
+        return lmtp::main(argv.skip(1));
+    }
+    let (key_path, to) = match args(argv) {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
@@ -69,10 +80,10 @@ fn main() -> ExitCode {
             return ExitCode::from(UNCHANGED);
         }
     };
-    let key = match std::fs::read_to_string(&key_path).map_err(|e| e.to_string()).and_then(|t| KeyFile::parse(&t)) {
+    let key = match wrap::read_key(&key_path) {
         Ok(k) => k,
         Err(error) => {
-            eprintln!("picket-linkwrap: {key_path}: {error}; links of mail to {to} are not wrapped");
+            eprintln!("picket-linkwrap: {error}; links of mail to {to} are not wrapped");
             return ExitCode::from(UNCHANGED);
         }
     };
@@ -85,25 +96,11 @@ fn main() -> ExitCode {
         eprintln!("picket-linkwrap: message to {to} larger than {} MiB: links not wrapped", MAX_MESSAGE >> 20);
         return ExitCode::from(UNCHANGED);
     }
-    let own = format!("{}{}", key.click_url, picket_common::links::PREFIX);
-    // One message, one Message-ID: the signer is made at the first link.
-    let mut signer: Option<Option<Signer>> = None;
-    let mut wrapper = |message_id: &str, url: &str| {
-        if url.starts_with(&own) {
-            return None; // already ours (a message forwarded inside the organisation)
-        }
-        let signer = signer.get_or_insert_with(|| Signer::new(&key.click_url, &key.key, key.device, &to, message_id));
-        signer.as_ref()?.wrap(url)
-    };
-    let out = match wrap_links(&raw, &mut wrapper) {
-        Wrapped::Changed { message, .. } => message,
-        Wrapped::Unchanged(why) => {
-            if why != "no links" {
-                eprintln!("picket-linkwrap: message to {to} left as it is: {why}");
-            }
-            raw
-        }
-    };
+    let (wrapped, why) = wrap::wrap_for(&raw, &key, &to);
+    if let Some(why) = why {
+        eprintln!("picket-linkwrap: message to {to} left as it is: {why}");
+    }
+    let out = wrapped.unwrap_or(raw);
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(&out).and_then(|()| stdout.flush()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -201,51 +201,14 @@ impl Dovecot {
 
     /// Deliver `message` to `recipients` over LMTP, as an MTA would.
     pub fn deliver(&self, from: &str, recipients: &[String], message: &[u8]) {
-        let stream = TcpStream::connect(("127.0.0.1", self.lmtp)).expect("LMTP");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut w = stream;
-        let reply = |reader: &mut BufReader<TcpStream>| -> String {
-            let mut all = String::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).expect("LMTP reply");
-                all.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                    return all;
-                }
-            }
-        };
-        let expect = |reply: String, code: &str| assert!(reply.starts_with(code), "LMTP: wanted {code}, got {reply}");
-        expect(reply(&mut reader), "220");
-        let say = |w: &mut TcpStream, line: &str| w.write_all(format!("{line}\r\n").as_bytes()).expect("LMTP write");
-        say(&mut w, "LHLO picket-tests");
-        expect(reply(&mut reader), "250");
-        say(&mut w, &format!("MAIL FROM:<{from}>"));
-        expect(reply(&mut reader), "250");
-        for r in recipients {
-            say(&mut w, &format!("RCPT TO:<{r}>"));
-            expect(reply(&mut reader), "250");
+        let sent = lmtp(SocketAddr::from(([127, 0, 0, 1], self.lmtp)), from, recipients, message)
+            .unwrap_or_else(|e| panic!("LMTP: {e}"));
+        for (r, got) in recipients.iter().zip(&sent.rcpt) {
+            assert!(got.starts_with("250"), "LMTP recipient {r}: {got}");
         }
-        say(&mut w, "DATA");
-        expect(reply(&mut reader), "354");
-        let mut data = Vec::with_capacity(message.len() + 64);
-        for line in message.split_inclusive(|&b| b == b'\n') {
-            if line.first() == Some(&b'.') {
-                data.push(b'.');
-            }
-            data.extend_from_slice(line);
-        }
-        if !data.ends_with(b"\n") {
-            data.extend_from_slice(b"\r\n");
-        }
-        data.extend_from_slice(b".\r\n");
-        w.write_all(&data).expect("LMTP data");
-        for r in recipients {
-            let got = reply(&mut reader);
+        for (r, got) in recipients.iter().zip(&sent.data) {
             assert!(got.starts_with("250"), "LMTP delivery to {r}: {got}");
         }
-        say(&mut w, "QUIT");
     }
 
     /// An IMAP session as `user`.
@@ -570,4 +533,66 @@ fn smtp_session(stream: TcpStream, kept: &Received) -> Option<()> {
             say("250 OK")?;
         }
     }
+}
+
+/// What an LMTP server answered a delivery: its reply to each RCPT, then
+/// to the message for each recipient it took.
+#[derive(Debug)]
+pub struct Lmtp {
+    pub rcpt: Vec<String>,
+    pub data: Vec<String>,
+}
+
+/// Deliver `message` to `recipients` over LMTP at `addr`, as an MTA would;
+/// `Err` with the reply when the greeting, LHLO, MAIL or DATA is refused.
+pub fn lmtp(addr: SocketAddr, from: &str, recipients: &[String], message: &[u8]) -> Result<Lmtp, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut w = stream;
+    let reply = |reader: &mut BufReader<TcpStream>| -> Result<String, String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).map_err(|e| format!("reply: {e}"))?;
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return Ok(all);
+            }
+        }
+    };
+    let expect = |reply: String, code: &str| if reply.starts_with(code) { Ok(()) } else { Err(reply) };
+    let say = |w: &mut TcpStream, line: &str| w.write_all(format!("{line}\r\n").as_bytes()).map_err(|e| e.to_string());
+    expect(reply(&mut reader)?, "220")?;
+    say(&mut w, "LHLO picket-tests")?;
+    expect(reply(&mut reader)?, "250")?;
+    say(&mut w, &format!("MAIL FROM:<{from}>"))?;
+    expect(reply(&mut reader)?, "250")?;
+    let mut rcpt = Vec::new();
+    for r in recipients {
+        say(&mut w, &format!("RCPT TO:<{r}>"))?;
+        rcpt.push(reply(&mut reader)?);
+    }
+    let taken = rcpt.iter().filter(|r| r.starts_with("250")).count();
+    say(&mut w, "DATA")?;
+    let go = reply(&mut reader)?;
+    if taken == 0 {
+        return Ok(Lmtp { rcpt, data: vec![go] });
+    }
+    expect(go, "354")?;
+    let mut data = Vec::with_capacity(message.len() + 64);
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line.first() == Some(&b'.') {
+            data.push(b'.');
+        }
+        data.extend_from_slice(line);
+    }
+    if !data.ends_with(b"\n") {
+        data.extend_from_slice(b"\r\n");
+    }
+    data.extend_from_slice(b".\r\n");
+    w.write_all(&data).map_err(|e| format!("data: {e}"))?;
+    let data = (0..taken).map(|_| reply(&mut reader)).collect::<Result<Vec<_>, _>>()?;
+    let _ = say(&mut w, "QUIT");
+    Ok(Lmtp { rcpt, data })
 }

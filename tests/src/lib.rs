@@ -85,6 +85,11 @@ pub fn linkwrap_binary() -> PathBuf {
     binary("picket-linkwrap")
 }
 
+/// The `picket-coordinator` binary of this build.
+pub fn coordinator_binary() -> PathBuf {
+    binary("picket-coordinator")
+}
+
 /// The `picketctl` binary of this build.
 pub fn picketctl_binary() -> PathBuf {
     binary("picketctl")

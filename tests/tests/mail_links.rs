@@ -421,3 +421,123 @@ fn without_a_key_mail_is_delivered_unchanged() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `picket-linkwrap lmtp` in front of a Dovecot's LMTP, on a loopback
+/// port; its stderr in `log`. Killed when dropped.
+struct Proxy {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Proxy {
+    fn start(mail: &Dovecot, key: &std::path::Path, log: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let child = std::process::Command::new(linkwrap_binary())
+            .args(["lmtp", "--listen", &addr.to_string(), "--upstream", &format!("127.0.0.1:{}", mail.lmtp)])
+            .arg("--key")
+            .arg(key)
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("picket-linkwrap lmtp");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the proxy never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Proxy { child, addr }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 16 (speed): the LMTP proxy way of wrapping. Each recipient's copy
+/// is wrapped for that recipient, Dovecot's own answers reach the MTA
+/// (an unknown user is refused at RCPT), a signed message and a line
+/// starting with a dot arrive byte for byte, no key means unchanged mail,
+/// and a stopped Dovecot means a temporary failure — the MTA keeps the
+/// message — never a lost one.
+#[test]
+fn the_lmtp_proxy_wraps_each_recipients_copy_and_loses_no_mail() {
+    use picket_e2e::dovecot::lmtp;
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let users = ["alice".to_string(), "bob".to_string()];
+    let mut mail = Dovecot::start(&users);
+    let (device, key) = (Uuid::new_v4(), [7u8; 32]);
+    let base = "https://click.example.org:7444";
+    let key_file = mail.path().join("proxy-link.key");
+    let key_text = format!("click_url = \"{base}\"\ndevice = \"{device}\"\nkey = \"{}\"\n", "07".repeat(32));
+    std::fs::write(&key_file, &key_text).expect("key");
+    let log = mail.path().join("proxy.log");
+    let mut proxy = Proxy::start(&mail, &key_file, &log);
+
+    // Two users and one Dovecot does not have.
+    let id = format!("{}@phish.example", Uuid::new_v4());
+    let to = ["alice".to_string(), "nobody".to_string(), "bob".to_string()];
+    let sent = lmtp(proxy.addr, "it@phish.example", &to, multipart(&id).as_bytes()).expect("delivered");
+    assert!(sent.rcpt[0].starts_with("250") && sent.rcpt[2].starts_with("250"), "{sent:?}");
+    assert!(sent.rcpt[1].starts_with("550"), "Dovecot's own refusal of an unknown user: {sent:?}");
+    assert!(sent.data.len() == 2 && sent.data.iter().all(|r| r.starts_with("250")), "{sent:?}");
+    for user in &users {
+        let mut imap = mail.imap(user);
+        let uid = *imap.find("INBOX", &id).first().unwrap_or_else(|| panic!("delivered to {user}: {}", mail.log()));
+        let links = wrapped_links(&imap.raw(uid), base);
+        assert_eq!(links.len(), 2, "both links wrapped for {user}");
+        for link in links {
+            let path = &link[base.len()..];
+            let link = picket_common::links::parse(path).and_then(|l| l.verify(&key)).expect("signed with the key");
+            assert_eq!((link.recipient.as_str(), link.device), (user.as_str(), device), "signed for its own recipient");
+            assert!([PLAIN_LINK, HTML_LINK].contains(&link.url.as_str()), "{}", link.url);
+        }
+    }
+
+    // Signed, with a line starting with a dot: byte for byte.
+    let signed_id = format!("{}@bank.example", Uuid::new_v4());
+    let original = signed(&signed_id).replace("Your statement:", ".a line with a dot\r\nYour statement:");
+    let sent = lmtp(proxy.addr, "news@bank.example", &users[..1], original.as_bytes()).expect("delivered");
+    assert!(sent.data[0].starts_with("250"), "{sent:?}");
+    let mut imap = mail.imap("alice");
+    let uid = *imap.find("INBOX", &signed_id).first().expect("delivered");
+    assert!(imap.raw(uid).contains(&original), "left byte for byte");
+
+    // No key (yet): the message goes through unchanged, and the log says why.
+    let away = mail.path().join("key-away");
+    std::fs::rename(&key_file, &away).expect("move the key away");
+    let plain_id = format!("{}@phish.example", Uuid::new_v4());
+    let message = multipart(&plain_id);
+    let sent = lmtp(proxy.addr, "it@phish.example", &users[..1], message.as_bytes()).expect("delivered");
+    assert!(sent.data[0].starts_with("250"), "{sent:?}");
+    let uid = *imap.find("INBOX", &plain_id).first().expect("delivered");
+    assert!(imap.raw(uid).contains(&message), "delivered as it came");
+    let said = std::fs::read_to_string(&log).expect("log");
+    assert!(said.contains("proxy-link.key") && said.contains("not wrapped"), "{said}");
+    std::fs::rename(&away, &key_file).expect("key back");
+    drop(imap);
+
+    // Dovecot down: a temporary failure the MTA retries on, and the proxy lives on.
+    mail.stop();
+    let refused = lmtp(proxy.addr, "it@phish.example", &users[..1], message.as_bytes()).expect_err("not taken");
+    assert!(refused.starts_with("451 4.4.0"), "{refused}");
+    assert!(proxy.child.try_wait().expect("status").is_none(), "the proxy is still running");
+    // An MTA that talks nonsense gets an answer and a closed connection.
+    let mut raw = std::net::TcpStream::connect(proxy.addr).expect("connect");
+    std::io::Write::write_all(&mut raw, &[b'x'; 4096]).expect("write");
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut raw, &mut answer);
+    assert!(answer.starts_with("220 ") && answer.contains("\r\n500 5.5.2 line too long"), "{answer}");
+    mail.restart();
+    let again_id = format!("{}@phish.example", Uuid::new_v4());
+    let sent = lmtp(proxy.addr, "it@phish.example", &users[..1], multipart(&again_id).as_bytes()).expect("delivered");
+    assert!(sent.data[0].starts_with("250"), "{sent:?}");
+    let mut imap = mail.imap("alice");
+    let uid = *imap.find("INBOX", &again_id).first().expect("delivered after Dovecot came back");
+    assert_eq!(wrapped_links(&imap.raw(uid), base).len(), 2);
+}

@@ -195,7 +195,6 @@ impl Action for MailScan {
         let raise = |m: &mail::ScannedMessage| {
             use picket_common::detection::{Detection, Severity};
             use picket_common::url_blocklist as urls;
-            use sha2::Digest;
             let attachments = m.detections.iter().map(|d| Detection {
                 path: crate::mail::scan::alert_path(m, &d.attachment),
                 sha256: d.sha256.clone(),
@@ -206,7 +205,7 @@ impl Action for MailScan {
             });
             let links = m.blocked_links.iter().map(|l| Detection {
                 path: urls::mail_path(&m.user, &m.mailbox, &m.guid, &l.url),
-                sha256: hex::encode(sha2::Sha256::digest(l.url.as_bytes())),
+                sha256: urls::alert_sha256(&l.url),
                 size: 0,
                 rule: urls::MAIL_RULE.into(),
                 namespace: urls::NAMESPACE.into(),

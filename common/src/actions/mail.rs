@@ -741,6 +741,7 @@ pub struct BlockUrl {
     #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
     pub value: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub match_type: UrlMatch,
     /// When the block lifts by itself (Unix ms; none: when undone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

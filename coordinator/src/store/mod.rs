@@ -135,8 +135,33 @@ impl Store {
         };
         let logged = Arc::new(Logged { tx: tokio::sync::watch::channel(0).0 });
         let store = Self { pool, backend, logged };
-        store.migrate().await?;
+        // Replicas starting together: one migrates, the others wait and
+        // find it done (sqlx's own lock is taken only after it creates its
+        // bookkeeping table, which two at once can fail at).
+        store.exclusively(store.migrate()).await??;
         Ok(store)
+    }
+
+    /// Run `work` holding the database's start-up lock, so replicas
+    /// starting at the same moment do first-start work (migrations, the
+    /// first admin) one after the other. On PostgreSQL a session advisory
+    /// lock, ended with its session (the connection is closed after, even
+    /// if `work` is cancelled half-way); on SQLite the data dir's own lock
+    /// already keeps to one coordinator.
+    pub async fn exclusively<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(work.await);
+        }
+        let mut conn = self.pool.acquire().await?.detach();
+        sqlx::query("SELECT pg_advisory_lock($1)").bind(START_LOCK).execute(&mut conn).await?;
+        let out = work.await;
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(out)
+    }
+
+    /// The migrations applied to this database, by version.
+    pub async fn migrations_applied(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&self.pool).await?)
     }
 
     /// Begin a transaction that will write. On SQLite it takes the write lock
@@ -178,6 +203,9 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// The key of [`Store::exclusively`]'s advisory lock ("picket" in ASCII).
+const START_LOCK: i64 = 0x7069_636b_6574;
 
 /// This build's migrations for one backend, compiled into the binary.
 #[derive(Debug)]
