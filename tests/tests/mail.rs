@@ -912,3 +912,26 @@ async fn a_batch_cut_off_by_a_killed_agent_resumes_when_it_restarts_and_nothing_
     agent.kill().expect("SIGKILL");
     agent.wait().expect("reap");
 }
+
+/// A request Dovecot takes and then drops (its doveadm process dies on the
+/// query: prefix `OR` mixed with the implied AND) fails after a couple of
+/// tries with what happened, instead of being sent again for the whole
+/// patience as if Dovecot were down; Dovecot answers the next one.
+#[test]
+fn a_request_that_kills_doveadm_fails_soon_and_dovecot_serves_on() {
+    use picket_agent::mail::doveadm::{Doveadm, DoveadmError};
+    if let Some(why) = dovecot::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mail = Dovecot::start(&["alice".to_string()]);
+    let patience = std::time::Duration::from_secs(120);
+    let doveadm = Doveadm::new(&mail.api_url(), &mail.api_key, patience).expect("client");
+    let started = std::time::Instant::now();
+    let killer = json!({ "user": "alice", "query": ["mailbox", "INBOX", "OR", "body", "a", "body", "b"] });
+    let refused = doveadm.one("search", killer).expect_err("doveadm dies on it");
+    assert!(matches!(refused, DoveadmError::Failed { .. }), "{refused:?}");
+    assert!(started.elapsed() < patience / 4, "not retried for the patience: {:?}", started.elapsed());
+    let good = json!({ "user": "alice", "query": ["mailbox", "INBOX", "(", "body", "a", "OR", "body", "b", ")"] });
+    assert_eq!(doveadm.one("search", good).expect("Dovecot serves on"), json!([]));
+}

@@ -17,6 +17,10 @@ const MAX_ANSWER: u64 = 256 * 1024 * 1024;
 pub enum DoveadmError {
     #[error("Dovecot's doveadm API at {url} is unreachable: {why}")]
     Unreachable { url: String, why: String },
+    /// Dovecot took the request and dropped it (its doveadm process died
+    /// on it, or answered 5xx): trying again for long would only repeat it.
+    #[error("Dovecot's doveadm API at {url} failed the request: {why}")]
+    Failed { url: String, why: String },
     #[error("doveadm {command}: {}", exit_meaning(*.code))]
     Command { command: String, code: i64 },
     #[error("doveadm answered something unreadable: {0}")]
@@ -113,21 +117,31 @@ impl Doveadm {
 
     /// Run `commands` in one request; one answer per command, in order.
     /// While Dovecot is unreachable (stopped, restarting) the request is
-    /// sent again, with growing pauses, for up to the patience: every
-    /// request a batch makes may be repeated (a move only matches what is
-    /// still in its old folder; creating an existing folder is no error).
+    /// sent again, with growing pauses, for up to the patience; a request
+    /// Dovecot took and dropped is sent again [`RETRIES_AFTER_FAILURE`]
+    /// times (a restart may have cut it), then its failure is the answer.
+    /// Every request a batch makes may be repeated (a move only matches
+    /// what is still in its old folder; creating an existing folder is no
+    /// error).
     pub fn run(&self, commands: &[Command]) -> Result<Vec<Result<Value, DoveadmError>>, DoveadmError> {
         let deadline = std::time::Instant::now() + self.patience;
         let mut pause = Duration::from_millis(250);
+        let mut failures = 0;
         loop {
-            match self.attempt(commands) {
-                Err(DoveadmError::Unreachable { why, .. }) if std::time::Instant::now() + pause < deadline => {
-                    tracing::warn!(url = %self.url, %why, "Dovecot is unreachable; trying again");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
+            let error = match self.attempt(commands) {
+                Err(e @ DoveadmError::Unreachable { .. }) => e,
+                Err(e @ DoveadmError::Failed { .. }) if failures < RETRIES_AFTER_FAILURE => {
+                    failures += 1;
+                    e
                 }
                 other => return other,
+            };
+            if std::time::Instant::now() + pause >= deadline {
+                return Err(error);
             }
+            tracing::warn!(%error, "trying again");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -135,18 +149,22 @@ impl Doveadm {
         let body: Vec<Value> =
             commands.iter().enumerate().map(|(i, c)| json!([c.name, c.params, format!("c{i}")])).collect();
         let unreachable = |why: String| DoveadmError::Unreachable { url: self.url.clone(), why };
+        let failed = |why: String| DoveadmError::Failed { url: self.url.clone(), why };
         let mut response = self
             .agent
             .post(&self.url)
             .header("Authorization", &self.authorization)
             .send_json(&body)
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| if never_reached(&e) { unreachable(e.to_string()) } else { failed(e.to_string()) })?;
         let status = response.status();
         if status == 401 || status == 403 {
             return Err(unreachable(format!("the API key was refused (HTTP {status})")));
         }
-        if !status.is_success() {
+        if status == 503 {
             return Err(unreachable(format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            return Err(failed(format!("HTTP {status}")));
         }
         let answer: Value = response
             .body_mut()
@@ -167,6 +185,23 @@ impl Doveadm {
     pub fn one(&self, name: &'static str, params: Value) -> Result<Value, DoveadmError> {
         let mut answers = self.run(&[Command::new(name, params)])?;
         answers.pop().unwrap_or_else(|| Err(DoveadmError::Protocol("no answer".into())))
+    }
+}
+
+/// How often a request Dovecot took and dropped is sent again.
+const RETRIES_AFTER_FAILURE: u32 = 2;
+
+/// Whether a request never reached Dovecot (nothing listening, no
+/// connection in time): Dovecot is stopped or restarting, worth waiting
+/// for. Otherwise it took the request and dropped it.
+fn never_reached(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::Io(io) => {
+            matches!(io.kind(), K::ConnectionRefused | K::NotFound | K::AddrNotAvailable | K::TimedOut)
+        }
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => true,
+        _ => false,
     }
 }
 
