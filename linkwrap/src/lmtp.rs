@@ -455,12 +455,13 @@ impl Shared {
     /// A connection to Dovecot: an idle one, or a new one.
     fn upstream(&self) -> std::io::Result<Upstream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Newest last; one idle too long is closed (dropped: no QUIT, so
+        // no round trip under the lock).
         while let Some((mut up, since)) = idle.pop() {
             if since.elapsed() < IDLE_FOR {
                 up.reused = true;
                 return Ok(up);
             }
-            let _ = up.command("QUIT");
         }
         drop(idle);
         self.connect()
