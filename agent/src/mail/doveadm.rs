@@ -118,7 +118,7 @@ impl Doveadm {
     /// Run `commands` in one request; one answer per command, in order.
     /// While Dovecot is unreachable (stopped, restarting) the request is
     /// sent again, with growing pauses, for up to the patience; a request
-    /// Dovecot took and dropped is sent again [`RETRIES_AFTER_FAILURE`]
+    /// Dovecot took and dropped is sent again `RETRIES_AFTER_FAILURE`
     /// times (a restart may have cut it), then its failure is the answer.
     /// Every request a batch makes may be repeated (a move only matches
     /// what is still in its old folder; creating an existing folder is no
