@@ -182,24 +182,9 @@ fn rewrite(args: &Args) -> anyhow::Result<()> {
     // as it is: the hop alone). Deliveries go round robin — straight to
     // Dovecot, through each proxy — so the machine's drift (Dovecot, the
     // proxy and this client share two cores) weighs on all three alike.
-    let proxy = |key: &str| -> anyhow::Result<(std::process::Child, std::net::SocketAddr)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let child = Command::new(&linkwrap)
-            .args(["lmtp", "--listen", &addr.to_string(), "--upstream", &format!("127.0.0.1:{}", mail.lmtp)])
-            .args(["--key", key])
-            .stderr(Stdio::null())
-            .spawn()?;
-        let t = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            anyhow::ensure!(t.elapsed() < Duration::from_secs(10), "the proxy never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok((child, addr))
-    };
-    let (mut wrapping, wrap_addr) = proxy(&key_arg)?;
-    let no_key = dir.path().join("no-such.key").to_string_lossy().to_string();
-    let (mut passing, pass_addr) = proxy(&no_key)?;
+    let wrapping = picket_e2e::dovecot::LinkProxy::start(&linkwrap, &mail, &key_file, None);
+    let passing = picket_e2e::dovecot::LinkProxy::start(&linkwrap, &mail, &dir.path().join("no-such.key"), None);
+    let (wrap_addr, pass_addr) = (wrapping.addr, passing.addr);
     let lmtp_at = |addr: std::net::SocketAddr| -> anyhow::Result<f64> {
         let t = Instant::now();
         let sent = picket_e2e::dovecot::lmtp(addr, "news@news.example", &["alice".to_string()], &message)
@@ -237,10 +222,7 @@ fn rewrite(args: &Args) -> anyhow::Result<()> {
         }
     }
     last_wrapped("LMTP proxy")?;
-    for p in [&mut wrapping, &mut passing] {
-        let _ = p.kill();
-        let _ = p.wait();
-    }
+    drop((wrapping, passing));
 
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let added = mean(&wrapped) - mean(&plain);

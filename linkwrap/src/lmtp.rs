@@ -508,7 +508,6 @@ impl Shared {
 /// One MTA connection.
 struct Session<'a> {
     shared: &'a Shared,
-    opts: &'a Options,
     client: BufReader<Conn>,
     out: Conn,
     upstream: Option<Upstream>,
@@ -525,10 +524,8 @@ fn unreachable(e: &std::io::Error) -> Reply {
 impl<'a> Session<'a> {
     fn run(shared: &'a Shared, conn: Conn) -> std::io::Result<()> {
         conn.set_timeout(COMMAND_TIMEOUT)?;
-        let opts = &shared.opts;
         let mut s = Session {
             shared,
-            opts,
             client: BufReader::new(conn.try_clone()?),
             out: conn,
             upstream: None,
@@ -536,7 +533,7 @@ impl<'a> Session<'a> {
             from: None,
             recipients: Vec::new(),
         };
-        s.send(&Reply::new(220, &format!("{} LMTP Picket link wrapping ready", opts.hostname)))?;
+        s.send(&Reply::new(220, &format!("{} LMTP Picket link wrapping ready", shared.opts.hostname)))?;
         let result = s.serve();
         if let Some(mut up) = s.upstream.take() {
             // Between transactions it is clean: the next session takes it.
@@ -615,13 +612,13 @@ impl<'a> Session<'a> {
             match self.shared.upstream() {
                 Ok(up) => self.upstream = Some(up),
                 Err(e) => {
-                    eprintln!("picket-linkwrap lmtp: {}: {e}", self.opts.upstream);
+                    eprintln!("picket-linkwrap lmtp: {}: {e}", self.shared.opts.upstream);
                     return unreachable(&e);
                 }
             }
         }
         self.hello = true;
-        let mut lines = vec![self.opts.hostname.clone(), "PIPELINING".into(), "ENHANCEDSTATUSCODES".into()];
+        let mut lines = vec![self.shared.opts.hostname.clone(), "PIPELINING".into(), "ENHANCEDSTATUSCODES".into()];
         lines.push("8BITMIME".into());
         for passed in ["SMTPUTF8", "DSN"] {
             if self.upstream.as_ref().is_some_and(|u| u.has(passed)) {
@@ -672,7 +669,7 @@ impl<'a> Session<'a> {
                 match up {
                     Ok(up) => self.upstream = Some(up),
                     Err(e) => {
-                        eprintln!("picket-linkwrap lmtp: {}: {e}", self.opts.upstream);
+                        eprintln!("picket-linkwrap lmtp: {}: {e}", self.shared.opts.upstream);
                         return unreachable(&e);
                     }
                 }

@@ -596,3 +596,42 @@ pub fn lmtp(addr: SocketAddr, from: &str, recipients: &[String], message: &[u8])
     let _ = say(&mut w, "QUIT");
     Ok(Lmtp { rcpt, data })
 }
+
+/// `picket-linkwrap lmtp` (the binary `linkwrap`) in front of `mail`'s
+/// LMTP on a free loopback port, signing with the key file `key`; its
+/// stderr in `log`, or nowhere. Killed when dropped.
+pub struct LinkProxy {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl LinkProxy {
+    pub fn start(linkwrap: &Path, mail: &Dovecot, key: &Path, log: Option<&Path>) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stderr = match log {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path).expect("log")),
+            None => std::process::Stdio::null(),
+        };
+        let child = Command::new(linkwrap)
+            .args(["lmtp", "--listen", &addr.to_string(), "--upstream", &format!("127.0.0.1:{}", mail.lmtp)])
+            .arg("--key")
+            .arg(key)
+            .stderr(stderr)
+            .spawn()
+            .expect("picket-linkwrap lmtp");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the proxy never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        LinkProxy { child, addr }
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

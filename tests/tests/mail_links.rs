@@ -422,40 +422,6 @@ fn without_a_key_mail_is_delivered_unchanged() {
     }
 }
 
-/// `picket-linkwrap lmtp` in front of a Dovecot's LMTP, on a loopback
-/// port; its stderr in `log`. Killed when dropped.
-struct Proxy {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Proxy {
-    fn start(mail: &Dovecot, key: &std::path::Path, log: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let child = std::process::Command::new(linkwrap_binary())
-            .args(["lmtp", "--listen", &addr.to_string(), "--upstream", &format!("127.0.0.1:{}", mail.lmtp)])
-            .arg("--key")
-            .arg(key)
-            .stderr(std::fs::File::create(log).expect("log"))
-            .spawn()
-            .expect("picket-linkwrap lmtp");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "the proxy never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Proxy { child, addr }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Issue 16 (speed): the LMTP proxy way of wrapping. Each recipient's copy
 /// is wrapped for that recipient, Dovecot's own answers reach the MTA
 /// (an unknown user is refused at RCPT), a signed message and a line
@@ -464,7 +430,7 @@ impl Drop for Proxy {
 /// message — never a lost one.
 #[test]
 fn the_lmtp_proxy_wraps_each_recipients_copy_and_loses_no_mail() {
-    use picket_e2e::dovecot::lmtp;
+    use picket_e2e::dovecot::{lmtp, LinkProxy};
     if let Some(why) = dovecot::skip_reason() {
         eprintln!("skipped: {why}");
         return;
@@ -477,7 +443,7 @@ fn the_lmtp_proxy_wraps_each_recipients_copy_and_loses_no_mail() {
     let key_text = format!("click_url = \"{base}\"\ndevice = \"{device}\"\nkey = \"{}\"\n", "07".repeat(32));
     std::fs::write(&key_file, &key_text).expect("key");
     let log = mail.path().join("proxy.log");
-    let mut proxy = Proxy::start(&mail, &key_file, &log);
+    let mut proxy = LinkProxy::start(&linkwrap_binary(), &mail, &key_file, Some(&log));
 
     // Two users and one Dovecot does not have.
     let id = format!("{}@phish.example", Uuid::new_v4());
